@@ -1,0 +1,46 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels.
+
+Browser WebSockets must come from an allowed host (``AllowedHostsOriginValidator``,
+docs/security.md); a client with a device key (``?key=``) sends no Origin header and
+authenticates with its key instead.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "geoshare.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
+
+from maps.routing import websocket_urlpatterns  # noqa: E402
+
+
+def origin_checked(inner):
+    """Check the Origin of browser handshakes; let keyed, Origin-less clients through.
+
+    Browsers always send Origin on a WebSocket handshake, so a request without one is
+    not a cross-site page; it must then carry a device key to get anywhere.
+    """
+    validated = AllowedHostsOriginValidator(inner)
+
+    async def app(scope, receive, send):
+        headers = dict(scope.get("headers", ()))
+        if b"origin" not in headers:
+            return await inner(scope, receive, send)
+        return await validated(scope, receive, send)
+
+    return app
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": origin_checked(
+            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

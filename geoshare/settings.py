@@ -1,0 +1,226 @@
+"""geoshare settings.
+
+One module; production differs only by environment variables. Every variable has an
+embedded default that runs on a bare machine: SQLite and the in-memory channel layer.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name, default):
+    """Return the environment variable ``name``, or ``default`` when unset or empty."""
+    return os.environ.get(name) or default
+
+
+def env_bool(name, default):
+    """Return ``True`` for 1/true/yes/on, ``False`` for 0/false/no/off, else ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
+
+
+def env_int(name, default):
+    """Return the environment variable ``name`` as an int, or ``default``."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_list(name, default):
+    """Return a comma-separated environment variable as a list of stripped strings."""
+    value = os.environ.get(name, "").strip()
+    return [item.strip() for item in value.split(",") if item.strip()] if value else default
+
+
+DEBUG = env_bool("DEBUG", default=False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # A development key only: `make run` and the tests run with DEBUG=1.
+    SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+if "*" in ALLOWED_HOSTS and not DEBUG:
+    raise ImproperlyConfigured(
+        'ALLOWED_HOSTS = ["*"] is refused in production: list the host names'
+    )
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # SimpleAdminConfig: django-leaflet's own admin module needs GDAL, which geoshare
+    # does not; maps registers its models itself (maps.apps).
+    "django.contrib.admin.apps.SimpleAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "leaflet",
+    "maps",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "geoshare.urls"
+ASGI_APPLICATION = "geoshare.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'data' / 'geoshare.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", default=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets the map pages read while the history writer appends.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_keepalive": True,
+                        "health_check_interval": 10,
+                    }
+                ],
+                "prefix": env_str("REDIS_PREFIX", "geoshare"),
+            },
+        }
+    }
+else:
+    # One process only. Each room hub reads one channel carrying every update of its
+    # room, so the capacity is far above the default 100 (which drops silently).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 100_000},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Cookies: the session is the browser member's credential.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 365
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "maps.logging.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "uvicorn.access": {
+            "handlers": ["console"],
+            "filters": ["redact"],
+            "propagate": False,
+        },
+        "uvicorn.error": {
+            "handlers": ["console"],
+            "filters": ["redact"],
+            "propagate": False,
+        },
+    },
+}
+
+LEAFLET_CONFIG = {
+    "TILES": [],
+    "NO_GLOBALS": False,
+}
+
+# geoshare's own settings.
+GEOSHARE = {
+    # Length of a room's fan-out tick: positions arriving within one tick are
+    # coalesced (latest per member wins) into one frame.
+    "TICK_MS": env_int("GEOSHARE_TICK_MS", default=100),
+    # A sharing member who sent nothing for this long is shown as stale.
+    "STALE_AFTER_MS": env_int("GEOSHARE_STALE_AFTER_MS", default=120_000),
+    # How much trail the map draws behind each marker.
+    "TRAIL_MS": env_int("GEOSHARE_TRAIL_MS", default=600_000),
+    "TILE_URL": env_str(
+        "GEOSHARE_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    ),
+    "TILE_ATTRIBUTION": env_str(
+        "GEOSHARE_TILE_ATTRIBUTION",
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>'
+        " contributors",
+    ),
+    # History is written in batches at most this far apart.
+    "HISTORY_FLUSH_MS": env_int("GEOSHARE_HISTORY_FLUSH_MS", default=1000),
+    # Presence heartbeat between processes (and channel-layer re-subscription).
+    "HEARTBEAT_MS": env_int("GEOSHARE_HEARTBEAT_MS", default=5000),
+    # Frames queued for one socket before it is treated as too slow and resynced.
+    "MAX_PENDING_FRAMES": env_int("GEOSHARE_MAX_PENDING_FRAMES", default=50),
+    # Positions per second per socket before coalescing / warnings; a socket
+    # sending more than FLOOD_PER_S frames in one second is closed.
+    "RATE_PER_S": env_int("GEOSHARE_RATE_PER_S", default=5),
+    "FLOOD_PER_S": env_int("GEOSHARE_FLOOD_PER_S", default=200),
+    "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
+    # Where `make run` serves, for links printed by commands.
+    "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),
+}

@@ -1,0 +1,253 @@
+"""The WebSocket door: ``/ws/rooms/<room_id>/`` (docs/protocol.md).
+
+The consumer authenticates the connection, parses frames, checks what the member may do
+and hands positions to :func:`maps.services.position_publish`. Fan-out is the room hub's
+(maps.hub): the consumer owns no channel-layer channel of its own, and frames reach it
+through :meth:`LocationConsumer.push`, which queues them for this socket's writer.
+"""
+
+import asyncio
+import collections
+import logging
+import time
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import protocol
+from .fixes import InvalidFix, fix_from_frame, now_ms
+from .hub import registry
+from .selectors import member_for_key, room_by_public_id, session_member
+from .services import NotAllowed, amember_stop_sharing, member_ref, position_publish
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+# A channel-layer alias that is never configured: the consumer gets no channel of its
+# own (no per-socket layer traffic, no per-socket queue in the layer).
+NO_LAYER = "geoshare.no-per-socket-channel"
+
+
+def authenticate(room_id, session, key):
+    """Return ``(close_code, member, room)`` for a connection; ``close_code`` ``None`` = ok.
+
+    Synchronous (database). A device key wins over the session; a key of another room is
+    refused with 4403, an unknown key with 4401.
+    """
+    room = room_by_public_id(room_id)
+    if room is None:
+        return protocol.CLOSE_NO_ROOM, None, None
+    if key:
+        member = member_for_key(key)
+        if member is None:
+            return protocol.CLOSE_NOT_AUTHENTICATED, None, room
+        if member.room_id != room.pk:
+            return protocol.CLOSE_FORBIDDEN, None, room
+        return None, member, room
+    if session is None or not session.get("members"):
+        return protocol.CLOSE_NOT_AUTHENTICATED, None, room
+    member = session_member(session, room)
+    if member is None:
+        return protocol.CLOSE_FORBIDDEN, None, room
+    return None, member, room
+
+
+class LocationConsumer(AsyncWebsocketConsumer):
+    """One member's connection to one room.
+
+    After ``accept`` the client receives a ``snapshot``, then the room's frames. Client
+    frames: ``position``, ``stop``, ``ping`` (docs/protocol.md). Close codes 4401, 4403,
+    4404 refuse a connection; 4408 closes a socket that stopped reading.
+    """
+
+    channel_layer_alias = NO_LAYER
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.member = None
+        self.member_id = None
+        self.hub = None
+        self._outbox = collections.deque()
+        self._wake = None
+        self._writer = None
+        self._closing = False
+        self._window_start = 0.0
+        self._window_count = 0
+        self._warned = False
+
+    async def dispatch(self, message):
+        # channels >= 4.2 closes old database connections (a thread hop) before every
+        # handler; frames from the client never touch the ORM on this path, so they
+        # skip it. Connect and disconnect keep it.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
+    # -- connection ---------------------------------------------------------------
+
+    async def connect(self):
+        room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
+        key = key[0] if key else None
+        code, member, room = await database_sync_to_async(authenticate)(
+            room_id, self.scope.get("session"), key
+        )
+        await self.accept()
+        if code is not None:
+            await self.close(code)
+            return
+        self.member = member_ref(member)
+        self.member_id = member.pk
+        self.hub = await registry().hub_for(
+            {"pk": room.pk, "public_id": room.public_id, "name": room.name}
+        )
+        if self._closing:
+            return
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self.hub.attach(self)
+
+    async def disconnect(self, code):
+        self._closing = True
+        if self.hub is not None:
+            self.hub.detach(self)
+        if self._writer is not None:
+            self._writer.cancel()
+        self._outbox.clear()
+
+    # -- frames from the client ---------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            self._reply(protocol.error("bad_json", "frames must be JSON text, not binary"))
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            self._reply(protocol.error("too_large", "frames may be at most 64 KiB"))
+            return
+        if self.member is None or self._closing:
+            return
+        try:
+            frame = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            self._reply(protocol.error("bad_json", "the frame is not valid JSON"))
+            return
+        if type(frame) is not dict:
+            self._reply(protocol.error("bad_json", "the frame must be a JSON object"))
+            return
+        kind = frame.get("type")
+        if kind == "position":
+            await self._position(frame)
+        elif kind == "stop":
+            if self.member.can_publish():
+                await amember_stop_sharing(member=self.member)
+        elif kind == "ping":
+            self._reply(protocol.pong(now_ms()))
+        else:
+            self._reply(protocol.error("unknown_type", "type must be position, stop or ping",
+                                       field="type"))
+
+    async def _position(self, frame):
+        if not self.member.can_publish():
+            self._reply(protocol.error("forbidden", "viewers cannot share a position"))
+            return
+        if self._over_rate():
+            return
+        try:
+            fix = fix_from_frame(frame)
+        except InvalidFix as exc:
+            self._reply(protocol.error("invalid", exc.detail, field=exc.field))
+            return
+        try:
+            await position_publish(member=self.member, fix=fix)
+        except NotAllowed as exc:
+            self._reply(protocol.error("forbidden", str(exc)))
+
+    def _over_rate(self):
+        """Count this second's frames; warn above the rate, close a flood."""
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._window_count = 0
+            self._warned = False
+        self._window_count += 1
+        if self._window_count > settings.GEOSHARE["FLOOD_PER_S"]:
+            self.close_now(protocol.CLOSE_FLOOD)
+            return True
+        if self._window_count > settings.GEOSHARE["RATE_PER_S"] and not self._warned:
+            # Still published: the hub keeps only the newest per tick, so a fast sender
+            # is coalesced, not queued. Told once per second.
+            self._warned = True
+            self._reply(protocol.error(
+                "rate_limited",
+                f"send at most {settings.GEOSHARE['RATE_PER_S']} positions per second",
+            ))
+        return False
+
+    def _reply(self, frame):
+        self.push(protocol.send_message(protocol.encode(frame)))
+
+    # -- frames to the client (called by the hub) -------------------------------------
+
+    def push(self, message):
+        """Queue an ASGI send message for this socket; never blocks.
+
+        A socket that stops reading lets its queue grow to ``MAX_PENDING_FRAMES``; then
+        its backlog is replaced by one fresh snapshot (latest state wins, memory stays
+        bounded by references to frames shared with the other sockets).
+        """
+        if self._closing:
+            return
+        box = self._outbox
+        if len(box) >= settings.GEOSHARE["MAX_PENDING_FRAMES"]:
+            box.clear()
+            if self.hub is not None:
+                message = self.hub.snapshot_message(self.member_id)
+        box.append(message)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
+
+    def resync(self):
+        """Replace this socket's backlog with a fresh snapshot."""
+        if self.hub is not None and not self._closing:
+            self._outbox.clear()
+            self.push(self.hub.snapshot_message(self.member_id))
+
+    def close_now(self, code):
+        """Close this socket with ``code`` from synchronous code (the hub)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._outbox.clear()
+        task = asyncio.get_running_loop().create_task(self._close_later(code))
+        registry().keep(task)
+
+    async def _close_later(self, code):
+        try:
+            await self.close(code)
+        except Exception:
+            pass
+        if self.hub is not None:
+            self.hub.detach(self)
+
+    async def _write_loop(self):
+        box = self._outbox
+        send = self.base_send
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not box:
+                    self._wake = loop.create_future()
+                    await self._wake
+                    continue
+                await send(box.popleft())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The client went away mid-send; disconnect() cleans up.
+            self._closing = True
+            self._outbox.clear()

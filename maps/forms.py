@@ -1,0 +1,31 @@
+"""Forms of the pages."""
+
+from django import forms
+
+from .models import Role
+
+
+class RoomForm(forms.Form):
+    name = forms.CharField(label="Room name", max_length=100)
+    your_name = forms.CharField(label="Your display name", max_length=40)
+
+
+class JoinForm(forms.Form):
+    name = forms.CharField(label="Your display name", max_length=40)
+
+
+class InviteForm(forms.Form):
+    role = forms.ChoiceField(
+        choices=[(Role.MEMBER, "Member (shares and views)"), (Role.VIEWER, "Viewer (only views)")]
+    )
+    expires_in_hours = forms.IntegerField(
+        label="Expires after (hours)", required=False, min_value=1, max_value=24 * 365
+    )
+    max_uses = forms.IntegerField(label="Use limit", required=False, min_value=1,
+                                  max_value=100_000)
+
+
+class RetentionForm(forms.Form):
+    retention_days = forms.IntegerField(
+        label="Keep history (days, 0 = live only)", min_value=0, max_value=3650
+    )

@@ -1,0 +1,113 @@
+"""The history writer: positions reach the database in batches, off the hot path.
+
+Publishing a position appends it to this process's buffer; at most
+``GEOSHARE["HISTORY_FLUSH_MS"]`` later one ``bulk_create`` writes the whole buffer in one
+transaction (and one ``bulk_update`` the members' ``last_seen``). A crash loses at most
+that interval of history; the live map never waits for the database.
+"""
+
+import asyncio
+import logging
+import weakref
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from .models import Member, Position
+from .selectors import from_ms
+
+log = logging.getLogger(__name__)
+
+
+class HistoryWriter:
+    """Buffers ``(member_id, fix, received_ms)`` and writes them in batches."""
+
+    def __init__(self):
+        self.buffer = []
+        self._handle = None
+        self._flushing = None
+        self._tasks = set()
+
+    def add(self, member_id, fix, received_ms):
+        """Queue one position for the history; the write happens within the interval."""
+        self.buffer.append((member_id, fix, received_ms))
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(
+                settings.GEOSHARE["HISTORY_FLUSH_MS"] / 1000, self._start_flush
+            )
+
+    def forget(self, member_ids):
+        """Drop buffered positions of these members (they erased their data)."""
+        member_ids = set(member_ids)
+        self.buffer = [row for row in self.buffer if row[0] not in member_ids]
+
+    def _start_flush(self):
+        self._handle = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self):
+        """Write everything buffered now; wait for a flush already under way first."""
+        while self._flushing is not None:
+            await self._flushing
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        self._flushing = asyncio.get_running_loop().create_future()
+        try:
+            await database_sync_to_async(write_batch)(batch)
+        except Exception:
+            log.exception("history: could not write %d positions", len(batch))
+        finally:
+            done, self._flushing = self._flushing, None
+            done.set_result(None)
+
+
+def write_batch(batch):
+    """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
+
+    Positions of members deleted meanwhile are dropped, not written: a removed or erased
+    member must leave nothing behind.
+    """
+    member_ids = {row[0] for row in batch}
+    with transaction.atomic():
+        present = set(Member.objects.filter(pk__in=member_ids).values_list("pk", flat=True))
+        rows = []
+        last_seen = {}
+        for member_id, fix, received_ms in batch:
+            if member_id not in present:
+                continue
+            rows.append(
+                Position(
+                    member_id=member_id,
+                    lat=fix.lat,
+                    lon=fix.lon,
+                    accuracy=fix.accuracy,
+                    altitude=fix.altitude,
+                    speed=fix.speed,
+                    heading=fix.heading,
+                    battery=fix.battery,
+                    device_time=from_ms(fix.ts),
+                    received=from_ms(received_ms),
+                )
+            )
+            if received_ms > last_seen.get(member_id, 0):
+                last_seen[member_id] = received_ms
+        Position.objects.bulk_create(rows, batch_size=500)
+        members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()]
+        Member.objects.bulk_update(members, ["last_seen"], batch_size=500)
+
+
+_writers = weakref.WeakKeyDictionary()
+
+
+def history_writer():
+    """Return the history writer of the running event loop."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = HistoryWriter()
+    return writer

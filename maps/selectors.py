@@ -1,0 +1,122 @@
+"""Reads that several callers share. All synchronous: call through
+``database_sync_to_async`` from async code."""
+
+from datetime import UTC, datetime
+
+from django.db.models import OuterRef, Q, Subquery
+
+from .models import Invite, Member, Position, Role, Room, hash_key
+
+
+def to_ms(value):
+    """Return an aware datetime as UTC epoch milliseconds (``None`` stays ``None``)."""
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def from_ms(value):
+    """Return UTC epoch milliseconds as an aware ``datetime``."""
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def member_info_dict(member):
+    """Return the fixed part of a member as the protocol shows it."""
+    return {"id": member.pk, "name": member.name, "color": member.color, "role": member.role}
+
+
+def position_wire(position):
+    """Return a stored :class:`Position` as a ``positions[]`` entry (docs/protocol.md)."""
+    data = {"member": position.member_id, "lat": position.lat, "lon": position.lon}
+    for field in ("accuracy", "altitude", "speed", "heading", "battery"):
+        value = getattr(position, field)
+        if value is not None:
+            data[field] = value
+    data["ts"] = to_ms(position.device_time)
+    data["seen"] = to_ms(position.received)
+    return data
+
+
+def live_positions(members):
+    """Return the live position of each sharing member among ``members``, as stored.
+
+    A member's live position is their newest by device time, received after they last
+    stopped sharing. ``members`` is a Member queryset; the result a list of Positions.
+    """
+    newest = (
+        Position.objects.filter(member=OuterRef("pk"))
+        .filter(Q(member__stopped_at__isnull=True) | Q(received__gt=OuterRef("stopped_at")))
+        .order_by("-device_time", "-id")
+        .values("id")[:1]
+    )
+    ids = [
+        pk
+        for pk in members.annotate(live_id=Subquery(newest)).values_list("live_id", flat=True)
+        if pk is not None
+    ]
+    return list(Position.objects.filter(id__in=ids))
+
+
+def room_live_state(room_pk):
+    """Return what a room hub starts from: its members and their live positions.
+
+    Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at"}], "positions":
+    [wire position, ...]}``; times in epoch ms.
+    """
+    members = Member.objects.filter(room_id=room_pk).order_by("pk")
+    rows = []
+    for member in members:
+        rows.append(
+            {
+                "id": member.pk,
+                "info": member_info_dict(member),
+                "last_seen": to_ms(member.last_seen),
+                "stopped_at": to_ms(member.stopped_at),
+            }
+        )
+    positions = [position_wire(p) for p in live_positions(members)]
+    return {"members": rows, "positions": positions}
+
+
+def member_info(room_pk, member_id):
+    """Return one member's info dict, or ``None`` when not (or no longer) in the room."""
+    member = Member.objects.filter(room_id=room_pk, pk=member_id).first()
+    return None if member is None else member_info_dict(member)
+
+
+def member_for_key(key):
+    """Return the member whose device key is ``key`` (with its room), or ``None``."""
+    if not key or len(key) > 200:
+        return None
+    return Member.objects.select_related("room").filter(key_hash=hash_key(key)).first()
+
+
+def session_member(session, room):
+    """Return the member the browser ``session`` holds for ``room``, or ``None``."""
+    member_id = session.get("members", {}).get(room.public_id)
+    if member_id is None:
+        return None
+    return Member.objects.select_related("room").filter(pk=member_id, room=room).first()
+
+
+def usable_invite(token):
+    """Return the invite with this token if it admits people now, else ``None``."""
+    invite = Invite.objects.select_related("room").filter(token=token).first()
+    if invite is None or not invite.is_usable():
+        return None
+    return invite
+
+
+def rooms_for_session(session):
+    """Return ``(room, member)`` pairs of the rooms this browser session is in."""
+    ids = list(session.get("members", {}).values())
+    members = Member.objects.select_related("room").filter(pk__in=ids).order_by("-created")
+    return [(m.room, m) for m in members]
+
+
+def room_by_public_id(public_id):
+    """Return the room with this public id, or ``None``."""
+    return Room.objects.filter(public_id=public_id).first()
+
+
+def owner_of(room):
+    """Return the room's owner member, or ``None``."""
+    return room.members.filter(role=Role.OWNER).first()

@@ -1,0 +1,18 @@
+"""HTTP routes of the maps app."""
+
+from django.urls import path
+
+from . import ingest, phone_views, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("join/<str:token>/", views.join, name="join"),
+    path("r/<str:room_id>/", views.room_map, name="room_map"),
+    path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),
+    path("r/<str:room_id>/leave/", views.room_leave, name="room_leave"),
+    path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
+    path("ingest/owntracks/", ingest.owntracks, name="ingest_owntracks"),
+    path("ingest/osmand/", ingest.osmand, name="ingest_osmand"),
+    path("ingest/gpslogger/<str:key>/", ingest.gpslogger, name="ingest_gpslogger"),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -1,0 +1,192 @@
+"""Pages: home (create a room, your rooms), join, the map, the owner's page."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import selectors, services
+from .forms import InviteForm, JoinForm, RetentionForm, RoomForm
+from .models import Invite, Member, Role
+
+
+def _remember(request, member):
+    """Bind ``member`` to the browser session (the member's credential)."""
+    rooms = dict(request.session.get("members", {}))
+    rooms[member.room.public_id] = member.pk
+    request.session["members"] = rooms
+    request.session.cycle_key()
+
+
+def _forget(request, room):
+    rooms = dict(request.session.get("members", {}))
+    rooms.pop(room.public_id, None)
+    request.session["members"] = rooms
+
+
+def _room_member_or_404(request, room_id):
+    room = selectors.room_by_public_id(room_id)
+    if room is None:
+        raise Http404("No such room")
+    member = selectors.session_member(request.session, room)
+    return room, member
+
+
+@require_http_methods(["GET", "POST"])
+def home(request):
+    """Create a room (and become its owner); list this browser's rooms."""
+    form = RoomForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        room, owner = services.room_create(
+            name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
+            user=request.user if request.user.is_authenticated else None,
+        )
+        services.invite_create(room=room, role=Role.MEMBER)
+        _remember(request, owner)
+        return redirect("room_map", room_id=room.public_id)
+    return render(
+        request,
+        "maps/home.html",
+        {"form": form, "rooms": selectors.rooms_for_session(request.session)},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def join(request, token):
+    """Open an invite link: pick a display name, become a member, land on the map."""
+    invite = selectors.usable_invite(token)
+    if invite is None:
+        return render(request, "maps/invite_invalid.html", status=404)
+    existing = selectors.session_member(request.session, invite.room)
+    if existing is not None:
+        return redirect("room_map", room_id=invite.room.public_id)
+    form = JoinForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            member = services.invite_redeem(
+                token=token, name=form.cleaned_data["name"],
+                user=request.user if request.user.is_authenticated else None,
+            )
+        except services.InviteUnusable:
+            return render(request, "maps/invite_invalid.html", status=404)
+        _remember(request, member)
+        return redirect("room_map", room_id=member.room.public_id)
+    return render(request, "maps/join.html", {"form": form, "room": invite.room,
+                                              "invite": invite})
+
+
+def room_map(request, room_id):
+    """The full-screen live map of a room, for its members."""
+    room, member = _room_member_or_404(request, room_id)
+    if member is None:
+        return render(request, "maps/not_member.html", {"room": room}, status=403)
+    invite = room.invites.filter(revoked=False, role=Role.MEMBER).order_by("pk").first()
+    config = {
+        "roomId": room.public_id,
+        "roomName": room.name,
+        "memberId": member.pk,
+        "role": member.role,
+        "canShare": member.can_publish(),
+        "isOwner": member.role == Role.OWNER,
+        "socketPath": f"/ws/rooms/{room.public_id}/",
+        "tileUrl": settings.GEOSHARE["TILE_URL"],
+        "tileAttribution": settings.GEOSHARE["TILE_ATTRIBUTION"],
+        "inviteUrl": request.build_absolute_uri(invite.path()) if invite else None,
+        "manageUrl": f"/r/{room.public_id}/manage/",
+        "leaveUrl": f"/r/{room.public_id}/leave/",
+        "connectUrl": f"/r/{room.public_id}/connect/",
+    }
+    return render(request, "maps/map.html", {"room": room, "member": member,
+                                             "config": config})
+
+
+@require_http_methods(["GET", "POST"])
+def room_manage(request, room_id):
+    """The owner's page: invites (create, revoke), members (remove), retention."""
+    room, member = _room_member_or_404(request, room_id)
+    if member is None or member.role != Role.OWNER:
+        return render(request, "maps/not_member.html", {"room": room}, status=403)
+    invite_form = InviteForm(prefix="invite")
+    retention_form = RetentionForm(prefix="retention",
+                                   initial={"retention_days": room.retention_days})
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "invite":
+            invite_form = InviteForm(request.POST, prefix="invite")
+            if invite_form.is_valid():
+                hours = invite_form.cleaned_data["expires_in_hours"]
+                services.invite_create(
+                    room=room,
+                    role=invite_form.cleaned_data["role"],
+                    expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
+                    max_uses=invite_form.cleaned_data["max_uses"],
+                )
+                messages.success(request, "Invite created.")
+                return redirect("room_manage", room_id=room_id)
+        elif action == "revoke":
+            invite = Invite.objects.filter(room=room, pk=request.POST.get("invite")).first()
+            if invite is not None:
+                services.invite_revoke(invite=invite)
+                messages.success(request, "Invite revoked; its members were removed.")
+            return redirect("room_manage", room_id=room_id)
+        elif action == "remove":
+            target = (
+                Member.objects.filter(room=room, pk=request.POST.get("member"))
+                .exclude(role=Role.OWNER).first()
+            )
+            if target is not None:
+                services.member_remove(member=target)
+                messages.success(request, f"{target.name} was removed.")
+            return redirect("room_manage", room_id=room_id)
+        elif action == "retention":
+            retention_form = RetentionForm(request.POST, prefix="retention")
+            if retention_form.is_valid():
+                services.room_set_retention(
+                    room=room, days=retention_form.cleaned_data["retention_days"]
+                )
+                messages.success(request, "History retention saved.")
+                return redirect("room_manage", room_id=room_id)
+        elif action == "delete":
+            services.room_delete(room=room)
+            _forget(request, room)
+            messages.success(request, "The room and all its data were deleted.")
+            return redirect("home")
+    invites = [
+        {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable()}
+        for i in room.invites.order_by("-created")
+    ]
+    return render(
+        request,
+        "maps/manage.html",
+        {
+            "room": room,
+            "me": member,
+            "invites": invites,
+            "members": room.members.order_by("created"),
+            "invite_form": invite_form,
+            "retention_form": retention_form,
+        },
+    )
+
+
+@require_POST
+def room_leave(request, room_id):
+    """Leave a room and erase this member's data (positions and membership)."""
+    room, member = _room_member_or_404(request, room_id)
+    if member is not None:
+        if member.role == Role.OWNER:
+            services.room_delete(room=room)
+        else:
+            services.member_remove(member=member)
+        _forget(request, room)
+        messages.success(request, "You left the room; your positions were erased.")
+    return redirect("home")
+
+
+def healthz(request):
+    """Liveness probe for process managers and tests."""
+    return HttpResponse("ok", content_type="text/plain")
