@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 	@bash scripts/install-browser.sh
 
+run: export DEBUG ?= 1
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0

@@ -1,0 +1,449 @@
+// The map page: wires the socket, the map, the markers, the member list and the
+// share control together, and keeps the room's state as the server last told it.
+
+import { clockOffset, serverNow, syncClock } from "./clock.js";
+import { distanceMeters, formatAgo, formatDistance } from "./format.js";
+import { createMap, fitPoints } from "./map.js";
+import { MarkerLayer } from "./markers.js";
+import { MemberList } from "./members.js";
+import { LocationSharer } from "./share.js";
+import { RoomSocket } from "./socket.js";
+
+const config = JSON.parse(document.getElementById("geoshare-config").textContent);
+
+const state = {
+  me: config.memberId,
+  room: { tick_ms: 100, stale_after_ms: 120000, trail_ms: 600000 },
+  members: new Map(),
+  positions: new Map(),
+  following: null,
+  fitted: false,
+};
+
+const elements = {
+  map: document.getElementById("map"),
+  connection: document.getElementById("connection"),
+  notice: document.getElementById("notice"),
+  toast: document.getElementById("toast"),
+  panel: document.getElementById("panel"),
+  panelBody: document.getElementById("panel-body"),
+  panelToggle: document.getElementById("panel-toggle"),
+  memberCount: document.getElementById("member-count"),
+  memberList: document.getElementById("member-list"),
+  shareToggle: document.getElementById("share-toggle"),
+  fitEveryone: document.getElementById("fit-everyone"),
+  copyInvite: document.getElementById("copy-invite"),
+  inviteUrl: document.getElementById("invite-url"),
+  followNote: document.getElementById("follow-note"),
+  followText: document.getElementById("follow-text"),
+  followStop: document.getElementById("follow-stop"),
+  leaveForm: document.getElementById("leave-form"),
+  topbar: document.querySelector(".topbar"),
+};
+
+const map = createMap(elements.map, config);
+const markers = new MarkerLayer(map, { onClick: follow });
+const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
+const socket = new RoomSocket(config.socketPath, {
+  onFrame: handleFrame,
+  onState: handleConnectionState,
+});
+const sharer = config.canShare
+  ? new LocationSharer({
+      send: sendFrame,
+      onChange: renderShare,
+      onError: showToast,
+      keepAliveMs: keepAliveFor(state.room.stale_after_ms),
+    })
+  : null;
+
+function sendFrame(frame) {
+  return socket.send(frame);
+}
+
+// A still device re-sends its position well within the stale threshold.
+function keepAliveFor(staleAfterMs) {
+  return Math.max(1000, Math.floor(staleAfterMs / 3));
+}
+
+// -- frames from the server ------------------------------------------------------
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "snapshot":
+      applySnapshot(frame);
+      break;
+    case "positions":
+      for (const position of frame.positions) applyPosition(position);
+      break;
+    case "presence":
+      applyMember({ ...frame.member, online: frame.online });
+      break;
+    case "members":
+      for (const member of frame.members) applyMember(member);
+      break;
+    case "stopped":
+      applyStopped(frame.member);
+      break;
+    case "removed":
+      applyRemoved(frame.member);
+      break;
+    case "error":
+      applyError(frame);
+      break;
+    case "pong":
+      syncClock(frame.now);
+      break;
+    default:
+      break;
+  }
+  scheduleRender();
+}
+
+function applySnapshot(frame) {
+  syncClock(frame.now);
+  state.me = frame.you;
+  state.room = { ...state.room, ...frame.room };
+  markers.setTrailMs(state.room.trail_ms);
+  if (sharer) sharer.setKeepAlive(keepAliveFor(state.room.stale_after_ms));
+  state.members = new Map(frame.members.map((member) => [member.id, member]));
+  const live = new Set(frame.positions.map((position) => position.member));
+  for (const id of markers.ids()) {
+    if (!live.has(id)) markers.remove(id);
+  }
+  state.positions = new Map();
+  for (const position of frame.positions) applyPosition(position);
+  if (state.following !== null && !state.positions.has(state.following)) unfollow();
+  if (!state.fitted && state.positions.size > 0) {
+    state.fitted = fitPoints(map, markers.targets(), fitOptions());
+  }
+  if (sharer) sharer.resend();
+  renderShare();
+}
+
+function applyPosition(position) {
+  const id = position.member;
+  let member = state.members.get(id);
+  if (member === undefined) {
+    member = { id, name: "…", color: "#64748b", role: "member", online: true };
+    state.members.set(id, member);
+  }
+  member.sharing = true;
+  state.positions.set(id, position);
+  markers.update(member, position, position.seen ?? serverNow());
+  if (state.following === id) map.panTo(markers.targetOf(id), { animate: true });
+  if (!state.fitted) {
+    state.fitted = fitPoints(map, markers.targets(), fitOptions());
+  }
+  if (id === state.me) renderShare();
+}
+
+function applyMember(member) {
+  const known = state.members.get(member.id);
+  state.members.set(member.id, { ...known, ...member });
+  if (known && (known.name !== member.name || known.color !== member.color)) {
+    markers.rename(member);
+  }
+}
+
+function applyStopped(id) {
+  state.positions.delete(id);
+  markers.remove(id);
+  const member = state.members.get(id);
+  if (member) member.sharing = false;
+  if (state.following === id) unfollow();
+  if (id === state.me) renderShare();
+}
+
+function applyRemoved(id) {
+  applyStopped(id);
+  state.members.delete(id);
+}
+
+function applyError(frame) {
+  if (frame.code === "invalid" && frame.field === "ts" && sharer) {
+    sharer.dropDeviceTime();
+    sharer.resend();
+  } else if (frame.code === "forbidden") {
+    showToast(frame.detail || "Not allowed.");
+  }
+}
+
+// -- connection --------------------------------------------------------------------
+
+const CONNECTION_TEXT = {
+  connecting: "Connecting…",
+  connected: "Live",
+  reconnecting: "Reconnecting…",
+  closed: "Disconnected",
+};
+
+let wasConnected = false;
+
+function handleConnectionState(connection, detail) {
+  elements.connection.dataset.state = connection;
+  renderConnection();
+  if (connection === "connected") {
+    if (wasConnected) showToast("Reconnected");
+    wasConnected = true;
+  } else if (connection === "closed") {
+    if (sharer) sharer.stop({ tellServer: false });
+    showNotice(detail);
+  }
+}
+
+function renderConnection() {
+  let text = CONNECTION_TEXT[socket.state] || socket.state;
+  if (socket.state === "reconnecting") {
+    const seconds = Math.ceil((socket.retryAt - Date.now()) / 1000);
+    text = seconds > 0 ? `Reconnecting in ${seconds} s…` : "Reconnecting…";
+  }
+  if (elements.connection.textContent !== text) elements.connection.textContent = text;
+}
+
+function showNotice(text) {
+  const notice = elements.notice;
+  notice.replaceChildren();
+  const message = document.createElement("p");
+  message.textContent = text;
+  const home = document.createElement("a");
+  home.href = "/";
+  home.textContent = "Go to your rooms";
+  notice.append(message, home);
+  notice.hidden = false;
+}
+
+let toastTimer = 0;
+
+function showToast(text) {
+  const toast = elements.toast;
+  toast.textContent = text;
+  toast.hidden = false;
+  window.clearTimeout(toastTimer);
+  toastTimer = window.setTimeout(hideToast, 3500);
+}
+
+function hideToast() {
+  elements.toast.hidden = true;
+}
+
+// -- rendering -----------------------------------------------------------------------
+
+let renderQueued = false;
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  window.setTimeout(render, 0);
+}
+
+function myPosition() {
+  const own = sharer ? sharer.myPosition() : null;
+  if (own) return own;
+  return state.positions.get(state.me) || null;
+}
+
+function rank(row) {
+  if (row.you) return 0;
+  if (row.sharing && !row.stale) return 1;
+  if (row.sharing) return 2;
+  if (row.online) return 3;
+  return 4;
+}
+
+function render() {
+  renderQueued = false;
+  const now = serverNow();
+  const staleAfter = state.room.stale_after_ms;
+  const me = myPosition();
+  const staleIds = new Set();
+  const labels = new Map();
+  const rows = [];
+  for (const member of state.members.values()) {
+    const position = state.positions.get(member.id);
+    const sharing = position !== undefined;
+    const seen = sharing ? (position.seen ?? position.ts) : member.last_seen;
+    const stale = sharing && now - seen > staleAfter;
+    const ago = Number.isFinite(seen) ? formatAgo(now - seen) : "";
+    if (stale) {
+      staleIds.add(member.id);
+      labels.set(member.id, ago);
+    }
+    let distance = "";
+    if (me && sharing && member.id !== state.me) {
+      distance = formatDistance(distanceMeters(me, position));
+    }
+    rows.push({
+      id: member.id,
+      name: member.name,
+      color: member.color,
+      role: member.role,
+      you: member.id === state.me,
+      online: Boolean(member.online),
+      sharing,
+      stale,
+      ago,
+      distance,
+      following: state.following === member.id,
+    });
+  }
+  rows.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  memberList.render(rows);
+  markers.refresh(now, staleIds, labels);
+  elements.memberCount.textContent = String(rows.length);
+  renderConnection();
+  renderFollow();
+}
+
+function renderShare() {
+  const button = elements.shareToggle;
+  if (!button || !sharer) return;
+  const elsewhere = !sharer.active && state.positions.has(state.me);
+  let label = "Share my location";
+  let mode = "off";
+  if (sharer.state === "locating") {
+    label = "Finding you… Stop";
+    mode = "locating";
+  } else if (sharer.state === "on") {
+    label = "Sharing live · Stop";
+    mode = "on";
+  } else if (elsewhere) {
+    label = "Shared from another device · Stop";
+    mode = "elsewhere";
+  }
+  button.dataset.mode = mode;
+  button.setAttribute("aria-pressed", String(mode !== "off"));
+  button.querySelector(".share-label").textContent = label;
+  document.body.classList.toggle("is-sharing", mode !== "off");
+}
+
+function renderFollow() {
+  const member = state.members.get(state.following);
+  const following = state.following !== null && member !== undefined;
+  elements.followNote.hidden = !following;
+  if (following) elements.followText.textContent = `Following ${member.name}`;
+}
+
+// -- follow and fit --------------------------------------------------------------
+
+function follow(id) {
+  const target = markers.targetOf(id);
+  if (target === null) return;
+  state.following = id;
+  map.setView(target, Math.max(map.getZoom(), 15), { animate: true });
+  scheduleRender();
+}
+
+function unfollow() {
+  state.following = null;
+  scheduleRender();
+}
+
+function toggleFollow(id) {
+  if (state.following === id) unfollow();
+  else follow(id);
+}
+
+function fitOptions() {
+  const panel = elements.panel.getBoundingClientRect();
+  const top = elements.topbar.getBoundingClientRect().bottom + 16;
+  const wide = panel.width < window.innerWidth * 0.6;
+  return {
+    paddingTopLeft: [32, top],
+    paddingBottomRight: wide ? [panel.width + 32, 32] : [32, panel.height + 32],
+  };
+}
+
+// -- controls ------------------------------------------------------------------------
+
+function handleShareClick() {
+  if (sharer.active || state.positions.has(state.me)) {
+    sharer.stop();
+    renderShare();
+  } else {
+    sharer.start();
+  }
+}
+
+function handleFitClick() {
+  const points = markers.targets();
+  const me = sharer ? sharer.myPosition() : null;
+  if (me) points.push([me.lat, me.lon]);
+  unfollow();
+  if (!fitPoints(map, points, fitOptions())) showToast("Nobody is sharing a position yet.");
+}
+
+function handlePanelToggle() {
+  const open = elements.panel.dataset.open !== "true";
+  elements.panel.dataset.open = String(open);
+  elements.panelToggle.setAttribute("aria-expanded", String(open));
+  elements.panelBody.hidden = !open;
+}
+
+async function handleCopyInvite() {
+  const url = elements.inviteUrl.value;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch {
+    elements.inviteUrl.select();
+    copied = document.execCommand("copy");
+  }
+  showToast(copied ? "Invite link copied" : "Select the link and copy it");
+  elements.copyInvite.textContent = copied ? "Copied" : "Copy invite link";
+  window.setTimeout(resetCopyLabel, 2000);
+}
+
+function resetCopyLabel() {
+  elements.copyInvite.textContent = "Copy invite link";
+}
+
+function handleLeaveSubmit(event) {
+  const question = event.submitter ? event.submitter.dataset.confirm : "";
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+    return;
+  }
+  if (sharer) sharer.stop({ tellServer: false });
+}
+
+function handleMapDrag() {
+  if (state.following !== null) unfollow();
+}
+
+function handleClockTick() {
+  render();
+}
+
+// On phones the panel is a bottom sheet: keep Leaflet's bottom controls above it.
+function handlePanelResize() {
+  const narrow = window.matchMedia("(max-width: 700px)").matches;
+  const height = narrow ? elements.panel.getBoundingClientRect().height : 0;
+  document.documentElement.style.setProperty("--panel-height", `${Math.round(height)}px`);
+}
+
+if (elements.shareToggle) elements.shareToggle.addEventListener("click", handleShareClick);
+elements.fitEveryone.addEventListener("click", handleFitClick);
+elements.panelToggle.addEventListener("click", handlePanelToggle);
+elements.followStop.addEventListener("click", unfollow);
+if (elements.copyInvite) elements.copyInvite.addEventListener("click", handleCopyInvite);
+elements.leaveForm.addEventListener("submit", handleLeaveSubmit);
+map.on("dragstart", handleMapDrag);
+window.setInterval(handleClockTick, 1000);
+new ResizeObserver(handlePanelResize).observe(elements.panel);
+window.addEventListener("resize", handlePanelResize);
+
+// A small handle for tests and debugging in the console.
+window.geoshare = {
+  config,
+  connection: () => socket.state,
+  markers: () => markers.describe(),
+  sharing: () => (sharer ? sharer.state : "unavailable"),
+  following: () => state.following,
+  clockOffset,
+};
+
+socket.start();
+renderShare();
+render();

@@ -1,0 +1,89 @@
+// The member list: who is online, sharing or stale, last seen, distance from me.
+// Rows are kept per member id and updated in place (focus survives a refresh).
+
+function statusText(row) {
+  const parts = [row.online ? "Online" : "Offline"];
+  if (row.sharing) {
+    parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
+  } else if (!row.online && row.ago) {
+    parts.push(`last seen ${row.ago}`);
+  }
+  if (row.distance) parts.push(row.distance);
+  if (row.role === "viewer") parts.push("viewer");
+  return parts.join(" · ");
+}
+
+export class MemberList {
+  constructor(listElement, { onSelect }) {
+    this.list = listElement;
+    this.onSelect = onSelect;
+    this.rows = new Map();
+    this.order = "";
+    const list = this.list;
+    const select = this.onSelect;
+    function handleListClick(event) {
+      const button = event.target.closest("button.member-button");
+      if (button === null || !list.contains(button)) return;
+      select(Number(button.closest("li").dataset.memberId));
+    }
+    this.list.addEventListener("click", handleListClick);
+  }
+
+  createRow(id) {
+    const li = document.createElement("li");
+    li.className = "member";
+    li.dataset.memberId = String(id);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "member-button";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.setAttribute("aria-hidden", "true");
+    const text = document.createElement("span");
+    text.className = "member-text";
+    const name = document.createElement("span");
+    name.className = "member-name";
+    const status = document.createElement("span");
+    status.className = "member-status";
+    text.append(name, status);
+    button.append(swatch, text);
+    li.append(button);
+    const row = { li, button, swatch, name, status };
+    this.rows.set(id, row);
+    return row;
+  }
+
+  // `rows`: [{id, name, color, role, you, online, sharing, stale, ago, distance,
+  // following}], already in display order.
+  render(rows) {
+    const seen = new Set();
+    for (const data of rows) {
+      seen.add(data.id);
+      const row = this.rows.get(data.id) || this.createRow(data.id);
+      const { li, button, swatch, name, status } = row;
+      li.dataset.online = String(data.online);
+      li.dataset.sharing = String(data.sharing);
+      li.dataset.stale = String(data.stale);
+      li.dataset.you = String(data.you);
+      swatch.style.background = data.color;
+      const label = data.you ? `${data.name} (you)` : data.name;
+      if (name.textContent !== label) name.textContent = label;
+      const text = statusText(data);
+      if (status.textContent !== text) status.textContent = text;
+      button.disabled = !data.sharing;
+      button.setAttribute("aria-pressed", String(data.following));
+      button.title = data.sharing ? `Follow ${data.name} on the map` : `${data.name} is not sharing`;
+    }
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.li.remove();
+        this.rows.delete(id);
+      }
+    }
+    const order = rows.map((r) => r.id).join(",");
+    if (order !== this.order) {
+      this.order = order;
+      for (const data of rows) this.list.append(this.rows.get(data.id).li);
+    }
+  }
+}

@@ -1,0 +1,273 @@
+"""The WebSocket door, driven with channels' WebsocketCommunicator."""
+
+import pytest
+from channels.db import database_sync_to_async
+
+from maps.history import history_writer
+from maps.models import Position
+from maps.services import member_remove
+from tests.conftest import Client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SAMPLE = {"type": "position", "lat": 46.05, "lon": 14.5, "accuracy": 8, "altitude": 295,
+          "speed": 1.3, "heading": 270, "battery": 81, "ts": 1763700000000}
+
+
+async def test_snapshot_lists_members_and_room(room, owner, member, member_key, connect):
+    client = await connect(room, key=member_key)
+    snapshot = client.snapshot
+    assert snapshot["you"] == member.pk
+    assert snapshot["room"]["id"] == room.public_id
+    assert snapshot["room"]["name"] == "Ski trip"
+    assert snapshot["room"]["tick_ms"] == 100
+    by_id = {m["id"]: m for m in snapshot["members"]}
+    assert by_id[owner.pk]["role"] == "owner"
+    assert by_id[owner.pk]["online"] is False
+    assert by_id[member.pk] == {
+        "id": member.pk, "name": "Ana", "color": member.color, "role": "member",
+        "online": True, "sharing": False, "last_seen": by_id[member.pk]["last_seen"],
+    }
+    assert snapshot["positions"] == []
+
+
+async def test_position_reaches_other_members(room, member, member_key, other_key, connect):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send(SAMPLE)
+    frame = await watcher.receive_type("positions")
+    (position,) = frame["positions"]
+    assert position["member"] == member.pk
+    assert position["ts"] == SAMPLE["ts"]
+    expected = {k: float(v) for k, v in SAMPLE.items() if k not in ("type", "ts")}
+    assert {k: position[k] for k in expected} == expected
+    assert isinstance(position["seen"], int)
+    # The sender sees its own position too (one frame for the whole room).
+    assert (await sender.receive_type("positions"))["positions"] == frame["positions"]
+
+
+async def test_late_joiner_gets_latest_position_in_snapshot(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    await sender.send(SAMPLE)
+    await sender.send({**SAMPLE, "lat": 46.06, "ts": SAMPLE["ts"] + 1000})
+    await sender.receive_type("positions")
+    late = await connect(room, key=other_key)
+    (position,) = late.snapshot["positions"]
+    assert (position["member"], position["lat"]) == (member.pk, 46.06)
+    sharing = {m["id"]: m["sharing"] for m in late.snapshot["members"]}
+    assert sharing[member.pk] is True
+
+
+async def test_positions_within_one_tick_are_coalesced(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    for i in range(4):
+        await sender.send({**SAMPLE, "lat": 46.0 + i / 100, "ts": SAMPLE["ts"] + i})
+    frame = await watcher.receive_type("positions")
+    assert [p["lat"] for p in frame["positions"]] == [46.03]
+    assert await watcher.nothing(0.3)
+    # Every one of them is history all the same.
+    await history_writer().flush()
+    count = await database_sync_to_async(Position.objects.filter(member=member).count)()
+    assert count == 4
+
+
+async def test_out_of_order_position_never_moves_marker_back(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send({**SAMPLE, "lat": 46.1, "ts": SAMPLE["ts"] + 5000})
+    assert (await watcher.receive_type("positions"))["positions"][0]["lat"] == 46.1
+    await sender.send({**SAMPLE, "lat": 45.0, "ts": SAMPLE["ts"]})
+    assert await watcher.nothing(0.3)
+    await history_writer().flush()
+    stored = await database_sync_to_async(
+        lambda: sorted(Position.objects.filter(member=member).values_list("lat", flat=True))
+    )()
+    assert stored == [45.0, 46.1]
+
+
+async def test_viewer_cannot_publish(room, viewer_key, member_key, connect):
+    viewer = await connect(room, key=viewer_key)
+    watcher = await connect(room, key=member_key)
+    await viewer.send(SAMPLE)
+    error = await viewer.receive_type("error")
+    assert error["code"] == "forbidden"
+    assert await watcher.nothing(0.3)
+    await history_writer().flush()
+    assert await database_sync_to_async(Position.objects.count)() == 0
+
+
+async def test_stranger_is_refused_with_4403(room, stranger_key, connect):
+    client = await connect(room, key=stranger_key, expect_snapshot=False)
+    assert await client.close_code() == 4403
+
+
+async def test_unknown_key_is_refused_with_4401(room, connect):
+    client = await connect(room, key="not-a-key", expect_snapshot=False)
+    assert await client.close_code() == 4401
+
+
+async def test_no_credentials_is_refused_with_4401(room, connect):
+    client = await connect(room, expect_snapshot=False)
+    assert await client.close_code() == 4401
+
+
+async def test_unknown_room_is_refused_with_4404(room, member_key, connect):
+    room.public_id = "no-such-room"
+    client = await connect(room, key=member_key, expect_snapshot=False)
+    assert await client.close_code() == 4404
+
+
+async def test_removed_member_is_closed_and_refused(room, member, member_key, other_key,
+                                                    connect):
+    client = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await client.send(SAMPLE)
+    await watcher.receive_type("positions")
+    member_id = member.pk
+    await database_sync_to_async(member_remove)(member=member)
+    assert await client.close_code() == 4403
+    assert (await watcher.receive_type("stopped"))["member"] == member_id
+    assert (await watcher.receive_type("removed"))["member"] == member_id
+    again = await connect(room, key=member_key, expect_snapshot=False)
+    assert await again.close_code() == 4401
+    fresh = await connect(room, key=other_key)
+    assert fresh.snapshot["positions"] == []
+    assert member_id not in {m["id"] for m in fresh.snapshot["members"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "field"),
+    [
+        ("not json", "bad_json", None),
+        ("", "bad_json", None),
+        ("[]", "bad_json", None),
+        ("null", "bad_json", None),
+        ('{"type": "dance"}', "unknown_type", "type"),
+        ('{"lat": 1, "lon": 2}', "unknown_type", "type"),
+        ('{"type": "position", "lon": 2}', "invalid", "lat"),
+        ('{"type": "position", "lat": 90.0000001, "lon": 2}', "invalid", "lat"),
+        ('{"type": "position", "lat": 1, "lon": -180.5}', "invalid", "lon"),
+        ('{"type": "position", "lat": "1", "lon": 2}', "invalid", "lat"),
+        ('{"type": "position", "lat": true, "lon": 2}', "invalid", "lat"),
+        # orjson refuses numbers that do not fit a double, and NaN, as malformed JSON.
+        ('{"type": "position", "lat": 1e999, "lon": 2}', "bad_json", None),
+        ('{"type": "position", "lat": NaN, "lon": 2}', "bad_json", None),
+        ('{"type": "position", "lat": 1, "lon": 2, "accuracy": -1}', "invalid", "accuracy"),
+        ('{"type": "position", "lat": 1, "lon": 2, "ts": "now"}', "invalid", "ts"),
+        ('{"type": "position", "lat": 1, "lon": 2, "heading": 361}', "invalid", "heading"),
+    ],
+)
+async def test_bad_frames_get_errors_and_change_nothing(
+    room, member_key, other_key, connect, text, code, field
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send_text(text)
+    error = await sender.receive_type("error")
+    assert error["code"] == code
+    assert error.get("field") == field
+    assert await watcher.nothing(0.25)
+    # The socket stays open and keeps working.
+    await sender.send(SAMPLE)
+    assert (await watcher.receive_type("positions"))["positions"][0]["lat"] == 46.05
+    await history_writer().flush()
+    assert await database_sync_to_async(Position.objects.count)() == 1
+
+
+async def test_binary_frame_is_refused(room, member_key, connect):
+    sender = await connect(room, key=member_key)
+    await sender.communicator.send_to(bytes_data=b'{"type": "position"}')
+    assert (await sender.receive_type("error"))["code"] == "bad_json"
+
+
+async def test_stop_removes_marker_for_others(room, member, member_key, other_key, connect):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send(SAMPLE)
+    await watcher.receive_type("positions")
+    await sender.send({"type": "stop"})
+    assert (await watcher.receive_type("stopped"))["member"] == member.pk
+    await history_writer().flush()
+    late = await connect(room, key=other_key)
+    assert late.snapshot["positions"] == []
+    assert {m["id"]: m["sharing"] for m in late.snapshot["members"]}[member.pk] is False
+
+
+async def test_stopped_share_stays_hidden_after_hub_restart(
+    room, member, member_key, other_key, connect, hubs
+):
+    sender = await connect(room, key=member_key)
+    await sender.send(SAMPLE)
+    await sender.receive_type("positions")
+    await sender.send({"type": "stop"})
+    await sender.receive_type("stopped")
+    await history_writer().flush()
+    await hubs.close()  # the next connection loads the room from the database
+    late = await connect(room, key=other_key)
+    assert late.snapshot["positions"] == []
+
+
+async def test_snapshot_after_hub_restart_comes_from_history(
+    room, member, member_key, other_key, connect, hubs
+):
+    sender = await connect(room, key=member_key)
+    await sender.send(SAMPLE)
+    await sender.receive_type("positions")
+    await sender.disconnect()
+    await history_writer().flush()
+    await hubs.close()
+    late = await connect(room, key=other_key)
+    (position,) = late.snapshot["positions"]
+    assert (position["member"], position["ts"], position["heading"]) == (
+        member.pk, SAMPLE["ts"], 270.0)
+
+
+async def test_presence_follows_connections(room, member, member_key, other_key, connect):
+    async def presence_of(client, member_id):
+        while True:
+            frame = await client.receive_type("presence")
+            if frame["member"]["id"] == member_id:
+                return frame["online"], frame["member"]["online"]
+
+    watcher = await connect(room, key=other_key)
+    client = await connect(room, key=member_key)
+    assert await presence_of(watcher, member.pk) == (True, True)
+    await client.disconnect()
+    assert await presence_of(watcher, member.pk) == (False, False)
+
+
+async def test_ping_is_answered(room, member_key, connect):
+    client = await connect(room, key=member_key)
+    await client.send({"type": "ping"})
+    assert isinstance((await client.receive_type("pong"))["now"], int)
+
+
+async def test_session_member_connects_without_key(room, owner, connect, client):
+    # A browser session bound by the join flow authenticates the socket.
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store["members"] = {room.public_id: owner.pk}
+    await database_sync_to_async(store.save)()
+    cookie = f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()
+    ws = await connect(room, headers=[(b"cookie", cookie),
+                                      (b"origin", b"http://127.0.0.1")])
+    assert ws.snapshot["you"] == owner.pk
+
+
+async def test_foreign_origin_is_refused(room, member_key, hubs):
+    # A page on another site cannot open a socket, even with a key in the URL: the
+    # handshake itself is denied (AllowedHostsOriginValidator).
+    client = Client(f"/ws/rooms/{room.public_id}/?key={member_key}",
+                    headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await client.connect()
+    assert connected is False
