@@ -342,7 +342,14 @@ class Run:
         published_at = loop.time()
         cpu_pub = time.process_time() - cpu0
         emit({"event": "published"})
-        await asyncio.sleep(self.drain)
+        # Drain: wait for positions still in flight, no longer than drain_s, and not
+        # at all once everything expected has arrived.
+        drain_end = loop.time() + self.drain
+        while loop.time() < drain_end:
+            expected = expected_deliveries(self.sent_by_room, self.connected_by_room)
+            if self.counters.positions >= expected:
+                break
+            await asyncio.sleep(0.05)
         drained_at = loop.time()
         cpu_all = time.process_time() - cpu0
         self.measuring = False

@@ -245,8 +245,41 @@ def _reader(stream, q: queue.Queue) -> None:
     q.put(None)
 
 
-def run_point(point: Point, env: dict, fixtures: Fixtures, work: Path) -> dict:
-    """Run one point on fresh server(s); return the loadgen result plus server metrics."""
+def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
+    """``py-spy record`` each server for the publishing window (collapsed stacks)."""
+    exe = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
+    if exe is None:
+        print("(py-spy not installed: no profile)", file=sys.stderr)
+        return []
+    procs = []
+    for s in servers:
+        name = f"{point.scenario}-{point.app}-{point.ws}-{sum(point.sizes)}-{s.port}.txt"
+        procs.append(
+            subprocess.Popen(
+                [exe, "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                 "--duration", str(int(point.duration_s)), "--pid", str(s.proc.pid),
+                 "-o", str(out / name)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return procs
+
+
+def run_point(
+    point: Point,
+    env: dict,
+    fixtures: Fixtures,
+    work: Path,
+    profile_dir: Path | None = None,
+    profile_apps: tuple = ("geoshare",),
+) -> dict:
+    """Run one point on fresh server(s); return the loadgen result plus server metrics.
+
+    With ``profile_dir``, the servers of ``profile_apps`` points are sampled by py-spy
+    while the generator publishes.
+    """
+    profilers: list = []
     paths = fixtures.rooms(point.app, point.sizes)
     server_env = dict(env)
     redis = None
@@ -318,6 +351,8 @@ def run_point(point: Point, env: dict, fixtures: Fixtures, work: Path) -> dict:
             elif kind == "publishing":
                 metrics["t0"] = time.monotonic()
                 metrics["cpu0"] = [s.cpu() for s in servers]
+                if profile_dir is not None and point.app in profile_apps:
+                    profilers = start_profilers(point, servers, profile_dir)
             elif kind == "published":
                 wall = time.monotonic() - metrics["t0"]
                 cpu = [s.cpu() - c for s, c in zip(servers, metrics["cpu0"])]
@@ -326,6 +361,8 @@ def run_point(point: Point, env: dict, fixtures: Fixtures, work: Path) -> dict:
             elif kind == "result":
                 result = event
         gen.wait(30)
+        for prof in profilers:
+            prof.wait(60)
         rss_base = sum(s.rss_base for s in servers)
         sockets = max(1, result["sockets"])
         result.update(
@@ -526,9 +563,15 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, help="publishing seconds per point")
     parser.add_argument("--json", help="also write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the geoshare servers while publishing (raw stacks)")
     args = parser.parse_args(argv)
 
     raise_nofile()
+    profile_dir = None
+    if args.profile:
+        profile_dir = Path(args.profile).resolve()
+        profile_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="geoshare-bench-"))
     env = prepare_env(work)
     fixtures = Fixtures()
@@ -551,7 +594,9 @@ def main(argv=None) -> int:
                         p.result = {"skipped": f"stopped after {stopped[p.app]}"}
                     else:
                         try:
-                            p.result = run_point(p, env, fixtures, work)
+                            p.result = run_point(
+                                p, env, fixtures, work, profile_dir=profile_dir
+                            )
                         except Exception as exc:  # noqa: BLE001 - one bad point, not all
                             p.result = {"error": f"{type(exc).__name__}: {exc}"}
                         if ascending and (p.result.get("error") or failed(p.result)):

@@ -20,7 +20,7 @@ from django.conf import settings
 from . import protocol
 from .fixes import InvalidFix, fix_from_frame, now_ms
 from .hub import registry
-from .selectors import member_for_key, room_by_public_id, session_member
+from .selectors import member_for_key, member_info_dict, room_by_public_id, session_member
 from .services import NotAllowed, amember_stop_sharing, member_ref, position_publish
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.member = None
         self.member_id = None
+        self.member_info = None
         self.hub = None
         self._outbox = collections.deque()
         self._wake = None
@@ -102,6 +103,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
             return
         self.member = member_ref(member)
         self.member_id = member.pk
+        self.member_info = member_info_dict(member)
         self.hub = await registry().hub_for(
             {"pk": room.pk, "public_id": room.public_id, "name": room.name}
         )

@@ -55,8 +55,8 @@ class RoomHub:
 
     Shapes: ``members`` maps member id to a member dict (``id``, ``name``, ``color``,
     ``role``); ``latest`` maps member id to its live wire position (``Fix.to_wire``);
-    times are epoch milliseconds. Sockets are objects with ``member_id`` and the
-    methods ``push(message)`` and ``close_now(code)`` (see maps.consumers).
+    times are epoch milliseconds. Sockets are objects with ``member_id``,
+    ``member_info`` (a member dict) and the methods ``push(message)`` and ``close_now(code)`` (see maps.consumers).
     """
 
     def __init__(self, registry, room):
@@ -136,6 +136,9 @@ class RoomHub:
             self._idle_handle.cancel()
             self._idle_handle = None
         member_id = socket.member_id
+        if member_id not in self.members:
+            # Joined after this hub loaded the room (another process created it).
+            self.members[member_id] = socket.member_info
         now = now_ms()
         was_online = self.is_online(member_id)
         self.local_counts[member_id] = self.local_counts.get(member_id, 0) + 1

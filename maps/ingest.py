@@ -17,8 +17,10 @@ Wire formats and their sources:
   https://github.com/mendhak/gpslogger.
 """
 
+import asyncio
 import base64
 import binascii
+import contextvars
 import math
 import re
 from datetime import UTC, datetime
@@ -493,11 +495,17 @@ def _basic_password(request):
 async def _publish(member, fixes):
     """Publish validated fixes; return ``False`` when the member may not publish."""
     ref = member_ref(member)
+    if len(fixes) == 1:
+        publishing = position_publish(member=ref, fix=fixes[0])
+    else:
+        publishing = positions_publish(member=ref, fixes=fixes)
+    # Published from a fresh context: the history writer schedules its batched write
+    # from the caller's context, and Django's ASGI handler shuts the request's
+    # thread-sensitive executor when the response is sent, so a write scheduled from
+    # the request's own context fails ("CurrentThreadExecutor already quit").
+    task = asyncio.get_running_loop().create_task(publishing, context=contextvars.Context())
     try:
-        if len(fixes) == 1:
-            await position_publish(member=ref, fix=fixes[0])
-        else:
-            await positions_publish(member=ref, fixes=fixes)
+        await task
     except NotAllowed:
         return False
     return True

@@ -33,12 +33,13 @@ def qr_svg(text):
     return mark_safe(code.svg_inline(scale=4, border=2, title="QR code of the URL above"))
 
 
-def phone_apps(base_url, member, key):
+def phone_apps(base_url, key):
     """Return, per app, the URL to enter, its QR code and the other settings.
 
     ``base_url`` is the site's absolute root without the trailing slash, ``key`` the
     member's device key in clear. Shape: a list of dicts with ``id``, ``name``,
-    ``url``, ``qr`` (inline SVG), ``settings`` (label, value pairs) and ``steps``.
+    ``url`` and ``url_label`` (where the app takes it), ``settings`` (the other
+    settings, as label, value pairs) and ``steps``; :func:`_with_qr` adds ``qr``.
     """
     owntracks_url = f"{base_url}/ingest/owntracks/?{urlencode({'key': key})}"
     traccar_url = f"{base_url}/ingest/osmand/"
@@ -49,11 +50,12 @@ def phone_apps(base_url, member, key):
             "id": "owntracks",
             "name": "OwnTracks (Android, iOS)",
             "url": owntracks_url,
+            "url_label": "URL (Preferences, Connection, Host)",
             "settings": [
                 ("Mode", "HTTP"),
-                ("URL", owntracks_url),
-                ("Authentication / Password", "not needed: the key is in the URL"),
+                ("User name and password", "leave empty: the key is in the URL"),
                 ("Encryption key", "leave empty (geoshare cannot decrypt)"),
+                ("Tracker ID", "any; the others see you under your name here"),
             ],
             "steps": [
                 "Open Preferences, Connection, and choose the HTTP mode.",
@@ -66,8 +68,8 @@ def phone_apps(base_url, member, key):
             "id": "traccar",
             "name": "Traccar Client (Android, iOS)",
             "url": traccar_url,
+            "url_label": "Server URL",
             "settings": [
-                ("Server URL", traccar_url),
                 ("Device identifier", key),
                 ("Location accuracy", "high (or medium to save battery)"),
             ],
@@ -81,8 +83,8 @@ def phone_apps(base_url, member, key):
             "id": "osmand",
             "name": "OsmAnd (Android, iOS)",
             "url": osmand_url,
+            "url_label": "Web address (Trip recording, Online tracking)",
             "settings": [
-                ("Trip recording, Online tracking web address", osmand_url),
                 ("Online tracking", "on"),
             ],
             "steps": [
@@ -95,9 +97,9 @@ def phone_apps(base_url, member, key):
             "id": "gpslogger",
             "name": "GPSLogger (Android)",
             "url": gpslogger_url,
+            "url_label": "URL (Logging details, Log to custom URL)",
             "settings": [
-                ("Logging details, Log to custom URL", "on"),
-                ("URL", gpslogger_url),
+                ("Log to custom URL", "on"),
                 ("HTTP method", "GET"),
                 ("HTTP body and headers", "leave empty"),
             ],
@@ -135,6 +137,6 @@ def connect_phone(request, room_id):
     if request.method == "POST":
         key = services.member_rotate_key(member=member)
         base_url = request.build_absolute_uri("/").rstrip("/")
-        apps = _with_qr(phone_apps(base_url, member, key))
+        apps = _with_qr(phone_apps(base_url, key))
     return render(request, "maps/connect.html",
                   {"room": room, "member": member, "apps": apps, "key": key})

@@ -305,10 +305,10 @@ function renderShare() {
     label = "Finding you… Stop";
     mode = "locating";
   } else if (sharer.state === "on") {
-    label = "Sharing live · Stop";
+    label = "Sharing · Stop";
     mode = "on";
   } else if (elsewhere) {
-    label = "Shared from another device · Stop";
+    label = "Shared elsewhere · Stop";
     mode = "elsewhere";
   }
   button.dataset.mode = mode;

@@ -7,7 +7,7 @@
 
 const FINAL_CLOSE_CODES = new Map([
   [4401, "You are not signed in to this room. Open your invite link again."],
-  [4403, "You are not (or no longer) a member of this room."],
+  [4403, "You are no longer a member of this room."],
   [4404, "This room does not exist any more."],
 ]);
 const BACKOFF_FIRST_MS = 500;

@@ -1,0 +1,214 @@
+"""Helpers of the browser tests (tests/test_browser.py): Chromium, servers, pages.
+
+Playwright drives Debian's Chromium (``/usr/bin/chromium``): Playwright's own browser
+download cannot work without internet. Every page is watched for JavaScript errors,
+console errors and failed requests; map tiles are the only requests allowed to fail
+(this machine has no network, and the tests block the tile server outright).
+"""
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from tests.servers import ROOT, Project, Uvicorn, skip_or_fail
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root in a container
+    "--disable-gpu",
+    # No network here: Chromium stalls on its own background requests otherwise.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+TILE_PREFIX = "https://tile.openstreetmap.org/"
+TILE_PATTERN = re.compile(r"^https://tile\.openstreetmap\.org/")
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def chromium_or_skip():
+    """Return the Chromium path; skip (fail under CI) when it is not installed."""
+    if not CHROMIUM.exists():
+        skip_or_fail(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
+            "to run the browser tests"
+        )
+    return str(CHROMIUM)
+
+
+def screenshot(page, name):
+    """Save a full-page screenshot as tests/artifacts/<name>.png for people to look at."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+class PageProblems:
+    """Collect what went wrong on the pages of a test: errors and failed requests.
+
+    ``allow`` are regular expressions of console messages that a test expects (a
+    WebSocket that cannot connect while the server restarts).
+    """
+
+    def __init__(self):
+        self.problems = []
+        self.allow = []
+
+    def watch(self, page, label):
+        def handle_page_error(error):
+            self.problems.append(f"{label}: JavaScript error: {error}")
+
+        def handle_console(message):
+            if message.type != "error":
+                return
+            url = (message.location or {}).get("url", "")
+            if url.startswith(TILE_PREFIX):
+                return
+            if any(re.search(pattern, message.text) for pattern in self.allow):
+                return
+            self.problems.append(f"{label}: console error: {message.text} ({url})")
+
+        def handle_request_failed(request):
+            if request.url.startswith(TILE_PREFIX):
+                return
+            self.problems.append(
+                f"{label}: request failed: {request.method} {request.url}: {request.failure}"
+            )
+
+        def handle_response(response):
+            if response.status >= 400 and not response.url.startswith(TILE_PREFIX):
+                self.problems.append(f"{label}: HTTP {response.status} for {response.url}")
+
+        page.on("pageerror", handle_page_error)
+        page.on("console", handle_console)
+        page.on("requestfailed", handle_request_failed)
+        page.on("response", handle_response)
+        return page
+
+    def assert_none(self):
+        assert not self.problems, "problems on the pages:\n" + "\n".join(self.problems)
+
+
+class Site:
+    """One geoshare server for one test: a migrated SQLite copy and uvicorn."""
+
+    def __init__(self, tmp_path, template_db, **env):
+        self.project = Project(tmp_path, **env)
+        shutil.copy(template_db, self.project.db)
+        self.server = None
+        self.port = None
+
+    def start(self):
+        self.server = Uvicorn(self.project, port=self.port)
+        self.port = self.server.port
+        # Commands (replay_gpx) reach this server through GEOSHARE_PUBLIC_URL.
+        self.project.env["GEOSHARE_PUBLIC_URL"] = self.url
+        self.server.start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+
+    def restart(self):
+        """Stop the server and start a new one on the same port."""
+        self.stop()
+        return self.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self):
+        return self.server.output() if self.server else ""
+
+
+def migrated_db(directory):
+    """Migrate a fresh SQLite database in ``directory``; return its path."""
+    project = Project(directory).migrate()
+    return project.db
+
+
+# -- pages ----------------------------------------------------------------------------
+
+
+def wait_connected(page, timeout=10_000):
+    """Wait until the map page's socket has its snapshot."""
+    page.wait_for_function(
+        "window.geoshare && window.geoshare.connection() === 'connected'", timeout=timeout
+    )
+
+
+def create_room(page, site, room_name, owner_name):
+    """Create a room on the home page; return the map page's URL (connected)."""
+    page.goto(site.url + "/")
+    form = page.locator("#create-room")
+    form.get_by_label("Room name").fill(room_name)
+    form.get_by_label("Your display name").fill(owner_name)
+    form.get_by_role("button", name="Create room").click()
+    page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]+/$"))
+    wait_connected(page)
+    return page.url
+
+
+def join_room(page, invite_url, name):
+    """Open an invite link, pick ``name`` and land on the (connected) map."""
+    page.goto(invite_url)
+    form = page.locator("#join-room")
+    form.get_by_label("Your display name").fill(name)
+    form.get_by_role("button").click()
+    page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]+/$"))
+    wait_connected(page)
+
+
+def member_id(page):
+    """Return the id of the member the page belongs to."""
+    return page.evaluate("window.geoshare.config.memberId")
+
+
+def room_id(page):
+    return page.evaluate("window.geoshare.config.roomId")
+
+
+def member_row(page, member):
+    """Return the member-list row of member id ``member``."""
+    return page.locator(f'#member-list li[data-member-id="{member}"]')
+
+
+def marker(page, member):
+    """Return what the page's map shows for member ``member`` (or ``None``)."""
+    return page.evaluate("(id) => window.geoshare.markers()[id] || null", member)
+
+
+def wait_marker_at(page, member, lat, lon, timeout=5_000, tolerance=1e-6):
+    """Wait until member ``member``'s marker is at ``lat``, ``lon``; return seconds."""
+    started = time.monotonic()
+    page.wait_for_function(
+        """([id, lat, lon, tol]) => {
+            const m = window.geoshare.markers()[id];
+            return m && Math.abs(m.lat - lat) < tol && Math.abs(m.lon - lon) < tol;
+        }""",
+        arg=[member, lat, lon, tolerance],
+        timeout=timeout,
+    )
+    return time.monotonic() - started
+
+
+def wait_no_marker(page, member, timeout=5_000):
+    page.wait_for_function(
+        "(id) => !(id in window.geoshare.markers())", arg=member, timeout=timeout
+    )
+
+
+def start_sharing(page):
+    """Click "Share my location" and wait until positions are being sent."""
+    page.get_by_role("button", name="Share my location").click()
+    page.wait_for_function("window.geoshare.sharing() === 'on'", timeout=5_000)
+
+
+def env_flag(name):
+    return bool(os.environ.get(name))

@@ -1,0 +1,985 @@
+"""The phone-app doors: OwnTracks, OsmAnd / Traccar Client, GPSLogger, "Connect a phone".
+
+Payloads are in each app's own format (docs/phones.md gives the sources). What was
+stored is read after flushing the history writer of the test's event loop; what was
+broadcast is read by a viewer's WebSocket on the room.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient, Client
+
+from geoshare.asgi import application
+from maps import ingest
+from maps.fixes import InvalidFix
+from maps.history import history_writer
+from maps.hub import registry
+from maps.models import Position, Role
+from maps.selectors import member_for_key
+from maps.services import amember_stop_sharing, member_create, member_ref, room_create
+
+ROOT = Path(__file__).resolve().parents[1]
+GPX_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpx"
+
+db_async = pytest.mark.django_db(transaction=True)
+
+# Device time of the test positions: ten minutes ago, in epoch seconds.
+T = int(time.time()) - 600
+
+
+# -- fixtures and helpers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def party(transactional_db):
+    """A room with an owner, two members and a viewer with keys; a stranger elsewhere."""
+    room, owner = room_create(name="Ski trip", owner_name="Olga")
+    ana, ana_key = member_create(room=room, name="Ana", role=Role.MEMBER)
+    bo, bo_key = member_create(room=room, name="Bo", role=Role.MEMBER)
+    vera, vera_key = member_create(room=room, name="Vera", role=Role.VIEWER)
+    elsewhere, _ = room_create(name="Elsewhere", owner_name="Eve")
+    sam, sam_key = member_create(room=elsewhere, name="Sam")
+    return SimpleNamespace(room=room, owner=owner, ana=ana, ana_key=ana_key, bo=bo,
+                           bo_key=bo_key, vera=vera, vera_key=vera_key, sam=sam,
+                           sam_key=sam_key)
+
+
+class Watcher:
+    """A viewer's WebSocket on a room: reads the frames the room broadcasts."""
+
+    def __init__(self, room, key):
+        self.communicator = WebsocketCommunicator(
+            application, f"/ws/rooms/{room.public_id}/?key={key}"
+        )
+
+    async def start(self):
+        connected, _ = await self.communicator.connect()
+        assert connected
+        self.snapshot = await self.communicator.receive_json_from(timeout=2)
+        assert self.snapshot["type"] == "snapshot"
+        await self.drain()
+        return self
+
+    async def drain(self):
+        """Read and drop frames until the room is quiet (presence after connecting)."""
+        # receive_nothing, not a receive timeout: a timeout cancels the application.
+        while not await self.communicator.receive_nothing(timeout=0.3):
+            await self.communicator.receive_json_from()
+
+    async def positions(self, timeout=2):
+        """Return the ``positions[]`` of the next ``positions`` frame."""
+        while True:
+            frame = await self.communicator.receive_json_from(timeout=timeout)
+            if frame["type"] == "positions":
+                return frame["positions"]
+
+    async def quiet(self):
+        """Return whether nothing was broadcast for a few ticks."""
+        return await self.communicator.receive_nothing(timeout=0.4)
+
+
+@pytest.fixture
+async def watch():
+    """Open viewer sockets (``await watch(room, key)``); close them and the hubs after."""
+    watchers = []
+
+    async def open_watcher(room, key):
+        watcher = await Watcher(room, key).start()
+        watchers.append(watcher)
+        return watcher
+
+    yield open_watcher
+    for watcher in watchers:
+        await watcher.communicator.disconnect()
+    await history_writer().flush()
+    await registry().close()
+    await get_channel_layer().flush()
+
+
+async def stored(member):
+    """Return the member's stored positions, oldest device time first."""
+    await history_writer().flush()
+    query = Position.objects.filter(member_id=member.pk).order_by("device_time", "id")
+    return [p async for p in query]
+
+
+def basic(key, user="ana"):
+    token = base64.b64encode(f"{user}:{key}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def owntracks_location(**fields):
+    """An OwnTracks ``location`` as the booklet shows it (fields override)."""
+    message = {"_type": "location", "tid": "an", "lat": 45.2735, "lon": 13.7142,
+               "tst": T, "acc": 8, "alt": 211, "vel": 36, "cog": 270, "batt": 81,
+               "bs": 1, "t": "u"}
+    message.update(fields)
+    return {k: v for k, v in message.items() if v is not None}
+
+
+def traccar_json(key, **coords):
+    """Traccar Client's JSON (www.traccar.org/osmand, Traccar's decoder test vector)."""
+    body = {
+        "location": {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.862Z", time.gmtime(T)),
+            "coords": {"latitude": 45.2735, "longitude": 13.7142, "accuracy": 5,
+                       "speed": 0, "heading": -1, "altitude": 5},
+            "is_moving": False, "odometer": 0, "event": "motionchange",
+            "battery": {"level": 0.42, "is_charging": False},
+            "activity": {"type": "still"}, "extras": {},
+        },
+        "device_id": key,
+    }
+    body["location"]["coords"].update(coords)
+    return body
+
+
+async def post_owntracks(client, message, key, **kwargs):
+    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+    kwargs.setdefault("content_type", "application/json")
+    return await client.post("/ingest/owntracks/", data=body, headers=basic(key), **kwargs)
+
+
+def gpslogger_params(**fields):
+    """What GPSLogger puts in place of the template's placeholders (Java formatting)."""
+    params = {"lat": "45.2735188", "lon": "13.7142099", "acc": "4.5", "alt": "211.15",
+              "spd": "12.5", "dir": "93.0", "batt": "77.0", "timestamp": str(T)}
+    params.update(fields)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+# -- OwnTracks: parsing -----------------------------------------------------------------------
+
+
+def test_owntracks_location_is_converted_to_geoshare_units():
+    fix = ingest.parse_owntracks(json.dumps(owntracks_location()).encode())
+    assert (fix.lat, fix.lon) == (45.2735, 13.7142)
+    assert fix.ts == T * 1000
+    assert fix.accuracy == 8 and fix.altitude == 211 and fix.heading == 270
+    assert fix.speed == pytest.approx(10.0)  # 36 km/h
+    assert fix.battery == 81
+
+
+def test_owntracks_fields_that_are_zero_may_be_absent():
+    message = {"_type": "location", "lat": 45.0, "lon": 13.0, "tst": T}
+    fix = ingest.parse_owntracks(json.dumps(message).encode())
+    assert fix.ts == T * 1000
+    assert (fix.accuracy, fix.altitude, fix.speed, fix.heading, fix.battery) == (
+        None, None, None, None, None)
+
+
+def test_owntracks_negative_speed_and_course_are_unknown():
+    fix = ingest.parse_owntracks(json.dumps(owntracks_location(vel=-1, cog=-1)).encode())
+    assert fix.speed is None and fix.heading is None
+
+
+@pytest.mark.parametrize("kind", ["transition", "waypoint", "waypoints", "lwt", "status",
+                                  "card", "steps", "beacon"])
+def test_owntracks_other_types_give_no_fix(kind):
+    assert ingest.parse_owntracks(json.dumps({"_type": kind, "tst": T}).encode()) is None
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b"garbage", "body"),
+        (b'{"_type": "location", "lat": 45.1, "lo', "body"),
+        (b"[1, 2]", "body"),
+        (b'{"lat": 45.0, "lon": 13.0, "tst": 1}', "_type"),
+        (b'{"_type": "encrypted", "data": "c2VjcmV0"}', "_type"),
+        (b'{"_type": "location", "lat": NaN, "lon": 13.0, "tst": 1700000000}', "body"),
+        (b'{"_type": "location", "lat": 1e999, "lon": 13.0, "tst": 1700000000}', "body"),
+        (b'{"_type": "location", "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": "45.0", "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": 91, "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 181, "tst": 1700000000}', "lon"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": "now"}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 5}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "acc": -3}',
+         "acc"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "batt": 140}',
+         "batt"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "vel": true}',
+         "vel"),
+    ],
+)
+def test_owntracks_bad_input_names_the_field(body, field):
+    with pytest.raises(InvalidFix) as caught:
+        ingest.parse_owntracks(body)
+    assert caught.value.field == field
+
+
+def test_owntracks_tids_are_unique_per_member():
+    assert ingest.owntracks_tid(7, "Ana") == "AN7"
+    assert ingest.owntracks_tid(12, "Ana") == "AN12"
+    assert ingest.owntracks_tid(3, "  ") == "M3"
+
+
+# -- OsmAnd / Traccar Client: parsing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp, expected_ms",
+    [
+        (str(T), T * 1000),
+        (str(T * 1000 + 250), T * 1000 + 250),
+        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T)), T * 1000),
+        (time.strftime("%Y-%m-%dT%H:%M:%S.500+00:00", time.gmtime(T)), T * 1000 + 500),
+        (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T)), T * 1000),
+    ],
+)
+def test_osmand_timestamp_forms(timestamp, expected_ms):
+    fix = ingest.parse_osmand_params({"id": "k", "lat": "45", "lon": "13",
+                                      "timestamp": timestamp})
+    assert fix.ts == expected_ms
+
+
+def test_osmand_query_is_converted_to_geoshare_units():
+    fix = ingest.parse_osmand_params({
+        "id": "k", "lat": "45.2735", "lon": "13.7142", "timestamp": str(T),
+        "hdop": "3.2", "altitude": "211.5", "speed": "10", "bearing": "93.5",
+        "accuracy": "6", "batt": "64", "charge": "true", "valid": "true",
+    })
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000)
+    assert fix.speed == pytest.approx(5.14444, abs=1e-4)  # 10 knots
+    assert fix.heading == 93.5 and fix.altitude == 211.5
+    assert fix.accuracy == 6 and fix.battery == 64
+
+
+def test_osmand_location_parameter_and_heading_alias():
+    fix = ingest.parse_osmand_params({"deviceid": "k", "location": "45.5,13.25",
+                                      "heading": "360"})
+    assert (fix.lat, fix.lon) == (45.5, 13.25)
+    assert fix.heading == 0.0  # 360 folds to 0
+
+
+def test_osmand_negative_speed_and_bearing_are_unknown():
+    fix = ingest.parse_osmand_params({"lat": "45", "lon": "13", "speed": "-1",
+                                      "bearing": "-1", "batt": "-1"})
+    assert fix.speed is None and fix.heading is None and fix.battery is None
+
+
+def test_osmand_without_timestamp_takes_the_servers_time():
+    before = int(time.time() * 1000)
+    fix = ingest.parse_osmand_params({"lat": "45", "lon": "13"})
+    assert before <= fix.ts <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"lon": "13"}, "lat"),
+        ({"lat": "45"}, "lon"),
+        ({"lat": "north", "lon": "13"}, "lat"),
+        ({"lat": "nan", "lon": "13"}, "lat"),
+        ({"lat": "NaN", "lon": "13"}, "lat"),
+        ({"lat": "45", "lon": "Infinity"}, "lon"),
+        ({"lat": "45", "lon": "-inf"}, "lon"),
+        ({"lat": "1e999", "lon": "13"}, "lat"),
+        ({"lat": "0x1f", "lon": "13"}, "lat"),
+        ({"lat": "4_5", "lon": "13"}, "lat"),
+        ({"lat": "-90.5", "lon": "13"}, "lat"),
+        ({"lat": "45", "lon": "180.01"}, "lon"),
+        ({"location": "45"}, "location"),
+        ({"location": "45,x"}, "location"),
+        ({"lat": "45", "lon": "13", "timestamp": "yesterday"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "timestamp": "2024-13-45T99:00:00"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "timestamp": "5"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "speed": "fast"}, "speed"),
+        ({"lat": "45", "lon": "13", "speed": "5000"}, "speed"),
+        ({"lat": "45", "lon": "13", "bearing": "x"}, "bearing"),
+        ({"lat": "45", "lon": "13", "altitude": "-20000"}, "altitude"),
+        ({"lat": "45", "lon": "13", "accuracy": "-1"}, "accuracy"),
+        ({"lat": "45", "lon": "13", "batt": "101"}, "batt"),
+    ],
+)
+def test_osmand_bad_input_names_the_field(params, field):
+    with pytest.raises(InvalidFix) as caught:
+        ingest.parse_osmand_params(params)
+    assert caught.value.field == field
+
+
+def test_traccar_client_json_is_converted_to_geoshare_units():
+    device_id, fixes = ingest.parse_traccar_json(traccar_json("k", speed=2.5, heading=90))
+    assert device_id == "k"
+    (fix,) = fixes
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000 + 862)
+    assert fix.speed == 2.5  # m/s, unchanged
+    assert fix.heading == 90 and fix.accuracy == 5 and fix.altitude == 5
+    assert fix.battery == pytest.approx(42)  # level 0.42
+
+
+def test_traccar_client_unknown_speed_heading_and_battery():
+    body = traccar_json("k", speed=-1, heading=-1)
+    body["location"]["battery"]["level"] = -1
+    _, (fix,) = ingest.parse_traccar_json(body)
+    assert fix.speed is None and fix.heading is None and fix.battery is None
+
+
+def test_traccar_client_batch_of_locations():
+    body = traccar_json("k")
+    second = json.loads(json.dumps(body["location"]))
+    second["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T + 5))
+    body["location"] = [body["location"], second]
+    _, fixes = ingest.parse_traccar_json(body)
+    assert [f.ts for f in fixes] == [T * 1000 + 862, (T + 5) * 1000]
+
+
+def test_osmand_json_array_batch_of_flat_objects():
+    batch = [{"id": "k", "lat": 45.1, "lon": 13.1, "timestamp": T + 2, "speed": 1},
+             {"id": "k", "lat": "45.2", "lon": "13.2", "timestamp": str(T + 1)}]
+    device_id, fixes = ingest.parse_traccar_json(batch)
+    assert device_id == "k"
+    assert [(f.lat, f.ts) for f in fixes] == [(45.1, (T + 2) * 1000), (45.2, (T + 1) * 1000)]
+    assert fixes[0].speed == pytest.approx(ingest.KNOT_MS)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda b: b["location"]["coords"].pop("latitude"), "latitude"),
+        (lambda b: b["location"]["coords"].update(longitude="13"), "longitude"),
+        (lambda b: b["location"]["coords"].update(latitude=-91), "latitude"),
+        (lambda b: b["location"].pop("coords"), "coords"),
+        (lambda b: b["location"].update(timestamp="soon"), "timestamp"),
+        (lambda b: b["location"].pop("timestamp"), "timestamp"),
+        (lambda b: b["location"]["battery"].update(level=2), "battery.level"),
+        (lambda b: b.update(location="here"), "location"),
+    ],
+)
+def test_traccar_client_bad_input_names_the_field(mutate, field):
+    body = traccar_json("k")
+    mutate(body)
+    with pytest.raises(InvalidFix) as caught:
+        ingest.parse_traccar_json(body)
+    assert caught.value.field == field
+
+
+def test_osmand_batch_with_two_ids_is_refused():
+    with pytest.raises(InvalidFix) as caught:
+        ingest.parse_traccar_json([{"id": "a", "lat": 1, "lon": 1},
+                                   {"id": "b", "lat": 1, "lon": 1}])
+    assert caught.value.field == "id"
+
+
+# -- GPSLogger: parsing -------------------------------------------------------------------------
+
+
+def test_gpslogger_placeholders_are_converted_to_geoshare_units():
+    fix = ingest.parse_gpslogger(gpslogger_params())
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735188, 13.7142099, T * 1000)
+    assert fix.speed == 12.5  # %SPD is m/s already
+    assert fix.heading == 93.0 and fix.accuracy == 4.5 and fix.altitude == 211.15
+    assert fix.battery == 77.0
+
+
+def test_gpslogger_iso_time_and_empty_values():
+    fix = ingest.parse_gpslogger(gpslogger_params(
+        timestamp=None, time=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T)),
+        acc="", batt="-1.0"))
+    assert fix.ts == T * 1000 and fix.accuracy is None and fix.battery is None
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"lat": None}, "lat"),
+        ({"lat": "%LAT"}, "lat"),
+        ({"lon": "NaN"}, "lon"),
+        ({"lon": "Infinity"}, "lon"),
+        ({"lat": "95.0"}, "lat"),
+        ({"spd": "abc"}, "spd"),
+        ({"timestamp": None, "time": "noon"}, "time"),
+        ({"acc": "-4.0"}, "acc"),
+    ],
+)
+def test_gpslogger_bad_input_names_the_field(fields, field):
+    with pytest.raises(InvalidFix) as caught:
+        ingest.parse_gpslogger(gpslogger_params(**fields))
+    assert caught.value.field == field
+
+
+# -- OwnTracks endpoint -------------------------------------------------------------------------
+
+
+@db_async
+async def test_owntracks_location_is_stored_broadcast_and_answered(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    response = await post_owntracks(client, owntracks_location(), party.ana_key)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == []  # nobody else shares yet
+
+    (position,) = await viewer.positions()
+    assert position["member"] == party.ana.pk
+    assert position["ts"] == T * 1000
+    assert position["speed"] == pytest.approx(10.0)
+    assert (position["lat"], position["heading"], position["battery"]) == (45.2735, 270, 81)
+
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.lon, row.accuracy, row.altitude) == (45.2735, 13.7142, 8, 211)
+    assert row.speed == pytest.approx(10.0)
+    assert int(row.device_time.timestamp()) == T
+
+
+@db_async
+async def test_owntracks_key_in_the_query_string(party, watch):
+    client = AsyncClient()
+    response = await client.post(f"/ingest/owntracks/?key={party.ana_key}",
+                                 data=json.dumps(owntracks_location()),
+                                 content_type="application/json")
+    assert response.status_code == 200
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_owntracks_answer_shows_the_other_sharing_members_as_friends(party, watch):
+    client = AsyncClient()
+    bo_point = {"id": party.bo_key, "lat": "45.3", "lon": "13.8", "timestamp": str(T),
+                "speed": "10", "bearing": "45.4", "accuracy": "12.6", "altitude": "99.5",
+                "batt": "55.5"}
+    assert (await client.get("/ingest/osmand/", bo_point)).status_code == 200
+    await history_writer().flush()
+
+    response = await post_owntracks(client, owntracks_location(tst=T + 1), party.ana_key)
+    assert response.status_code == 200
+    card, location = response.json()
+    tid = f"BO{party.bo.pk}"
+    assert card == {"_type": "card", "tid": tid, "name": "Bo"}
+    assert location == {"_type": "location", "tid": tid, "lat": 45.3, "lon": 13.8,
+                        "tst": T, "acc": 13, "alt": 100, "vel": 19, "cog": 45,
+                        "batt": 56}  # integers, vel in km/h, as OwnTracks reads them
+
+    # Bo's own answer shows Ana (after the writer's flush), never Bo himself.
+    await history_writer().flush()
+    answer = await post_owntracks(client, owntracks_location(tst=T + 2), party.bo_key)
+    names = [m["name"] for m in answer.json() if m["_type"] == "card"]
+    assert names == ["Ana"]
+
+
+@db_async
+async def test_owntracks_answer_leaves_out_members_who_stopped(party, watch):
+    client = AsyncClient()
+    await client.get("/ingest/osmand/", {"id": party.bo_key, "lat": "45.3", "lon": "13.8",
+                                         "timestamp": str(T)})
+    await history_writer().flush()
+    bo = await database_sync_to_async(lambda: member_for_key(party.bo_key))()
+    await amember_stop_sharing(member=member_ref(bo))
+    response = await post_owntracks(client, owntracks_location(), party.ana_key)
+    assert response.json() == []
+
+
+@db_async
+@pytest.mark.parametrize("message", [
+    {"_type": "transition", "wtst": T - 100, "lat": 45.1, "lon": 13.1, "tst": T,
+     "acc": 10, "tid": "an", "event": "enter", "desc": "Home", "t": "c"},
+    {"_type": "waypoint", "desc": "Home", "lat": 45.1, "lon": 13.1, "rad": 50, "tst": T},
+    {"_type": "lwt", "tst": T},
+    {"_type": "status", "android": {"hib": 1}},
+])
+async def test_owntracks_other_types_answer_200_and_move_nothing(party, watch, message):
+    viewer = await watch(party.room, party.vera_key)
+    response = await post_owntracks(AsyncClient(), message, party.ana_key)
+    assert response.status_code == 200
+    assert response.json() == []
+    assert await viewer.quiet()
+    assert await stored(party.ana) == []
+
+
+@db_async
+async def test_owntracks_empty_body_answers_an_empty_array(party, watch):
+    response = await post_owntracks(AsyncClient(), b"", party.ana_key)
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+@db_async
+async def test_owntracks_encrypted_payload_is_refused_clearly(party, watch):
+    response = await post_owntracks(AsyncClient(), {"_type": "encrypted", "data": "abc"},
+                                    party.ana_key)
+    assert response.status_code == 400
+    assert response.json()["field"] == "_type"
+    assert "encrypt" in response.json()["error"]
+
+
+@db_async
+async def test_owntracks_unknown_or_revoked_key_is_401(party, watch):
+    client = AsyncClient()
+    for headers in (basic("not-a-key"), {}):
+        response = await client.post("/ingest/owntracks/", headers=headers,
+                                     data=json.dumps(owntracks_location()),
+                                     content_type="application/json")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Basic")
+    old_key = party.ana_key
+    await database_sync_to_async(_rotate)(party.ana)
+    response = await post_owntracks(client, owntracks_location(), old_key)
+    assert response.status_code == 401
+    assert await stored(party.ana) == []
+
+
+def _rotate(member):
+    from maps.services import member_rotate_key
+
+    return member_rotate_key(member=member)
+
+
+@db_async
+async def test_viewer_cannot_publish_through_owntracks(party, watch):
+    viewer = await watch(party.room, party.ana_key)
+    response = await post_owntracks(AsyncClient(), owntracks_location(), party.vera_key)
+    assert response.status_code == 403
+    assert "viewer" in response.json()["error"]
+    assert await viewer.quiet()
+    assert await stored(party.vera) == []
+
+
+@db_async
+@pytest.mark.parametrize("body, content_type, field", [
+    (b"garbage", "application/json", "body"),
+    (b'{"_type":"location","lat":45.2,"lon":13', "application/json", "body"),
+    (b'{"_type":"location","lon":13.7,"tst":%d}' % T, "application/json", "lat"),
+    (b'{"_type":"location","lat":"x","lon":13.7,"tst":%d}' % T, "application/json", "lat"),
+    (b'{"_type":"location","lat":95,"lon":13.7,"tst":%d}' % T, "application/json", "lat"),
+    (b'{"_type":"location","lat":NaN,"lon":13.7,"tst":%d}' % T, "application/json", "body"),
+    (b'{"_type":"location","lat":45,"lon":13.7,"tst":%d}' % T, "text/plain", "Content-Type"),
+    (b"\xff\xfe{}", "application/json", "body"),
+])
+async def test_owntracks_bad_input_is_400_and_stores_nothing(party, watch, body,
+                                                             content_type, field):
+    viewer = await watch(party.room, party.vera_key)
+    response = await post_owntracks(AsyncClient(), body, party.ana_key,
+                                    content_type=content_type)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert response.json()["error"]
+    assert await viewer.quiet()
+    assert await stored(party.ana) == []
+
+
+# -- OsmAnd / Traccar Client endpoint --------------------------------------------------------------
+
+
+@db_async
+async def test_osmand_query_get_is_stored_and_broadcast(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    params = {"id": party.ana_key, "lat": "45.2735", "lon": "13.7142",
+              "timestamp": str(T), "hdop": "4", "altitude": "211", "speed": "20",
+              "bearing": "180"}
+    response = await AsyncClient().get("/ingest/osmand/", params)
+    assert response.status_code == 200
+    assert response.content == b""
+    (position,) = await viewer.positions()
+    assert position["member"] == party.ana.pk
+    assert position["speed"] == pytest.approx(20 * 1852 / 3600)
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.heading, row.altitude) == (45.2735, 180, 211)
+
+
+@db_async
+async def test_osmand_form_post_is_stored(party, watch):
+    body = urlencode({"deviceid": party.ana_key, "location": "45.5,13.5",
+                      "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T))})
+    response = await AsyncClient().post("/ingest/osmand/", data=body,
+                                        content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.lon, int(row.device_time.timestamp())) == (45.5, 13.5, T)
+
+
+@db_async
+async def test_traccar_client_json_is_stored_and_broadcast(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    response = await AsyncClient().post(
+        "/ingest/osmand/", data=json.dumps(traccar_json(party.ana_key, speed=3.5)),
+        content_type="application/json")
+    assert response.status_code == 200
+    assert response.content == b""
+    (position,) = await viewer.positions()
+    assert position["speed"] == 3.5 and "heading" not in position
+    assert position["battery"] == pytest.approx(42)
+    (row,) = await stored(party.ana)
+    assert row.heading is None and row.accuracy == 5
+
+
+@db_async
+async def test_osmand_out_of_order_batch_keeps_the_newest_live(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    newest = {"id": party.ana_key, "lat": "45.9", "lon": "13.9", "timestamp": str(T + 60)}
+    assert (await client.get("/ingest/osmand/", newest)).status_code == 200
+    (live,) = await viewer.positions()
+    assert live["ts"] == (T + 60) * 1000
+
+    # Queued while offline, sent late and shuffled: history only.
+    batch = [{"id": party.ana_key, "lat": 45.0 + i / 100, "lon": 13.0,
+              "timestamp": T + i} for i in (30, 10, 20)]
+    response = await client.post("/ingest/osmand/", data=json.dumps(batch),
+                                 content_type="application/json")
+    assert response.status_code == 200
+    assert await viewer.quiet()
+    assert registry().get(party.room.pk).latest[party.ana.pk]["ts"] == (T + 60) * 1000
+    rows = await stored(party.ana)
+    assert [int(r.device_time.timestamp()) for r in rows] == [T + 10, T + 20, T + 30,
+                                                              T + 60]
+
+    # A later batch, also shuffled, moves the marker to its newest point only.
+    batch = [{"id": party.ana_key, "lat": 46.0 + i / 100, "lon": 14.0,
+              "timestamp": T + i} for i in (90, 120, 100)]
+    await client.post("/ingest/osmand/", data=json.dumps(batch),
+                      content_type="application/json")
+    (live,) = await viewer.positions()
+    assert (live["ts"], live["lat"]) == ((T + 120) * 1000, 47.2)
+    assert len(await stored(party.ana)) == 7
+
+
+@db_async
+async def test_osmand_unknown_key_is_400_for_the_query_and_404_for_json(party, watch):
+    client = AsyncClient()
+    query = await client.get("/ingest/osmand/", {"id": "nope", "lat": "45", "lon": "13"})
+    assert query.status_code == 400 and query.json()["field"] == "id"
+    missing = await client.get("/ingest/osmand/", {"lat": "45", "lon": "13"})
+    assert missing.status_code == 400 and missing.json()["field"] == "id"
+    as_json = await client.post("/ingest/osmand/", data=json.dumps(traccar_json("nope")),
+                                content_type="application/json")
+    assert as_json.status_code == 404
+    no_id = traccar_json("x")
+    del no_id["device_id"]
+    as_json = await client.post("/ingest/osmand/", data=json.dumps(no_id),
+                                content_type="application/json")
+    assert as_json.status_code == 400 and as_json.json()["field"] == "device_id"
+
+
+@db_async
+async def test_viewer_cannot_publish_through_osmand(party, watch):
+    client = AsyncClient()
+    query = await client.get("/ingest/osmand/", {"id": party.vera_key, "lat": "45",
+                                                 "lon": "13"})
+    assert query.status_code == 403
+    as_json = await client.post("/ingest/osmand/",
+                                data=json.dumps(traccar_json(party.vera_key)),
+                                content_type="application/json")
+    assert as_json.status_code == 403
+    assert await stored(party.vera) == []
+
+
+@db_async
+@pytest.mark.parametrize("kind, payload, field", [
+    ("query", {"lat": "45"}, "lon"),
+    ("query", {"lat": "abc", "lon": "13"}, "lat"),
+    ("query", {"lat": "45", "lon": "200"}, "lon"),
+    ("query", {"lat": "NaN", "lon": "13"}, "lat"),
+    ("query", {"lat": "45", "lon": "Infinity"}, "lon"),
+    ("query", {"lat": "45", "lon": "13", "timestamp": "never"}, "timestamp"),
+    ("json", b"{garbage", "body"),
+    ("json", b'{"device_id": "KEY", "location": {"timestamp": "2025-06-15T13:4', "body"),
+    ("json", b'"just a string"', "body"),
+    ("text", b"lat=45&lon=13", "Content-Type"),
+])
+async def test_osmand_bad_input_is_400_and_stores_nothing(party, watch, kind, payload,
+                                                          field):
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    if kind == "query":
+        response = await client.get("/ingest/osmand/", {"id": party.ana_key, **payload})
+    elif kind == "json":
+        response = await client.post(
+            "/ingest/osmand/", data=payload.replace(b"KEY", party.ana_key.encode()),
+            content_type="application/json")
+    else:
+        response = await client.post("/ingest/osmand/", data=payload,
+                                     content_type="text/plain")
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert await viewer.quiet()
+    assert await stored(party.ana) == []
+
+
+@db_async
+async def test_a_bad_point_in_a_batch_stores_none_of_it(party, watch):
+    batch = [{"id": party.ana_key, "lat": 45.1, "lon": 13.1, "timestamp": T},
+             {"id": party.ana_key, "lat": 45.2, "lon": "east", "timestamp": T + 1}]
+    response = await AsyncClient().post("/ingest/osmand/", data=json.dumps(batch),
+                                        content_type="application/json")
+    assert response.status_code == 400 and response.json()["field"] == "lon"
+    assert await stored(party.ana) == []
+
+
+# -- GPSLogger endpoint --------------------------------------------------------------------------
+
+
+@db_async
+async def test_gpslogger_get_is_stored_and_broadcast(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    response = await AsyncClient().get(f"/ingest/gpslogger/{party.ana_key}/",
+                                       gpslogger_params())
+    assert response.status_code == 200
+    (position,) = await viewer.positions()
+    assert (position["speed"], position["heading"]) == (12.5, 93.0)
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.battery, int(row.device_time.timestamp())) == (45.2735188, 77, T)
+
+
+@db_async
+async def test_gpslogger_post_with_a_form_body(party, watch):
+    response = await AsyncClient().post(
+        f"/ingest/gpslogger/{party.ana_key}/", data=urlencode(gpslogger_params()),
+        content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_gpslogger_refuses_unknown_keys_viewers_and_bad_input(party, watch):
+    client = AsyncClient()
+    assert (await client.get("/ingest/gpslogger/nope/", gpslogger_params())
+            ).status_code == 401
+    assert (await client.get(f"/ingest/gpslogger/{party.vera_key}/", gpslogger_params())
+            ).status_code == 403
+    response = await client.get(f"/ingest/gpslogger/{party.ana_key}/",
+                                gpslogger_params(lat="%LAT"))
+    assert response.status_code == 400 and response.json()["field"] == "lat"
+    response = await client.post(f"/ingest/gpslogger/{party.ana_key}/", data=b"<xml/>",
+                                 content_type="application/xml")
+    assert response.status_code == 400 and response.json()["field"] == "Content-Type"
+    assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+# -- all doors ---------------------------------------------------------------------------------
+
+
+@db_async
+@pytest.mark.parametrize("door", ["owntracks", "osmand", "gpslogger"])
+async def test_body_over_256_kib_is_413(party, watch, door):
+    path = {"owntracks": f"/ingest/owntracks/?key={party.ana_key}",
+            "osmand": "/ingest/osmand/",
+            "gpslogger": f"/ingest/gpslogger/{party.ana_key}/"}[door]
+    response = await AsyncClient().post(path, data=b" " * (256 * 1024 + 1),
+                                        content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["field"] == "body"
+
+
+@db_async
+async def test_a_key_moves_only_its_own_rooms_map(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    response = await AsyncClient().get(f"/ingest/gpslogger/{party.sam_key}/",
+                                       gpslogger_params())
+    assert response.status_code == 200
+    assert await viewer.quiet()
+    assert len(await stored(party.sam)) == 1
+
+
+# -- the "Connect a phone" page ---------------------------------------------------------------------
+
+
+def session_client(room, member):
+    client = Client()
+    session = client.session
+    session["members"] = {room.public_id: member.pk}
+    session.save()
+    return client
+
+
+@db_async
+def test_connect_page_explains_without_showing_a_key(party):
+    client = session_client(party.room, party.ana)
+    response = client.get(f"/r/{party.room.public_id}/connect/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Show a new key" in page and "previous key stops working" in page
+    assert "<svg" not in page
+    assert member_for_key(party.ana_key) is not None  # looking rotates nothing
+
+
+@db_async
+def test_show_a_new_key_rotates_it_and_shows_every_app(party):
+    client = session_client(party.room, party.ana)
+    response = client.post(f"/r/{party.room.public_id}/connect/")
+    assert response.status_code == 200
+    assert "no-cache" in response["Cache-Control"]
+    page = response.content.decode()
+    key = re.search(r'aria-label="Device key" value="([^"]+)"|'
+                    r'value="([^"]+)" aria-label="Device key"', page)
+    key = next(g for g in key.groups() if g)
+    assert member_for_key(party.ana_key) is None  # the old key stopped working
+    assert member_for_key(key).pk == party.ana.pk
+    assert page.count("<svg") == 4
+    base = "http://testserver"
+    assert f"{base}/ingest/owntracks/?key={key}" in page
+    assert f"{base}/ingest/osmand/?id={key}&amp;lat={{0}}&amp;lon={{1}}" in page
+    assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&amp;lon=%LON" in page
+    for app in ("OwnTracks", "Traccar Client", "OsmAnd", "GPSLogger"):
+        assert app in page
+
+
+@db_async
+def test_the_gpslogger_url_on_the_page_works(party):
+    client = session_client(party.room, party.ana)
+    page = client.post(f"/r/{party.room.public_id}/connect/").content.decode()
+    url = re.search(r'value="(http://testserver/ingest/gpslogger/[^"]+)"', page).group(1)
+    url = url.replace("&amp;", "&")
+    for placeholder, value in (("%LAT", "45.1"), ("%LON", "13.2"), ("%ACC", "5.0"),
+                               ("%ALT", "100.0"), ("%SPD", "0.0"), ("%DIR", "0.0"),
+                               ("%BATT", "50.0"), ("%TIMESTAMP", str(T))):
+        url = url.replace(placeholder, value)
+    response = Client().get(url.removeprefix("http://testserver"))
+    assert response.status_code == 200
+
+
+@db_async
+def test_owner_may_connect_a_phone(party):
+    client = session_client(party.room, party.owner)
+    assert client.post(f"/r/{party.room.public_id}/connect/").status_code == 200
+
+
+@db_async
+def test_viewer_and_stranger_are_refused_the_connect_page(party):
+    path = f"/r/{party.room.public_id}/connect/"
+    viewer = session_client(party.room, party.vera)
+    assert viewer.get(path).status_code == 403
+    assert viewer.post(path).status_code == 403
+    assert member_for_key(party.vera_key) is not None
+    assert Client().get(path).status_code == 403
+    assert Client().get("/r/no-such-room/connect/").status_code == 404
+
+
+# -- a real server: a drive replayed through OsmAnd while a viewer watches ------------------------------
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _skip_or_fail(reason):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set)")
+    pytest.skip(reason)
+
+
+SETUP_SCRIPT = """
+import json, django
+django.setup()
+from maps.models import Role
+from maps.services import member_create, room_create
+room, _ = room_create(name="Drive", owner_name="Olga")
+driver, driver_key = member_create(room=room, name="Ana")
+_, viewer_key = member_create(room=room, name="Vera", role=Role.VIEWER)
+print(json.dumps({"room": room.public_id, "driver": driver.pk, "driver_key": driver_key,
+                  "viewer_key": viewer_key}))
+"""
+
+
+async def test_real_server_replays_a_gpx_drive_in_order(tmp_path):
+    import gpxpy
+    import httpx
+    from websockets.asyncio.client import connect
+
+    gpx_path = GPX_DIR / "around-visnjan-with-car.gpx"
+    if not gpx_path.exists():
+        _skip_or_fail(f"{gpx_path} is missing")
+    with gpx_path.open() as handle:
+        points = [p for track in gpxpy.parse(handle).tracks for segment in track.segments
+                  for p in segment.points]
+    assert len(points) > 50
+
+    db = tmp_path / "geoshare.sqlite3"
+    env = {**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "geoshare.settings",
+           "DATABASE_URL": f"sqlite:///{db}", "GEOSHARE_TICK_MS": "20",
+           "GEOSHARE_HISTORY_FLUSH_MS": "200"}
+    env.pop("REDIS_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   cwd=ROOT, env=env, check=True, timeout=120)
+    setup = subprocess.run([sys.executable, "-c", SETUP_SCRIPT], cwd=ROOT, env=env,
+                           check=True, timeout=60, capture_output=True, text=True)
+    ids = json.loads(setup.stdout.strip().splitlines()[-1])
+
+    port = _free_port()
+    log = (tmp_path / "uvicorn.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "geoshare.asgi:application", "--host",
+         "127.0.0.1", "--port", str(port), "--ws", "wsproto"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "uvicorn.log").read_text()
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                await asyncio.sleep(0.1)
+
+        url = f"ws://127.0.0.1:{port}/ws/rooms/{ids['room']}/?key={ids['viewer_key']}"
+        async with connect(url) as socket_, httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}") as http:
+            assert json.loads(await socket_.recv())["type"] == "snapshot"
+            received = []
+            last_ts = int(points[-1].time.timestamp()) * 1000
+
+            async def read():
+                while not received or received[-1]["ts"] != last_ts:
+                    frame = json.loads(await socket_.recv())
+                    if frame["type"] == "positions":
+                        received.extend(p for p in frame["positions"]
+                                        if p["member"] == ids["driver"])
+
+            reader = asyncio.create_task(read())
+            for point in points:
+                response = await http.get("/ingest/osmand/", params={
+                    "id": ids["driver_key"], "lat": repr(point.latitude),
+                    "lon": repr(point.longitude),
+                    "timestamp": str(int(point.time.timestamp())),
+                    "altitude": repr(point.elevation)})
+                assert response.status_code == 200, response.text
+                await asyncio.sleep(0.03)
+            await asyncio.wait_for(reader, 10)
+
+        by_ts = {int(p.time.timestamp()) * 1000: p for p in points}
+        stamps = [p["ts"] for p in received]
+        assert stamps == sorted(set(stamps)), "points arrived out of order"
+        assert stamps[-1] == last_ts
+        for position in received:
+            point = by_ts[position["ts"]]
+            assert (position["lat"], position["lon"]) == (point.latitude, point.longitude)
+        # The tick coalesces at most a few points; most reach the viewer one by one.
+        assert len(received) >= len(points) // 2
+
+        deadline = time.monotonic() + 10
+        while True:
+            with sqlite3.connect(db) as conn:
+                count = conn.execute("SELECT COUNT(*) FROM maps_position WHERE member_id=?",
+                                     (ids["driver"],)).fetchone()[0]
+            if count == len(points) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert count == len(points), "every replayed point reaches the history"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+        log.close()

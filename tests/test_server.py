@@ -1,0 +1,172 @@
+"""geoshare as users run it: a real uvicorn, real WebSocket clients, a real Redis."""
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+
+import gpxpy
+import orjson
+import pytest
+import websockets
+
+from tests.servers import Project, Uvicorn, gpx_file, redis_url
+
+
+def make_room(project, members=("Ana", "Bo", "Cy")):
+    """Create a room with keyed members through the commands; return (room id, keys)."""
+    room = json.loads(project.manage("createroom", "Replay room", "--json"))["room"]
+    keys = {}
+    for name in members:
+        keys[name] = json.loads(project.manage("addmember", room, name, "--json"))
+    return room, keys
+
+
+async def next_frame(socket, kind, timeout=5):
+    """Return the next frame of type ``kind`` from a websockets client."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = orjson.loads(await socket.recv())
+            if frame["type"] == kind:
+                return frame
+
+
+async def collect_positions(socket, member_id, count, timeout):
+    """Collect ``member_id``'s positions from ``positions`` frames until ``count``."""
+    seen = []
+    async with asyncio.timeout(timeout):
+        while len(seen) < count:
+            frame = orjson.loads(await socket.recv())
+            if frame["type"] == "positions":
+                seen.extend(p for p in frame["positions"] if p["member"] == member_id)
+    return seen
+
+
+@pytest.fixture
+def project(tmp_path):
+    return Project(tmp_path).migrate()
+
+
+def track(name):
+    with open(gpx_file(name), encoding="utf-8") as handle:
+        gpx = gpxpy.parse(handle)
+    return [p for t in gpx.tracks for s in t.segments for p in s.points]
+
+
+async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project):
+    points = track("cerknicko-jezero.gpx")
+    room, keys = make_room(project)
+    with Uvicorn(project) as server:
+        url = f"{server.ws_url}/ws/rooms/{room}/?key="
+        async with (
+            websockets.connect(url + keys["Ana"]["key"]) as walker,
+            websockets.connect(url + keys["Bo"]["key"]) as viewer_b,
+            websockets.connect(url + keys["Cy"]["key"]) as viewer_c,
+        ):
+            for socket in (walker, viewer_b, viewer_c):
+                assert (await next_frame(socket, "snapshot"))["positions"] == []
+            walker_id = keys["Ana"]["member"]
+            base = 1_763_700_000_000
+            sent = []
+            for index, point in enumerate(points):
+                ts = base + index * 1000
+                sent.append((point.latitude, point.longitude, ts))
+                await walker.send(orjson.dumps(
+                    {"type": "position", "lat": point.latitude, "lon": point.longitude,
+                     "altitude": point.elevation, "ts": ts}).decode())
+                # About 50 points a second: several share a tick, as a fast phone would.
+                await asyncio.sleep(0.02)
+            received = []
+            for viewer in (viewer_b, viewer_c):
+                got = []
+                async with asyncio.timeout(10):
+                    while not got or got[-1]["ts"] != sent[-1][2]:
+                        frame = orjson.loads(await viewer.recv())
+                        if frame["type"] == "positions":
+                            got.extend(p for p in frame["positions"] if p["member"] == walker_id)
+                received.append(got)
+        for got in received:
+            stamps = [p["ts"] for p in got]
+            # In order, each one a point that was sent, unchanged; only points inside
+            # one tick may merge, so most of the track arrives.
+            assert stamps == sorted(stamps)
+            by_ts = {ts: (lat, lon) for lat, lon, ts in sent}
+            assert all((p["lat"], p["lon"]) == by_ts[p["ts"]] for p in got)
+            assert len(got) >= len(sent) // 8
+            assert stamps[-1] == sent[-1][2]
+        await asyncio.sleep(1.5)  # the history writer's interval
+    with sqlite3.connect(project.db) as db:
+        stored = db.execute(
+            "select lat, lon from maps_position where member_id = ? order by device_time",
+            (walker_id,),
+        ).fetchall()
+    assert stored == [(lat, lon) for lat, lon, _ in sent]
+
+
+async def test_replay_gpx_command_plays_track_into_room(project):
+    points = track("around-visnjan-with-car.gpx")
+    room, keys = make_room(project, members=("Bo",))
+    with Uvicorn(project) as server:
+        url = f"{server.ws_url}/ws/rooms/{room}/?key={keys['Bo']['key']}"
+        async with websockets.connect(url) as viewer:
+            await next_frame(viewer, "snapshot")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "manage.py", "replay_gpx", room,
+                str(gpx_file("around-visnjan-with-car.gpx")), "--member", "Driver",
+                "--speed", "200", "--url", server.http,
+                env=project.env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            async with asyncio.timeout(30):
+                while True:
+                    presence = await next_frame(viewer, "presence", timeout=30)
+                    if presence["member"]["name"] == "Driver":
+                        break
+            driver_id = presence["member"]["id"]
+            got = []
+            async with asyncio.timeout(60):
+                while not got or (got[-1]["lat"], got[-1]["lon"]) != (
+                        points[-1].latitude, points[-1].longitude):
+                    frame = orjson.loads(await viewer.recv())
+                    if frame["type"] == "positions":
+                        got.extend(p for p in frame["positions"] if p["member"] == driver_id)
+            out, err = await process.communicate()
+            assert process.returncode == 0, err.decode()
+            assert f"sent {len(points)} positions as Driver" in out.decode()
+    stamps = [p["ts"] for p in got]
+    assert stamps == sorted(stamps) and len(got) >= 3
+    assert presence["member"]["name"] == "Driver"
+
+
+async def test_two_processes_share_a_room_through_redis(project):
+    with redis_url() as (url, _server):
+        room, keys = make_room(project, members=("Ana", "Bo"))
+        env = {"REDIS_URL": url, "REDIS_PREFIX": f"test{os.getpid()}"}
+        with Uvicorn(project, extra_env=env) as one, Uvicorn(project, extra_env=env) as two:
+            path = f"/ws/rooms/{room}/?key="
+            async with (
+                websockets.connect(one.ws_url + path + keys["Ana"]["key"]) as ana,
+                websockets.connect(two.ws_url + path + keys["Bo"]["key"]) as bo,
+            ):
+                await next_frame(ana, "snapshot")
+                await next_frame(bo, "snapshot")
+                await ana.send(orjson.dumps(
+                    {"type": "position", "lat": 46.05, "lon": 14.5, "ts": 1763700000000}
+                ).decode())
+                got = await collect_positions(bo, keys["Ana"]["member"], 1, timeout=5)
+                assert (got[0]["lat"], got[0]["lon"], got[0]["ts"]) == (46.05, 14.5,
+                                                                         1763700000000)
+                await bo.send(orjson.dumps({"type": "position", "lat": 45.8, "lon": 15.9}
+                                           ).decode())
+                got = await collect_positions(ana, keys["Bo"]["member"], 1, timeout=5)
+                assert (got[0]["lat"], got[0]["lon"]) == (45.8, 15.9)
+                # A newcomer on the first process sees Bo online on the second one.
+                async with websockets.connect(
+                    one.ws_url + path + keys["Ana"]["key"]
+                ) as again:
+                    snapshot = await next_frame(again, "snapshot")
+                    members = {m["id"]: m for m in snapshot["members"]}
+                    assert members[keys["Bo"]["member"]]["online"] is True
+                    assert {p["member"] for p in snapshot["positions"]} == {
+                        keys["Ana"]["member"], keys["Bo"]["member"]}
