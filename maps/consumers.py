@@ -20,7 +20,12 @@ from django.conf import settings
 from . import protocol
 from .fixes import InvalidFix, fix_from_frame, now_ms
 from .hub import registry
-from .selectors import member_for_key, member_info_dict, room_by_public_id, session_member
+from .selectors import (
+    member_for_key,
+    member_info_dict,
+    room_by_public_id,
+    session_member,
+)
 from .services import NotAllowed, amember_stop_sharing, member_ref, position_publish
 
 log = logging.getLogger(__name__)
@@ -144,7 +149,11 @@ class LocationConsumer(AsyncWebsocketConsumer):
             await self._position(frame)
         elif kind == "stop":
             if self.member.can_publish():
-                await amember_stop_sharing(member=self.member)
+                try:
+                    await amember_stop_sharing(member=self.member)
+                except Exception:
+                    log.warning("room %s: could not announce a stop", self.member.room_pk)
+                    self._reply(protocol.error("unavailable", "could not stop right now"))
         elif kind == "ping":
             self._reply(protocol.pong(now_ms()))
         else:
@@ -166,6 +175,12 @@ class LocationConsumer(AsyncWebsocketConsumer):
             await position_publish(member=self.member, fix=fix)
         except NotAllowed as exc:
             self._reply(protocol.error("forbidden", str(exc)))
+        except Exception:
+            # The channel layer (Redis) is away: say so and keep the socket; the hub
+            # resyncs every client once it is back.
+            log.warning("room %s: could not publish a position", self.member.room_pk)
+            self._reply(protocol.error("unavailable", "the server could not share this "
+                                       "position right now; it will resync"))
 
     def _over_rate(self):
         """Count this second's frames; warn above the rate, close a flood."""

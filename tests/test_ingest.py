@@ -521,6 +521,12 @@ async def test_owntracks_encrypted_payload_is_refused_clearly(party, watch):
 
 
 @db_async
+async def test_owntracks_takes_only_post(party, watch):
+    response = await AsyncClient().get(f"/ingest/owntracks/?key={party.ana_key}")
+    assert response.status_code == 405
+
+
+@db_async
 async def test_owntracks_unknown_or_revoked_key_is_401(party, watch):
     client = AsyncClient()
     for headers in (basic("not-a-key"), {}):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from maps.models import Room, Role
+from maps.models import Role, Room
 from maps.services import invite_create, room_create
 
 

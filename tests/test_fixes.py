@@ -1,0 +1,75 @@
+"""The one validation gate for positions (maps.fixes)."""
+
+import math
+
+import pytest
+
+from maps.fixes import Fix, InvalidFix, fix_from_frame, fix_from_values
+
+NOW = 1_763_700_000_000
+
+
+def test_full_frame_becomes_fix_in_project_units():
+    fix = fix_from_frame(
+        {"type": "position", "lat": 46.05, "lon": 14.5, "accuracy": 8, "altitude": 295,
+         "speed": 1.3, "heading": 270, "battery": 81, "ts": NOW}, now=NOW)
+    assert fix == Fix(lat=46.05, lon=14.5, ts=NOW, accuracy=8.0, altitude=295.0, speed=1.3,
+                      heading=270.0, battery=81.0)
+
+
+def test_missing_ts_is_filled_with_server_time():
+    assert fix_from_frame({"lat": 0, "lon": 0}, now=NOW).ts == NOW
+
+
+def test_null_optional_fields_are_unknown():
+    fix = fix_from_frame({"lat": 1, "lon": 2, "accuracy": None, "heading": None}, now=NOW)
+    assert (fix.accuracy, fix.heading) == (None, None)
+
+
+def test_heading_360_folds_to_0():
+    assert fix_from_values(1, 2, heading=360, now=NOW).heading == 0.0
+
+
+def test_wire_form_omits_unknown_fields_and_echoes_ts():
+    fix = fix_from_values(1.5, 2.5, ts=NOW - 5, accuracy=3, now=NOW)
+    assert fix.to_wire(7, NOW) == {"member": 7, "lat": 1.5, "lon": 2.5, "accuracy": 3.0,
+                                   "ts": NOW - 5, "seen": NOW}
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"lat": None, "lon": 1}, "lat"),
+        ({"lat": 1, "lon": None}, "lon"),
+        ({"lat": 90.0000001, "lon": 1}, "lat"),
+        ({"lat": -90.5, "lon": 1}, "lat"),
+        ({"lat": 1, "lon": -180.5}, "lon"),
+        ({"lat": 1, "lon": 180.0001}, "lon"),
+        ({"lat": math.nan, "lon": 1}, "lat"),
+        ({"lat": 1, "lon": math.inf}, "lon"),
+        ({"lat": "1", "lon": 1}, "lat"),
+        ({"lat": True, "lon": 1}, "lat"),
+        ({"lat": [1], "lon": 1}, "lat"),
+        ({"lat": 1, "lon": 1, "accuracy": -0.1}, "accuracy"),
+        ({"lat": 1, "lon": 1, "speed": -1}, "speed"),
+        ({"lat": 1, "lon": 1, "speed": 1001}, "speed"),
+        ({"lat": 1, "lon": 1, "heading": -1}, "heading"),
+        ({"lat": 1, "lon": 1, "battery": 101}, "battery"),
+        ({"lat": 1, "lon": 1, "altitude": math.nan}, "altitude"),
+        ({"lat": 1, "lon": 1, "ts": 1.5}, "ts"),
+        ({"lat": 1, "lon": 1, "ts": "1763700000000"}, "ts"),
+        ({"lat": 1, "lon": 1, "ts": 17637000000}, "ts"),  # seconds, not milliseconds
+        ({"lat": 1, "lon": 1, "ts": NOW + 2 * 86_400_000}, "ts"),
+        ({"lat": 1, "lon": 1, "ts": False}, "ts"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(values, field):
+    with pytest.raises(InvalidFix) as caught:
+        fix_from_frame(values, now=NOW)
+    assert caught.value.field == field
+
+
+def test_extreme_valid_values_pass():
+    fix = fix_from_values(-90, 180, ts=NOW, accuracy=0, speed=0, heading=0, battery=0,
+                          altitude=-400, now=NOW)
+    assert (fix.lat, fix.lon) == (-90.0, 180.0)

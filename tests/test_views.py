@@ -1,0 +1,110 @@
+"""Pages: create a room, join by invite, the map, the owner's page."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from maps.models import Invite, Member, Role, Room
+from maps.services import invite_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_creates_room_and_owner_lands_on_map(client):
+    response = client.post("/", {"name": "Ski trip", "your_name": "Olga"})
+    room = Room.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/r/{room.public_id}/"
+    owner = room.members.get()
+    assert (owner.name, owner.role) == ("Olga", Role.OWNER)
+    page = client.get(f"/r/{room.public_id}/")
+    assert page.status_code == 200
+    assert page.context["config"]["memberId"] == owner.pk
+    assert page.context["config"]["inviteUrl"].endswith(room.invites.get().path())
+    assert b"leaflet/leaflet.js" in page.content
+    assert client.get("/").context["rooms"] == [(room, owner)]
+
+
+def test_room_ids_and_tokens_are_unguessable(room):
+    invite = invite_create(room=room)
+    assert len(room.public_id) >= 16 and len(invite.token) >= 32
+
+
+def test_invite_link_joins_with_a_name(client, room):
+    invite = invite_create(room=room)
+    page = client.get(invite.path())
+    assert page.status_code == 200 and b"Ski trip" in page.content
+    response = client.post(invite.path(), {"name": "  Ana  "})
+    assert response.status_code == 302
+    member = Member.objects.get(name="Ana")
+    assert (member.room, member.role, member.invite) == (room, Role.MEMBER, invite)
+    assert client.session["members"] == {room.public_id: member.pk}
+    assert client.get(f"/r/{room.public_id}/").status_code == 200
+    invite.refresh_from_db()
+    assert invite.uses == 1
+
+
+def test_viewer_invite_gives_no_share_control(client, room):
+    invite = invite_create(room=room, role=Role.VIEWER)
+    client.post(invite.path(), {"name": "Vera"})
+    config = client.get(f"/r/{room.public_id}/").context["config"]
+    assert config["role"] == "viewer" and config["canShare"] is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"revoked": True},
+        {"expires_at": timezone.now() - timedelta(seconds=1)},
+        {"max_uses": 1, "uses": 1},
+    ],
+)
+def test_unusable_invite_admits_nobody(client, room, change):
+    invite = invite_create(room=room)
+    Invite.objects.filter(pk=invite.pk).update(**change)
+    assert client.get(invite.path()).status_code == 404
+    assert client.post(invite.path(), {"name": "Ana"}).status_code == 404
+    assert not Member.objects.filter(name="Ana").exists()
+
+
+def test_stranger_cannot_open_map_or_manage(client, room):
+    assert client.get(f"/r/{room.public_id}/").status_code == 403
+    assert client.get(f"/r/{room.public_id}/manage/").status_code == 403
+    assert client.get("/r/nope/").status_code == 404
+
+
+def _as_owner(client, room, owner):
+    session = client.session
+    session["members"] = {room.public_id: owner.pk}
+    session.save()
+
+
+def test_owner_creates_and_revokes_invites_and_removes_members(client, room, owner, member):
+    _as_owner(client, room, owner)
+    assert client.get(f"/r/{room.public_id}/manage/").status_code == 200
+    client.post(f"/r/{room.public_id}/manage/", {
+        "action": "invite", "invite-role": "viewer", "invite-expires_in_hours": "2",
+        "invite-max_uses": "3"})
+    invite = room.invites.get(role=Role.VIEWER)
+    assert invite.max_uses == 3 and invite.expires_at > timezone.now()
+    joined = invite_create(room=room)
+    guest = Member.objects.create(room=room, name="Guest", color="#000000", invite=joined)
+    client.post(f"/r/{room.public_id}/manage/", {"action": "revoke", "invite": joined.pk})
+    joined.refresh_from_db()
+    assert joined.revoked and not Member.objects.filter(pk=guest.pk).exists()
+    client.post(f"/r/{room.public_id}/manage/", {"action": "remove", "member": member.pk})
+    assert not Member.objects.filter(pk=member.pk).exists()
+    # The owner cannot be removed this way.
+    client.post(f"/r/{room.public_id}/manage/", {"action": "remove", "member": owner.pk})
+    assert Member.objects.filter(pk=owner.pk).exists()
+
+
+def test_member_cannot_manage(client, room, member):
+    _as_owner(client, room, member)
+    assert client.get(f"/r/{room.public_id}/manage/").status_code == 403
+
+
+def test_admin_lists_every_model(admin_client):
+    for model in ("room", "invite", "member", "position"):
+        assert admin_client.get(f"/admin/maps/{model}/").status_code == 200
