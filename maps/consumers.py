@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol
+from . import protocol, ratelimit
 from .fixes import InvalidFix, fix_from_frame, now_ms
 from .hub import registry
 from .selectors import (
@@ -36,18 +36,22 @@ MAX_FRAME_BYTES = 64 * 1024
 NO_LAYER = "geoshare.no-per-socket-channel"
 
 
-def authenticate(room_id, session, key):
+def authenticate(room_id, session, key, address="unknown"):
     """Return ``(close_code, member, room)`` for a connection; ``close_code`` ``None`` = ok.
 
     Synchronous (database). A device key wins over the session; a key of another room is
-    refused with 4403, an unknown key with 4401.
+    refused with 4403, an unknown key with 4401, and an address that tried too many
+    wrong keys lately with 4429 (maps.ratelimit).
     """
+    if key and ratelimit.blocked("badkey", address):
+        return protocol.CLOSE_FLOOD, None, None
     room = room_by_public_id(room_id)
     if room is None:
         return protocol.CLOSE_NO_ROOM, None, None
     if key:
         member = member_for_key(key)
         if member is None:
+            ratelimit.hit("badkey", address)
             return protocol.CLOSE_NOT_AUTHENTICATED, None, room
         if member.room_id != room.pk:
             return protocol.CLOSE_FORBIDDEN, None, room
@@ -100,7 +104,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
         key = key[0] if key else None
         code, member, room = await database_sync_to_async(authenticate)(
-            room_id, self.scope.get("session"), key
+            room_id, self.scope.get("session"), key, ratelimit.client_address(self.scope)
         )
         await self.accept()
         if code is not None:

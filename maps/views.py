@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import selectors, services
+from . import ratelimit, selectors, services
 from .forms import InviteForm, JoinForm, RetentionForm, RoomForm
 from .models import Invite, Member, Role
 
@@ -60,12 +60,17 @@ def join(request, token):
     """Open an invite link: pick a display name, become a member, land on the map."""
     invite = selectors.usable_invite(token)
     if invite is None:
+        # Guessing tokens counts against the address like redeeming does.
+        if not ratelimit.hit("redeem", ratelimit.client_address(request)):
+            return render(request, "maps/too_many.html", status=429)
         return render(request, "maps/invite_invalid.html", status=404)
     existing = selectors.session_member(request.session, invite.room)
     if existing is not None:
         return redirect("room_map", room_id=invite.room.public_id)
     form = JoinForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if not ratelimit.hit("redeem", ratelimit.client_address(request)):
+            return render(request, "maps/too_many.html", status=429)
         try:
             member = services.invite_redeem(
                 token=token, name=form.cleaned_data["name"],

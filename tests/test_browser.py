@@ -422,7 +422,9 @@ def test_replayed_track_travels_with_its_trail(site, browse, problems):
     assert visited == sorted(visited), "the marker went backwards along the track"
     assert marker(page, walker)["trail"] >= 20
     page.get_by_role("button", name="Fit everyone").click()
-    page.wait_for_timeout(400)
+    for _ in range(3):  # out far enough to see the whole trail
+        page.get_by_role("button", name="Zoom out").click()
+        page.wait_for_timeout(300)
     screenshot(page, "7-replay-done-desktop")
     problems.assert_none()
 

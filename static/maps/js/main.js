@@ -174,7 +174,7 @@ function applyError(frame) {
 const CONNECTION_TEXT = {
   connecting: "Connecting…",
   connected: "Live",
-  reconnecting: "Reconnecting…",
+  reconnecting: "Reconnecting",
   closed: "Disconnected",
 };
 
@@ -193,12 +193,24 @@ function handleConnectionState(connection, detail) {
 }
 
 function renderConnection() {
-  let text = CONNECTION_TEXT[socket.state] || socket.state;
+  const text = CONNECTION_TEXT[socket.state] || socket.state;
+  let countdown = "";
   if (socket.state === "reconnecting") {
     const seconds = Math.ceil((socket.retryAt - Date.now()) / 1000);
-    text = seconds > 0 ? `Reconnecting in ${seconds} s…` : "Reconnecting…";
+    if (seconds > 0) countdown = ` in ${seconds} s`;
   }
-  if (elements.connection.textContent !== text) elements.connection.textContent = text;
+  const element = elements.connection;
+  if (element.dataset.text === text + countdown) return;
+  element.dataset.text = text + countdown;
+  const label = document.createElement("span");
+  label.textContent = text;
+  const detail = document.createElement("span");
+  detail.className = "countdown";
+  detail.textContent = countdown;
+  element.replaceChildren(label, detail);
+  // While not connected, the list and markers may be out of date: say so.
+  document.body.classList.toggle("is-offline", socket.state !== "connected");
+  if (elements.shareToggle) elements.shareToggle.disabled = socket.state === "closed";
 }
 
 function showNotice(text) {
