@@ -44,8 +44,8 @@ KMH_MS = 1 / 3.6
 # Traccar's rule for a numeric ``timestamp``: below 2**31 - 1 it is seconds, else ms.
 SECONDS_BELOW = 2**31 - 1
 
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 OWNTRACKS_NAMES = {"ts": "tst", "accuracy": "acc", "altitude": "alt", "speed": "vel",
                    "heading": "cog", "battery": "batt"}

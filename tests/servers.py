@@ -92,11 +92,12 @@ class Project:
 class Uvicorn:
     """``uvicorn geoshare.asgi:application`` as a subprocess on a free port."""
 
-    def __init__(self, project, port=None, ws="wsproto", extra_env=None):
+    def __init__(self, project, port=None, ws="wsproto", extra_env=None, extra_args=()):
         self.project = project
         self.port = port or free_port()
         self.ws = ws
         self.extra_env = extra_env or {}
+        self.extra_args = list(extra_args)
         self.process = None
         self.log = None
 
@@ -114,7 +115,7 @@ class Uvicorn:
             [sys.executable, "-m", "uvicorn", "geoshare.asgi:application",
              "--host", "127.0.0.1", "--port", str(self.port), "--ws", self.ws,
              "--ws-per-message-deflate", "false", "--ws-max-size", "65536",
-             "--log-level", "info"],
+             "--log-level", "info", *self.extra_args],
             cwd=ROOT, env={**self.project.env, **self.extra_env},
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -155,8 +156,8 @@ class Uvicorn:
 class RedisServer:
     """A private ``redis-server`` on a free port, keeping nothing on disk."""
 
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, port=None):
+        self.port = port or free_port()
         self.process = None
         self.dir = tempfile.mkdtemp(prefix="redis-")
 

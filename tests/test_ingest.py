@@ -295,6 +295,7 @@ def test_osmand_without_timestamp_takes_the_servers_time():
         ({"lat": "1e999", "lon": "13"}, "lat"),
         ({"lat": "0x1f", "lon": "13"}, "lat"),
         ({"lat": "4_5", "lon": "13"}, "lat"),
+        ({"lat": "\u0664\u0665", "lon": "13"}, "lat"),  # Arabic-Indic digits
         ({"lat": "-90.5", "lon": "13"}, "lat"),
         ({"lat": "45", "lon": "180.01"}, "lon"),
         ({"location": "45"}, "location"),

@@ -14,14 +14,20 @@ from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from maps.fixes import Fix, InvalidFix, fix_from_frame
 from maps.history import history_writer
 from maps.logging import redact
 from maps.models import Member, Position, Room
 from maps.services import (
-    invite_create, member_remove, positions_prune, room_create, room_delete,
+    invite_create,
+    member_remove,
+    positions_prune,
+    room_create,
+    room_delete,
 )
 from tests.servers import ROOT, Project
 

@@ -86,6 +86,10 @@ async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project
                         if frame["type"] == "positions":
                             got.extend(p for p in frame["positions"] if p["member"] == walker_id)
                 received.append(got)
+        log = server.output()
+        # uvicorn logs each WebSocket path with its query string: keys are redacted.
+        assert "[redacted]" in log
+        assert not any(k["key"] in log for k in keys.values())
         for got in received:
             stamps = [p["ts"] for p in got]
             # In order, each one a point that was sent, unchanged; only points inside

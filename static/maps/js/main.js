@@ -360,9 +360,10 @@ function fitOptions() {
   const panel = elements.panel.getBoundingClientRect();
   const top = elements.topbar.getBoundingClientRect().bottom + 16;
   const wide = panel.width < window.innerWidth * 0.6;
+  // Labels hang below the dots: a little more room at the bottom.
   return {
-    paddingTopLeft: [32, top],
-    paddingBottomRight: wide ? [panel.width + 32, 32] : [32, panel.height + 32],
+    paddingTopLeft: [48, top + 16],
+    paddingBottomRight: wide ? [panel.width + 48, 64] : [48, panel.height + 48],
   };
 }
 

@@ -59,7 +59,9 @@ export class LocationSharer {
       if (error.code === error.PERMISSION_DENIED) {
         sharer.stop({ tellServer: false });
         sharer.onError("Location permission was refused; allow it in the browser to share.");
-      } else {
+      } else if (sharer.lastFix === null) {
+        // Transient (no signal, timeout): the watch goes on; say so only while
+        // there is no position at all yet.
         sharer.onError("Waiting for a location fix…");
       }
     }
