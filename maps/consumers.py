@@ -79,6 +79,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.member = None
         self.member_id = None
         self.member_info = None
+        self.via_key = False
         self.hub = None
         self._outbox = collections.deque()
         self._wake = None
@@ -113,6 +114,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.member = member_ref(member)
         self.member_id = member.pk
         self.member_info = member_info_dict(member)
+        self.via_key = bool(key)
         self.hub = await registry().hub_for(
             {"pk": room.pk, "public_id": room.public_id, "name": room.name}
         )

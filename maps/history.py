@@ -7,6 +7,7 @@ that interval of history; the live map never waits for the database.
 """
 
 import asyncio
+import contextvars
 import logging
 import weakref
 
@@ -34,8 +35,13 @@ class HistoryWriter:
         self.buffer.append((member_id, fix, received_ms))
         if self._handle is None:
             loop = asyncio.get_running_loop()
+            # A fresh context: the caller may be an HTTP request, whose thread-sensitive
+            # executor Django shuts when the response is sent; a write scheduled in its
+            # context would fail ("CurrentThreadExecutor already quit").
             self._handle = loop.call_later(
-                settings.GEOSHARE["HISTORY_FLUSH_MS"] / 1000, self._start_flush
+                settings.GEOSHARE["HISTORY_FLUSH_MS"] / 1000,
+                self._start_flush,
+                context=contextvars.Context(),
             )
 
     def forget(self, member_ids):

@@ -14,6 +14,8 @@ Messages between hubs (``type`` values on the layer):
 - ``room.stop`` ``{"member", "at"}``: a member stopped sharing at server time ``at`` (ms).
 - ``room.member`` ``{"member": <member dict>}``: a member joined or changed.
 - ``room.kick`` ``{"member"}``: a member was removed or revoked; close their sockets.
+- ``room.rekey`` ``{"member"}``: the member's device key changed; close sockets opened
+  with the old one.
 - ``room.deleted``: the room is gone; close every socket.
 - ``room.presence`` ``{"hub", "member", "online"}``: a member's sockets on hub ``hub``.
 - ``room.beat`` ``{"hub", "online"}``: a hub is alive with these members online.
@@ -56,7 +58,8 @@ class RoomHub:
     Shapes: ``members`` maps member id to a member dict (``id``, ``name``, ``color``,
     ``role``); ``latest`` maps member id to its live wire position (``Fix.to_wire``);
     times are epoch milliseconds. Sockets are objects with ``member_id``,
-    ``member_info`` (a member dict) and the methods ``push(message)`` and ``close_now(code)`` (see maps.consumers).
+    ``member_info`` (a member dict), ``via_key`` (opened with a device key) and the
+    methods ``push(message)`` and ``close_now(code)`` (see maps.consumers).
     """
 
     def __init__(self, registry, room):
@@ -351,6 +354,10 @@ class RoomHub:
             self._member_changed(info["id"])
         elif kind == "room.kick":
             self._apply_kick(message["member"])
+        elif kind == "room.rekey":
+            for socket in [s for s in self.sockets
+                           if s.member_id == message["member"] and s.via_key]:
+                socket.close_now(protocol.CLOSE_NOT_AUTHENTICATED)
         elif kind == "room.deleted":
             for socket in list(self.sockets):
                 socket.close_now(protocol.CLOSE_NO_ROOM)

@@ -17,10 +17,8 @@ Wire formats and their sources:
   https://github.com/mendhak/gpslogger.
 """
 
-import asyncio
 import base64
 import binascii
-import contextvars
 import math
 import re
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import selectors
+from . import ratelimit, selectors
 from .fixes import InvalidFix, fix_from_values
 from .models import Member
 from .services import NotAllowed, member_ref, position_publish, positions_publish
@@ -429,7 +427,25 @@ def owntracks_friends(member_id, room_pk):
     return messages
 
 
-_member_for_key = database_sync_to_async(selectors.member_for_key)
+# Returned instead of a member when the client's address tried too many wrong keys.
+BLOCKED = object()
+
+
+def _lookup_key(key, address):
+    """Return the member of ``key``, ``None``, or :data:`BLOCKED` (maps.ratelimit)."""
+    if ratelimit.blocked("badkey", address):
+        return BLOCKED
+    member = selectors.member_for_key(key)
+    if member is None:
+        ratelimit.hit("badkey", address)
+    return member
+
+
+_member_for_key = database_sync_to_async(_lookup_key)
+
+
+def _too_many():
+    return error_response(429, "too many wrong device keys from this address; wait a minute")
 _owntracks_friends = database_sync_to_async(owntracks_friends)
 
 
@@ -499,13 +515,8 @@ async def _publish(member, fixes):
         publishing = position_publish(member=ref, fix=fixes[0])
     else:
         publishing = positions_publish(member=ref, fixes=fixes)
-    # Published from a fresh context: the history writer schedules its batched write
-    # from the caller's context, and Django's ASGI handler shuts the request's
-    # thread-sensitive executor when the response is sent, so a write scheduled from
-    # the request's own context fails ("CurrentThreadExecutor already quit").
-    task = asyncio.get_running_loop().create_task(publishing, context=contextvars.Context())
     try:
-        await task
+        await publishing
     except NotAllowed:
         return False
     return True
@@ -533,7 +544,9 @@ async def owntracks(request):
     if body is None:
         return _too_large()
     key = _basic_password(request) or request.GET.get("key")
-    member = await _member_for_key(key)
+    member = await _member_for_key(key, ratelimit.client_address(request))
+    if member is BLOCKED:
+        return _too_many()
     if member is None:
         return error_response(
             401, "unknown or revoked device key", headers={"WWW-Authenticate":
@@ -593,7 +606,9 @@ async def osmand(request):
     if device_id is None:
         return error_response(400, f"{id_field} (the device key) is required", id_field)
     # The key is checked before the positions, so a stranger learns nothing of them.
-    member = await _member_for_key(device_id)
+    member = await _member_for_key(device_id, ratelimit.client_address(request))
+    if member is BLOCKED:
+        return _too_many()
     if member is None:
         return error_response(404 if is_json else 400, "unknown or revoked device key",
                               id_field)
@@ -624,7 +639,9 @@ async def gpslogger(request, key):
     body = _read_body(request)
     if body is None:
         return _too_large()
-    member = await _member_for_key(key)
+    member = await _member_for_key(key, ratelimit.client_address(request))
+    if member is BLOCKED:
+        return _too_many()
     if member is None:
         return error_response(401, "unknown or revoked device key")
     if not member.can_publish():

@@ -202,10 +202,14 @@ def member_create(*, room, name, role=Role.MEMBER, user=None):
 
 
 def member_rotate_key(*, member):
-    """Give the member a new device key (the old one stops working); return it."""
+    """Give the member a new device key and return it.
+
+    The old key stops working at once: sockets opened with it are closed (4401).
+    """
     key = new_device_key()
     member.set_key(key)
     member.save(update_fields=["key_hash"])
+    _room_event(member.room_id, {"type": "room.rekey", "member": member.pk})
     return key
 
 

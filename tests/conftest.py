@@ -20,6 +20,16 @@ from maps.models import Role
 from maps.services import member_create, room_create
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache; each test starts from none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def room_and_owner(db):
     return room_create(name="Ski trip", owner_name="Olga")

@@ -169,6 +169,42 @@ def test_invite_link_brings_a_second_member_onto_the_map(site, browse, problems)
 
 # -- 2. live -----------------------------------------------------------------------------
 
+DRAWN_SAMPLER_JS = """
+(id) => {
+    window.__drawn = [];
+    const started = performance.now();
+    function sample() {
+        const m = window.geoshare.markers()[id];
+        if (m) window.__drawn.push(m.drawn[0]);
+        if (performance.now() - started < 3000) requestAnimationFrame(sample);
+    }
+    requestAnimationFrame(sample);
+}
+"""
+
+SEND_FRAME_JS = """
+async (frame) => {
+    const url = new URL(window.geoshare.config.socketPath, location.href);
+    url.protocol = "ws:";
+    const ws = new WebSocket(url);
+    await new Promise((resolve) => { ws.onmessage = resolve; });
+    ws.send(JSON.stringify({...frame, ts: Date.now()}));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    ws.close();
+}
+"""
+
+FRAME_FROM_POSITION_JS = """
+async () => {
+    const { frameFromPosition } = await import("/static/maps/js/share.js");
+    return frameFromPosition({
+        coords: {latitude: 45.5, longitude: 14.5, accuracy: 5, altitude: null,
+                 speed: NaN, heading: NaN},
+        timestamp: 1763700000000,
+    });
+}
+"""
+
 
 def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
     a, b, ana, bo = two_members(site, browse, a_geo=A_START, b_geo=B_HOME)
@@ -192,10 +228,16 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
         }""",
         ana,
     )
+    b.evaluate(DRAWN_SAMPLER_JS, ana)
     a.context.set_geolocation(A_MOVED)
     elapsed = wait_marker_at(b, ana, A_MOVED["latitude"], A_MOVED["longitude"],
                              timeout=2_000)
     assert elapsed < 2.0
+    # Smooth: the marker was drawn on the way, not only at the two fixes.
+    b.wait_for_timeout(1_000)
+    drawn = b.evaluate("window.__drawn")
+    start, end = A_START["latitude"], A_MOVED["latitude"]
+    assert any(start + 1e-5 < lat < end - 1e-5 for lat in drawn), drawn
     assert b.evaluate(
         """(id) => window.__notReloaded === true &&
             document.querySelector(`.gs-pin[data-member-id="${id}"]`).dataset.probe === "1"
@@ -216,7 +258,21 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
     member_row(b, ana).get_by_role("button").click()
     expect(member_row(b, ana).get_by_role("button")).to_have_attribute("aria-pressed", "true")
     expect(b.locator("#follow-note")).to_contain_text("Following Ana")
+    # A heading, when known, turns into an arrow (a browser frame sent by hand:
+    # emulated geolocation has no heading).
+    a.evaluate(SEND_FRAME_JS, {"type": "position", "lat": A_MOVED["latitude"],
+                               "lon": A_MOVED["longitude"], "heading": 45, "speed": 1.5})
+    b.wait_for_function(
+        "(id) => window.geoshare.markers()[id].heading === 45", arg=ana, timeout=2_000
+    )
+    arrow = b.locator(f'.gs-pin[data-member-id="{ana}"] .gs-arrow')
+    expect(arrow).to_be_visible()
+    expect(arrow).to_have_attribute("style", re.compile(r"rotate\(45deg\)"))
     screenshot(b, "2-live-moved-following-phone")
+    # What a browser gives for unknown values (null, NaN) never reaches the wire.
+    frame = a.evaluate(FRAME_FROM_POSITION_JS)
+    assert frame == {"type": "position", "lat": 45.5, "lon": 14.5, "accuracy": 5,
+                     "ts": 1763700000000}
     a.get_by_role("button", name="Fit everyone").click()
     a.wait_for_function(
         "(id) => id in window.geoshare.markers()", arg=bo, timeout=2_000

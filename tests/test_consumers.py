@@ -271,3 +271,13 @@ async def test_foreign_origin_is_refused(room, member_key, hubs):
                     headers=[(b"origin", b"https://evil.example")])
     connected, _ = await client.connect()
     assert connected is False
+
+
+async def test_new_device_key_closes_sockets_of_old_key(room, member, member_key, connect):
+    from maps.services import member_rotate_key
+
+    client = await connect(room, key=member_key)
+    new_key = await database_sync_to_async(member_rotate_key)(member=member)
+    assert await client.close_code() == 4401
+    again = await connect(room, key=new_key)
+    assert again.snapshot["you"] == member.pk

@@ -188,6 +188,7 @@ async def test_socket_that_never_reads_stays_bounded_and_others_unaffected(
     stuck.member_id = member.pk
     stuck.member_info = {"id": member.pk, "name": "Ana", "color": "#000", "role": "member"}
     stuck.hub = hub
+    stuck.via_key = True
     stuck.base_send = stuck.never
     stuck._writer = asyncio.get_running_loop().create_task(stuck._write_loop())
     hub.attach(stuck)

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -34,13 +33,6 @@ from tests.servers import ROOT, Project
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SAMPLE = {"type": "position", "lat": 46.05, "lon": 14.5, "accuracy": 8, "ts": 1763700000000}
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 # -- who may see and do what ---------------------------------------------------------
@@ -180,6 +172,20 @@ def test_invite_redemption_is_rate_limited(client, room):
                 for i in range(allowed + 1)]
     assert statuses[:allowed] == [404] * allowed and statuses[-1] == 429
     assert client.post(invite.path(), {"name": "Ana"}).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/ingest/owntracks/?key=wrong"),
+     ("get", "/ingest/osmand/?id=wrong&lat=1&lon=2"),
+     ("get", "/ingest/gpslogger/wrong/?lat=1&lon=2")],
+)
+def test_wrong_device_keys_over_http_get_429(client, room, member_key, method, path):
+    allowed, _ = settings.GEOSHARE["RATE_LIMITS"]["badkey"]
+    statuses = [getattr(client, method)(path).status_code for _ in range(allowed + 2)]
+    assert 429 not in statuses[:allowed] and statuses[-1] == 429
+    good = path.replace("wrong", member_key)
+    assert getattr(client, method)(good).status_code == 429
 
 
 @pytest.mark.parametrize(

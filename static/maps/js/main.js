@@ -131,7 +131,7 @@ function applyPosition(position) {
   member.sharing = true;
   state.positions.set(id, position);
   markers.update(member, position, position.seen ?? serverNow());
-  if (state.following === id) map.panTo(markers.targetOf(id), { animate: true });
+  if (state.following === id) centerOn(markers.targetOf(id));
   if (!state.fitted) {
     state.fitted = fitPoints(map, markers.targets(), fitOptions());
   }
@@ -342,7 +342,7 @@ function follow(id) {
   const target = markers.targetOf(id);
   if (target === null) return;
   state.following = id;
-  map.setView(target, Math.max(map.getZoom(), 15), { animate: true });
+  centerOn(target, Math.max(map.getZoom(), 15));
   scheduleRender();
 }
 
@@ -356,15 +356,34 @@ function toggleFollow(id) {
   else follow(id);
 }
 
-function fitOptions() {
+// How much of the map the top bar and the panel cover, in pixels per side.
+function coveredInsets() {
   const panel = elements.panel.getBoundingClientRect();
-  const top = elements.topbar.getBoundingClientRect().bottom + 16;
-  const wide = panel.width < window.innerWidth * 0.6;
+  const top = elements.topbar.getBoundingClientRect().bottom;
+  const side = panel.width < window.innerWidth * 0.6;
+  return {
+    top,
+    left: 0,
+    right: side ? window.innerWidth - panel.left : 0,
+    bottom: side ? 0 : window.innerHeight - panel.top,
+  };
+}
+
+function fitOptions() {
+  const inset = coveredInsets();
   // Labels hang below the dots: a little more room at the bottom.
   return {
-    paddingTopLeft: [48, top + 16],
-    paddingBottomRight: wide ? [panel.width + 48, 64] : [48, panel.height + 48],
+    paddingTopLeft: [inset.left + 48, inset.top + 32],
+    paddingBottomRight: [inset.right + 48, inset.bottom + 56],
   };
+}
+
+// Put `latlng` in the middle of the part of the map that is not covered.
+function centerOn(latlng, zoom = map.getZoom()) {
+  const inset = coveredInsets();
+  const offset = L.point((inset.left - inset.right) / 2, (inset.top - inset.bottom) / 2);
+  const center = map.unproject(map.project(latlng, zoom).subtract(offset), zoom);
+  map.setView(center, zoom, { animate: true });
 }
 
 // -- controls ------------------------------------------------------------------------

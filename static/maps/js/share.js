@@ -99,9 +99,10 @@ export class LocationSharer {
     }
   }
 
-  // After a reconnect: the room gets our position again at once.
+  // After a reconnect: the room gets our position again at once (still current:
+  // the watch reports changes only).
   resend() {
-    if (this.active) this.sendFix();
+    if (this.active) this.sendFix({ refresh: true });
   }
 
   // The server refused our device time (a clock far off): send without it.
