@@ -19,6 +19,24 @@ import os
 
 from bench import bare
 
+if os.environ.get("BENCH_THROTTLE_LAYER_CLEAN"):
+    # What-if experiment only (docs/benchmarks.md), never on by default: channels'
+    # InMemoryChannelLayer scans every channel and group for expired entries on every
+    # send and receive, O(rooms) per message; this runs that scan at most once a second.
+    import time as _time
+
+    from channels.layers import InMemoryChannelLayer
+
+    _clean = InMemoryChannelLayer._clean_expired
+
+    def _throttled_clean(self):
+        now = _time.monotonic()
+        if now >= getattr(self, "_bench_next_clean", 0.0):
+            self._bench_next_clean = now + 1.0
+            _clean(self)
+
+    InMemoryChannelLayer._clean_expired = _throttled_clean
+
 if os.environ.get("BENCH_NO_GEOSHARE"):
     import django
     from django.conf import settings

@@ -226,8 +226,9 @@ class RoomHub:
     def _apply_fix(self, position):
         member_id = position["member"]
         if member_id not in self.members:
-            # Removed (or unknown here yet): a removed member's fix must not show.
-            self._spawn(self._reload_member(member_id))
+            # Unknown here: joined through another process, or removed. Look it up; a
+            # removed member's fix must not show.
+            self._spawn(self._reload_member(member_id, position))
             return
         stopped = self.stopped_at.get(member_id)
         if stopped is not None and position["seen"] < stopped:
@@ -262,13 +263,16 @@ class RoomHub:
         for socket in [s for s in self.sockets if s.member_id == member_id]:
             socket.close_now(protocol.CLOSE_FORBIDDEN)
 
-    async def _reload_member(self, member_id):
+    async def _reload_member(self, member_id, position):
         from .selectors import member_info
 
         info = await database_sync_to_async(member_info)(self.room_pk, member_id)
-        if info is not None and member_id not in self.members:
+        if info is None:
+            return
+        if member_id not in self.members:
             self.members[member_id] = info
             self._member_changed(member_id)
+        self._apply_fix(position)
 
     # -- fan-out ------------------------------------------------------------------
 

@@ -100,7 +100,11 @@ def room_map(request, room_id):
         "socketPath": f"/ws/rooms/{room.public_id}/",
         "tileUrl": settings.GEOSHARE["TILE_URL"],
         "tileAttribution": settings.GEOSHARE["TILE_ATTRIBUTION"],
-        "inviteUrl": request.build_absolute_uri(invite.path()) if invite else None,
+        # Viewers get no invite link: it would let them join again as members.
+        "inviteUrl": (
+            request.build_absolute_uri(invite.path())
+            if invite and member.can_publish() else None
+        ),
         "manageUrl": f"/r/{room.public_id}/manage/",
         "leaveUrl": f"/r/{room.public_id}/leave/",
         "connectUrl": f"/r/{room.public_id}/connect/",

@@ -50,6 +50,8 @@ def test_viewer_invite_gives_no_share_control(client, room):
     client.post(invite.path(), {"name": "Vera"})
     config = client.get(f"/r/{room.public_id}/").context["config"]
     assert config["role"] == "viewer" and config["canShare"] is False
+    # Not even the member invite link: a viewer must not be able to promote itself.
+    assert config["inviteUrl"] is None
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,10 @@ async def replay(url, points, speed, stdout=None):
         first = orjson.loads(await socket.recv())
         if first.get("type") != "snapshot":
             raise CommandError(f"unexpected first frame: {first}")
+        errors = []
+        # Read (and drop) the room's frames: an unread socket fills up and the server
+        # would stop reading from it, and closing would wait for a timeout.
+        reader = asyncio.create_task(_drain(socket, errors))
         sent = 0
         for offset, lat, lon, elevation in points:
             delay = start + offset / speed - time.monotonic()
@@ -70,7 +74,21 @@ async def replay(url, points, speed, stdout=None):
             sent += 1
         # Let the last tick go out before closing.
         await asyncio.sleep(0.3)
+        reader.cancel()
+    if errors:
+        raise CommandError(f"the server refused positions: {errors[0]}")
     return sent
+
+
+async def _drain(socket, errors):
+    try:
+        async for text in socket:
+            frame = orjson.loads(text)
+            # rate_limited only says a fast replay is coalesced on the map.
+            if frame.get("type") == "error" and frame.get("code") != "rate_limited":
+                errors.append(frame)
+    except websockets.ConnectionClosed:
+        pass
 
 
 class Command(BaseCommand):
