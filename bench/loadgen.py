@@ -395,9 +395,7 @@ def summarize(run: Run, k: Counters, **timing) -> dict:
         "connect_failed": timing["failed"],
         "first_error": timing["first_error"],
         "connect_s": round(timing["connect_s"], 2),
-        "publishers": sum(
-            1 for c in run.clients if "ws" in c and c.get("publish")
-        ),
+        "publishers": sum(1 for c in run.clients if "ws" in c and c.get("publish")),
         "sampled_receivers": sum(1 for c in run.clients if "ws" in c and c["sample"]),
         "sent": k.sent,
         "expected": expected,

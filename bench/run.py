@@ -163,8 +163,19 @@ class Redis:
             raise RuntimeError("redis-server is not installed")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(log_dir)],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(log_dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -207,8 +218,9 @@ class Fixtures:
         out = []
         with transaction.atomic():
             for i, n in enumerate(sizes):
-                room, owner = room_create(name=f"bench {self.seq}-{i}",
-                                          owner_name="bench owner")
+                room, owner = room_create(
+                    name=f"bench {self.seq}-{i}", owner_name="bench owner"
+                )
                 keys = []
                 for m in range(n):
                     _, key = member_create(room=room, name=f"m{m + 1}", role="member")
@@ -253,12 +265,26 @@ def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
         return []
     procs = []
     for s in servers:
-        name = f"{point.scenario}-{point.app}-{point.ws}-{sum(point.sizes)}-{s.port}.txt"
+        name = (
+            f"{point.scenario}-{point.app}-{point.ws}-{sum(point.sizes)}-{s.port}.txt"
+        )
         procs.append(
             subprocess.Popen(
-                [exe, "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                 "--duration", str(int(point.duration_s)), "--pid", str(s.proc.pid),
-                 "-o", str(out / name)],
+                [
+                    exe,
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "--duration",
+                    str(int(point.duration_s)),
+                    "--pid",
+                    str(s.proc.pid),
+                    "-o",
+                    str(out / name),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -373,7 +399,9 @@ def run_point(
             kib_per_socket_idle=(metrics.get("rss_connected", rss_base) - rss_base)
             / 1024
             / sockets,
-            kib_per_socket=(metrics.get("rss_end", rss_base) - rss_base) / 1024 / sockets,
+            kib_per_socket=(metrics.get("rss_end", rss_base) - rss_base)
+            / 1024
+            / sockets,
             server_log=[s.log_tail(5) for s in servers if s.log_tail(5).strip()],
         )
         return result
@@ -401,19 +429,21 @@ def failed(result: dict) -> bool:
 
 
 def s1_points(ms: list[int], duration: float) -> list[list[Point]]:
-    return [
-        [Point("S1", app, [m], [m], 1.0, duration) for app in APPS] for m in ms
-    ]
+    return [[Point("S1", app, [m], [m], 1.0, duration) for app in APPS] for m in ms]
 
 
-def s2_points(sockets: list[int], duration: float, impls: list[str]) -> list[list[Point]]:
+def s2_points(
+    sockets: list[int], duration: float, impls: list[str]
+) -> list[list[Point]]:
     out = []
     for n in sockets:
         rooms = n // 5
         for ws in impls:
             out.append(
-                [Point("S2", app, [5] * rooms, [5] * rooms, 0.2, duration, ws=ws)
-                 for app in APPS]
+                [
+                    Point("S2", app, [5] * rooms, [5] * rooms, 0.2, duration, ws=ws)
+                    for app in APPS
+                ]
             )
     return out
 
@@ -433,10 +463,18 @@ def grid(args) -> list[tuple[str, list[list[Point]], bool]]:
     """Return ``(scenario, rows of side-by-side points, ascending)`` to run."""
     if args.full:
         plan = [
-            ("S1", s1_points([50, 100, 200, 300, 500, 700, 1000, 1500, 2000], 15), True),
-            ("S2", s2_points([2000, 5000, 10000], 15, ["wsproto", "websockets"]), False),
+            (
+                "S1",
+                s1_points([50, 100, 200, 300, 500, 700, 1000, 1500, 2000], 10),
+                True,
+            ),
+            (
+                "S2",
+                s2_points([2000, 5000, 10000], 15, ["wsproto", "websockets"]),
+                False,
+            ),
             ("S3", s3_points(10), False),
-            ("S1-redis", redis_points([200, 500, 1000], 15), True),
+            ("S1-redis", redis_points([200, 500, 1000], 10), True),
         ]
     else:
         plan = [
@@ -469,9 +507,22 @@ def grid(args) -> list[tuple[str, list[list[Point]], bool]]:
 
 
 COLUMNS = [
-    ("scenario", 9), ("app", 8), ("ws", 10), ("sockets", 7), ("offered/s", 9),
-    ("deliv/s", 9), ("deliv%", 7), ("p50", 6), ("p90", 6), ("p99", 6), ("max", 6),
-    ("srvCPU%", 9), ("RSS MiB", 7), ("KiB/sock", 8), ("genCPU%", 7), ("notes", 0),
+    ("scenario", 9),
+    ("app", 8),
+    ("ws", 10),
+    ("sockets", 7),
+    ("offered/s", 9),
+    ("deliv/s", 9),
+    ("deliv%", 7),
+    ("p50", 6),
+    ("p90", 6),
+    ("p99", 6),
+    ("max", 6),
+    ("srvCPU%", 9),
+    ("RSS MiB", 7),
+    ("KiB/sock", 8),
+    ("genCPU%", 7),
+    ("notes", 0),
 ]
 
 
@@ -495,9 +546,13 @@ def row_text(p: Point) -> str:
         lat = r["latency"]
         notes = []
         if r.get("connect_failed"):
-            notes.append(f"{r['connect_failed']} connects failed")
+            notes.append(
+                f"{r['connect_failed']} connects failed ({(r.get('first_error') or '')[:60]})"
+            )
         if r.get("close_codes"):
-            notes.append("closed " + ",".join(f"{c}x{n}" for c, n in r["close_codes"].items()))
+            notes.append(
+                "closed " + ",".join(f"{c}x{n}" for c, n in r["close_codes"].items())
+            )
         if r.get("error_frames"):
             notes.append(f"{r['error_frames']} error frames")
         if r.get("stuck_publishers"):
@@ -506,10 +561,17 @@ def row_text(p: Point) -> str:
             notes.append("GENERATOR SATURATED")
         cpu = r.get("server_cpu_pct") or []
         cells = [
-            p.scenario, p.app, p.ws, str(r["sockets"]),
-            _fmt(r["offered_per_s"]), _fmt(r["delivered_per_s"]),
+            p.scenario,
+            p.app,
+            p.ws,
+            str(r["sockets"]),
+            _fmt(r["offered_per_s"]),
+            _fmt(r["delivered_per_s"]),
             _fmt(100 * r["delivery"], 1) if r.get("delivery") is not None else "-",
-            _fmt(lat["p50"]), _fmt(lat["p90"]), _fmt(lat["p99"]), _fmt(lat["max"]),
+            _fmt(lat["p50"]),
+            _fmt(lat["p90"]),
+            _fmt(lat["p99"]),
+            _fmt(lat["max"]),
             "+".join(_fmt(c) for c in cpu) or "-",
             _fmt(r["rss_end"] / 2**20 if r.get("rss_end") else None, 0),
             _fmt(r.get("kib_per_socket"), 1),
@@ -542,7 +604,10 @@ def prepare_env(work: Path) -> dict:
     os.environ.update(env)
     os.environ.pop("REDIS_URL", None)
     subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     import django
 
@@ -555,16 +620,22 @@ def main(argv=None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a few minutes (default)")
     mode.add_argument("--full", action="store_true", help="the whole grid")
-    parser.add_argument("--redis", action="store_true",
-                        help="with --quick: add S1 at M=500 on Redis and two processes")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="with --quick: add S1 at M=500 on Redis and two processes",
+    )
     parser.add_argument("--scenarios", help="comma-separated subset: S1,S2,S3,S1-redis")
     parser.add_argument("--apps", help="comma-separated subset of geoshare,naive,bare")
     parser.add_argument("--sizes", help="only points with these socket counts")
     parser.add_argument("--duration", type=float, help="publishing seconds per point")
     parser.add_argument("--json", help="also write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="py-spy the geoshare servers while publishing (raw stacks)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy the geoshare servers while publishing (raw stacks)",
+    )
     args = parser.parse_args(argv)
 
     raise_nofile()
@@ -607,7 +678,9 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(
                 json.dumps(
-                    [dict(vars(p), result=p.result) for p in done], indent=1, default=str
+                    [dict(vars(p), result=p.result) for p in done],
+                    indent=1,
+                    default=str,
                 )
             )
         if not args.keep:

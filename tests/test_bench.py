@@ -47,7 +47,11 @@ def test_histogram_clamps_negative_and_huge_latencies():
 
 def test_empty_histogram_has_no_percentiles():
     assert LatencyHistogram().summary() == {
-        "n": 0, "p50": None, "p90": None, "p99": None, "max": None
+        "n": 0,
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "max": None,
     }
 
 
@@ -129,11 +133,16 @@ def bench_server(tmp_path_factory):
     )
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=env, check=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     made = subprocess.run(
         [
-            sys.executable, "manage.py", "shell", "-c",
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
             "import json\n"
             "from maps.services import room_create, member_create\n"
             "room, owner = room_create(name='bench test', owner_name='owner')\n"
@@ -141,7 +150,11 @@ def bench_server(tmp_path_factory):
             " for i in range(3)]\n"
             "print(json.dumps({'room': room.public_id, 'keys': keys}))",
         ],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     geoshare = json.loads(made.stdout.strip().splitlines()[-1])
     server = Server(env, work, core=None)
@@ -155,7 +168,9 @@ def tiny_room_spec(urls, rate_hz=2.0, duration_s=1.0):
     """Three clients, all publishing at ``rate_hz`` for ``duration_s``: each sends
     exactly rate x duration positions (the schedule is fixed, not measured)."""
     return {
-        "rooms": [{"name": "tiny", "clients": [{"url": u, "publish": True} for u in urls]}],
+        "rooms": [
+            {"name": "tiny", "clients": [{"url": u, "publish": True} for u in urls]}
+        ],
         "rate_hz": rate_hz,
         "duration_s": duration_s,
         # Generous: the counts must not depend on how busy the test machine is.
@@ -169,7 +184,9 @@ def test_tiny_room_delivers_every_position_to_every_client(bench_server, app):
     server, geoshare = bench_server
     base = f"ws://127.0.0.1:{server.port}"
     if app == "geoshare":
-        urls = [f"{base}/ws/rooms/{geoshare['room']}/?key={k}" for k in geoshare["keys"]]
+        urls = [
+            f"{base}/ws/rooms/{geoshare['room']}/?key={k}" for k in geoshare["keys"]
+        ]
     else:
         room = f"t{secrets.token_hex(4)}"
         urls = [f"{base}/ws/{app}/{room}/?member={m}" for m in (1, 2, 3)]
