@@ -180,6 +180,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 warnings.filterwarnings(
     "ignore", message="StreamingHttpResponse must consume synchronous iterators"
 )
+# Before `collectstatic` (tests, `make test`) there is no STATIC_ROOT; the finders serve.
+warnings.filterwarnings("ignore", message="No directory at: .*staticfiles")
 
 # Cookies: the session is the browser member's credential.
 SESSION_COOKIE_HTTPONLY = True
