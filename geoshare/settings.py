@@ -141,7 +141,7 @@ else:
     # room, so the capacity is far above the default 100 (which drops silently).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "maps.layers.RoomsInMemoryChannelLayer",
             "CONFIG": {"capacity": 100_000},
         }
     }
