@@ -8,7 +8,8 @@ Routes by path:
   (``/ws/rooms/<room_id>/?key=<device key>``).
 
 Run it as ``uvicorn bench.asgi:application``. ``DJANGO_SETTINGS_MODULE`` defaults to
-``geoshare.settings``; the naive control uses that settings' channel layer. With
+``geoshare.settings``; the naive control gets its own channel layer (see
+``bench.naive.configure_layer``). With
 ``BENCH_NO_GEOSHARE=1`` geoshare is not imported and Django is configured with only
 what the naive control needs (the in-memory layer): for working on the controls alone.
 """
@@ -18,24 +19,6 @@ from __future__ import annotations
 import os
 
 from bench import bare
-
-if os.environ.get("BENCH_THROTTLE_LAYER_CLEAN"):
-    # What-if experiment only (docs/benchmarks.md), never on by default: channels'
-    # InMemoryChannelLayer scans every channel and group for expired entries on every
-    # send and receive, O(rooms) per message; this runs that scan at most once a second.
-    import time as _time
-
-    from channels.layers import InMemoryChannelLayer
-
-    _clean = InMemoryChannelLayer._clean_expired
-
-    def _throttled_clean(self):
-        now = _time.monotonic()
-        if now >= getattr(self, "_bench_next_clean", 0.0):
-            self._bench_next_clean = now + 1.0
-            _clean(self)
-
-    InMemoryChannelLayer._clean_expired = _throttled_clean
 
 if os.environ.get("BENCH_NO_GEOSHARE"):
     import django
@@ -56,6 +39,8 @@ else:
     from geoshare.asgi import application as geoshare_application
 
 from bench import naive  # noqa: E402 - needs Django set up first
+
+naive.configure_layer()
 
 
 async def application(scope, receive, send):

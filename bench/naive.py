@@ -7,8 +7,10 @@ sends it at once. No tick, no coalescing, no auth: the usual design, as a baseli
 URL: ``/ws/naive/<room>/?member=<n>``. Each group message becomes one ``positions``
 frame with one position (docs/protocol.md):
 ``{"type": "positions", "positions": [{"member", "lat", "lon", "ts"}]}``.
-It uses the channel layer of the settings it runs under (``CHANNEL_LAYERS``), so
-the in-memory layer by default, channels_redis with ``REDIS_URL``.
+Its channel layer is the alias ``naive`` (:func:`configure_layer`): channels' stock
+``InMemoryChannelLayer`` with its default configuration, as the tutorial's in-memory
+setup has it, unless the settings' default layer is channels_redis, which it then
+shares.
 """
 
 from __future__ import annotations
@@ -19,9 +21,29 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+LAYER_ALIAS = "naive"
+
+
+def configure_layer() -> None:
+    """Add the ``naive`` alias to ``settings.CHANNEL_LAYERS`` (before first use).
+
+    geoshare's embedded layer is tuned for its hubs; the floor must be the usual
+    design, so it gets channels' own in-memory layer, untuned.
+    """
+    from django.conf import settings
+
+    layers = settings.CHANNEL_LAYERS
+    default = layers.get("default", {})
+    if "redis" in default.get("BACKEND", "").lower():
+        layers[LAYER_ALIAS] = default
+    else:
+        layers[LAYER_ALIAS] = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+
 
 class NaiveRoomConsumer(AsyncWebsocketConsumer):
     """The Channels tutorial's ``ChatConsumer``, carrying positions instead of chat."""
+
+    channel_layer_alias = LAYER_ALIAS
 
     async def connect(self):
         room = self.scope["url_route"]["kwargs"]["room"]

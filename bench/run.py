@@ -258,7 +258,8 @@ def _reader(stream, q: queue.Queue) -> None:
 
 
 def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
-    """``py-spy record`` each server for the publishing window (collapsed stacks)."""
+    """``py-spy record`` each server for the publishing window (collapsed stacks,
+    one file per server in ``out``; summarise with ``python -m bench.stacks FILE``)."""
     exe = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
     if exe is None:
         print("(py-spy not installed: no profile)", file=sys.stderr)
@@ -278,6 +279,9 @@ def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
                     "--rate",
                     "200",
                     "--nonblocking",
+                    # Only the thread holding the GIL: where the CPU goes, not
+                    # where threads wait.
+                    "--gil",
                     "--duration",
                     str(int(point.duration_s)),
                     "--pid",
