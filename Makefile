@@ -9,7 +9,7 @@ PORT ?= 8000
 # websockets implementation (docs/benchmarks.md); compression is off because
 # permessage-deflate costs hundreds of KiB per connection (docs/security.md).
 UVICORN_FLAGS ?= --ws wsproto --ws-per-message-deflate false --ws-max-size 65536 \
-	--ws-ping-interval 20 --ws-ping-timeout 20 --proxy-headers --lifespan off
+	--ws-ping-interval 20 --ws-ping-timeout 20 --proxy-headers
 
 .PHONY: run test bench bench-full install install-test lint clean
 

@@ -16,7 +16,23 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
+from maps.history import history_writer  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
+
+
+async def lifespan(scope, receive, send):
+    """ASGI lifespan: on shutdown, write the history still buffered (nothing is lost).
+
+    uvicorn closes the sockets first, then sends ``lifespan.shutdown``.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await history_writer().flush()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def origin_checked(inner):
@@ -39,6 +55,7 @@ def origin_checked(inner):
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        "lifespan": lifespan,
         "websocket": origin_checked(
             SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -5,6 +5,7 @@ import base64
 import os
 import shutil
 import socket
+import sqlite3
 import time
 
 import orjson
@@ -129,6 +130,29 @@ async def test_restarted_server_resyncs_clients_with_current_state(project):
         assert online == {keys["Cy"]["member"]}
     finally:
         server.stop()
+
+
+async def test_graceful_stop_writes_buffered_history(project):
+    room, keys = make_room(project, members=("Ana", "Bo"))
+    # A long flush interval: only the shutdown can write these positions in time.
+    server = Uvicorn(project, extra_env={"GEOSHARE_HISTORY_FLUSH_MS": "60000"}).start()
+    path = f"/ws/rooms/{room}/?key="
+    try:
+        async with (
+            websockets.connect(server.ws_url + path + keys["Ana"]["key"]) as ana,
+            websockets.connect(server.ws_url + path + keys["Bo"]["key"]) as bo,
+        ):
+            await next_frame(ana, "snapshot")
+            await next_frame(bo, "snapshot")
+            for i in range(3):
+                await ana.send(position(46.0 + i, 14.0, 1763700000000 + i))
+                await collect_positions(bo, keys["Ana"]["member"], 1, timeout=5)
+            server.stop()  # SIGTERM: uvicorn's graceful shutdown
+    finally:
+        server.stop()
+    with sqlite3.connect(project.db) as db:
+        stored = db.execute("select lat from maps_position order by lat").fetchall()
+    assert stored == [(46.0,), (47.0,), (48.0,)]
 
 
 def raw_handshake(port, path):
