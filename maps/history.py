@@ -2,8 +2,9 @@
 
 Publishing a position appends it to this process's buffer; at most
 ``GEOSHARE["HISTORY_FLUSH_MS"]`` later one ``bulk_create`` writes the whole buffer in one
-transaction (and one ``bulk_update`` the members' ``last_seen``). A crash loses at most
-that interval of history; the live map never waits for the database.
+transaction (and one ``bulk_update`` the members' ``last_seen``). A graceful stop writes
+what is buffered (the ASGI lifespan shutdown in geoshare.asgi); a crash loses at most
+that interval of history. The live map never waits for the database.
 """
 
 import asyncio
