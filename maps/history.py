@@ -73,6 +73,14 @@ class HistoryWriter:
             done.set_result(None)
 
 
+# ``Member.last_seen`` in the database is for pages and for a hub that starts cold; live
+# clients get last-seen times from the hubs' memory. Rewriting it for every sharing
+# member on every flush would add a CASE branch per member per second, so it is written
+# at this resolution.
+LAST_SEEN_RESOLUTION_MS = 30_000
+_persisted_last_seen = {}
+
+
 def write_batch(batch):
     """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
 
@@ -104,8 +112,11 @@ def write_batch(batch):
             if received_ms > last_seen.get(member_id, 0):
                 last_seen[member_id] = received_ms
         Position.objects.bulk_create(rows, batch_size=500)
-        members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()]
+        members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()
+                   if ms - _persisted_last_seen.get(pk, 0) >= LAST_SEEN_RESOLUTION_MS]
         Member.objects.bulk_update(members, ["last_seen"], batch_size=500)
+    for member in members:
+        _persisted_last_seen[member.pk] = last_seen[member.pk]
 
 
 _writers = weakref.WeakKeyDictionary()
