@@ -14,7 +14,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
+from channels.sessions import CookieMiddleware  # noqa: E402
 
 from maps.history import history_writer  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
@@ -56,8 +56,8 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "lifespan": lifespan,
-        "websocket": origin_checked(
-            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Cookies only: the consumer reads the session once, to authenticate, and never
+        # writes it, so Channels' session middleware (which wraps every send) is not used.
+        "websocket": origin_checked(CookieMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

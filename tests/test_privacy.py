@@ -203,8 +203,11 @@ async def test_hostile_frames_change_nothing_and_replies_are_strict_json(
     sender = await connect(room, key=member_key)
     watcher = await connect(room, key=other_key)
     await sender.send_text(text)
-    reply = await sender.communicator.receive_output(2)
-    frame = orjson.loads(reply["text"])  # orjson accepts strict JSON only
+    while True:
+        reply = await sender.communicator.receive_output(2)
+        frame = orjson.loads(reply["text"])  # orjson accepts strict JSON only
+        if frame["type"] != "presence":
+            break
     assert frame["type"] == "error"
     assert await watcher.nothing(0.25)
     await history_writer().flush()
