@@ -89,6 +89,11 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.via_key = False
         self.hub = None
         self._outbox = collections.deque()
+        # Read once: push() runs for every socket on every tick, and the rate check
+        # for every frame.
+        self._max_pending = settings.GEOSHARE["MAX_PENDING_FRAMES"]
+        self._rate = settings.GEOSHARE["RATE_PER_S"]
+        self._flood = settings.GEOSHARE["FLOOD_PER_S"]
         self._wake = None
         self._writer = None
         self._closing = False
@@ -219,16 +224,16 @@ class LocationConsumer(AsyncWebsocketConsumer):
             self._window_count = 0
             self._warned = False
         self._window_count += 1
-        if self._window_count > settings.GEOSHARE["FLOOD_PER_S"]:
+        if self._window_count > self._flood:
             self.close_now(protocol.CLOSE_FLOOD)
             return True
-        if self._window_count > settings.GEOSHARE["RATE_PER_S"] and not self._warned:
+        if self._window_count > self._rate and not self._warned:
             # Still published: the hub keeps only the newest per tick, so a fast sender
             # is coalesced, not queued. Told once per second.
             self._warned = True
             self._reply(protocol.error(
                 "rate_limited",
-                f"send at most {settings.GEOSHARE['RATE_PER_S']} positions per second",
+                f"send at most {self._rate} positions per second",
             ))
         return False
 
@@ -247,7 +252,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         box = self._outbox
-        if len(box) >= settings.GEOSHARE["MAX_PENDING_FRAMES"]:
+        if len(box) >= self._max_pending:
             box.clear()
             if self.hub is not None:
                 message = self.hub.snapshot_message(self.member_id)

@@ -14,7 +14,7 @@ import weakref
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from .models import Member, Position
 from .selectors import from_ms
@@ -81,15 +81,33 @@ LAST_SEEN_RESOLUTION_MS = 30_000
 _persisted_last_seen = {}
 
 
+def existing_member_ids(member_ids):
+    """Return the subset of ``member_ids`` still in the database.
+
+    Plain SQL in chunks: the ORM's ``pk__in`` prepares every value through the field,
+    which for a batch of thousands of members held the GIL long enough to stall the
+    event loop (make bench S2, 10,000 sockets: about a fifth of the server's samples).
+    """
+    table = connection.ops.quote_name(Member._meta.db_table)
+    present = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(member_ids), 500):
+            chunk = member_ids[start:start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
+            present.update(row[0] for row in cursor.fetchall())
+    return present
+
+
 def write_batch(batch):
     """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
 
     Positions of members deleted meanwhile are dropped, not written: a removed or erased
     member must leave nothing behind.
     """
-    member_ids = {row[0] for row in batch}
+    member_ids = list({row[0] for row in batch})
     with transaction.atomic():
-        present = set(Member.objects.filter(pk__in=member_ids).values_list("pk", flat=True))
+        present = existing_member_ids(member_ids)
         rows = []
         last_seen = {}
         for member_id, fix, received_ms in batch:
