@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -448,6 +449,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="path of the JSON spec, or - for stdin")
     args = parser.parse_args(argv)
+    # Thousands of client sockets are long-lived objects: without this the collector's
+    # full passes stalled this process's loop for hundreds of ms and the stall showed
+    # up as server latency (same tuning as the server's, geoshare/asgi.py).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
     if args.spec == "-":
         spec = json.loads(sys.stdin.readline())
     else:
