@@ -53,17 +53,21 @@ def authenticate(room_id, session_key, key, address="unknown"):
     """
     if key and ratelimit.blocked("badkey", address):
         return protocol.CLOSE_FLOOD, None, None
-    room = room_by_public_id(room_id)
-    if room is None:
-        return protocol.CLOSE_NO_ROOM, None, None
     if key:
+        # One query in the common case: the key's member, with its room.
         member = member_for_key(key)
+        if member is not None and member.room.public_id == room_id:
+            return None, member, member.room
+        room = room_by_public_id(room_id)
+        if room is None:
+            return protocol.CLOSE_NO_ROOM, None, None
         if member is None:
             ratelimit.hit("badkey", address)
             return protocol.CLOSE_NOT_AUTHENTICATED, None, room
-        if member.room_id != room.pk:
-            return protocol.CLOSE_FORBIDDEN, None, room
-        return None, member, room
+        return protocol.CLOSE_FORBIDDEN, None, room
+    room = room_by_public_id(room_id)
+    if room is None:
+        return protocol.CLOSE_NO_ROOM, None, None
     session = load_session(session_key)
     if session is None or not session.get("members"):
         return protocol.CLOSE_NOT_AUTHENTICATED, None, room
@@ -117,13 +121,17 @@ class LocationConsumer(AsyncWebsocketConsumer):
             pass
 
     async def dispatch(self, message):
-        # channels >= 4.2 closes old database connections (a thread hop) before every
-        # handler; frames from the client never touch the ORM on this path, so they
-        # skip it. Connect and disconnect keep it.
-        if message["type"] == "websocket.receive":
+        # channels >= 4.2 closes old database connections before every handler: a hop
+        # through the one database thread, per frame and per connect. This consumer
+        # reaches the database only through database_sync_to_async, which closes old
+        # connections itself, so it calls its handlers directly.
+        kind = message["type"]
+        if kind == "websocket.receive":
             await self.websocket_receive(message)
-        else:
-            await super().dispatch(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
 
     # -- connection ---------------------------------------------------------------
 
@@ -135,17 +143,21 @@ class LocationConsumer(AsyncWebsocketConsumer):
         code, member, room = await database_sync_to_async(authenticate)(
             room_id, session_key, key, ratelimit.client_address(self.scope)
         )
-        await self.accept()
         if code is not None:
+            # Accepted, then closed: a browser can read a close code, not a refusal.
+            await self.accept()
             await self.close(code)
             return
         self.member = member_ref(member)
         self.member_id = member.pk
         self.member_info = member_info_dict(member)
         self.via_key = bool(key)
+        # The room's hub is ready before the handshake completes: once a client is
+        # connected, its frames are handled at once (not queued behind a hub start).
         self.hub = await registry().hub_for(
             {"pk": room.pk, "public_id": room.public_id, "name": room.name}
         )
+        await self.accept()
         if self._closing:
             return
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
