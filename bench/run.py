@@ -496,6 +496,9 @@ def grid(args) -> list[tuple[str, list[list[Point]], bool]]:
             continue
         rows = [[p for p in row if p.app in apps] for row in rows]
         rows = [row for row in rows if row]
+        if args.ws:
+            rows = [[p for p in row if p.ws == args.ws] for row in rows]
+            rows = [row for row in rows if row]
         if args.sizes:
             sizes = {int(x) for x in args.sizes.split(",")}
             rows = [row for row in rows if sum(row[0].sizes) in sizes]
@@ -561,6 +564,8 @@ def row_text(p: Point) -> str:
             notes.append(f"{r['error_frames']} error frames")
         if r.get("stuck_publishers"):
             notes.append(f"{r['stuck_publishers']} publishers stuck")
+        if (r.get("gen_loop_lag_max_ms") or 0) > 100:
+            notes.append(f"generator loop lag up to {r['gen_loop_lag_max_ms']:.0f} ms")
         if r.get("generator_saturated"):
             notes.append("GENERATOR SATURATED")
         cpu = r.get("server_cpu_pct") or []
@@ -632,6 +637,11 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", help="comma-separated subset: S1,S2,S3,S1-redis")
     parser.add_argument("--apps", help="comma-separated subset of geoshare,naive,bare")
     parser.add_argument("--sizes", help="only points with these socket counts")
+    parser.add_argument(
+        "--ws",
+        choices=["wsproto", "websockets"],
+        help="only points on this uvicorn WebSocket implementation",
+    )
     parser.add_argument("--duration", type=float, help="publishing seconds per point")
     parser.add_argument("--json", help="also write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")

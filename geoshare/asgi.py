@@ -60,7 +60,7 @@ def origin_checked(inner):
 # collect the young generation less often.
 gc.collect()
 gc.freeze()
-gc.set_threshold(10_000, 50, 100)
+gc.set_threshold(50_000, 20, 100)
 
 application = ProtocolTypeRouter(
     {
