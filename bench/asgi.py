@@ -20,14 +20,6 @@ import os
 
 from bench import bare
 
-if os.environ.get("BENCH_GC_THRESHOLD"):
-    # What-if experiment only (docs/benchmarks.md), never on by default: a larger
-    # generation-0 threshold makes the cyclic collector run (and walk the heap of
-    # thousands of sockets) less often.
-    import gc
-
-    gc.set_threshold(int(os.environ["BENCH_GC_THRESHOLD"]), 50, 1000)
-
 if os.environ.get("BENCH_NO_GEOSHARE"):
     import django
     from django.conf import settings

@@ -80,7 +80,8 @@ async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project
             received = []
             for viewer in (viewer_b, viewer_c):
                 got = []
-                async with asyncio.timeout(10):
+                # Generous: a loaded CI machine may be slow; nothing here is timed.
+                async with asyncio.timeout(30):
                     while not got or got[-1]["ts"] != sent[-1][2]:
                         frame = orjson.loads(await viewer.recv())
                         if frame["type"] == "positions":
@@ -99,7 +100,7 @@ async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project
             assert all((p["lat"], p["lon"]) == by_ts[p["ts"]] for p in got)
             assert len(got) >= len(sent) // 8
             assert stamps[-1] == sent[-1][2]
-        await asyncio.sleep(1.5)  # the history writer's interval
+    # The server has stopped: its shutdown wrote whatever history was still buffered.
     with sqlite3.connect(project.db) as db:
         stored = db.execute(
             "select lat, lon from maps_position where member_id = ? order by device_time",
