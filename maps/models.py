@@ -9,19 +9,31 @@ from django.db import models
 from django.utils import timezone
 
 
+def _token(nbytes):
+    """Return ``secrets.token_urlsafe(nbytes)`` that does not start with ``-``.
+
+    A leading dash would read as an option on a command line (``addmember ROOM``).
+    Redrawing keeps the distribution uniform over the allowed values.
+    """
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def new_room_id():
-    """Return a fresh room public id: 16 URL-safe characters, 96 random bits."""
-    return secrets.token_urlsafe(12)
+    """Return a fresh room public id: 16 URL-safe characters, about 96 random bits."""
+    return _token(12)
 
 
 def new_invite_token():
-    """Return a fresh invite token: 32 URL-safe characters, 192 random bits."""
-    return secrets.token_urlsafe(24)
+    """Return a fresh invite token: 32 URL-safe characters, about 192 random bits."""
+    return _token(24)
 
 
 def new_device_key():
-    """Return a fresh device key: 32 URL-safe characters, 192 random bits."""
-    return secrets.token_urlsafe(24)
+    """Return a fresh device key: 32 URL-safe characters, about 192 random bits."""
+    return _token(24)
 
 
 def hash_key(key):

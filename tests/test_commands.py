@@ -50,3 +50,14 @@ def test_replay_gpx_refuses_a_viewer_and_a_bad_speed(tmp_path):
         run("replay_gpx", room, str(gpx), "--member", "Vera")
     with pytest.raises(CommandError, match="speed"):
         run("replay_gpx", room, str(gpx), "--member", "Ana", "--speed", "0")
+
+
+def test_generated_ids_never_start_with_a_dash(monkeypatch):
+    # token_urlsafe can start with "-", which argparse would take for an option.
+    import secrets
+
+    from maps import models
+
+    draws = iter(["-leading", "_fine"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(draws))
+    assert models.new_room_id() == "_fine"
