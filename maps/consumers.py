@@ -82,7 +82,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
 
     After ``accept`` the client receives a ``snapshot``, then the room's frames. Client
     frames: ``position``, ``stop``, ``ping`` (docs/protocol.md). Close codes 4401, 4403,
-    4404 refuse a connection; 4408 closes a socket that stopped reading.
+    4404 refuse a connection; 4429 closes a flood. A socket that stops reading is not
+    closed: its backlog is replaced by a fresh snapshot (:meth:`push`).
     """
 
     def __init__(self, *args, **kwargs):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db.models import OuterRef, Q, Subquery
 
-from .models import Invite, Member, Position, Role, Room, hash_key
+from .models import Invite, Member, Position, Room, hash_key
 
 
 def to_ms(value):
@@ -115,8 +115,3 @@ def rooms_for_session(session):
 def room_by_public_id(public_id):
     """Return the room with this public id, or ``None``."""
     return Room.objects.filter(public_id=public_id).first()
-
-
-def owner_of(room):
-    """Return the room's owner member, or ``None``."""
-    return room.members.filter(role=Role.OWNER).first()

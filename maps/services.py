@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
@@ -93,27 +94,16 @@ async def positions_publish(*, member, fixes, received_ms=None):
         await position_publish(member=member, fix=fix, received_ms=received_ms)
 
 
-def member_stop_sharing(*, member_id):
-    """Stop a member's share: their marker disappears and no later snapshot shows it.
-
-    Synchronous; records ``stopped_at`` so that positions received before it are never
-    shown again, then tells the room.
-    """
-    member = Member.objects.select_related("room").get(pk=member_id)
-    at = timezone.now()
-    Member.objects.filter(pk=member_id).update(stopped_at=at)
-    _room_event(member.room_id, {"type": "room.stop", "member": member_id,
-                                 "at": int(at.timestamp() * 1000)})
-
-
 async def amember_stop_sharing(*, member):
-    """Async :func:`member_stop_sharing` for a :class:`MemberRef`."""
-    from channels.db import database_sync_to_async
+    """Stop the share of ``member`` (a :class:`MemberRef`): their marker disappears.
 
+    Records ``stopped_at`` first, so that no later snapshot, friends answer or restart
+    shows a position received before it, then tells the room's hubs.
+    """
     at = timezone.now()
     await database_sync_to_async(
-        lambda: Member.objects.filter(pk=member.id).update(stopped_at=at)
-    )()
+        Member.objects.filter(pk=member.id).update
+    )(stopped_at=at)
     await get_channel_layer().group_send(
         member.group,
         {"type": "room.stop", "member": member.id, "at": int(at.timestamp() * 1000)},
