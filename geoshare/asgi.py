@@ -5,6 +5,7 @@ docs/security.md); a client with a device key (``?key=``) sends no Origin header
 authenticates with its key instead.
 """
 
+import asyncio
 import gc
 import os
 
@@ -18,19 +19,25 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from channels.sessions import CookieMiddleware  # noqa: E402
 
 from maps.history import history_writer  # noqa: E402
+from maps.maintenance import maintenance_loop  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
 
 
 async def lifespan(scope, receive, send):
-    """ASGI lifespan: on shutdown, write the history still buffered (nothing is lost).
+    """ASGI lifespan: start the maintenance loop; on shutdown, write buffered history.
 
-    uvicorn closes the sockets first, then sends ``lifespan.shutdown``.
+    uvicorn closes the sockets first, then sends ``lifespan.shutdown``; the history
+    still buffered is written then, so a graceful stop loses nothing.
     """
+    maintenance = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            maintenance = asyncio.get_running_loop().create_task(maintenance_loop())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if maintenance is not None:
+                maintenance.cancel()
             await history_writer().flush()
             await send({"type": "lifespan.shutdown.complete"})
             return

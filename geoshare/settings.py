@@ -254,15 +254,24 @@ GEOSHARE = {
     "HEARTBEAT_MS": env_int("GEOSHARE_HEARTBEAT_MS", default=5000),
     # Frames queued for one socket before it is treated as too slow and resynced.
     "MAX_PENDING_FRAMES": env_int("GEOSHARE_MAX_PENDING_FRAMES", default=50),
-    # Positions per second per socket before coalescing / warnings; a socket
-    # sending more than FLOOD_PER_S frames in one second is closed.
-    "RATE_PER_S": env_int("GEOSHARE_RATE_PER_S", default=5),
+    # A socket sending more than FLOOD_PER_S frames of any kind in one second is
+    # closed (4429).
     "FLOOD_PER_S": env_int("GEOSHARE_FLOOD_PER_S", default=200),
-    # (hits, window seconds) per client address before 429.
+    # Open sockets per member, and per client address, in one process (0: no limit).
+    "MAX_SOCKETS_PER_MEMBER": env_int("GEOSHARE_MAX_SOCKETS_PER_MEMBER", default=10),
+    "MAX_SOCKETS_PER_ADDRESS": env_int("GEOSHARE_MAX_SOCKETS_PER_ADDRESS", default=1000),
+    # (events, window seconds) before 429: invite redemptions and wrong device keys per
+    # client address; positions per member, all doors together.
     "RATE_LIMITS": {
         "redeem": (env_int("GEOSHARE_REDEEM_PER_MIN", default=20), 60),
         "badkey": (env_int("GEOSHARE_BADKEY_PER_MIN", default=20), 60),
+        "positions": (env_int("GEOSHARE_POSITIONS_PER_MIN", default=1200), 60),
     },
+    # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed
+    # (maps.auth.client_address); none by default.
+    "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
+    # How often the service deletes positions past their room's retention.
+    "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),

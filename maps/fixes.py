@@ -19,11 +19,15 @@ import math
 import time
 from dataclasses import dataclass
 
+from .events import wire_position
+
 # Device times before this are refused (2000-01-01T00:00:00Z, epoch ms): GPS week
 # roll-over bugs report 1999 or 2019-04 minus 1024 weeks.
 MIN_TS_MS = 946_684_800_000
-# Device clocks run ahead at times; a day ahead is refused.
-MAX_FUTURE_MS = 24 * 3600 * 1000
+# Device clocks run ahead at times, by seconds to a few minutes. Further ahead is refused:
+# the marker never moves back to an older device time, so a fix from hours ahead would
+# freeze it until that time came.
+MAX_FUTURE_MS = 10 * 60 * 1000
 
 _RANGES = {
     "lat": (-90.0, 90.0),
@@ -34,7 +38,6 @@ _RANGES = {
     "heading": (0.0, 360.0),
     "battery": (0.0, 100.0),
 }
-OPTIONAL_FIELDS = ("accuracy", "altitude", "speed", "heading", "battery")
 
 
 class InvalidFix(ValueError):
@@ -60,21 +63,8 @@ class Fix:
     battery: float | None = None
 
     def to_wire(self, member_id, seen_ms):
-        """Return the ``positions[]`` entry of docs/protocol.md; unknown fields are absent."""
-        data = {"member": member_id, "lat": self.lat, "lon": self.lon}
-        if self.accuracy is not None:
-            data["accuracy"] = self.accuracy
-        if self.altitude is not None:
-            data["altitude"] = self.altitude
-        if self.speed is not None:
-            data["speed"] = self.speed
-        if self.heading is not None:
-            data["heading"] = self.heading
-        if self.battery is not None:
-            data["battery"] = self.battery
-        data["ts"] = self.ts
-        data["seen"] = seen_ms
-        return data
+        """Return the :class:`~maps.events.WirePosition` of this fix."""
+        return wire_position(member_id, self, self.ts, seen_ms)
 
 
 def now_ms():
@@ -141,7 +131,9 @@ def fix_from_values(
         if type(ts) is not int:
             raise InvalidFix("ts", "ts must be an integer (epoch milliseconds)")
         if ts < MIN_TS_MS or ts > server_now + MAX_FUTURE_MS:
-            raise InvalidFix("ts", "ts must be epoch milliseconds between 2000 and now")
+            raise InvalidFix(
+                "ts", "ts must be epoch milliseconds between 2000 and 10 minutes from now"
+            )
     return Fix(lat=lat, lon=lon, ts=ts, **optional)
 
 

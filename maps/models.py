@@ -78,15 +78,6 @@ class Room(models.Model):
     def __str__(self):
         return self.name
 
-    @property
-    def owner(self):
-        """Return the room's owner member, or ``None`` if the owner was removed."""
-        return self.members.filter(role=Role.OWNER).first()
-
-    def group_name(self):
-        """Return the channel-layer group of this room (never derived from user input)."""
-        return f"room.{self.pk}"
-
     def retention(self):
         """Return how long positions are kept, as a ``timedelta`` (zero: live only)."""
         return timedelta(days=self.retention_days)
@@ -147,10 +138,6 @@ class Member(models.Model):
 
     def __str__(self):
         return f"{self.name} in {self.room}"
-
-    def can_publish(self):
-        """Return whether this member may share a position (owners and members)."""
-        return self.role in (Role.OWNER, Role.MEMBER)
 
     def set_key(self, key):
         """Store ``key`` (as its hash only) as this member's device key; not saved."""

@@ -15,8 +15,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
-from .models import Role
+from . import auth, selectors, services
 
 # Placeholders the apps replace before each request (docs/phones.md has the sources).
 OSMAND_PLACEHOLDERS = (
@@ -131,7 +130,7 @@ def connect_phone(request, room_id):
     if room is None:
         raise Http404("No such room")
     member = selectors.session_member(request.session, room)
-    if member is None or member.role not in (Role.OWNER, Role.MEMBER):
+    if member is None or not auth.may_publish(member):
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     apps = key = None
     if request.method == "POST":

@@ -4,7 +4,9 @@
 from datetime import UTC, datetime
 
 from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 
+from . import events
 from .models import Invite, Member, Position, Room, hash_key
 
 
@@ -18,31 +20,26 @@ def from_ms(value):
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
-def member_info_dict(member):
-    """Return the fixed part of a member as the protocol shows it."""
-    return {"id": member.pk, "name": member.name, "color": member.color, "role": member.role}
-
-
 def position_wire(position):
-    """Return a stored :class:`Position` as a ``positions[]`` entry (docs/protocol.md)."""
-    data = {"member": position.member_id, "lat": position.lat, "lon": position.lon}
-    for field in ("accuracy", "altitude", "speed", "heading", "battery"):
-        value = getattr(position, field)
-        if value is not None:
-            data[field] = value
-    data["ts"] = to_ms(position.device_time)
-    data["seen"] = to_ms(position.received)
-    return data
+    """Return a stored :class:`Position` as a :class:`~maps.events.WirePosition`."""
+    return events.wire_position(position.member_id, position,
+                                to_ms(position.device_time), to_ms(position.received))
 
 
 def live_positions(members):
     """Return the live position of each sharing member among ``members``, as stored.
 
     A member's live position is their newest by device time, received after they last
-    stopped sharing. ``members`` is a Member queryset; the result a list of Positions.
+    stopped sharing and within their room's retention (a room that keeps history for N
+    days shows nothing older). ``members`` is a Member queryset of one room; the result
+    a list of Positions.
     """
+    room = Room.objects.filter(members__in=members[:1]).only("retention_days").first()
+    recent = Position.objects.all()
+    if room is not None and room.retention_days:
+        recent = recent.filter(received__gte=timezone.now() - room.retention())
     newest = (
-        Position.objects.filter(member=OuterRef("pk"))
+        recent.filter(member=OuterRef("pk"))
         .filter(Q(member__stopped_at__isnull=True) | Q(received__gt=OuterRef("stopped_at")))
         .order_by("-device_time", "-id")
         .values("id")[:1]
@@ -67,7 +64,7 @@ def room_live_state(room_pk):
         rows.append(
             {
                 "id": member.pk,
-                "info": member_info_dict(member),
+                "info": events.member_info(member),
                 "last_seen": to_ms(member.last_seen),
                 "stopped_at": to_ms(member.stopped_at),
             }
@@ -76,16 +73,31 @@ def room_live_state(room_pk):
     return {"members": rows, "positions": positions}
 
 
+def friend_positions(member_id, room_pk):
+    """Return ``[(member id, name, Position)]``: the live positions of the room's others.
+
+    Ordered by member id; members who stopped sharing are left out
+    (:func:`live_positions`). Read from the stored history, which the batched writer
+    fills up to ``HISTORY_FLUSH_MS`` after a position arrives.
+    """
+    others = Member.objects.filter(room_id=room_pk).exclude(pk=member_id)
+    positions = live_positions(others)
+    names = dict(
+        Member.objects.filter(pk__in=[p.member_id for p in positions])
+        .values_list("pk", "name")
+    )
+    return [(p.member_id, names[p.member_id], p)
+            for p in sorted(positions, key=lambda p: p.member_id) if p.member_id in names]
+
+
 def member_info(room_pk, member_id):
     """Return one member's info dict, or ``None`` when not (or no longer) in the room."""
     member = Member.objects.filter(room_id=room_pk, pk=member_id).first()
-    return None if member is None else member_info_dict(member)
+    return None if member is None else events.member_info(member)
 
 
 def member_for_key(key):
     """Return the member whose device key is ``key`` (with its room), or ``None``."""
-    if not key or len(key) > 200:
-        return None
     return Member.objects.select_related("room").filter(key_hash=hash_key(key)).first()
 
 

@@ -6,7 +6,6 @@ single function that broadcasts a position, whichever door it came in by.
 """
 
 import asyncio
-from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -15,10 +14,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import events
+from .auth import may_publish
 from .fixes import now_ms
 from .history import history_writer
 from .models import PALETTE, Invite, Member, Position, Role, Room, new_device_key
-from .selectors import member_info_dict
+from .selectors import to_ms
 
 
 class InviteUnusable(Exception):
@@ -29,59 +30,25 @@ class NotAllowed(Exception):
     """The member may not do this (for example a viewer publishing)."""
 
 
-@dataclass(slots=True, frozen=True)
-class MemberRef:
-    """What the publish path needs to know of a member, without touching the database.
-
-    Built once per connection or request by :func:`member_ref`.
-    """
-
-    id: int
-    room_pk: int
-    room_public_id: str
-    role: str
-    keep_history: bool
-
-    @property
-    def group(self):
-        """The room's channel-layer group."""
-        return f"room.{self.room_pk}"
-
-    def can_publish(self):
-        """Return whether the member may share a position."""
-        return self.role in (Role.OWNER, Role.MEMBER)
-
-
-def member_ref(member):
-    """Return the :class:`MemberRef` of a Member (its ``room`` loaded)."""
-    return MemberRef(
-        id=member.pk,
-        room_pk=member.room_id,
-        room_public_id=member.room.public_id,
-        role=member.role,
-        keep_history=member.room.retention_days > 0,
-    )
-
-
 # -- the publish path ---------------------------------------------------------------
 
 
 async def position_publish(*, member, fix, received_ms=None):
-    """Record and broadcast one position of ``member`` (a :class:`MemberRef`).
+    """Record and broadcast one position of ``member`` (a :class:`maps.auth.MemberRef`).
 
     ``fix`` is a validated :class:`maps.fixes.Fix`. The position joins the batched
-    history (unless the room keeps none) and goes once to the room's channel-layer
-    group, whose hubs show it on every member's map. Returns the wire position.
+    history (which applies the room's retention as it is when written) and goes once
+    to the room's channel-layer group, whose hubs show it on every member's map.
+    Returns the :class:`~maps.events.WirePosition`.
 
     Raises :class:`NotAllowed` for a member who may not publish (a viewer).
     """
-    if not member.can_publish():
+    if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
     wire = fix.to_wire(member.id, received_ms)
-    if member.keep_history:
-        history_writer().add(member.id, fix, received_ms)
-    await get_channel_layer().group_send(member.group, {"type": "room.fix", "p": wire})
+    history_writer().add(member.id, fix, received_ms)
+    await room_event_send(member.room_pk, events.room_fix(wire))
     return wire
 
 
@@ -95,7 +62,7 @@ async def positions_publish(*, member, fixes, received_ms=None):
 
 
 async def amember_stop_sharing(*, member):
-    """Stop the share of ``member`` (a :class:`MemberRef`): their marker disappears.
+    """Stop the share of ``member`` (a :class:`maps.auth.MemberRef`): the marker goes.
 
     Records ``stopped_at`` first, so that no later snapshot, friends answer or restart
     shows a position received before it, then tells the room's hubs.
@@ -104,10 +71,12 @@ async def amember_stop_sharing(*, member):
     await database_sync_to_async(
         Member.objects.filter(pk=member.id).update
     )(stopped_at=at)
-    await get_channel_layer().group_send(
-        member.group,
-        {"type": "room.stop", "member": member.id, "at": int(at.timestamp() * 1000)},
-    )
+    await room_event_send(member.room_pk, events.room_stop(member.id, to_ms(at)))
+
+
+async def room_event_send(room_pk, event):
+    """Send a room event (a :mod:`maps.events` builder's dict) to the room's hubs."""
+    await get_channel_layer().group_send(events.room_group(room_pk), event)
 
 
 # -- rooms, invites, members ----------------------------------------------------------
@@ -173,7 +142,7 @@ def invite_redeem(*, token, name, user=None):
             room=invite.room, name=name, color=_next_color(invite.room), role=invite.role,
             user=user, invite=invite,
         )
-    _room_event(member.room_id, {"type": "room.member", "member": member_info_dict(member)})
+    _room_event(member.room_id, events.room_member(events.member_info(member)))
     return member
 
 
@@ -187,7 +156,7 @@ def member_create(*, room, name, role=Role.MEMBER, user=None):
                     user=user)
     member.set_key(key)
     member.save()
-    _room_event(room.pk, {"type": "room.member", "member": member_info_dict(member)})
+    _room_event(room.pk, events.room_member(events.member_info(member)))
     return member, key
 
 
@@ -199,7 +168,7 @@ def member_rotate_key(*, member):
     key = new_device_key()
     member.set_key(key)
     member.save(update_fields=["key_hash"])
-    _room_event(member.room_id, {"type": "room.rekey", "member": member.pk})
+    _room_event(member.room_id, events.room_rekey(member.pk))
     return key
 
 
@@ -207,7 +176,7 @@ def member_remove(*, member):
     """Remove a member and everything of theirs: positions, sockets, marker."""
     room_pk, member_pk = member.room_id, member.pk
     member.delete()
-    _room_event(room_pk, {"type": "room.kick", "member": member_pk})
+    _room_event(room_pk, events.room_kick(member_pk))
 
 
 def invite_revoke(*, invite):
@@ -221,7 +190,7 @@ def room_delete(*, room):
     """Delete a room with all its members and positions; close its sockets."""
     room_pk = room.pk
     room.delete()
-    _room_event(room_pk, {"type": "room.deleted"})
+    _room_event(room_pk, events.room_deleted())
 
 
 def room_set_retention(*, room, days):
@@ -231,10 +200,18 @@ def room_set_retention(*, room, days):
     return positions_prune(rooms=[room])
 
 
+PRUNE_BATCH = 5_000
+
+
 def positions_prune(*, now=None, rooms=None):
     """Delete positions older than their room's retention; return how many went.
 
-    Safe to run at any time and concurrently with the service (``manage.py prune``).
+    Deletes in batches of :data:`PRUNE_BATCH` rows, each its own short transaction, so
+    that the history writer is never held up for long. Rooms that keep history are
+    then told (``room.retention``) to drop live positions past it, so nobody who joins
+    later sees them. Safe to run at any time and concurrently with the service: the
+    service runs it every ``GEOSHARE["PRUNE_EVERY_S"]`` seconds (maps.maintenance), and
+    ``manage.py prune`` runs it once.
     """
     now = now or timezone.now()
     deleted = 0
@@ -242,8 +219,12 @@ def positions_prune(*, now=None, rooms=None):
         rooms = Room.objects.all().only("pk", "retention_days")
     for room in rooms:
         cutoff = now - room.retention()
-        count, _ = Position.objects.filter(member__room=room, received__lt=cutoff).delete()
-        deleted += count
+        old = Position.objects.filter(member__room=room, received__lt=cutoff)
+        while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
+            count, _ = Position.objects.filter(pk__in=ids).delete()
+            deleted += count
+        if room.retention_days:
+            _room_event(room.pk, events.room_retention(to_ms(cutoff)))
     return deleted
 
 
@@ -255,7 +236,7 @@ def _room_event(room_pk, message):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            async_to_sync(layer.group_send)(f"room.{room_pk}", message)
+            async_to_sync(layer.group_send)(events.room_group(room_pk), message)
         else:  # pragma: no cover - sync services are not called on the loop thread
             raise RuntimeError("call room services through database_sync_to_async")
 

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from . import ingest, phone_views, views
+from . import phone_views, views
+from .ingest import views as ingest
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,8 +12,8 @@ urlpatterns = [
     path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),
     path("r/<str:room_id>/leave/", views.room_leave, name="room_leave"),
     path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
-    path("ingest/owntracks/", ingest.owntracks, name="ingest_owntracks"),
-    path("ingest/osmand/", ingest.osmand, name="ingest_osmand"),
-    path("ingest/gpslogger/<str:key>/", ingest.gpslogger, name="ingest_gpslogger"),
+    path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
+    path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
+    path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import ratelimit, selectors, services
+from . import auth, selectors, services
 from .forms import InviteForm, JoinForm, RetentionForm, RoomForm
 from .models import Invite, Member, Role
 
@@ -61,7 +61,7 @@ def join(request, token):
     invite = selectors.usable_invite(token)
     if invite is None:
         # Guessing tokens counts against the address like redeeming does.
-        if not ratelimit.hit("redeem", ratelimit.client_address(request)):
+        if not auth.limit_hit("redeem", auth.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         return render(request, "maps/invite_invalid.html", status=404)
     existing = selectors.session_member(request.session, invite.room)
@@ -69,7 +69,7 @@ def join(request, token):
         return redirect("room_map", room_id=invite.room.public_id)
     form = JoinForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not ratelimit.hit("redeem", ratelimit.client_address(request)):
+        if not auth.limit_hit("redeem", auth.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         try:
             member = services.invite_redeem(
@@ -95,7 +95,7 @@ def room_map(request, room_id):
         "roomName": room.name,
         "memberId": member.pk,
         "role": member.role,
-        "canShare": member.can_publish(),
+        "canShare": auth.may_publish(member),
         "isOwner": member.role == Role.OWNER,
         "socketPath": f"/ws/rooms/{room.public_id}/",
         "tileUrl": settings.GEOSHARE["TILE_URL"],
@@ -103,7 +103,7 @@ def room_map(request, room_id):
         # Viewers get no invite link: it would let them join again as members.
         "inviteUrl": (
             request.build_absolute_uri(invite.path())
-            if invite and member.can_publish() else None
+            if invite and auth.may_publish(member) else None
         ),
         "manageUrl": f"/r/{room.public_id}/manage/",
         "leaveUrl": f"/r/{room.public_id}/leave/",

@@ -14,8 +14,8 @@ import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from maps.consumers import LocationConsumer
 from maps.hub import RoomHub
+from maps.outbox import Outbox
 from tests.servers import Project, RedisServer, Uvicorn, skip_or_fail
 from tests.test_server import collect_positions, make_room, next_frame
 
@@ -193,40 +193,33 @@ async def test_vanished_client_is_shown_offline_after_ping_timeout(project):
                 ghost.close()
 
 
-class StuckSocket(LocationConsumer):
-    """A consumer whose client never reads: every send blocks forever."""
-
-    async def never(self, message):
-        await asyncio.Event().wait()
+async def never(message):
+    """An ASGI send whose client never reads: it blocks forever."""
+    await asyncio.Event().wait()
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_socket_that_never_reads_stays_bounded_and_others_unaffected(
-    room, member, member_key, other_key, connect, hubs, settings
+    room, member, member_key, other_key, connect, hubs
 ):
-    settings.GEOSHARE = {**settings.GEOSHARE, "MAX_PENDING_FRAMES": 10}
     watcher = await connect(room, key=other_key)
     sender = await connect(room, key=member_key)
     hub = hubs.get(room.pk)
-    stuck = StuckSocket()
-    stuck.member_id = member.pk
-    stuck.member_info = {"id": member.pk, "name": "Ana", "color": "#000", "role": "member"}
-    stuck.hub = hub
-    stuck.via_key = True
-    stuck.base_send = stuck.never
-    stuck._writer = asyncio.get_running_loop().create_task(stuck._write_loop())
-    hub.attach(stuck)
+    stuck = Outbox(send=never, close=None, snapshot=lambda: hub.snapshot_message(member.pk),
+                   member_id=member.pk, via_key=True, address="192.0.2.1", max_pending=10)
+    stuck.start()
+    hub.attach(stuck, {"id": member.pk, "name": "Ana", "color": "#000", "role": "member"})
     for i in range(40):
         await sender.send({"type": "position", "lat": 46 + i / 1000, "lon": 14.5,
                            "ts": 1763700000000 + i})
         got = await watcher.receive_type("positions")
         assert got["positions"][-1]["ts"] == 1763700000000 + i  # others keep up
-        assert len(stuck._outbox) <= 10
+        assert len(stuck) <= 10
     # Its backlog was replaced by the latest state, not kept.
-    newest = orjson.loads(stuck._outbox[0]["text"])
+    newest = orjson.loads(stuck._box[0]["text"])
     assert newest["type"] == "snapshot"
     hub.detach(stuck)
-    stuck._writer.cancel()
+    stuck.stop()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -26,21 +26,18 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 
 from geoshare.asgi import application
-from maps import ingest
-from maps.fixes import InvalidFix
+from maps.auth import member_ref
 from maps.history import history_writer
 from maps.hub import registry
 from maps.models import Position, Role
 from maps.selectors import member_for_key
-from maps.services import amember_stop_sharing, member_create, member_ref, room_create
+from maps.services import amember_stop_sharing, member_create, room_create
+from tests.phone_payloads import T, gpslogger_params, owntracks_location, traccar_json
 
 ROOT = Path(__file__).resolve().parents[1]
 GPX_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpx"
 
 db_async = pytest.mark.django_db(transaction=True)
-
-# Device time of the test positions: ten minutes ago, in epoch seconds.
-T = int(time.time()) - 600
 
 
 # -- fixtures and helpers -----------------------------------------------------------------
@@ -124,297 +121,10 @@ def basic(key, user="ana"):
     return {"Authorization": f"Basic {token}"}
 
 
-def owntracks_location(**fields):
-    """An OwnTracks ``location`` as the booklet shows it (fields override)."""
-    message = {"_type": "location", "tid": "an", "lat": 45.2735, "lon": 13.7142,
-               "tst": T, "acc": 8, "alt": 211, "vel": 36, "cog": 270, "batt": 81,
-               "bs": 1, "t": "u"}
-    message.update(fields)
-    return {k: v for k, v in message.items() if v is not None}
-
-
-def traccar_json(key, **coords):
-    """Traccar Client's JSON (www.traccar.org/osmand, Traccar's decoder test vector)."""
-    body = {
-        "location": {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.862Z", time.gmtime(T)),
-            "coords": {"latitude": 45.2735, "longitude": 13.7142, "accuracy": 5,
-                       "speed": 0, "heading": -1, "altitude": 5},
-            "is_moving": False, "odometer": 0, "event": "motionchange",
-            "battery": {"level": 0.42, "is_charging": False},
-            "activity": {"type": "still"}, "extras": {},
-        },
-        "device_id": key,
-    }
-    body["location"]["coords"].update(coords)
-    return body
-
-
 async def post_owntracks(client, message, key, **kwargs):
     body = message if isinstance(message, bytes) else json.dumps(message).encode()
     kwargs.setdefault("content_type", "application/json")
     return await client.post("/ingest/owntracks/", data=body, headers=basic(key), **kwargs)
-
-
-def gpslogger_params(**fields):
-    """What GPSLogger puts in place of the template's placeholders (Java formatting)."""
-    params = {"lat": "45.2735188", "lon": "13.7142099", "acc": "4.5", "alt": "211.15",
-              "spd": "12.5", "dir": "93.0", "batt": "77.0", "timestamp": str(T)}
-    params.update(fields)
-    return {k: v for k, v in params.items() if v is not None}
-
-
-# -- OwnTracks: parsing -----------------------------------------------------------------------
-
-
-def test_owntracks_location_is_converted_to_geoshare_units():
-    fix = ingest.parse_owntracks(json.dumps(owntracks_location()).encode())
-    assert (fix.lat, fix.lon) == (45.2735, 13.7142)
-    assert fix.ts == T * 1000
-    assert fix.accuracy == 8 and fix.altitude == 211 and fix.heading == 270
-    assert fix.speed == pytest.approx(10.0)  # 36 km/h
-    assert fix.battery == 81
-
-
-def test_owntracks_fields_that_are_zero_may_be_absent():
-    message = {"_type": "location", "lat": 45.0, "lon": 13.0, "tst": T}
-    fix = ingest.parse_owntracks(json.dumps(message).encode())
-    assert fix.ts == T * 1000
-    assert (fix.accuracy, fix.altitude, fix.speed, fix.heading, fix.battery) == (
-        None, None, None, None, None)
-
-
-def test_owntracks_negative_speed_and_course_are_unknown():
-    fix = ingest.parse_owntracks(json.dumps(owntracks_location(vel=-1, cog=-1)).encode())
-    assert fix.speed is None and fix.heading is None
-
-
-@pytest.mark.parametrize("kind", ["transition", "waypoint", "waypoints", "lwt", "status",
-                                  "card", "steps", "beacon"])
-def test_owntracks_other_types_give_no_fix(kind):
-    assert ingest.parse_owntracks(json.dumps({"_type": kind, "tst": T}).encode()) is None
-
-
-@pytest.mark.parametrize(
-    "body, field",
-    [
-        (b"garbage", "body"),
-        (b'{"_type": "location", "lat": 45.1, "lo', "body"),
-        (b"[1, 2]", "body"),
-        (b'{"lat": 45.0, "lon": 13.0, "tst": 1}', "_type"),
-        (b'{"_type": "encrypted", "data": "c2VjcmV0"}', "_type"),
-        (b'{"_type": "location", "lat": NaN, "lon": 13.0, "tst": 1700000000}', "body"),
-        (b'{"_type": "location", "lat": 1e999, "lon": 13.0, "tst": 1700000000}', "body"),
-        (b'{"_type": "location", "lon": 13.0, "tst": 1700000000}', "lat"),
-        (b'{"_type": "location", "lat": "45.0", "lon": 13.0, "tst": 1700000000}', "lat"),
-        (b'{"_type": "location", "lat": 91, "lon": 13.0, "tst": 1700000000}', "lat"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 181, "tst": 1700000000}', "lon"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0}', "tst"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": "now"}', "tst"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 5}', "tst"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "acc": -3}',
-         "acc"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "batt": 140}',
-         "batt"),
-        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "vel": true}',
-         "vel"),
-    ],
-)
-def test_owntracks_bad_input_names_the_field(body, field):
-    with pytest.raises(InvalidFix) as caught:
-        ingest.parse_owntracks(body)
-    assert caught.value.field == field
-
-
-def test_owntracks_tids_are_unique_per_member():
-    assert ingest.owntracks_tid(7, "Ana") == "AN7"
-    assert ingest.owntracks_tid(12, "Ana") == "AN12"
-    assert ingest.owntracks_tid(3, "  ") == "M3"
-
-
-# -- OsmAnd / Traccar Client: parsing -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "timestamp, expected_ms",
-    [
-        (str(T), T * 1000),
-        (str(T * 1000 + 250), T * 1000 + 250),
-        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T)), T * 1000),
-        (time.strftime("%Y-%m-%dT%H:%M:%S.500+00:00", time.gmtime(T)), T * 1000 + 500),
-        (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T)), T * 1000),
-    ],
-)
-def test_osmand_timestamp_forms(timestamp, expected_ms):
-    fix = ingest.parse_osmand_params({"id": "k", "lat": "45", "lon": "13",
-                                      "timestamp": timestamp})
-    assert fix.ts == expected_ms
-
-
-def test_osmand_query_is_converted_to_geoshare_units():
-    fix = ingest.parse_osmand_params({
-        "id": "k", "lat": "45.2735", "lon": "13.7142", "timestamp": str(T),
-        "hdop": "3.2", "altitude": "211.5", "speed": "10", "bearing": "93.5",
-        "accuracy": "6", "batt": "64", "charge": "true", "valid": "true",
-    })
-    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000)
-    assert fix.speed == pytest.approx(5.14444, abs=1e-4)  # 10 knots
-    assert fix.heading == 93.5 and fix.altitude == 211.5
-    assert fix.accuracy == 6 and fix.battery == 64
-
-
-def test_osmand_location_parameter_and_heading_alias():
-    fix = ingest.parse_osmand_params({"deviceid": "k", "location": "45.5,13.25",
-                                      "heading": "360"})
-    assert (fix.lat, fix.lon) == (45.5, 13.25)
-    assert fix.heading == 0.0  # 360 folds to 0
-
-
-def test_osmand_negative_speed_and_bearing_are_unknown():
-    fix = ingest.parse_osmand_params({"lat": "45", "lon": "13", "speed": "-1",
-                                      "bearing": "-1", "batt": "-1"})
-    assert fix.speed is None and fix.heading is None and fix.battery is None
-
-
-def test_osmand_without_timestamp_takes_the_servers_time():
-    before = int(time.time() * 1000)
-    fix = ingest.parse_osmand_params({"lat": "45", "lon": "13"})
-    assert before <= fix.ts <= int(time.time() * 1000)
-
-
-@pytest.mark.parametrize(
-    "params, field",
-    [
-        ({"lon": "13"}, "lat"),
-        ({"lat": "45"}, "lon"),
-        ({"lat": "north", "lon": "13"}, "lat"),
-        ({"lat": "nan", "lon": "13"}, "lat"),
-        ({"lat": "NaN", "lon": "13"}, "lat"),
-        ({"lat": "45", "lon": "Infinity"}, "lon"),
-        ({"lat": "45", "lon": "-inf"}, "lon"),
-        ({"lat": "1e999", "lon": "13"}, "lat"),
-        ({"lat": "0x1f", "lon": "13"}, "lat"),
-        ({"lat": "4_5", "lon": "13"}, "lat"),
-        ({"lat": "\u0664\u0665", "lon": "13"}, "lat"),  # Arabic-Indic digits
-        ({"lat": "-90.5", "lon": "13"}, "lat"),
-        ({"lat": "45", "lon": "180.01"}, "lon"),
-        ({"location": "45"}, "location"),
-        ({"location": "45,x"}, "location"),
-        ({"lat": "45", "lon": "13", "timestamp": "yesterday"}, "timestamp"),
-        ({"lat": "45", "lon": "13", "timestamp": "2024-13-45T99:00:00"}, "timestamp"),
-        ({"lat": "45", "lon": "13", "timestamp": "5"}, "timestamp"),
-        ({"lat": "45", "lon": "13", "speed": "fast"}, "speed"),
-        ({"lat": "45", "lon": "13", "speed": "5000"}, "speed"),
-        ({"lat": "45", "lon": "13", "bearing": "x"}, "bearing"),
-        ({"lat": "45", "lon": "13", "altitude": "-20000"}, "altitude"),
-        ({"lat": "45", "lon": "13", "accuracy": "-1"}, "accuracy"),
-        ({"lat": "45", "lon": "13", "batt": "101"}, "batt"),
-    ],
-)
-def test_osmand_bad_input_names_the_field(params, field):
-    with pytest.raises(InvalidFix) as caught:
-        ingest.parse_osmand_params(params)
-    assert caught.value.field == field
-
-
-def test_traccar_client_json_is_converted_to_geoshare_units():
-    device_id, fixes = ingest.parse_traccar_json(traccar_json("k", speed=2.5, heading=90))
-    assert device_id == "k"
-    (fix,) = fixes
-    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000 + 862)
-    assert fix.speed == 2.5  # m/s, unchanged
-    assert fix.heading == 90 and fix.accuracy == 5 and fix.altitude == 5
-    assert fix.battery == pytest.approx(42)  # level 0.42
-
-
-def test_traccar_client_unknown_speed_heading_and_battery():
-    body = traccar_json("k", speed=-1, heading=-1)
-    body["location"]["battery"]["level"] = -1
-    _, (fix,) = ingest.parse_traccar_json(body)
-    assert fix.speed is None and fix.heading is None and fix.battery is None
-
-
-def test_traccar_client_batch_of_locations():
-    body = traccar_json("k")
-    second = json.loads(json.dumps(body["location"]))
-    second["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T + 5))
-    body["location"] = [body["location"], second]
-    _, fixes = ingest.parse_traccar_json(body)
-    assert [f.ts for f in fixes] == [T * 1000 + 862, (T + 5) * 1000]
-
-
-def test_osmand_json_array_batch_of_flat_objects():
-    batch = [{"id": "k", "lat": 45.1, "lon": 13.1, "timestamp": T + 2, "speed": 1},
-             {"id": "k", "lat": "45.2", "lon": "13.2", "timestamp": str(T + 1)}]
-    device_id, fixes = ingest.parse_traccar_json(batch)
-    assert device_id == "k"
-    assert [(f.lat, f.ts) for f in fixes] == [(45.1, (T + 2) * 1000), (45.2, (T + 1) * 1000)]
-    assert fixes[0].speed == pytest.approx(ingest.KNOT_MS)
-
-
-@pytest.mark.parametrize(
-    "mutate, field",
-    [
-        (lambda b: b["location"]["coords"].pop("latitude"), "latitude"),
-        (lambda b: b["location"]["coords"].update(longitude="13"), "longitude"),
-        (lambda b: b["location"]["coords"].update(latitude=-91), "latitude"),
-        (lambda b: b["location"].pop("coords"), "coords"),
-        (lambda b: b["location"].update(timestamp="soon"), "timestamp"),
-        (lambda b: b["location"].pop("timestamp"), "timestamp"),
-        (lambda b: b["location"]["battery"].update(level=2), "battery.level"),
-        (lambda b: b.update(location="here"), "location"),
-    ],
-)
-def test_traccar_client_bad_input_names_the_field(mutate, field):
-    body = traccar_json("k")
-    mutate(body)
-    with pytest.raises(InvalidFix) as caught:
-        ingest.parse_traccar_json(body)
-    assert caught.value.field == field
-
-
-def test_osmand_batch_with_two_ids_is_refused():
-    with pytest.raises(InvalidFix) as caught:
-        ingest.parse_traccar_json([{"id": "a", "lat": 1, "lon": 1},
-                                   {"id": "b", "lat": 1, "lon": 1}])
-    assert caught.value.field == "id"
-
-
-# -- GPSLogger: parsing -------------------------------------------------------------------------
-
-
-def test_gpslogger_placeholders_are_converted_to_geoshare_units():
-    fix = ingest.parse_gpslogger(gpslogger_params())
-    assert (fix.lat, fix.lon, fix.ts) == (45.2735188, 13.7142099, T * 1000)
-    assert fix.speed == 12.5  # %SPD is m/s already
-    assert fix.heading == 93.0 and fix.accuracy == 4.5 and fix.altitude == 211.15
-    assert fix.battery == 77.0
-
-
-def test_gpslogger_iso_time_and_empty_values():
-    fix = ingest.parse_gpslogger(gpslogger_params(
-        timestamp=None, time=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T)),
-        acc="", batt="-1.0"))
-    assert fix.ts == T * 1000 and fix.accuracy is None and fix.battery is None
-
-
-@pytest.mark.parametrize(
-    "fields, field",
-    [
-        ({"lat": None}, "lat"),
-        ({"lat": "%LAT"}, "lat"),
-        ({"lon": "NaN"}, "lon"),
-        ({"lon": "Infinity"}, "lon"),
-        ({"lat": "95.0"}, "lat"),
-        ({"spd": "abc"}, "spd"),
-        ({"timestamp": None, "time": "noon"}, "time"),
-        ({"acc": "-4.0"}, "acc"),
-    ],
-)
-def test_gpslogger_bad_input_names_the_field(fields, field):
-    with pytest.raises(InvalidFix) as caught:
-        ingest.parse_gpslogger(gpslogger_params(**fields))
-    assert caught.value.field == field
 
 
 # -- OwnTracks endpoint -------------------------------------------------------------------------
@@ -643,7 +353,7 @@ async def test_osmand_out_of_order_batch_keeps_the_newest_live(party, watch):
                                  content_type="application/json")
     assert response.status_code == 200
     assert await viewer.quiet()
-    assert registry().get(party.room.pk).latest[party.ana.pk]["ts"] == (T + 60) * 1000
+    assert registry().get(party.room.pk).state.latest[party.ana.pk]["ts"] == (T + 60) * 1000
     rows = await stored(party.ana)
     assert [int(r.device_time.timestamp()) for r in rows] == [T + 10, T + 20, T + 30,
                                                               T + 60]

@@ -14,12 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from maps.fixes import Fix, InvalidFix
-from maps.ingest import (
-    parse_gpslogger,
-    parse_osmand_params,
-    parse_owntracks,
-    parse_traccar_json,
-)
+from maps.ingest import gpslogger, osmand, owntracks
 from maps.models import Position
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,6 +100,25 @@ def test_missing_fields_and_binary_bodies_are_refused(client, member_key):
     assert nothing_stored()
 
 
+@pytest.mark.parametrize("digits", [4_300, 5_000, 100_000])
+def test_a_timestamp_of_thousands_of_digits_is_a_400_naming_it(client, member_key, digits):
+    # int() of more than 4,300 digits raises ValueError in CPython: it was a 500.
+    huge = "1" * digits
+    for response in (
+        client.get("/ingest/osmand/", {"id": member_key, "lat": "1", "lon": "1",
+                                       "timestamp": huge}),
+        client.get(f"/ingest/gpslogger/{member_key}/", {"lat": "1", "lon": "1",
+                                                         "timestamp": huge}),
+        client.post(f"/ingest/osmand/?id={member_key}",
+                    f"[{{\"id\": \"{member_key}\", \"lat\": 1, \"lon\": 1, "
+                    f"\"timestamp\": \"{huge}\"}}]",
+                    content_type="application/json"),
+    ):
+        assert response.status_code == 400, response.content[:200]
+        assert orjson.loads(response.content)["field"] == "timestamp"
+    assert nothing_stored()
+
+
 def assert_valid(fix):
     assert isinstance(fix, Fix)
     for name in ("lat", "lon", "accuracy", "altitude", "speed", "heading", "battery"):
@@ -124,7 +138,7 @@ names = st.sampled_from(["lat", "lon", "location", "timestamp", "speed", "bearin
 @given(params=st.dictionaries(names, st.text(max_size=24), max_size=8))
 @hsettings(max_examples=300, deadline=None)
 def test_query_parsers_raise_only_invalid_fix(params):
-    for parse in (parse_osmand_params, parse_gpslogger):
+    for parse in (osmand.parse_params, gpslogger.parse):
         try:
             fix = parse(params)
         except InvalidFix:
@@ -145,13 +159,13 @@ json_values = st.recursive(
 def test_json_parsers_raise_only_invalid_fix(obj):
     body = json.dumps(obj, allow_nan=True).encode()
     try:
-        fix = parse_owntracks(body)
+        fix = owntracks.parse(body)
     except InvalidFix:
         fix = None
     if fix is not None:
         assert_valid(fix)
     try:
-        _device, fixes = parse_traccar_json(obj)
+        _device, fixes = osmand.parse_json(obj)
     except InvalidFix:
         return
     for fix in fixes:

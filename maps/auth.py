@@ -1,0 +1,420 @@
+"""The door check: who is calling, whether they may, and how fast.
+
+Every door calls this module: the WebSocket consumer (:func:`socket_member`) and every
+HTTP ingest view (the :func:`ingest_door` decorator, after healthchecks'
+``@authorize``). It holds
+
+- the client's address, with forwarded headers believed only from configured proxies
+  (``GEOSHARE["TRUSTED_PROXIES"]``, default none);
+- device-key and browser-session authentication;
+- the role rule (:func:`may_publish`);
+- the limiter: fixed windows on Django's cache (Redis when ``REDIS_URL`` is set, so
+  processes share the counts), keyed by a hash of the address or by member id, never
+  by a token or a key.
+
+Services keep the last word (:class:`maps.services.NotAllowed`). Every limit is listed
+with its number in docs/security.md.
+"""
+
+import base64
+import binascii
+import functools
+import hashlib
+import ipaddress
+import time
+from dataclasses import dataclass
+from importlib import import_module
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import events, selectors
+from .models import Role
+
+PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
+# Device keys are 32 characters; anything much longer is not one (and is not hashed).
+MAX_KEY_LENGTH = 200
+
+
+def geoshare_setting(name):
+    """Return ``settings.GEOSHARE[name]``, read at call time so tests can override it."""
+    return settings.GEOSHARE[name]
+
+
+# -- who is calling ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies):
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _trusted(address, networks):
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(scope_or_request):
+    """Return the client's IP address (text) from an ASGI scope or a Django request.
+
+    The direct peer, unless it is one of ``GEOSHARE["TRUSTED_PROXIES"]`` (addresses or
+    CIDR networks): then the rightmost ``X-Forwarded-For`` entry that is not a trusted
+    proxy, which is the address the first trusted proxy saw. Entries further left are
+    the client's own words and are never believed. Run uvicorn with
+    ``--no-proxy-headers`` (geoshare.serving does), or it rewrites the peer from
+    ``X-Forwarded-For`` itself before geoshare sees it.
+    """
+    if isinstance(scope_or_request, dict):
+        client = scope_or_request.get("client") or ("unknown", 0)
+        peer = str(client[0])
+        forwarded = b",".join(
+            value for name, value in scope_or_request.get("headers", ())
+            if name == b"x-forwarded-for"
+        ).decode("latin-1")
+    else:
+        peer = scope_or_request.META.get("REMOTE_ADDR", "unknown")
+        forwarded = scope_or_request.META.get("HTTP_X_FORWARDED_FOR", "")
+    proxies = tuple(geoshare_setting("TRUSTED_PROXIES"))
+    if not proxies or not forwarded:
+        return peer
+    networks = _networks(proxies)
+    if not _trusted(peer, networks):
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",")]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            # A trusted proxy wrote something that is not an address: believe nothing.
+            return peer
+        if not _trusted(hop, networks):
+            return hop
+    return hops[0]
+
+
+# -- the limiter ---------------------------------------------------------------------------
+
+
+def _limit_key(bucket, ident, window):
+    digest = hashlib.sha256(str(ident).encode()).hexdigest()[:24]
+    return f"geoshare:rl:{bucket}:{digest}:{int(time.time() // window)}"
+
+
+def limit(bucket):
+    """Return ``(max events, window seconds)`` of a bucket (``GEOSHARE["RATE_LIMITS"]``)."""
+    return geoshare_setting("RATE_LIMITS")[bucket]
+
+
+def retry_after(bucket):
+    """Return the whole seconds until the current window of ``bucket`` ends (>= 1)."""
+    _, window = limit(bucket)
+    return max(1, int(window - time.time() % window + 0.999))
+
+
+def limit_hit(bucket, ident, count=1):
+    """Count ``count`` events of ``bucket`` for ``ident``; return whether still allowed.
+
+    Windows are aligned to the clock, so every process agrees on when one ends. An
+    event refused for the limit is counted too (wrong keys, redemptions): trying harder
+    does not help.
+    """
+    allowed, window = limit(bucket)
+    key = _limit_key(bucket, ident, window)
+    if cache.add(key, count, timeout=window + 1):
+        return count <= allowed
+    try:
+        total = cache.incr(key, count)
+    except ValueError:  # expired between add and incr
+        cache.add(key, count, timeout=window + 1)
+        total = count
+    return total <= allowed
+
+
+def limit_take(bucket, ident, count=1):
+    """Take ``count`` events from ``ident``'s budget if they all fit; return ``True``.
+
+    Unlike :func:`limit_hit`, a refused take is not counted: a phone that is told to
+    retry later can send the same positions again.
+    """
+    allowed, window = limit(bucket)
+    if count > allowed:
+        return False
+    key = _limit_key(bucket, ident, window)
+    if cache.add(key, count, timeout=window + 1):
+        return True
+    try:
+        total = cache.incr(key, count)
+    except ValueError:
+        cache.add(key, count, timeout=window + 1)
+        return True
+    if total > allowed:
+        cache.decr(key, count)
+        return False
+    return True
+
+
+def limit_blocked(bucket, ident):
+    """Return whether ``ident`` is over the limit of ``bucket`` (without counting)."""
+    allowed, window = limit(bucket)
+    return (cache.get(_limit_key(bucket, ident, window)) or 0) > allowed
+
+
+# -- members -------------------------------------------------------------------------------
+
+
+def may_publish(member):
+    """Return whether ``member`` (anything with a ``role``) may share a position."""
+    return member.role in PUBLISHING_ROLES
+
+
+@dataclass(slots=True, frozen=True)
+class MemberRef:
+    """What the publish path needs to know of a member, without touching the database.
+
+    Built once per connection or request by :func:`member_ref`.
+    """
+
+    id: int
+    room_pk: int
+    room_public_id: str
+    role: str
+
+    @property
+    def group(self):
+        """The room's channel-layer group."""
+        return events.room_group(self.room_pk)
+
+
+def member_ref(member):
+    """Return the :class:`MemberRef` of a :class:`~maps.models.Member` (room loaded)."""
+    return MemberRef(id=member.pk, room_pk=member.room_id,
+                     room_public_id=member.room.public_id, role=member.role)
+
+
+# Returned instead of a member when the client's address tried too many wrong keys.
+BLOCKED = object()
+
+
+def key_member(key, address):
+    """Return the member of device ``key`` (room loaded), ``None``, or :data:`BLOCKED`.
+
+    Synchronous (database). A valid key always works: failures from an address never
+    lock out a key that is right, so nobody can lock out a victim by naming the
+    victim's address. A wrong key counts against ``address``; past
+    ``RATE_LIMITS["badkey"]`` it gets :data:`BLOCKED`.
+    """
+    member = None
+    if key and len(key) <= MAX_KEY_LENGTH:
+        member = selectors.member_for_key(key)
+    if member is not None:
+        return member
+    if not limit_hit("badkey", address):
+        return BLOCKED
+    return None
+
+
+def load_session(session_key):
+    """Return the browser session stored under ``session_key``, or ``None``."""
+    if not session_key:
+        return None
+    engine = import_module(settings.SESSION_ENGINE)
+    return engine.SessionStore(session_key)
+
+
+def socket_member(room_id, session_key, key, address):
+    """Return ``(close_code, member, room)`` for a WebSocket; ``close_code`` ``None`` = ok.
+
+    Synchronous (database). ``session_key`` is the session cookie's value. A device key
+    wins over the session; a key of another room is refused with 4403, an unknown key
+    with 4401, an address that tried too many wrong keys lately with 4429, and a room
+    that does not exist with 4404.
+    """
+    if key:
+        member = key_member(key, address)
+        if member is BLOCKED:
+            return events.CLOSE_FLOOD, None, None
+        if member is not None and member.room.public_id == room_id:
+            return None, member, member.room
+        room = selectors.room_by_public_id(room_id)
+        if room is None:
+            return events.CLOSE_NO_ROOM, None, None
+        if member is None:
+            return events.CLOSE_NOT_AUTHENTICATED, None, room
+        return events.CLOSE_FORBIDDEN, None, room
+    room = selectors.room_by_public_id(room_id)
+    if room is None:
+        return events.CLOSE_NO_ROOM, None, None
+    session = load_session(session_key)
+    if session is None or not session.get("members"):
+        return events.CLOSE_NOT_AUTHENTICATED, None, room
+    member = selectors.session_member(session, room)
+    if member is None:
+        return events.CLOSE_FORBIDDEN, None, room
+    return None, member, room
+
+
+# -- the HTTP ingest door --------------------------------------------------------------------
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_POINTS_PER_REQUEST = 1000
+
+
+class Refused(Exception):
+    """A door refuses the request: ``status``, ``detail``, optional ``field``/``headers``."""
+
+    def __init__(self, status, detail, field=None, headers=None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.headers = headers
+
+
+def json_refusal(exc):
+    """Return the JSON error every ingest door answers: ``{"error", "field"}``."""
+    data = {"error": exc.detail}
+    if exc.field is not None:
+        data["field"] = exc.field
+    return JsonResponse(data, status=exc.status, headers=exc.headers)
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who passed an ingest door: the member (a model, room loaded), its ref, the body."""
+
+    member: object
+    ref: MemberRef
+    address: str
+    body: bytes
+    key_context: object
+
+
+@dataclass(slots=True)
+class KeyClaim:
+    """Where a request says its device key is, and how to refuse a wrong one.
+
+    ``missing_status`` answers a request with no key at all (default: as unknown).
+    ``context`` is whatever the locator parsed on the way (an OsmAnd payload), handed on
+    to the view as ``caller.key_context``.
+    """
+
+    key: str | None
+    unknown_status: int = 401
+    missing_status: int | None = None
+    field: str | None = None
+    context: object = None
+    headers: dict | None = None
+
+
+def read_body(request):
+    """Return the request body; raise :class:`Refused` (413) over ``MAX_BODY_BYTES``."""
+    too_large = Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB",
+                        "body")
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > MAX_BODY_BYTES:
+        raise too_large
+    return body
+
+
+def basic_password(request):
+    """Return the password of an HTTP Basic ``Authorization`` header, or ``None``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+_key_member = database_sync_to_async(key_member)
+
+
+def ingest_door(locate_key, refuse=json_refusal):
+    """Decorate an async ingest view with the one prologue: size, key, rate, role.
+
+    ``locate_key(request, body, **kwargs)`` returns a :class:`KeyClaim` or raises
+    :class:`Refused` (or :class:`maps.fixes.InvalidFix`, answered 400). The view is
+    called as ``view(request, caller, **kwargs)`` with a :class:`Caller`. Refusals:
+    413 for a body over 256 KiB, the claim's status (401, 400 or 404) for an unknown
+    key, 429 with ``Retry-After`` for an address past its wrong-key limit, 403 for a
+    viewer's key. ``refuse`` turns a :class:`Refused` into the app's error response.
+    """
+    from .fixes import InvalidFix
+
+    def decorator(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        async def door(request, **kwargs):
+            address = client_address(request)
+            try:
+                body = read_body(request)
+                try:
+                    claim = locate_key(request, body, **kwargs)
+                except InvalidFix as exc:
+                    raise Refused(400, exc.detail, exc.field) from None
+                if not claim.key:
+                    raise Refused(claim.missing_status or claim.unknown_status,
+                                  f"{claim.field or 'a key'} (the device key) is required",
+                                  claim.field, claim.headers)
+                member = await _key_member(claim.key, address)
+                if member is BLOCKED:
+                    raise Refused(429, "too many wrong device keys from this address; "
+                                  "wait a minute",
+                                  headers={"Retry-After": str(retry_after("badkey"))})
+                if member is None:
+                    raise Refused(claim.unknown_status, "unknown or revoked device key",
+                                  claim.field, claim.headers)
+                if not may_publish(member):
+                    raise Refused(403, "this key belongs to a viewer, who cannot share a "
+                                  "position")
+                caller = Caller(member=member, ref=member_ref(member), address=address,
+                                body=body, key_context=claim.context)
+                return await view(request, caller, **kwargs)
+            except Refused as exc:
+                return refuse(exc)
+
+        return door
+
+    return decorator
+
+
+def limit_take_positions(member_id, count):
+    """Take ``count`` positions from the member's budget; return whether they fit."""
+    return limit_take("positions", member_id, count)
+
+
+def positions_allowed(member_id, count):
+    """Take ``count`` positions from the member's budget; raise :class:`Refused` (429).
+
+    ``RATE_LIMITS["positions"]`` per member, on every door together (the WebSocket
+    takes from the same budget, :class:`maps.consumers.LocationConsumer`); at most
+    :data:`MAX_POINTS_PER_REQUEST` in one request (413). A refused request stores
+    nothing and is not counted, so the phone can send it again after ``Retry-After``.
+    """
+    if count > MAX_POINTS_PER_REQUEST:
+        raise Refused(413, f"at most {MAX_POINTS_PER_REQUEST} positions per request",
+                      "body")
+    if not limit_take("positions", member_id, count):
+        allowed, window = limit("positions")
+        raise Refused(429, f"at most {allowed} positions per {window} s per member",
+                      headers={"Retry-After": str(retry_after("positions"))})

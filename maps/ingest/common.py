@@ -1,0 +1,133 @@
+"""Conversions every phone door shares: numbers, timestamps and field names.
+
+Pure functions, no Django: each takes what the app put on the wire and returns values
+in geoshare's units for :func:`maps.fixes.fix_from_values`, the one gate, or raises
+:class:`maps.fixes.InvalidFix` naming the field as the app spells it.
+"""
+
+import math
+import re
+from datetime import UTC, datetime
+
+import orjson
+
+from ..fixes import InvalidFix, fix_from_values
+
+# 1 knot = 1852 m / 3600 s (international nautical mile); 1 km/h = 1 / 3.6 m/s.
+KNOT_MS = 1852 / 3600
+KMH_MS = 1 / 3.6
+# Traccar's rule for a numeric ``timestamp``: below 2**31 - 1 it is seconds, else ms.
+SECONDS_BELOW = 2**31 - 1
+
+# Lengths are bounded: int() of a 4,300-digit string raises (CPython's digit limit),
+# and no coordinate or time needs more than a few dozen characters.
+_DECIMAL = re.compile(r"[+-]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,4})?",
+                      re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d{1,20}", re.ASCII)
+
+
+def fix_named(names, **values):
+    """Return :func:`fix_from_values` of ``values``, naming fields as the app does.
+
+    ``names`` maps geoshare's field names to the app's; an :class:`InvalidFix` is
+    re-raised with the app's name so the client sees the field it sent.
+    """
+    try:
+        return fix_from_values(**values)
+    except InvalidFix as exc:
+        wire = names.get(exc.field, exc.field)
+        if wire == exc.field:
+            raise
+        raise InvalidFix(wire, f"{wire}: {exc.detail}") from None
+
+
+def json_number(field, value):
+    """Return a JSON number as ``float`` (``None`` stays ``None``); refuse anything else."""
+    if value is None:
+        return None
+    if type(value) is not int and type(value) is not float:
+        raise InvalidFix(field, f"{field} must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidFix(field, f"{field} must be a finite number")
+    return value
+
+
+def text_number(field, value):
+    """Return a query-string number (``"46.05"``, ``"1e-4"``) as ``float``.
+
+    ``None`` and the empty string are absent (``None``). JSON numbers are accepted too,
+    for the flat objects of an OsmAnd JSON batch. ``nan``, ``inf``, ``1_0``, hex and
+    the like are refused: only plain decimal notation is a number on these wires.
+    """
+    if value is None:
+        return None
+    if type(value) is not str:
+        return json_number(field, value)
+    text = value.strip()
+    if not text:
+        return None
+    if not _DECIMAL.fullmatch(text):
+        raise InvalidFix(field, f"{field} must be a number")
+    number = float(text)
+    if not math.isfinite(number):
+        raise InvalidFix(field, f"{field} must be a finite number")
+    return number
+
+
+def unknown_if_negative(value):
+    # The apps use -1 for "unknown" speed, heading and battery (Traccar Client JSON,
+    # iOS Core Location); a negative value of these never means anything else.
+    return None if value is None or value < 0 else value
+
+
+def iso_ms(field, text):
+    """Return an ISO 8601 date-time as epoch ms; a naive one is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidFix(field, f"{field} must be an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def parse_timestamp(field, value):
+    """Return an OsmAnd / GPSLogger ``timestamp`` as UTC epoch milliseconds, or ``None``.
+
+    Accepted, as Traccar's ``OsmAndProtocolDecoder`` reads it: epoch seconds or epoch
+    milliseconds (a number below 2**31 - 1 is seconds), an ISO 8601 date-time (with a
+    ``T``), or ``yyyy-MM-dd HH:mm:ss`` (taken as UTC). Raises :class:`InvalidFix`.
+    """
+    if value is None or (type(value) is str and not value.strip()):
+        return None
+    if type(value) is not str:
+        number = json_number(field, value)
+    elif _INTEGER.fullmatch(value.strip()):
+        number = int(value)
+        return number * 1000 if number < SECONDS_BELOW else number
+    elif _DECIMAL.fullmatch(value.strip()):
+        number = float(value)
+    elif "T" in value:
+        return iso_ms(field, value)
+    else:
+        try:
+            moment = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise InvalidFix(
+                field, f"{field} must be epoch seconds or milliseconds, ISO 8601, "
+                       "or yyyy-MM-dd HH:mm:ss"
+            ) from None
+        return round(moment.replace(tzinfo=UTC).timestamp() * 1000)
+    if not math.isfinite(number):
+        raise InvalidFix(field, f"{field} must be a finite number")
+    return round(number * 1000) if number < SECONDS_BELOW else round(number)
+
+
+def load_json(body):
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidFix("body", "the body is not valid JSON (UTF-8)") from None
+
+

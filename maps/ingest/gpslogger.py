@@ -1,0 +1,48 @@
+"""GPSLogger for Android, custom URL ("Log to custom URL").
+
+Source: ``CustomUrlManager.getFormattedTextblock`` in https://github.com/mendhak/gpslogger.
+"""
+
+from .common import (
+    fix_named,
+    iso_ms,
+    parse_timestamp,
+    text_number,
+    unknown_if_negative,
+)
+
+NAMES = {"accuracy": "acc", "altitude": "alt", "speed": "spd", "heading": "dir",
+         "battery": "batt"}
+
+
+def parse(params):
+    """Return the :class:`~maps.fixes.Fix` of GPSLogger custom-URL parameters.
+
+    ``params`` maps the names of the template on the "Connect a phone" page to the
+    strings GPSLogger put in place of its placeholders: ``lat`` (``%LAT``), ``lon``
+    (``%LON``), ``acc`` (``%ACC``, m), ``alt`` (``%ALT``, m), ``spd`` (``%SPD``, m/s),
+    ``dir`` (``%DIR``, degrees), ``batt`` (``%BATT``, %), ``timestamp``
+    (``%TIMESTAMP``, epoch seconds) or ``time`` (``%TIME``, ISO 8601). Empty values
+    are absent; negative speed, direction or battery are unknown. Raises
+    :class:`InvalidFix`.
+    """
+    get = params.get
+    if get("timestamp") not in (None, ""):
+        ts, ts_name = parse_timestamp("timestamp", get("timestamp")), "timestamp"
+    elif get("time") not in (None, ""):
+        ts, ts_name = iso_ms("time", str(get("time"))), "time"
+    else:
+        ts, ts_name = None, "timestamp"
+    return fix_named(
+        {**NAMES, "ts": ts_name},
+        lat=text_number("lat", get("lat")),
+        lon=text_number("lon", get("lon")),
+        ts=ts,
+        accuracy=text_number("acc", get("acc")),
+        altitude=text_number("alt", get("alt")),
+        speed=unknown_if_negative(text_number("spd", get("spd"))),
+        heading=unknown_if_negative(text_number("dir", get("dir"))),
+        battery=unknown_if_negative(text_number("batt", get("batt"))),
+    )
+
+

@@ -1,0 +1,36 @@
+"""Work the service does on a schedule, inside its own process: pruning old positions.
+
+Started by the ASGI lifespan (geoshare.asgi) and stopped with it. Every
+``GEOSHARE["PRUNE_EVERY_S"]`` seconds it runs :func:`maps.services.positions_prune`,
+which deletes positions past their room's retention in short batches and tells the
+rooms' hubs to drop live positions past it, so no cron job is needed (``manage.py
+prune`` stays for operators). Several processes may each run it: a prune is idempotent.
+"""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from .services import positions_prune
+
+log = logging.getLogger(__name__)
+
+
+async def prune_once():
+    """Prune now; return how many positions were deleted (errors logged, not raised)."""
+    try:
+        return await database_sync_to_async(positions_prune)()
+    except Exception:
+        log.exception("maintenance: prune failed; will retry")
+        return 0
+
+
+async def maintenance_loop():
+    """Prune at start and then every ``PRUNE_EVERY_S`` seconds, until cancelled."""
+    while True:
+        deleted = await prune_once()
+        if deleted:
+            log.info("maintenance: pruned %d positions past their retention", deleted)
+        await asyncio.sleep(settings.GEOSHARE["PRUNE_EVERY_S"])

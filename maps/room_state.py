@@ -1,0 +1,252 @@
+"""The live state of one room, as plain data and plain methods: no asyncio, no I/O.
+
+A :class:`RoomState` holds what a room's map shows (members, their latest positions,
+who is online on which process) and turns each change into the frames to send
+(Zulip's ``apply_events`` beside its event queue is the model). Changes accumulate
+until :meth:`RoomState.flush`, which returns the frames of one tick; the hub
+(:mod:`maps.hub`) calls it on the tick grid and moves the bytes.
+
+Times are passed in by the caller: ``now`` is UTC epoch milliseconds, ``mono`` is a
+monotonic clock in seconds (peer expiry). Shapes are :mod:`maps.events`'.
+"""
+
+from . import events
+
+# Changes above this many in one tick go out as one ``members`` frame.
+PRESENCE_FRAMES_MAX = 3
+
+
+class RoomState:
+    """Members, latest positions, stops and presence of one room.
+
+    - ``members``: member id -> :class:`~maps.events.MemberInfo`;
+    - ``latest``: member id -> live :class:`~maps.events.WirePosition`;
+    - ``last_seen``, ``stopped_at``: member id -> epoch ms;
+    - ``local``: member id -> number of sockets on this process;
+    - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s).
+    """
+
+    def __init__(self, room):
+        """``room`` is a dict with ``public_id``, ``name`` and the ``RoomInfo`` timings
+        ``tick_ms``, ``stale_after_ms``, ``trail_ms``."""
+        self.room = room
+        self.members = {}
+        self.latest = {}
+        self.last_seen = {}
+        self.stopped_at = {}
+        self.local = {}
+        self.remote = {}
+        self._positions = {}
+        self._events = []
+        self._changed = {}
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(self, stored):
+        """Take the stored state of :func:`maps.selectors.room_live_state`."""
+        for member in stored["members"]:
+            member_id = member["id"]
+            self.members[member_id] = member["info"]
+            if member["last_seen"] is not None:
+                self.last_seen[member_id] = member["last_seen"]
+            if member["stopped_at"] is not None:
+                self.stopped_at[member_id] = member["stopped_at"]
+        for position in stored["positions"]:
+            self.latest[position["member"]] = position
+
+    # -- queries -------------------------------------------------------------------------
+
+    @property
+    def dirty(self):
+        """Whether a flush would send anything."""
+        return bool(self._positions or self._events or self._changed)
+
+    def is_online(self, member_id):
+        """Return whether the member has an open socket on this or a live peer hub."""
+        if self.local.get(member_id):
+            return True
+        return any(member_id in online for online, _ in self.remote.values())
+
+    def wire_member(self, member_id):
+        """Return the :class:`~maps.events.WireMember` of ``member_id``."""
+        return {
+            **self.members[member_id],
+            "online": self.is_online(member_id),
+            "sharing": member_id in self.latest,
+            "last_seen": self.last_seen.get(member_id),
+        }
+
+    def snapshot(self, you, now):
+        """Return the :class:`~maps.events.Snapshot` frame for member ``you``."""
+        return events.snapshot(
+            you=you,
+            now=now,
+            room={
+                "id": self.room["public_id"],
+                "name": self.room["name"],
+                "tick_ms": self.room["tick_ms"],
+                "stale_after_ms": self.room["stale_after_ms"],
+                "trail_ms": self.room["trail_ms"],
+            },
+            members=[self.wire_member(m) for m in self.members],
+            positions=list(self.latest.values()),
+        )
+
+    def sync_event(self, hub):
+        """Return the ``room.sync`` event that tells a starting peer this state."""
+        return events.room_sync(
+            hub,
+            online=list(self.local),
+            positions=list(self.latest.values()),
+            stopped=[[member_id, at] for member_id, at in self.stopped_at.items()],
+        )
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def apply_fix(self, position):
+        """Take a position; return ``False`` when its member is unknown here.
+
+        An unknown member may have joined through another process, or been removed: the
+        caller looks it up and calls :meth:`apply_member` first, or drops the fix.
+        A position received before the member's last stop, or older (device time) than
+        the live one, changes nothing live: it only went to the history.
+        """
+        member_id = position["member"]
+        if member_id not in self.members:
+            return False
+        stopped = self.stopped_at.get(member_id)
+        if stopped is not None and position["seen"] < stopped:
+            return True
+        current = self.latest.get(member_id)
+        if current is not None and position["ts"] < current["ts"]:
+            return True
+        self.latest[member_id] = position
+        self._positions[member_id] = position
+        if position["seen"] > self.last_seen.get(member_id, 0):
+            self.last_seen[member_id] = position["seen"]
+        if current is None:
+            self._member_changed(member_id)
+        return True
+
+    def apply_stop(self, member_id, at):
+        """The member stopped sharing at server time ``at``: drop the live position."""
+        if at > self.stopped_at.get(member_id, 0):
+            self.stopped_at[member_id] = at
+        self._positions.pop(member_id, None)
+        if self.latest.pop(member_id, None) is not None:
+            self._events.append(events.stopped(member_id))
+            self._member_changed(member_id)
+
+    def apply_member(self, info):
+        """A member joined or changed (``info`` a :class:`~maps.events.MemberInfo`)."""
+        self.members[info["id"]] = info
+        self._member_changed(info["id"])
+
+    def apply_kick(self, member_id, now):
+        """The member was removed: no marker, no list entry."""
+        self.apply_stop(member_id, now)
+        self._changed.pop(member_id, None)
+        if self.members.pop(member_id, None) is not None:
+            self._events.append(events.removed(member_id))
+        self.last_seen.pop(member_id, None)
+        self.stopped_at.pop(member_id, None)
+
+    def expire(self, before):
+        """Drop live positions received before ``before`` (epoch ms): past retention."""
+        for member_id in [m for m, p in self.latest.items() if p["seen"] < before]:
+            del self.latest[member_id]
+            self._positions.pop(member_id, None)
+            self._events.append(events.stopped(member_id))
+            self._member_changed(member_id)
+
+    def socket_opened(self, member_id, info, now):
+        """A local socket of the member opened; return whether the member came online."""
+        if member_id not in self.members:
+            self.members[member_id] = info
+        came_online = not self.is_online(member_id)
+        self.local[member_id] = self.local.get(member_id, 0) + 1
+        self.last_seen[member_id] = now
+        if came_online:
+            self._member_changed(member_id)
+        return came_online
+
+    def socket_closed(self, member_id, now):
+        """A local socket closed; return whether it was the member's last one here."""
+        count = self.local.get(member_id, 0) - 1
+        if count > 0:
+            self.local[member_id] = count
+            return False
+        self.local.pop(member_id, None)
+        if member_id in self.members:
+            self.last_seen[member_id] = now
+        if not self.is_online(member_id):
+            self._member_changed(member_id)
+        return True
+
+    # -- peers (other processes' hubs of the room) --------------------------------------------
+
+    def peer_presence(self, hub, member_id, online, expiry):
+        """Peer ``hub`` says the member's sockets there opened or all closed."""
+        members, _ = self.remote.get(hub, (set(), expiry))
+        before = self.is_online(member_id)
+        if online:
+            members.add(member_id)
+        else:
+            members.discard(member_id)
+        self.remote[hub] = (members, expiry)
+        if self.is_online(member_id) != before:
+            self._member_changed(member_id)
+
+    def peer_online(self, hub, online, expiry):
+        """Peer ``hub`` is alive with exactly ``online`` (member ids) online."""
+        before, _ = self.remote.get(hub, (set(), expiry))
+        online = set(online)
+        self.remote[hub] = (online, expiry)
+        for member_id in before ^ online:
+            self._member_changed(member_id)
+
+    def peer_sync(self, hub, online, positions, stopped, expiry):
+        """Take a peer's state (``room.sync``)."""
+        self.peer_online(hub, online, expiry)
+        for member_id, at in stopped:
+            if at > self.stopped_at.get(member_id, 0):
+                self.apply_stop(member_id, at)
+        for position in positions:
+            self.apply_fix(position)
+
+    def expire_peers(self, mono):
+        """Forget peers whose last word is older than their expiry."""
+        for hub, (online, expiry) in list(self.remote.items()):
+            if expiry < mono:
+                del self.remote[hub]
+                for member_id in online:
+                    self._member_changed(member_id)
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    def flush(self):
+        """Return the frames of what changed since the last flush, and forget it.
+
+        Order: ``stopped``/``removed`` events, then member changes (one ``presence``
+        each, or one ``members`` frame above :data:`PRESENCE_FRAMES_MAX`), then one
+        ``positions`` frame with the newest position of every member that moved.
+        """
+        frames = self._events
+        self._events = []
+        changed = [m for m in self._changed if m in self.members]
+        self._changed = {}
+        if len(changed) > PRESENCE_FRAMES_MAX:
+            frames.append(events.members([self.wire_member(m) for m in changed]))
+        else:
+            for member_id in changed:
+                frames.append(
+                    events.presence(self.wire_member(member_id), self.is_online(member_id))
+                )
+        if self._positions:
+            frames.append(events.positions(list(self._positions.values())))
+            self._positions = {}
+        return frames
+
+    def _member_changed(self, member_id):
+        if member_id in self.members:
+            self._changed[member_id] = True

@@ -1,0 +1,141 @@
+"""The door check (maps.auth): addresses, keys, roles and limits, on every door."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import RequestFactory
+
+from maps import auth
+from maps.history import history_writer
+from maps.models import Position
+from tests.phone_payloads import T
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def with_geoshare(settings, **values):
+    settings.GEOSHARE = {**settings.GEOSHARE, **values}
+
+
+# -- the client's address ------------------------------------------------------------------
+
+
+def scope(peer, forwarded=None):
+    headers = [] if forwarded is None else [(b"x-forwarded-for", forwarded.encode())]
+    return {"client": (peer, 5000), "headers": headers}
+
+
+def test_forwarded_headers_are_ignored_without_trusted_proxies(settings):
+    with_geoshare(settings, TRUSTED_PROXIES=[])
+    assert auth.client_address(scope("127.0.0.1", "203.0.113.9")) == "127.0.0.1"
+    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="203.0.113.9",
+                                   REMOTE_ADDR="127.0.0.1")
+    assert auth.client_address(request) == "127.0.0.1"
+
+
+def test_a_trusted_proxy_names_the_address_it_saw_and_forged_hops_are_ignored(settings):
+    with_geoshare(settings, TRUSTED_PROXIES=["127.0.0.1", "10.0.0.0/8"])
+    # The client forged "198.51.100.1"; the proxy appended the address it saw.
+    assert auth.client_address(scope("127.0.0.1", "198.51.100.1, 203.0.113.9")) == (
+        "203.0.113.9")
+    # Two trusted proxies in a row: the rightmost untrusted hop.
+    assert auth.client_address(scope("10.1.2.3", "198.51.100.1, 203.0.113.9, 10.9.9.9")) == (
+        "203.0.113.9")
+    # A peer that is not a trusted proxy is the client, whatever it says.
+    assert auth.client_address(scope("192.0.2.7", "203.0.113.9")) == "192.0.2.7"
+    # Garbage from a proxy: believe nothing.
+    assert auth.client_address(scope("127.0.0.1", "not-an-address")) == "127.0.0.1"
+    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9",
+                                   REMOTE_ADDR="127.0.0.1")
+    assert auth.client_address(request) == "203.0.113.9"
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def test_failures_from_an_address_never_lock_out_a_valid_key(member, member_key):
+    allowed, _ = auth.limit("badkey")
+    for _ in range(allowed + 5):
+        auth.key_member("wrong", "203.0.113.9")
+    assert auth.key_member("wrong", "203.0.113.9") is auth.BLOCKED
+    assert auth.key_member(member_key, "203.0.113.9").pk == member.pk
+    # Another address is not affected at all.
+    assert auth.key_member("wrong", "198.51.100.1") is None
+
+
+def test_the_role_rule(owner, member, viewer):
+    assert auth.may_publish(owner) and auth.may_publish(member)
+    assert not auth.may_publish(viewer)
+    assert auth.may_publish(auth.member_ref(member))
+
+
+# -- positions per member over HTTP ------------------------------------------------------------
+
+
+def osmand_batch(key, count, start=0):
+    return json.dumps([{"id": key, "lat": 45.0, "lon": 13.0, "timestamp": T + start + i}
+                       for i in range(count)])
+
+
+async def stored_count(member):
+    await history_writer().flush()
+    return await database_sync_to_async(Position.objects.filter(member=member).count)()
+
+
+async def test_positions_per_member_are_limited_with_429_and_retry_after(
+    settings, member, member_key, async_client, hubs
+):
+    with_geoshare(settings, RATE_LIMITS={**settings.GEOSHARE["RATE_LIMITS"],
+                                         "positions": (5, 60)})
+    post = async_client.post
+    ok = await post("/ingest/osmand/", osmand_batch(member_key, 3),
+                    content_type="application/json")
+    assert ok.status_code == 200
+    refused = await post("/ingest/osmand/", osmand_batch(member_key, 3, start=10),
+                         content_type="application/json")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "5 positions per 60 s" in refused.json()["error"]
+    # What fits still goes through: the refused request was not counted.
+    fits = await async_client.get(f"/ingest/gpslogger/{member_key}/",
+                                  {"lat": "1", "lon": "1", "timestamp": str(T + 30)})
+    assert fits.status_code == 200
+    assert await stored_count(member) == 4
+
+
+async def test_a_request_over_the_point_cap_is_413_and_stores_nothing(
+    member, member_key, async_client, hubs
+):
+    response = await async_client.post(
+        "/ingest/osmand/", osmand_batch(member_key, auth.MAX_POINTS_PER_REQUEST + 1),
+        content_type="application/json")
+    assert response.status_code == 413
+    assert "1000 positions per request" in response.json()["error"]
+    assert await stored_count(member) == 0
+
+
+# -- sockets ----------------------------------------------------------------------------------
+
+
+async def test_sockets_per_member_are_limited(settings, room, member_key, connect):
+    with_geoshare(settings, MAX_SOCKETS_PER_MEMBER=2)
+    first = await connect(room, key=member_key)
+    await connect(room, key=member_key)
+    third = await connect(room, key=member_key, expect_snapshot=False)
+    assert await third.close_code() == 4429
+    await first.disconnect()
+    again = await connect(room, key=member_key)
+    assert again.snapshot["type"] == "snapshot"
+
+
+async def test_sockets_per_address_are_limited(settings, room, member_key, other_key,
+                                               connect):
+    with_geoshare(settings, MAX_SOCKETS_PER_ADDRESS=2)
+    first = await connect(room, key=member_key)
+    await connect(room, key=other_key)
+    third = await connect(room, key=other_key, expect_snapshot=False)
+    assert await third.close_code() == 4429
+    await first.disconnect()
+    again = await connect(room, key=member_key)
+    assert again.snapshot["type"] == "snapshot"

@@ -1,0 +1,45 @@
+"""The GPSLogger parser (maps.ingest.gpslogger): what its custom URL fills in."""
+
+import time
+
+import pytest
+
+from maps.fixes import InvalidFix
+from maps.ingest import gpslogger
+from tests.phone_payloads import T, gpslogger_params
+
+# -- GPSLogger: parsing -------------------------------------------------------------------------
+
+
+def test_gpslogger_placeholders_are_converted_to_geoshare_units():
+    fix = gpslogger.parse(gpslogger_params())
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735188, 13.7142099, T * 1000)
+    assert fix.speed == 12.5  # %SPD is m/s already
+    assert fix.heading == 93.0 and fix.accuracy == 4.5 and fix.altitude == 211.15
+    assert fix.battery == 77.0
+
+
+def test_gpslogger_iso_time_and_empty_values():
+    fix = gpslogger.parse(gpslogger_params(
+        timestamp=None, time=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T)),
+        acc="", batt="-1.0"))
+    assert fix.ts == T * 1000 and fix.accuracy is None and fix.battery is None
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"lat": None}, "lat"),
+        ({"lat": "%LAT"}, "lat"),
+        ({"lon": "NaN"}, "lon"),
+        ({"lon": "Infinity"}, "lon"),
+        ({"lat": "95.0"}, "lat"),
+        ({"spd": "abc"}, "spd"),
+        ({"timestamp": None, "time": "noon"}, "time"),
+        ({"acc": "-4.0"}, "acc"),
+    ],
+)
+def test_gpslogger_bad_input_names_the_field(fields, field):
+    with pytest.raises(InvalidFix) as caught:
+        gpslogger.parse(gpslogger_params(**fields))
+    assert caught.value.field == field

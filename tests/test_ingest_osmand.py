@@ -1,0 +1,158 @@
+"""The OsmAnd / Traccar Client parser (maps.ingest.osmand): Traccar's decoder test vectors."""
+
+import json
+import time
+
+import pytest
+
+from maps.fixes import InvalidFix
+from maps.ingest import osmand
+from maps.ingest.common import KNOT_MS
+from tests.phone_payloads import T, traccar_json
+
+# -- OsmAnd / Traccar Client: parsing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp, expected_ms",
+    [
+        (str(T), T * 1000),
+        (str(T * 1000 + 250), T * 1000 + 250),
+        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T)), T * 1000),
+        (time.strftime("%Y-%m-%dT%H:%M:%S.500+00:00", time.gmtime(T)), T * 1000 + 500),
+        (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T)), T * 1000),
+    ],
+)
+def test_osmand_timestamp_forms(timestamp, expected_ms):
+    fix = osmand.parse_params({"id": "k", "lat": "45", "lon": "13",
+                                      "timestamp": timestamp})
+    assert fix.ts == expected_ms
+
+
+def test_osmand_query_is_converted_to_geoshare_units():
+    fix = osmand.parse_params({
+        "id": "k", "lat": "45.2735", "lon": "13.7142", "timestamp": str(T),
+        "hdop": "3.2", "altitude": "211.5", "speed": "10", "bearing": "93.5",
+        "accuracy": "6", "batt": "64", "charge": "true", "valid": "true",
+    })
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000)
+    assert fix.speed == pytest.approx(5.14444, abs=1e-4)  # 10 knots
+    assert fix.heading == 93.5 and fix.altitude == 211.5
+    assert fix.accuracy == 6 and fix.battery == 64
+
+
+def test_osmand_location_parameter_and_heading_alias():
+    fix = osmand.parse_params({"deviceid": "k", "location": "45.5,13.25",
+                                      "heading": "360"})
+    assert (fix.lat, fix.lon) == (45.5, 13.25)
+    assert fix.heading == 0.0  # 360 folds to 0
+
+
+def test_osmand_negative_speed_and_bearing_are_unknown():
+    fix = osmand.parse_params({"lat": "45", "lon": "13", "speed": "-1",
+                                      "bearing": "-1", "batt": "-1"})
+    assert fix.speed is None and fix.heading is None and fix.battery is None
+
+
+def test_osmand_without_timestamp_takes_the_servers_time():
+    before = int(time.time() * 1000)
+    fix = osmand.parse_params({"lat": "45", "lon": "13"})
+    assert before <= fix.ts <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"lon": "13"}, "lat"),
+        ({"lat": "45"}, "lon"),
+        ({"lat": "north", "lon": "13"}, "lat"),
+        ({"lat": "nan", "lon": "13"}, "lat"),
+        ({"lat": "NaN", "lon": "13"}, "lat"),
+        ({"lat": "45", "lon": "Infinity"}, "lon"),
+        ({"lat": "45", "lon": "-inf"}, "lon"),
+        ({"lat": "1e999", "lon": "13"}, "lat"),
+        ({"lat": "0x1f", "lon": "13"}, "lat"),
+        ({"lat": "4_5", "lon": "13"}, "lat"),
+        ({"lat": "\u0664\u0665", "lon": "13"}, "lat"),  # Arabic-Indic digits
+        ({"lat": "-90.5", "lon": "13"}, "lat"),
+        ({"lat": "45", "lon": "180.01"}, "lon"),
+        ({"location": "45"}, "location"),
+        ({"location": "45,x"}, "location"),
+        ({"lat": "45", "lon": "13", "timestamp": "yesterday"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "timestamp": "2024-13-45T99:00:00"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "timestamp": "5"}, "timestamp"),
+        ({"lat": "45", "lon": "13", "speed": "fast"}, "speed"),
+        ({"lat": "45", "lon": "13", "speed": "5000"}, "speed"),
+        ({"lat": "45", "lon": "13", "bearing": "x"}, "bearing"),
+        ({"lat": "45", "lon": "13", "altitude": "-20000"}, "altitude"),
+        ({"lat": "45", "lon": "13", "accuracy": "-1"}, "accuracy"),
+        ({"lat": "45", "lon": "13", "batt": "101"}, "batt"),
+    ],
+)
+def test_osmand_bad_input_names_the_field(params, field):
+    with pytest.raises(InvalidFix) as caught:
+        osmand.parse_params(params)
+    assert caught.value.field == field
+
+
+def test_traccar_client_json_is_converted_to_geoshare_units():
+    device_id, fixes = osmand.parse_json(traccar_json("k", speed=2.5, heading=90))
+    assert device_id == "k"
+    (fix,) = fixes
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735, 13.7142, T * 1000 + 862)
+    assert fix.speed == 2.5  # m/s, unchanged
+    assert fix.heading == 90 and fix.accuracy == 5 and fix.altitude == 5
+    assert fix.battery == pytest.approx(42)  # level 0.42
+
+
+def test_traccar_client_unknown_speed_heading_and_battery():
+    body = traccar_json("k", speed=-1, heading=-1)
+    body["location"]["battery"]["level"] = -1
+    _, (fix,) = osmand.parse_json(body)
+    assert fix.speed is None and fix.heading is None and fix.battery is None
+
+
+def test_traccar_client_batch_of_locations():
+    body = traccar_json("k")
+    second = json.loads(json.dumps(body["location"]))
+    second["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T + 5))
+    body["location"] = [body["location"], second]
+    _, fixes = osmand.parse_json(body)
+    assert [f.ts for f in fixes] == [T * 1000 + 862, (T + 5) * 1000]
+
+
+def test_osmand_json_array_batch_of_flat_objects():
+    batch = [{"id": "k", "lat": 45.1, "lon": 13.1, "timestamp": T + 2, "speed": 1},
+             {"id": "k", "lat": "45.2", "lon": "13.2", "timestamp": str(T + 1)}]
+    device_id, fixes = osmand.parse_json(batch)
+    assert device_id == "k"
+    assert [(f.lat, f.ts) for f in fixes] == [(45.1, (T + 2) * 1000), (45.2, (T + 1) * 1000)]
+    assert fixes[0].speed == pytest.approx(KNOT_MS)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda b: b["location"]["coords"].pop("latitude"), "latitude"),
+        (lambda b: b["location"]["coords"].update(longitude="13"), "longitude"),
+        (lambda b: b["location"]["coords"].update(latitude=-91), "latitude"),
+        (lambda b: b["location"].pop("coords"), "coords"),
+        (lambda b: b["location"].update(timestamp="soon"), "timestamp"),
+        (lambda b: b["location"].pop("timestamp"), "timestamp"),
+        (lambda b: b["location"]["battery"].update(level=2), "battery.level"),
+        (lambda b: b.update(location="here"), "location"),
+    ],
+)
+def test_traccar_client_bad_input_names_the_field(mutate, field):
+    body = traccar_json("k")
+    mutate(body)
+    with pytest.raises(InvalidFix) as caught:
+        osmand.parse_json(body)
+    assert caught.value.field == field
+
+
+def test_osmand_batch_with_two_ids_is_refused():
+    with pytest.raises(InvalidFix) as caught:
+        osmand.parse_json([{"id": "a", "lat": 1, "lon": 1},
+                                   {"id": "b", "lat": 1, "lon": 1}])
+    assert caught.value.field == "id"

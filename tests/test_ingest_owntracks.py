@@ -1,0 +1,76 @@
+"""The OwnTracks parser (maps.ingest.owntracks): payloads as the booklet shows them."""
+
+import json
+
+import pytest
+
+from maps.fixes import InvalidFix
+from maps.ingest import owntracks
+from tests.phone_payloads import T, owntracks_location
+
+# -- OwnTracks: parsing -----------------------------------------------------------------------
+
+
+def test_owntracks_location_is_converted_to_geoshare_units():
+    fix = owntracks.parse(json.dumps(owntracks_location()).encode())
+    assert (fix.lat, fix.lon) == (45.2735, 13.7142)
+    assert fix.ts == T * 1000
+    assert fix.accuracy == 8 and fix.altitude == 211 and fix.heading == 270
+    assert fix.speed == pytest.approx(10.0)  # 36 km/h
+    assert fix.battery == 81
+
+
+def test_owntracks_fields_that_are_zero_may_be_absent():
+    message = {"_type": "location", "lat": 45.0, "lon": 13.0, "tst": T}
+    fix = owntracks.parse(json.dumps(message).encode())
+    assert fix.ts == T * 1000
+    assert (fix.accuracy, fix.altitude, fix.speed, fix.heading, fix.battery) == (
+        None, None, None, None, None)
+
+
+def test_owntracks_negative_speed_and_course_are_unknown():
+    fix = owntracks.parse(json.dumps(owntracks_location(vel=-1, cog=-1)).encode())
+    assert fix.speed is None and fix.heading is None
+
+
+@pytest.mark.parametrize("kind", ["transition", "waypoint", "waypoints", "lwt", "status",
+                                  "card", "steps", "beacon"])
+def test_owntracks_other_types_give_no_fix(kind):
+    assert owntracks.parse(json.dumps({"_type": kind, "tst": T}).encode()) is None
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b"garbage", "body"),
+        (b'{"_type": "location", "lat": 45.1, "lo', "body"),
+        (b"[1, 2]", "body"),
+        (b'{"lat": 45.0, "lon": 13.0, "tst": 1}', "_type"),
+        (b'{"_type": "encrypted", "data": "c2VjcmV0"}', "_type"),
+        (b'{"_type": "location", "lat": NaN, "lon": 13.0, "tst": 1700000000}', "body"),
+        (b'{"_type": "location", "lat": 1e999, "lon": 13.0, "tst": 1700000000}', "body"),
+        (b'{"_type": "location", "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": "45.0", "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": 91, "lon": 13.0, "tst": 1700000000}', "lat"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 181, "tst": 1700000000}', "lon"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": "now"}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 5}', "tst"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "acc": -3}',
+         "acc"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "batt": 140}',
+         "batt"),
+        (b'{"_type": "location", "lat": 45.0, "lon": 13.0, "tst": 1700000000, "vel": true}',
+         "vel"),
+    ],
+)
+def test_owntracks_bad_input_names_the_field(body, field):
+    with pytest.raises(InvalidFix) as caught:
+        owntracks.parse(body)
+    assert caught.value.field == field
+
+
+def test_owntracks_tids_are_unique_per_member():
+    assert owntracks.tid(7, "Ana") == "AN7"
+    assert owntracks.tid(12, "Ana") == "AN12"
+    assert owntracks.tid(3, "  ") == "M3"

@@ -1,0 +1,144 @@
+"""The pure room state (maps.room_state): transitions in, frames out, no event loop."""
+
+from maps.events import check_frame
+from maps.room_state import PRESENCE_FRAMES_MAX, RoomState
+
+NOW = 1_763_700_000_000
+ANA = {"id": 1, "name": "Ana", "color": "#1f77b4", "role": "member"}
+BO = {"id": 2, "name": "Bo", "color": "#ff7f0e", "role": "member"}
+
+
+def make_state(*members):
+    state = RoomState({"public_id": "r00m", "name": "Ski trip", "tick_ms": 100,
+                       "stale_after_ms": 120_000, "trail_ms": 600_000})
+    state.load({"members": [{"id": m["id"], "info": m, "last_seen": None,
+                             "stopped_at": None} for m in members], "positions": []})
+    return state
+
+
+def position(member_id, ts, seen=None, lat=46.0):
+    return {"member": member_id, "lat": lat, "lon": 14.5, "ts": ts,
+            "seen": ts if seen is None else seen}
+
+
+def flushed(state):
+    frames = state.flush()
+    for frame in frames:
+        check_frame(frame)
+    return frames
+
+
+def test_a_fix_gives_one_positions_frame_with_the_newest_per_member():
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW))
+    state.apply_fix(position(1, NOW + 1000, lat=46.1))
+    state.apply_fix(position(2, NOW))
+    frames = flushed(state)
+    moved = [f for f in frames if f["type"] == "positions"]
+    assert len(moved) == 1
+    assert sorted((p["member"], p["lat"]) for p in moved[0]["positions"]) == [
+        (1, 46.1), (2, 46.0)]
+    # The first fix makes the member "sharing": a presence frame says so.
+    shared = {f["member"]["id"]: f["member"]["sharing"] for f in frames
+              if f["type"] == "presence"}
+    assert shared == {1: True, 2: True}
+    assert flushed(state) == []
+
+
+def test_an_older_fix_never_moves_the_marker_back():
+    state = make_state(ANA)
+    state.apply_fix(position(1, NOW + 5000))
+    flushed(state)
+    assert state.apply_fix(position(1, NOW)) is True
+    assert flushed(state) == []
+    assert state.latest[1]["ts"] == NOW + 5000
+
+
+def test_a_fix_received_before_the_last_stop_is_not_shown():
+    state = make_state(ANA)
+    state.apply_stop(1, NOW)
+    state.apply_fix(position(1, NOW + 10, seen=NOW - 1))
+    assert 1 not in state.latest
+    state.apply_fix(position(1, NOW + 20, seen=NOW + 1))
+    assert state.latest[1]["ts"] == NOW + 20
+
+
+def test_a_fix_of_an_unknown_member_is_handed_back():
+    state = make_state(ANA)
+    assert state.apply_fix(position(9, NOW)) is False
+    assert state.latest == {}
+
+
+def test_stop_removes_the_marker_once():
+    state = make_state(ANA)
+    state.apply_fix(position(1, NOW))
+    flushed(state)
+    state.apply_stop(1, NOW + 1)
+    state.apply_stop(1, NOW + 2)
+    frames = flushed(state)
+    assert [f["type"] for f in frames] == ["stopped", "presence"]
+    assert frames[1]["member"]["sharing"] is False
+
+
+def test_kick_removes_member_and_marker():
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW))
+    flushed(state)
+    state.apply_kick(1, NOW + 1)
+    assert [f["type"] for f in flushed(state)] == ["stopped", "removed"]
+    assert 1 not in state.members
+    assert [m["id"] for m in state.snapshot(2, NOW)["members"]] == [2]
+
+
+def test_expire_drops_positions_past_retention():
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW - 10_000))
+    state.apply_fix(position(2, NOW))
+    flushed(state)
+    state.expire(NOW - 5_000)
+    assert [f["type"] for f in flushed(state)] == ["stopped", "presence"]
+    assert [p["member"] for p in state.snapshot(2, NOW)["positions"]] == [2]
+
+
+def test_presence_counts_local_and_remote_sockets():
+    state = make_state(ANA)
+    assert state.socket_opened(1, ANA, NOW) is True
+    assert state.socket_opened(1, ANA, NOW) is False
+    flushed(state)
+    assert state.socket_closed(1, NOW) is False
+    assert state.is_online(1)
+    state.peer_presence("hub.b", 1, True, expiry=10.0)
+    assert state.socket_closed(1, NOW) is True
+    assert state.is_online(1)  # still online on the other process
+    assert flushed(state) == []
+    state.expire_peers(mono=11.0)
+    (frame,) = flushed(state)
+    assert (frame["type"], frame["online"]) == ("presence", False)
+
+
+def test_many_changes_in_one_tick_go_as_one_members_frame():
+    members = [{**ANA, "id": i, "name": f"M{i}"} for i in range(PRESENCE_FRAMES_MAX + 2)]
+    state = make_state(*members)
+    for member in members:
+        state.socket_opened(member["id"], member, NOW)
+    (frame,) = flushed(state)
+    assert frame["type"] == "members" and len(frame["members"]) == len(members)
+
+
+def test_peer_sync_applies_stops_and_positions():
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW))
+    flushed(state)
+    state.peer_sync("hub.b", [2], [position(2, NOW)], [[1, NOW + 1]], expiry=10.0)
+    types = [f["type"] for f in flushed(state)]
+    assert types[0] == "stopped" and "positions" in types
+    assert set(state.latest) == {2} and state.is_online(2)
+
+
+def test_snapshot_and_sync_have_their_documented_shapes():
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW))
+    state.socket_opened(2, BO, NOW)
+    check_frame(state.snapshot(2, NOW))
+    sync = state.sync_event("hub.a")
+    assert sync["online"] == [2] and sync["positions"][0]["member"] == 1
