@@ -276,9 +276,12 @@ class Uvicorn:
         )
         try:
             wait_for_port(self.port, self.timeout, process=self.process)
-        except Exception as exc:
+        except (RuntimeError, TimeoutError) as exc:
             self.kill()
             raise RuntimeError(f"uvicorn did not start ({exc}):\n{self.output()}") from None
+        except BaseException:  # interrupted: leave no server behind
+            self.kill()
+            raise
         return self
 
     def stop(self):
@@ -347,7 +350,7 @@ class RedisServer:
         )
         try:
             wait_for_port(self.port, 20, process=self.process)
-        except Exception:
+        except BaseException:
             self.kill()
             raise
         return self
