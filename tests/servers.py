@@ -14,6 +14,7 @@ imported only to skip: the benchmarks use this module without it.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -203,8 +204,7 @@ class Project:
 
 
 def _json(output):
-    import json
-
+    """The JSON object a command printed on its last line."""
     return json.loads(output.strip().splitlines()[-1])
 
 
