@@ -5,13 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# wsproto holds about a third of the memory per idle socket of the default
-# websockets implementation (docs/benchmarks.md); compression is off because
-# permessage-deflate costs hundreds of KiB per connection (docs/security.md).
-UVICORN_FLAGS ?= --ws wsproto --ws-per-message-deflate false --ws-max-size 65536 \
-	--ws-ping-interval 20 --ws-ping-timeout 20 --proxy-headers
 
-.PHONY: run test bench bench-full install install-test lint clean
+.PHONY: run test test-quick bench bench-full install install-test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,15 +23,20 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 	@bash scripts/install-browser.sh
 
+# Serves with geoshare's uvicorn flags (geoshare/serving.py), as the tests and bench do.
 run: export DEBUG ?= 1
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py demo --host $(HOST) --port $(PORT)
-	$(VENV)/bin/uvicorn geoshare.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
+	$(PY) -m geoshare.serving --host $(HOST) --port $(PORT)
 
 test: install-test
 	$(PY) -m pytest
+
+# Without the tests that start real processes (uvicorn, Redis, PostgreSQL, Chromium).
+test-quick: install-test
+	$(PY) -m pytest -m "not slow"
 
 lint: install-test
 	$(VENV)/bin/ruff check .

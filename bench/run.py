@@ -1,7 +1,9 @@
 """The fan-out benchmark driver: ``python -m bench.run --quick`` / ``--full``.
 
 For every load point it starts a fresh uvicorn serving ``bench.asgi:application``
-(geoshare and both controls) pinned to core 0 with ``taskset``, runs the load generator
+(geoshare and both controls) with geoshare's uvicorn flags (``geoshare.serving``, as
+``make run``; servers come from ``tests.servers``, the tests' harness) pinned to core 0
+with ``taskset``, runs the load generator
 (``bench.loadgen``) in its own process pinned to core 1, measures the server's CPU and
 RSS with psutil, stops the server, and prints one plain-text table with geoshare, the
 naive floor and the bare ceiling side by side. Scenarios (issue 6):
@@ -28,7 +30,6 @@ import os
 import queue
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,94 +41,44 @@ from pathlib import Path
 import psutil
 
 from bench.loadgen import raise_nofile
+from tests.servers import Project, RedisServer, Uvicorn, pinned
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 APPS = ("geoshare", "naive", "bare")
-UVICORN_FLAGS = [
-    "--ws-per-message-deflate",
-    "false",
-    "--ws-max-size",
-    "65536",
-    "--log-level",
-    "warning",
-    "--no-access-log",
-]
 P99_LIMIT_MS = 1000
 DELIVERY_MIN = 0.99
 
 
-# -- plumbing ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(cmd: list[str], core: int | None) -> list[str]:
-    """Prefix ``cmd`` with ``taskset -c core`` (when there is a core and taskset)."""
-    if core is None or shutil.which("taskset") is None:
-        return cmd
-    if core >= (os.cpu_count() or 1):
-        return cmd
-    return ["taskset", "-c", str(core), *cmd]
+# -- servers ------------------------------------------------------------------------
 
 
 def _child_setup() -> None:
     raise_nofile()
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Wait until something accepts on ``port``; raise if ``proc`` died first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {port} within {timeout:.0f} s")
+class Server(Uvicorn):
+    """One uvicorn serving ``bench.asgi:application``, started at once.
 
-
-class Server:
-    """One uvicorn process serving ``bench.asgi:application``."""
+    The harness of the tests (``tests.servers.Uvicorn``): geoshare's uvicorn flags
+    (``geoshare.serving``, as ``make run``), only quieter (warnings, no access log).
+    Pinned to ``core`` with taskset; its log is ``uvicorn-<port>.log`` in ``log_dir``;
+    its CPU time and RSS are read with psutil.
+    """
 
     def __init__(self, env: dict, log_dir: Path, ws: str = "wsproto", core=0) -> None:
-        self.port = free_port()
-        self.log_path = log_dir / f"uvicorn-{self.port}.log"
-        cmd = [
-            PY,
-            "-m",
-            "uvicorn",
-            "bench.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ws",
-            ws,
-            *UVICORN_FLAGS,
-        ]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            pinned(cmd, core),
-            cwd=ROOT,
+        super().__init__(
             env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            app="bench.asgi:application",
+            ws=ws,
+            core=core,
+            log_dir=log_dir,
+            log_level="warning",
+            access_log=False,
             preexec_fn=_child_setup,
         )
-        try:
-            wait_for_port(self.port, self.proc)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"uvicorn failed to start:\n{self.log_tail()}") from None
-        self.ps = psutil.Process(self.proc.pid)
+        self.start()
+        self.ps = psutil.Process(self.process.pid)
         self.rss_base = self.ps.memory_info().rss
 
     def cpu(self) -> float:
@@ -136,58 +87,6 @@ class Server:
 
     def rss(self) -> int:
         return self.ps.memory_info().rss
-
-    def log_tail(self, n: int = 15) -> str:
-        try:
-            return "".join(self.log_path.read_text().splitlines(True)[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-class Redis:
-    """A throw-away redis-server on a free port, no persistence."""
-
-    def __init__(self, log_dir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(log_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, self.proc, 20)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 # -- rooms --------------------------------------------------------------------------
@@ -285,7 +184,7 @@ def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
                     "--duration",
                     str(int(point.duration_s)),
                     "--pid",
-                    str(s.proc.pid),
+                    str(s.process.pid),
                     "-o",
                     str(out / name),
                 ],
@@ -314,7 +213,7 @@ def run_point(
     server_env = dict(env)
     redis = None
     if point.redis:
-        redis = Redis(work)
+        redis = RedisServer(directory=work).start()
         server_env["REDIS_URL"] = redis.url
     servers = []
     try:
@@ -599,25 +498,20 @@ def header() -> str:
 
 
 def prepare_env(work: Path) -> dict:
-    """Environment for this process, the servers and the generator; migrates the DB."""
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="geoshare.settings",
-        DATABASE_URL=f"sqlite:///{work / 'db.sqlite3'}",
-        SECRET_KEY=env.get("SECRET_KEY") or secrets.token_urlsafe(40),
+    """Environment for this process, the servers and the generator; migrates the DB.
+
+    A ``tests.servers.Project`` in ``work``: a fresh SQLite database, production mode.
+    """
+    project = Project(
+        work,
+        SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
         DEBUG="0",
         LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
-    env.pop("REDIS_URL", None)
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    ).migrate()
+    env = project.env
     os.environ.update(env)
     os.environ.pop("REDIS_URL", None)
-    subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
     import django
 
     django.setup()

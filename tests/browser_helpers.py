@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.servers import ROOT, Project, Uvicorn, skip_or_fail
+from tests.servers import ROOT, Project, Uvicorn, free_port, skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -94,28 +94,28 @@ class PageProblems:
 
 
 class Site:
-    """One geoshare server for one test: a migrated SQLite copy and uvicorn."""
+    """A geoshare server for browser tests: a copy of a migrated SQLite database in
+    ``directory`` and uvicorn (tests.servers) on a port of its own, kept on restarts.
 
-    def __init__(self, tmp_path, template_db, **env):
-        self.project = Project(tmp_path, **env)
+    ``env`` are settings for the server and the commands (``GEOSHARE_STALE_AFTER_MS``).
+    """
+
+    def __init__(self, directory, template_db, **env):
+        self.port = free_port()
+        # Commands (replay_gpx) reach this server through GEOSHARE_PUBLIC_URL.
+        self.project = Project(directory, GEOSHARE_PUBLIC_URL=self.url, **env)
         shutil.copy(template_db, self.project.db)
-        self.server = None
-        self.port = None
+        self.server = Uvicorn(self.project, port=self.port)
 
     def start(self):
-        self.server = Uvicorn(self.project, port=self.port)
-        self.port = self.server.port
-        # Commands (replay_gpx) reach this server through GEOSHARE_PUBLIC_URL.
-        self.project.env["GEOSHARE_PUBLIC_URL"] = self.url
         self.server.start()
         return self
 
     def stop(self):
-        if self.server is not None:
-            self.server.stop()
+        self.server.stop()
 
     def restart(self):
-        """Stop the server and start a new one on the same port."""
+        """Stop the server and start a new one on the same port and database."""
         self.stop()
         return self.start()
 
@@ -124,7 +124,7 @@ class Site:
         return f"http://127.0.0.1:{self.port}"
 
     def output(self):
-        return self.server.output() if self.server else ""
+        return self.server.output()
 
 
 def migrated_db(directory):

@@ -5,6 +5,9 @@
 - ``other`` / ``other_key``: a second member with a key;
 - ``viewer`` / ``viewer_key``: a viewer with a key;
 - ``stranger`` / ``stranger_key``: a member of another room.
+
+Their names are ``tests.servers.PERSONAS``, which real-process tests create in their
+own database with ``Project.personas()``.
 """
 
 import asyncio
@@ -18,6 +21,7 @@ from maps.history import history_writer
 from maps.hub import registry
 from maps.models import Role
 from maps.services import member_create, room_create
+from tests.servers import PERSONAS
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +36,7 @@ def _fresh_rate_limits():
 
 @pytest.fixture
 def room_and_owner(db):
-    return room_create(name="Ski trip", owner_name="Olga")
+    return room_create(name=PERSONAS["room"], owner_name=PERSONAS["owner"])
 
 
 @pytest.fixture
@@ -47,7 +51,7 @@ def owner(room_and_owner):
 
 @pytest.fixture
 def member_and_key(room):
-    return member_create(room=room, name="Ana", role=Role.MEMBER)
+    return member_create(room=room, name=PERSONAS["member"], role=Role.MEMBER)
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def member_key(member_and_key):
 
 @pytest.fixture
 def other_and_key(room):
-    return member_create(room=room, name="Bo", role=Role.MEMBER)
+    return member_create(room=room, name=PERSONAS["other"], role=Role.MEMBER)
 
 
 @pytest.fixture
@@ -77,7 +81,7 @@ def other_key(other_and_key):
 
 @pytest.fixture
 def viewer_and_key(room):
-    return member_create(room=room, name="Vera", role=Role.VIEWER)
+    return member_create(room=room, name=PERSONAS["viewer"], role=Role.VIEWER)
 
 
 @pytest.fixture
@@ -92,8 +96,10 @@ def viewer_key(viewer_and_key):
 
 @pytest.fixture
 def stranger_and_key(db):
-    elsewhere, _ = room_create(name="Elsewhere", owner_name="Eve")
-    return member_create(room=elsewhere, name="Sam")
+    elsewhere, _ = room_create(
+        name=PERSONAS["elsewhere"], owner_name=PERSONAS["elsewhere_owner"]
+    )
+    return member_create(room=elsewhere, name=PERSONAS["stranger"])
 
 
 @pytest.fixture

@@ -6,12 +6,7 @@ latencies are computed from the frames' ``ts``.
 """
 
 import json
-import os
 import secrets
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +18,7 @@ from bench.loadgen import (
     record_latencies,
     run_spec,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import Project
 
 
 def test_percentiles_are_nearest_rank_in_whole_ms():
@@ -113,51 +107,17 @@ def test_every_position_is_expected_once_per_connected_client_of_its_room():
 
 @pytest.fixture(scope="module")
 def bench_server(tmp_path_factory):
-    """uvicorn serving bench.asgi on a fresh migrated SQLite database, with one
-    geoshare room of three keyed members."""
-    if shutil.which("uvicorn", path=str(Path(sys.executable).parent)) is None:
-        if os.environ.get("CI"):
-            pytest.fail("uvicorn is not installed")
-        pytest.skip("uvicorn is not installed")
+    """bench.run's server (uvicorn serving bench.asgi) on a fresh migrated SQLite
+    database, with one geoshare room of three keyed members; shared by the module."""
     from bench.run import Server
 
     work = tmp_path_factory.mktemp("bench")
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="geoshare.settings",
-        DATABASE_URL=f"sqlite:///{work / 'db.sqlite3'}",
-        SECRET_KEY=secrets.token_urlsafe(40),
-        DEBUG="0",
-        LOG_LEVEL="WARNING",
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    made = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            "import json\n"
-            "from maps.services import room_create, member_create\n"
-            "room, owner = room_create(name='bench test', owner_name='owner')\n"
-            "keys = [member_create(room=room, name=f'm{i}', role='member')[1]"
-            " for i in range(3)]\n"
-            "print(json.dumps({'room': room.public_id, 'keys': keys}))",
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    geoshare = json.loads(made.stdout.strip().splitlines()[-1])
-    server = Server(env, work, core=None)
+    project = Project(
+        work, SECRET_KEY=secrets.token_urlsafe(40), DEBUG="0", LOG_LEVEL="WARNING"
+    ).migrate()
+    room, keys = project.make_room(members=("Ana", "Bo", "Cy"), name="bench test")
+    geoshare = {"room": room, "keys": [k["key"] for k in keys.values()]}
+    server = Server(project.env, work, core=None)
     try:
         yield server, geoshare
     finally:
@@ -179,6 +139,7 @@ def tiny_room_spec(urls, rate_hz=2.0, duration_s=1.0):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("app", ["naive", "bare", "geoshare"])
 def test_tiny_room_delivers_every_position_to_every_client(bench_server, app):
     server, geoshare = bench_server

@@ -1,9 +1,11 @@
 """The map page in a real Chromium, driven the way people use it (issue 4).
 
-Each test starts its own uvicorn (tests.servers) on a free port with a fresh SQLite
-copy, opens fresh browser contexts, and fails on any JavaScript error, console error
-or failed request other than map tiles (blocked here: there is no network). Screenshots
-of each state go to tests/artifacts/.
+The tests share one uvicorn (tests.servers) on a free port, each in rooms of its own;
+a test that stops the server or needs other settings starts its own (``make_site``) on
+a copy of the same migrated SQLite database. Every test opens fresh browser contexts
+and fails on any JavaScript error, console error or failed request other than map
+tiles (blocked here: there is no network). Screenshots of each state go to
+tests/artifacts/.
 
 Skipped when /usr/bin/chromium is missing; failed instead when CI is set.
 """
@@ -39,7 +41,7 @@ from tests.browser_helpers import (
 )
 from tests.servers import ROOT, gpx_file
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 # Around Cerknica lake; B a little over a kilometre from A.
 A_START = {"latitude": 45.77218, "longitude": 14.35766, "accuracy": 12}
@@ -64,6 +66,7 @@ def template_db(tmp_path_factory):
 
 @pytest.fixture
 def make_site(tmp_path, template_db):
+    """Start a server of the test's own: ``make_site(**env)``; stopped after the test."""
     sites = []
 
     def make(**env):
@@ -78,9 +81,12 @@ def make_site(tmp_path, template_db):
         site.stop()
 
 
-@pytest.fixture
-def site(make_site):
-    return make_site()
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, template_db):
+    """The module's shared server: for tests that neither stop it nor change settings."""
+    shared = Site(tmp_path_factory.mktemp("site"), template_db).start()
+    yield shared
+    shared.stop()
 
 
 @pytest.fixture
@@ -329,7 +335,8 @@ def test_member_who_drops_turns_stale_with_last_seen(make_site, browse, problems
 # -- 5. reconnect --------------------------------------------------------------------------
 
 
-def test_page_reconnects_after_a_server_restart(site, browse, problems):
+def test_page_reconnects_after_a_server_restart(make_site, browse, problems):
+    site = make_site()  # stopped and restarted below: not the shared server
     # While the server is down, Chromium logs each refused WebSocket attempt.
     problems.allow.append(r"WebSocket connection to '.*' failed")
     a, b, ana, bo = two_members(site, browse, a_geo=A_START)

@@ -17,11 +17,14 @@ from channels.layers import get_channel_layer
 from maps.hub import RoomHub
 from maps.outbox import Outbox
 from tests.servers import Project, RedisServer, Uvicorn, skip_or_fail
-from tests.test_server import collect_positions, make_room, next_frame
+from tests.test_server import collect_positions, next_frame
+
+slow = pytest.mark.slow
 
 
 @pytest.fixture
 def project(tmp_path):
+    """A migrated SQLite project of its own: each test here kills or stops its server."""
     return Project(tmp_path).migrate()
 
 
@@ -44,12 +47,13 @@ async def publish_forever(socket, lat, stop):
         await asyncio.sleep(0.3)
 
 
+@slow
 async def test_redis_restart_heals_without_reload(project):
     if not shutil.which("redis-server"):
         skip_or_fail("redis-server is not installed: cannot kill and restart Redis")
     redis = RedisServer().start()
     names = ("P1", "P2", "V1", "V2", "V3", "V4", "V5")
-    room, keys = make_room(project, members=names)
+    room, keys = project.make_room(members=names)
     env = {"REDIS_URL": redis.url, "REDIS_PREFIX": f"fault{os.getpid()}"}
     one = Uvicorn(project, extra_env=env).start()
     two = Uvicorn(project, extra_env=env).start()
@@ -69,7 +73,7 @@ async def test_redis_restart_heals_without_reload(project):
             await collect_positions(viewer, keys["P1"]["member"], 1, timeout=5)
             await collect_positions(viewer, keys["P2"]["member"], 1, timeout=5)
 
-        redis.stop()  # killed: no goodbye
+        redis.kill()  # no goodbye
         await asyncio.sleep(3)
         assert one.process.poll() is None and two.process.poll() is None
         redis = RedisServer(port=redis.port).start()  # back, empty
@@ -99,8 +103,9 @@ async def test_redis_restart_heals_without_reload(project):
         redis.stop()
 
 
+@slow
 async def test_restarted_server_resyncs_clients_with_current_state(project):
-    room, keys = make_room(project, members=("Ana", "Bo", "Cy"))
+    room, keys = project.make_room(members=("Ana", "Bo", "Cy"))
     server = Uvicorn(project).start()
     path = f"/ws/rooms/{room}/?key="
     try:
@@ -132,8 +137,9 @@ async def test_restarted_server_resyncs_clients_with_current_state(project):
         server.stop()
 
 
+@slow
 async def test_graceful_stop_writes_buffered_history(project):
-    room, keys = make_room(project, members=("Ana", "Bo"))
+    room, keys = project.make_room(members=("Ana", "Bo"))
     # A long flush interval: only the shutdown can write these positions in time.
     server = Uvicorn(project, extra_env={"GEOSHARE_HISTORY_FLUSH_MS": "60000"}).start()
     path = f"/ws/rooms/{room}/?key="
@@ -169,8 +175,9 @@ def raw_handshake(port, path):
     return sock
 
 
+@slow
 async def test_vanished_client_is_shown_offline_after_ping_timeout(project):
-    room, keys = make_room(project, members=("Ana", "Bo"))
+    room, keys = project.make_room(members=("Ana", "Bo"))
     args = ["--ws-ping-interval", "1", "--ws-ping-timeout", "1"]
     with Uvicorn(project, extra_args=args) as server:
         path = f"/ws/rooms/{room}/?key="

@@ -8,14 +8,9 @@ broadcast is read by a viewer's WebSocket on the room.
 import asyncio
 import base64
 import json
-import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
@@ -33,9 +28,7 @@ from maps.models import Position, Role
 from maps.selectors import member_for_key
 from maps.services import amember_stop_sharing, member_create, room_create
 from tests.phone_payloads import T, gpslogger_params, owntracks_location, traccar_json
-
-ROOT = Path(__file__).resolve().parents[1]
-GPX_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpx"
+from tests.servers import Project, Uvicorn, gpx_file
 
 db_async = pytest.mark.django_db(transaction=True)
 
@@ -582,75 +575,23 @@ def test_viewer_and_stranger_are_refused_the_connect_page(party):
 # -- a real server: a drive replayed through OsmAnd while a viewer watches ------------------------------
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _skip_or_fail(reason):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set)")
-    pytest.skip(reason)
-
-
-SETUP_SCRIPT = """
-import json, django
-django.setup()
-from maps.models import Role
-from maps.services import member_create, room_create
-room, _ = room_create(name="Drive", owner_name="Olga")
-driver, driver_key = member_create(room=room, name="Ana")
-_, viewer_key = member_create(room=room, name="Vera", role=Role.VIEWER)
-print(json.dumps({"room": room.public_id, "driver": driver.pk, "driver_key": driver_key,
-                  "viewer_key": viewer_key}))
-"""
-
-
+@pytest.mark.slow
 async def test_real_server_replays_a_gpx_drive_in_order(tmp_path):
     import gpxpy
     import httpx
     from websockets.asyncio.client import connect
 
-    gpx_path = GPX_DIR / "around-visnjan-with-car.gpx"
-    if not gpx_path.exists():
-        _skip_or_fail(f"{gpx_path} is missing")
-    with gpx_path.open() as handle:
+    with gpx_file("around-visnjan-with-car.gpx").open() as handle:
         points = [p for track in gpxpy.parse(handle).tracks for segment in track.segments
                   for p in segment.points]
     assert len(points) > 50
 
-    db = tmp_path / "geoshare.sqlite3"
-    env = {**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "geoshare.settings",
-           "DATABASE_URL": f"sqlite:///{db}", "GEOSHARE_TICK_MS": "20",
-           "GEOSHARE_HISTORY_FLUSH_MS": "200"}
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                   cwd=ROOT, env=env, check=True, timeout=120)
-    setup = subprocess.run([sys.executable, "-c", SETUP_SCRIPT], cwd=ROOT, env=env,
-                           check=True, timeout=60, capture_output=True, text=True)
-    ids = json.loads(setup.stdout.strip().splitlines()[-1])
-
-    port = _free_port()
-    log = (tmp_path / "uvicorn.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "geoshare.asgi:application", "--host",
-         "127.0.0.1", "--port", str(port), "--ws", "wsproto"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "uvicorn.log").read_text()
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                await asyncio.sleep(0.1)
-
-        url = f"ws://127.0.0.1:{port}/ws/rooms/{ids['room']}/?key={ids['viewer_key']}"
-        async with connect(url) as socket_, httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}") as http:
+    project = Project(tmp_path, GEOSHARE_TICK_MS=20, GEOSHARE_HISTORY_FLUSH_MS=200).migrate()
+    cast = project.personas()
+    driver = cast.member
+    with Uvicorn(project) as server:
+        url = f"{server.ws_url}/ws/rooms/{cast.room}/?key={cast.viewer['key']}"
+        async with connect(url) as socket_, httpx.AsyncClient(base_url=server.http) as http:
             assert json.loads(await socket_.recv())["type"] == "snapshot"
             received = []
             last_ts = int(points[-1].time.timestamp()) * 1000
@@ -660,12 +601,12 @@ async def test_real_server_replays_a_gpx_drive_in_order(tmp_path):
                     frame = json.loads(await socket_.recv())
                     if frame["type"] == "positions":
                         received.extend(p for p in frame["positions"]
-                                        if p["member"] == ids["driver"])
+                                        if p["member"] == driver["member"])
 
             reader = asyncio.create_task(read())
             for point in points:
                 response = await http.get("/ingest/osmand/", params={
-                    "id": ids["driver_key"], "lat": repr(point.latitude),
+                    "id": driver["key"], "lat": repr(point.latitude),
                     "lon": repr(point.longitude),
                     "timestamp": str(int(point.time.timestamp())),
                     "altitude": repr(point.elevation)})
@@ -685,18 +626,10 @@ async def test_real_server_replays_a_gpx_drive_in_order(tmp_path):
 
         deadline = time.monotonic() + 10
         while True:
-            with sqlite3.connect(db) as conn:
+            with sqlite3.connect(project.db) as conn:
                 count = conn.execute("SELECT COUNT(*) FROM maps_position WHERE member_id=?",
-                                     (ids["driver"],)).fetchone()[0]
+                                     (driver["member"],)).fetchone()[0]
             if count == len(points) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
         assert count == len(points), "every replayed point reaches the history"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
-        log.close()

@@ -1,45 +1,34 @@
 """geoshare on PostgreSQL (DATABASE_URL), as users who outgrow SQLite run it.
 
-Uses the server at ``GEOSHARE_TEST_POSTGRES`` (default
-``postgres://postgres@127.0.0.1:5432/test``) and creates a database of its own there;
-skips when no server answers (fails under CI).
+Each test gets a private database on the server tests.servers.postgres_database finds
+(``GEOSHARE_TEST_POSTGRES``, a PostgreSQL ``DATABASE_URL``, or trust authentication on
+127.0.0.1:5432); skipped when none answers (failed under CI).
 """
 
 import asyncio
-import os
 import time
-import uuid
 
 import orjson
 import psycopg
 import pytest
 import websockets
 
-from tests.servers import Project, Uvicorn, skip_or_fail
-from tests.test_server import collect_positions, make_room, next_frame
+from tests.servers import Project, Uvicorn, postgres_database
+from tests.test_server import collect_positions, next_frame
 
-ADMIN_URL = os.environ.get("GEOSHARE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def pg_project(tmp_path):
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        skip_or_fail(f"no PostgreSQL at {ADMIN_URL}: {exc}")
-    name = f"geoshare_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield Project(tmp_path, DATABASE_URL=url).migrate(), url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A migrated project on a private PostgreSQL database; ``(project, url)``."""
+    with postgres_database() as url:
+        yield Project(tmp_path, database_url=url).migrate(), url
 
 
 async def test_live_room_history_and_restart_on_postgres(pg_project):
     project, url = pg_project
-    room, keys = make_room(project, members=("Ana", "Bo"))
+    room, keys = project.make_room(members=("Ana", "Bo"))
     path = f"/ws/rooms/{room}/?key="
     base = 1_763_700_000_000
     with Uvicorn(project) as server:

@@ -1,26 +1,33 @@
-"""geoshare as users run it: a real uvicorn, real WebSocket clients, a real Redis."""
+"""geoshare as users run it: a real uvicorn, real WebSocket clients, a real Redis.
+
+Also the one definition of how uvicorn is run (geoshare.serving).
+"""
 
 import asyncio
-import json
 import os
 import sqlite3
+import subprocess
 import sys
+from pathlib import Path
 
 import gpxpy
+import httpx
 import orjson
 import pytest
 import websockets
 
-from tests.servers import Project, Uvicorn, gpx_file, redis_url
+from geoshare.serving import UVICORN_OPTIONS, uvicorn_command
+from tests.servers import (
+    ROOT,
+    Project,
+    Uvicorn,
+    free_port,
+    gpx_file,
+    redis_url,
+    wait_for_port,
+)
 
-
-def make_room(project, members=("Ana", "Bo", "Cy")):
-    """Create a room with keyed members through the commands; return (room id, keys)."""
-    room = json.loads(project.manage("createroom", "Replay room", "--json"))["room"]
-    keys = {}
-    for name in members:
-        keys[name] = json.loads(project.manage("addmember", room, name, "--json"))
-    return room, keys
+slow = pytest.mark.slow
 
 
 async def next_frame(socket, kind, timeout=5):
@@ -45,6 +52,7 @@ async def collect_positions(socket, member_id, count, timeout):
 
 @pytest.fixture
 def project(tmp_path):
+    """A migrated SQLite project of its own: these tests read its database afterwards."""
     return Project(tmp_path).migrate()
 
 
@@ -54,9 +62,10 @@ def track(name):
     return [p for t in gpx.tracks for s in t.segments for p in s.points]
 
 
+@slow
 async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project):
     points = track("cerknicko-jezero.gpx")
-    room, keys = make_room(project)
+    room, keys = project.make_room()
     with Uvicorn(project) as server:
         url = f"{server.ws_url}/ws/rooms/{room}/?key="
         async with (
@@ -109,9 +118,10 @@ async def test_gpx_replay_reaches_viewers_in_order_and_history_keeps_all(project
     assert stored == [(lat, lon) for lat, lon, _ in sent]
 
 
+@slow
 async def test_replay_gpx_command_plays_track_into_room(project):
     points = track("around-visnjan-with-car.gpx")
-    room, keys = make_room(project, members=("Bo",))
+    room, keys = project.make_room(members=("Bo",))
     with Uvicorn(project) as server:
         url = f"{server.ws_url}/ws/rooms/{room}/?key={keys['Bo']['key']}"
         async with websockets.connect(url) as viewer:
@@ -144,9 +154,10 @@ async def test_replay_gpx_command_plays_track_into_room(project):
     assert presence["member"]["name"] == "Driver"
 
 
+@slow
 async def test_two_processes_share_a_room_through_redis(project):
     with redis_url() as (url, _server):
-        room, keys = make_room(project, members=("Ana", "Bo"))
+        room, keys = project.make_room(members=("Ana", "Bo"))
         env = {"REDIS_URL": url, "REDIS_PREFIX": f"test{os.getpid()}"}
         with Uvicorn(project, extra_env=env) as one, Uvicorn(project, extra_env=env) as two:
             path = f"/ws/rooms/{room}/?key="
@@ -175,3 +186,82 @@ async def test_two_processes_share_a_room_through_redis(project):
                     assert members[keys["Bo"]["member"]]["online"] is True
                     assert {p["member"] for p in snapshot["positions"]} == {
                         keys["Ana"]["member"], keys["Bo"]["member"]}
+
+
+# -- how uvicorn is run (geoshare.serving) -------------------------------------------------
+
+
+def uvicorn_params(command):
+    """What uvicorn's own command-line parser makes of ``command`` (nothing is run)."""
+    from uvicorn.main import main
+
+    assert command[:3] == [sys.executable, "-m", "uvicorn"]
+    return main.make_context("uvicorn", command[3:]).params
+
+
+def test_uvicorn_command_serves_geoshare_with_the_one_set_of_flags():
+    command = uvicorn_command(port=8123)
+    assert command[3:8] == ["geoshare.asgi:application", "--host", "127.0.0.1", "--port",
+                            "8123"]
+    assert command[8:8 + len(UVICORN_OPTIONS)] == UVICORN_OPTIONS
+    params = uvicorn_params(command)
+    assert params["ws"] == "wsproto"
+    assert params["ws_per_message_deflate"] is False
+    assert params["ws_max_size"] == 65536
+    assert (params["ws_ping_interval"], params["ws_ping_timeout"]) == (20, 20)
+    # uvicorn would otherwise take X-Forwarded-For from any local client as its address.
+    assert params["proxy_headers"] is False
+    assert params["access_log"] is True and params["log_level"] == "info"
+
+
+def test_uvicorn_command_options_override_the_defaults():
+    command = uvicorn_command(
+        "bench.asgi:application", "127.0.0.1", 9000, ws="websockets",
+        log_level="warning", access_log=False, extra=["--ws-ping-interval", "1"],
+    )
+    params = uvicorn_params(command)
+    assert params["app"] == "bench.asgi:application"
+    assert params["ws"] == "websockets" and "wsproto" not in command
+    assert params["log_level"] == "warning" and params["access_log"] is False
+    assert params["ws_ping_interval"] == 1
+    assert params["ws_max_size"] == 65536 and params["proxy_headers"] is False
+
+
+@slow
+def test_forged_forwarded_for_from_localhost_does_not_dodge_the_rate_limit(tmp_path):
+    project = Project(tmp_path, GEOSHARE_BADKEY_PER_MIN=2).migrate()
+    statuses = []
+    with Uvicorn(project) as server, httpx.Client(base_url=server.http) as http:
+        for i in range(5):
+            response = http.get(
+                "/ingest/osmand/",
+                params={"id": f"no-such-key-{i}", "lat": "46.0", "lon": "14.5"},
+                # A new address per guess: believed, each would get a fresh budget.
+                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+            )
+            statuses.append(response.status_code)
+    assert statuses == [400, 400, 400, 429, 429]
+
+
+@slow
+def test_python_m_geoshare_serving_execs_uvicorn_with_the_flags(project):
+    port = free_port()
+    log = project.dir / "serving.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "geoshare.serving", "--host", "127.0.0.1",
+             "--port", str(port)],
+            cwd=ROOT, env=project.env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+    try:
+        try:
+            wait_for_port(port, process=process)
+        except Exception:
+            pytest.fail(f"python -m geoshare.serving did not serve:\n{log.read_text()}")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        # It replaced itself with uvicorn: same process, uvicorn's command line.
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        assert [arg.decode() for arg in cmdline] == uvicorn_command(port=port)
+    finally:
+        process.terminate()
+        process.wait(10)
