@@ -507,6 +507,10 @@ def prepare_env(work: Path) -> dict:
         SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
         DEBUG="0",
         LOG_LEVEL="WARNING",
+        # Every simulated client connects from 127.0.0.1: the per-address socket limit
+        # (1,000 per process by default, docs/security.md) would refuse the load itself.
+        # Every other limit and check stays on.
+        GEOSHARE_MAX_SOCKETS_PER_ADDRESS="0",
         PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     ).migrate()
     env = project.env

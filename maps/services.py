@@ -175,8 +175,21 @@ def member_rotate_key(*, member):
 def member_remove(*, member):
     """Remove a member and everything of theirs: positions, sockets, marker."""
     room_pk, member_pk = member.room_id, member.pk
-    member.delete()
+    with transaction.atomic():
+        _lock_members(Member.objects.filter(pk=member_pk))
+        member.delete()
     _room_event(room_pk, events.room_kick(member_pk))
+
+
+def _lock_members(members):
+    """Lock member rows ``FOR UPDATE`` before deleting them (PostgreSQL; SQLite no-op).
+
+    The history writer holds ``FOR KEY SHARE`` on the members of the batch it is
+    writing (maps.history): taking this lock first makes a delete wait for that batch
+    to commit, so the delete then sees, and removes, the positions just written,
+    instead of failing on them. A batch that comes second finds the members gone.
+    """
+    list(members.select_for_update().values_list("pk", flat=True))
 
 
 def invite_revoke(*, invite):
@@ -189,7 +202,9 @@ def invite_revoke(*, invite):
 def room_delete(*, room):
     """Delete a room with all its members and positions; close its sockets."""
     room_pk = room.pk
-    room.delete()
+    with transaction.atomic():
+        _lock_members(Member.objects.filter(room_id=room_pk))
+        room.delete()
     _room_event(room_pk, events.room_deleted())
 
 

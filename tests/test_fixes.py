@@ -73,3 +73,12 @@ def test_extreme_valid_values_pass():
     fix = fix_from_values(-90, 180, ts=NOW, accuracy=0, speed=0, heading=0, battery=0,
                           altitude=-400, now=NOW)
     assert (fix.lat, fix.lon) == (-90.0, 180.0)
+
+
+def test_minutes_of_clock_skew_are_allowed_hours_are_not():
+    minute = 60_000
+    assert fix_from_values(1, 2, ts=NOW + 9 * minute, now=NOW).ts == NOW + 9 * minute
+    for ahead in (11 * minute, 3 * 60 * minute, 24 * 60 * minute - 1):
+        with pytest.raises(InvalidFix) as refused:
+            fix_from_values(1, 2, ts=NOW + ahead, now=NOW)
+        assert refused.value.field == "ts" and "10 minutes" in refused.value.detail

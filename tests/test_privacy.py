@@ -1,6 +1,7 @@
 """Who may see and do what; keeping little; abuse. In-process tests."""
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 from maps.fixes import Fix, InvalidFix, fix_from_frame
 from maps.history import history_writer
 from maps.logging import redact
-from maps.models import Member, Position, Room
+from maps.models import Member, Position
 from maps.services import (
     invite_create,
+    member_create,
     member_remove,
     positions_prune,
     room_create,
@@ -331,5 +333,10 @@ def test_session_cookie_is_httponly_and_lax(client):
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
 
 
-def test_room_model_has_no_plaintext_key(room):
-    assert not hasattr(Room, "key")
+def test_device_keys_are_stored_only_as_hashes(room):
+    member, key = member_create(room=room, name="Kim")
+    fields = {f.name for f in Member._meta.get_fields()}
+    assert "key" not in fields and "key_hash" in fields
+    stored = Member.objects.filter(pk=member.pk).values().get()
+    assert key not in [str(v) for v in stored.values()]
+    assert stored["key_hash"] == hashlib.sha256(key.encode()).hexdigest()

@@ -54,10 +54,6 @@ export class MarkerLayer {
     if (Number.isFinite(trailMs) && trailMs >= 0) this.trailMs = trailMs;
   }
 
-  has(memberId) {
-    return this.items.has(memberId);
-  }
-
   // Show `position` (a protocol position) for `member`; `seenMs` is the server time
   // the position was received, used to age the trail.
   update(member, position, seenMs) {

@@ -26,7 +26,6 @@ export class RoomSocket {
     this.onState = onState;
     this.ws = null;
     this.state = "connecting";
-    this.detail = "";
     this.attempt = 0;
     this.retryTimer = 0;
     this.retryAt = 0;
@@ -42,7 +41,6 @@ export class RoomSocket {
 
   setState(state, detail = "") {
     this.state = state;
-    this.detail = detail;
     this.onState(state, detail);
   }
 

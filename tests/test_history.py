@@ -1,0 +1,103 @@
+"""The history writer (maps.history): retention at write time, bounded memory, no lost
+batches when a member is deleted mid-batch (PostgreSQL)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from channels.db import database_sync_to_async
+
+from maps.fixes import Fix
+from maps.history import LAST_SEEN_RESOLUTION_MS, history_writer, write_batch
+from maps.models import Position
+from maps.services import room_set_retention
+from tests.servers import ROOT, Project, postgres_database
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SAMPLE = {"type": "position", "lat": 46.05, "lon": 14.5, "ts": 1763700000000}
+NOW = 1_763_700_000_000
+
+
+async def test_live_only_applies_to_sockets_already_open(room, member, member_key, connect):
+    sender = await connect(room, key=member_key)
+    await sender.send(SAMPLE)
+    await sender.receive_type("positions")
+    await history_writer().flush()
+    count = database_sync_to_async(Position.objects.filter(member=member).count)
+    assert await count() == 1
+    # The owner sets the room to live only while the socket stays open.
+    await database_sync_to_async(room_set_retention)(room=room, days=0)
+    assert await count() == 0
+    await sender.send({**SAMPLE, "ts": SAMPLE["ts"] + 1000})
+    await sender.receive_type("positions")
+    await history_writer().flush()
+    assert await count() == 0
+
+
+def test_persisted_last_seen_forgets_members_who_went_quiet(member, other):
+    fix = Fix(lat=1.0, lon=2.0, ts=NOW)
+    persisted = {10_000 + i: NOW - 10 * LAST_SEEN_RESOLUTION_MS for i in range(1000)}
+    write_batch([(member.pk, fix, NOW), (other.pk, fix, NOW)], persisted)
+    assert persisted == {member.pk: NOW, other.pk: NOW}
+
+
+def test_positions_of_deleted_members_are_dropped_and_the_rest_written(member, other):
+    fix = Fix(lat=1.0, lon=2.0, ts=NOW)
+    other_pk = other.pk
+    other.delete()
+    assert write_batch([(member.pk, fix, NOW), (other_pk, fix, NOW)]) == 1
+    assert list(Position.objects.values_list("member_id", flat=True)) == [member.pk]
+
+
+# A member deleted by another connection between the batch's existence check and its
+# insert: without a lock, the insert fails its foreign key and the whole batch is lost.
+RACE = textwrap.dedent("""
+    import threading, django
+    django.setup()
+    from django.db import connection
+    from maps import history
+    from maps.fixes import Fix
+    from maps.models import Member, Position
+    from maps.services import member_create, member_remove, room_create
+
+    room, _ = room_create(name="R", owner_name="O")
+    doomed, _ = member_create(room=room, name="Doomed")
+    kept, _ = member_create(room=room, name="Kept")
+    deleted_during_batch = threading.Event()
+
+    def delete_doomed():
+        member_remove(member=Member.objects.get(pk=doomed.pk))
+        connection.close()
+        deleted_during_batch.set()
+
+    checked = history._member_rooms
+
+    def check_then_race(member_ids):
+        found = checked(member_ids)
+        threading.Thread(target=delete_doomed).start()
+        # Give the delete every chance to go through before the insert.
+        deleted_during_batch.wait(1.0)
+        return found
+
+    history._member_rooms = check_then_race
+    fix = Fix(lat=1.0, lon=2.0, ts=1763700000000)
+    written = history.write_batch([(doomed.pk, fix, 1763700000000),
+                                   (kept.pk, fix, 1763700000000)])
+    deleted_during_batch.wait(10)
+    print(written, Position.objects.filter(member_id=kept.pk).count(),
+          Member.objects.filter(pk=doomed.pk).exists())
+""")
+
+
+@pytest.mark.slow
+def test_a_member_deleted_mid_batch_does_not_lose_the_batch_on_postgres(tmp_path):
+    with postgres_database() as url:
+        project = Project(tmp_path, database_url=url).migrate()
+        result = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, env=project.env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Both rows written (the delete waited for the commit), the kept member's row
+    # stays, and the doomed member is gone with its row.
+    assert result.stdout.split()[-3:] == ["2", "1", "False"]
