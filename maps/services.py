@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import selectors
 from .fixes import now_ms
 from .history import history_writer
 from .models import PALETTE, Invite, Member, Position, Role, Room, new_device_key
@@ -203,18 +204,75 @@ def member_rotate_key(*, member):
     return key
 
 
-def member_remove(*, member):
-    """Remove a member and everything of theirs: positions, sockets, marker."""
+def member_remove(*, member, replace_invite=False):
+    """Remove a member and everything of theirs: positions, sockets, marker.
+
+    ``replace_invite`` is for removals by the owner or an admin: the links the member
+    knows stop working, so that they cannot join again at once. Those are the invite
+    they joined by and, if they could see it, the member invite the room's map shows
+    (:func:`maps.selectors.map_invite`); each still usable one is revoked and replaced
+    (:func:`_invite_replace`). A member leaving by themselves keeps nothing out.
+
+    Returns the replacement invites, the one for the member's own invite first; an
+    empty list when none was replaced.
+    """
     room_pk, member_pk = member.room_id, member.pk
-    member.delete()
+    with transaction.atomic():
+        replacements = []
+        if replace_invite:
+            replacements = [_invite_replace(i) for i in _invites_known_to(member)]
+        member.delete()
     _room_event(room_pk, {"type": "room.kick", "member": member_pk})
+    return replacements
+
+
+def _invites_known_to(member):
+    """Return the usable invites whose links ``member`` has seen, own invite first."""
+    # Read again: in a bulk removal an earlier replacement may have moved the member
+    # to a new invite since the caller loaded them.
+    own = Member.objects.filter(pk=member.pk).values_list("invite_id", flat=True).first()
+    ids = [own] if own is not None else []
+    if member.can_publish():
+        shown = selectors.map_invite(member.room_id)
+        if shown is not None and shown.pk not in ids:
+            ids.append(shown.pk)
+    # Locked so that a redemption cannot slip in between the check and the revocation.
+    invites = {i.pk: i for i in Invite.objects.select_for_update().filter(pk__in=ids)}
+    return [invites[pk] for pk in ids if pk in invites and invites[pk].is_usable()]
+
+
+def _invite_replace(invite):
+    """Revoke ``invite`` and return a new one with the same room, role, expiry and limit.
+
+    The members who joined through the old link stay, and count from now on as joined
+    through the new one: revoking the replacement removes them too, as revoking the
+    original would have. The replacement starts with no uses.
+    """
+    Invite.objects.filter(pk=invite.pk).update(revoked=True)
+    replacement = Invite.objects.create(
+        room_id=invite.room_id, role=invite.role, expires_at=invite.expires_at,
+        max_uses=invite.max_uses,
+    )
+    Member.objects.filter(invite=invite).update(invite=replacement)
+    return replacement
 
 
 def invite_revoke(*, invite):
-    """Revoke an invite and remove the members who joined through it."""
-    Invite.objects.filter(pk=invite.pk).update(revoked=True)
-    for member in Member.objects.filter(invite=invite):
-        member_remove(member=member)
+    """Revoke an invite and remove the members who joined through it.
+
+    They have seen the room's map, so when one of them could see its invite link
+    (:func:`maps.selectors.map_invite`) and that is another invite, it is replaced too
+    (:func:`_invite_replace`): otherwise they would come straight back by it.
+    """
+    with transaction.atomic():
+        shown = selectors.map_invite(invite.room_id)
+        Invite.objects.filter(pk=invite.pk).update(revoked=True)
+        members = list(Member.objects.filter(invite=invite))
+        if (shown is not None and shown.pk != invite.pk
+                and any(m.can_publish() for m in members)):
+            _invite_replace(shown)
+        for member in members:
+            member_remove(member=member)
 
 
 def room_delete(*, room):

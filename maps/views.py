@@ -148,8 +148,12 @@ def room_manage(request, room_id):
                 .exclude(role=Role.OWNER).first()
             )
             if target is not None:
-                services.member_remove(member=target)
-                messages.success(request, f"{target.name} was removed.")
+                replaced = services.member_remove(member=target, replace_invite=True)
+                if replaced:
+                    messages.success(request, f"{target.name} was removed; the invite link "
+                                              "they used was replaced by a new one.")
+                else:
+                    messages.success(request, f"{target.name} was removed.")
             return redirect("room_manage", room_id=room_id)
         elif action == "retention":
             retention_form = RetentionForm(request.POST, prefix="retention")

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from maps.models import Invite, Member, Role, Room
@@ -110,3 +111,50 @@ def test_member_cannot_manage(client, room, member):
 def test_admin_lists_every_model(admin_client):
     for model in ("room", "invite", "member", "position"):
         assert admin_client.get(f"/admin/maps/{model}/").status_code == 200
+
+
+# -- removal keeps people out (docs/security.md) --------------------------------------
+
+
+def _join(client, invite, name):
+    response = client.post(invite.path(), {"name": name})
+    assert response.status_code == 302, response.content
+    return Member.objects.get(room=invite.room, name=name)
+
+
+def test_member_removed_on_manage_page_cannot_rejoin_and_the_others_get_a_new_link(
+    client, room, owner
+):
+    invite = room.invites.create(role=Role.MEMBER)  # the link every member's map shows
+    ana_browser, bo_browser = Client(), Client()
+    ana = _join(ana_browser, invite, "Ana")
+    bo = _join(bo_browser, invite, "Bo")
+    assert bo_browser.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"].endswith(
+        invite.path())
+    _as_owner(client, room, owner)
+
+    response = client.post(f"/r/{room.public_id}/manage/",
+                           {"action": "remove", "member": ana.pk}, follow=True)
+
+    assert response.status_code == 200
+    assert ("Ana was removed; the invite link they used was replaced by a new one."
+            in response.content.decode())
+    assert not Member.objects.filter(pk=ana.pk).exists()
+    assert ana_browser.get(invite.path()).status_code == 404
+    assert ana_browser.post(invite.path(), {"name": "Ana"}).status_code == 404
+    assert not Member.objects.filter(name="Ana").exists()
+    # Bo stays, and his map now offers a link that works.
+    assert Member.objects.filter(pk=bo.pk).exists()
+    new_url = bo_browser.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"]
+    assert not new_url.endswith(invite.path())
+    token = new_url.rstrip("/").rsplit("/", 1)[1]
+    assert Invite.objects.get(token=token).is_usable()
+    assert Client().get(new_url).status_code == 200
+
+
+def test_member_who_leaves_does_not_change_the_link(client, room):
+    invite = room.invites.create(role=Role.MEMBER)
+    _join(client, invite, "Ana")
+    client.post(f"/r/{room.public_id}/leave/")
+    invite.refresh_from_db()
+    assert not invite.revoked and room.invites.count() == 1
