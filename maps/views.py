@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -89,7 +89,7 @@ def room_map(request, room_id):
     room, member = _room_member_or_404(request, room_id)
     if member is None:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
-    invite = room.invites.filter(revoked=False, role=Role.MEMBER).order_by("pk").first()
+    invite = selectors.map_invite(room)
     config = {
         "roomId": room.public_id,
         "roomName": room.name,
@@ -111,6 +111,25 @@ def room_map(request, room_id):
     }
     return render(request, "maps/map.html", {"room": room, "member": member,
                                              "config": config})
+
+
+# Largest value of the BigAutoField primary keys (a signed 64-bit integer).
+_MAX_ID = 2**63 - 1
+
+
+def _posted_id(request, field):
+    """Return the POSTed ``field`` as a database id, or ``None`` if it is not one."""
+    value = request.POST.get(field, "")
+    # The length check first: int() refuses strings of thousands of digits.
+    if not (len(value) <= 19 and value.isascii() and value.isdigit()):
+        return None
+    if not 0 < int(value) <= _MAX_ID:
+        return None
+    return int(value)
+
+
+def _bad_field(field):
+    return HttpResponseBadRequest(f"{field}: not a valid id", content_type="text/plain")
 
 
 @require_http_methods(["GET", "POST"])
@@ -137,14 +156,20 @@ def room_manage(request, room_id):
                 messages.success(request, "Invite created.")
                 return redirect("room_manage", room_id=room_id)
         elif action == "revoke":
-            invite = Invite.objects.filter(room=room, pk=request.POST.get("invite")).first()
+            invite_pk = _posted_id(request, "invite")
+            if invite_pk is None:
+                return _bad_field("invite")
+            invite = Invite.objects.filter(room=room, pk=invite_pk).first()
             if invite is not None:
                 services.invite_revoke(invite=invite)
                 messages.success(request, "Invite revoked; its members were removed.")
             return redirect("room_manage", room_id=room_id)
         elif action == "remove":
+            member_pk = _posted_id(request, "member")
+            if member_pk is None:
+                return _bad_field("member")
             target = (
-                Member.objects.filter(room=room, pk=request.POST.get("member"))
+                Member.objects.filter(room=room, pk=member_pk)
                 .exclude(role=Role.OWNER).first()
             )
             if target is not None:

@@ -158,3 +158,41 @@ def test_member_who_leaves_does_not_change_the_link(client, room):
     client.post(f"/r/{room.public_id}/leave/")
     invite.refresh_from_db()
     assert not invite.revoked and room.invites.count() == 1
+
+
+# -- the manage page refuses crafted forms --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"action": "revoke", "invite": "abc"}, "invite"),
+        ({"action": "revoke"}, "invite"),
+        ({"action": "revoke", "invite": "1e3"}, "invite"),
+        ({"action": "revoke", "invite": "99999999999999999999999"}, "invite"),
+        ({"action": "revoke", "invite": "9" * 5000}, "invite"),
+        ({"action": "revoke", "invite": "\u0661"}, "invite"),  # ARABIC-INDIC DIGIT ONE
+        ({"action": "remove", "member": "abc"}, "member"),
+        ({"action": "remove", "member": ""}, "member"),
+        ({"action": "remove", "member": "-1"}, "member"),
+    ],
+)
+def test_manage_page_answers_400_to_a_malformed_id(client, room, owner, member, data, field):
+    _as_owner(client, room, owner)
+    response = client.post(f"/r/{room.public_id}/manage/", data)
+    assert response.status_code == 400
+    assert field in response.content.decode()
+    assert Member.objects.filter(pk=member.pk).exists()
+
+
+def test_map_shows_only_a_usable_member_invite(client, room, owner):
+    now = timezone.now()
+    room.invites.create(role=Role.MEMBER, expires_at=now - timedelta(minutes=1))
+    room.invites.create(role=Role.MEMBER, max_uses=2, uses=2)
+    room.invites.create(role=Role.MEMBER, revoked=True)
+    room.invites.create(role=Role.VIEWER)
+    _as_owner(client, room, owner)
+    assert client.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"] is None
+    usable = room.invites.create(role=Role.MEMBER, expires_at=now + timedelta(hours=1))
+    url = client.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"]
+    assert url.endswith(usable.path())
