@@ -105,3 +105,23 @@ async def test_handshake_without_origin_still_needs_a_key(room, member_key, hubs
     connected, _ = await communicator.connect(timeout=3)
     assert connected
     await communicator.disconnect()
+
+
+# -- unknown paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/rooms/" + "a" * 34 + "/",
+        "/ws/rooms/",
+        "/ws/rooms/abc",
+        "/ws/rooms/abc/extra/",
+        "/ws/whatever/",
+        "/",
+        "/admin/",
+    ],
+)
+async def test_unknown_socket_path_is_closed_with_4404(path):
+    assert await _handshake(path, _headers(None)) == (True, 4404)
+    assert await _handshake(path, _headers("http://127.0.0.1:8000")) == (True, 4404)
