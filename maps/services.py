@@ -6,19 +6,29 @@ single function that broadcasts a position, whichever door it came in by.
 """
 
 import asyncio
+import unicodedata
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from . import selectors
 from .fixes import now_ms
 from .history import history_writer
-from .models import PALETTE, Invite, Member, Position, Role, Room, new_device_key
+from .models import (
+    MEMBER_NAME_CONSTRAINT,
+    PALETTE,
+    Invite,
+    Member,
+    Position,
+    Role,
+    Room,
+    new_device_key,
+)
 from .selectors import member_info_dict
 
 
@@ -28,6 +38,10 @@ class InviteUnusable(Exception):
 
 class NotAllowed(Exception):
     """The member may not do this (for example a viewer publishing)."""
+
+
+class NameTaken(ValueError):
+    """Someone in the room already has this display name (compared case-insensitively)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,18 +133,69 @@ def _next_color(room):
     return PALETTE[used % len(PALETTE)]
 
 
+# Control (Cc) and format (Cf) characters: among them the bidi embeddings, overrides
+# and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which
+# reverse the text around a name on the others' pages, and the zero-width characters
+# (U+200B-U+200D, U+FEFF), which make two names look alike. Lone surrogates (Cs) cannot
+# even be encoded as UTF-8.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
+
+
 def _clean_name(name, *, limit=40):
-    name = " ".join(str(name).split())[:limit]
-    if not name:
+    """Return ``name`` fit to show: NFC, without invisible characters, spaces collapsed.
+
+    Whitespace of any kind (tabs, newlines, U+2028...) becomes one space between words;
+    control and format characters go; at most ``limit`` characters are kept. Raises
+    ``ValueError`` when nothing is left.
+    """
+    text = unicodedata.normalize("NFC", str(name))
+    text = "".join(
+        " " if char.isspace() else char
+        for char in text
+        if char.isspace() or unicodedata.category(char) not in _INVISIBLE
+    )
+    text = " ".join(text.split())[:limit].rstrip()
+    if not text:
         raise ValueError("a name is required")
-    return name
+    return text
+
+
+def _name_taken(room, name):
+    """Return whether a member of ``room`` is already called ``name``, ignoring case.
+
+    Compared with ``str.casefold`` ("STRASSE" is "straße"), which the database's
+    ``LOWER`` cannot do; the unique constraint on ``LOWER(name)`` backs this check
+    up when two people join at once.
+    """
+    folded = name.casefold()
+    names = Member.objects.filter(room=room).values_list("name", flat=True)
+    return any(other.casefold() == folded for other in names)
+
+
+def _member_insert(member):
+    """Save a new ``member``; raise :class:`NameTaken` if the database finds the name taken.
+
+    In a savepoint, so that the caller's transaction can go on (or roll back) cleanly.
+    """
+    if _name_taken(member.room_id, member.name):
+        raise NameTaken(f"Someone in this room is already called {member.name}.")
+    try:
+        with transaction.atomic():
+            member.save(force_insert=True)
+    except IntegrityError as exc:
+        # Another request took the name between the check and the insert.
+        if MEMBER_NAME_CONSTRAINT not in str(exc):
+            raise
+        raise NameTaken(f"Someone in this room is already called {member.name}.") from exc
+    return member
 
 
 def room_create(*, name, owner_name, user=None, retention_days=None):
     """Create a room and its owner; return ``(room, owner)``.
 
     ``retention_days`` defaults to ``GEOSHARE["DEFAULT_RETENTION_DAYS"]``; 0 keeps no
-    history. Raises ``ValueError`` for an empty name.
+    history. Both names are cleaned as display names (:func:`_clean_name`). Raises
+    ``ValueError`` for an empty name.
     """
     from django.conf import settings
 
@@ -158,7 +223,8 @@ def invite_redeem(*, token, name, user=None):
     """Join the invite's room as a new member named ``name``; return the member.
 
     Raises :class:`InviteUnusable` when the invite is unknown, revoked, expired or used
-    up, and ``ValueError`` for an empty name.
+    up, :class:`NameTaken` when someone in the room has the name (the invite's use is
+    not spent), and ``ValueError`` for an empty name.
     """
     name = _clean_name(name)
     with transaction.atomic():
@@ -169,11 +235,11 @@ def invite_redeem(*, token, name, user=None):
         )
         if invite is None or not invite.is_usable():
             raise InviteUnusable("this invite link is no longer valid")
-        Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
-        member = Member.objects.create(
+        member = _member_insert(Member(
             room=invite.room, name=name, color=_next_color(invite.room), role=invite.role,
             user=user, invite=invite,
-        )
+        ))
+        Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
     _room_event(member.room_id, {"type": "room.member", "member": member_info_dict(member)})
     return member
 
@@ -181,13 +247,14 @@ def invite_redeem(*, token, name, user=None):
 def member_create(*, room, name, role=Role.MEMBER, user=None):
     """Add a member with a device key; return ``(member, key)``.
 
-    The key is shown once: only its hash is stored.
+    The key is shown once: only its hash is stored. Raises :class:`NameTaken` when
+    someone in the room has the name, ``ValueError`` for an empty name.
     """
     key = new_device_key()
     member = Member(room=room, name=_clean_name(name), color=_next_color(room), role=role,
                     user=user)
     member.set_key(key)
-    member.save()
+    _member_insert(member)
     _room_event(room.pk, {"type": "room.member", "member": member_info_dict(member)})
     return member, key
 

@@ -28,6 +28,13 @@ def _forget(request, room):
     request.session["members"] = rooms
 
 
+def _sentence(exc):
+    """Return a service error's message as a sentence for a form."""
+    text = str(exc)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def _room_member_or_404(request, room_id):
     room = selectors.room_by_public_id(room_id)
     if room is None:
@@ -41,13 +48,17 @@ def home(request):
     """Create a room (and become its owner); list this browser's rooms."""
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        room, owner = services.room_create(
-            name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
-            user=request.user if request.user.is_authenticated else None,
-        )
-        services.invite_create(room=room, role=Role.MEMBER)
-        _remember(request, owner)
-        return redirect("room_map", room_id=room.public_id)
+        try:
+            room, owner = services.room_create(
+                name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
+                user=request.user if request.user.is_authenticated else None,
+            )
+        except ValueError as exc:  # a name made only of invisible characters
+            form.add_error(None, _sentence(exc))
+        else:
+            services.invite_create(room=room, role=Role.MEMBER)
+            _remember(request, owner)
+            return redirect("room_map", room_id=room.public_id)
     return render(
         request,
         "maps/home.html",
@@ -78,8 +89,11 @@ def join(request, token):
             )
         except services.InviteUnusable:
             return render(request, "maps/invite_invalid.html", status=404)
-        _remember(request, member)
-        return redirect("room_map", room_id=member.room.public_id)
+        except ValueError as exc:  # NameTaken, or nothing left of the name
+            form.add_error("name", _sentence(exc))
+        else:
+            _remember(request, member)
+            return redirect("room_map", room_id=member.room.public_id)
     return render(request, "maps/join.html", {"form": form, "room": invite.room,
                                               "invite": invite})
 

@@ -114,3 +114,70 @@ def test_revoking_an_invite_also_replaces_the_map_link_its_members_saw(room):
     assert not Member.objects.filter(name__in=["Ana", "Bo"]).exists()
     # One replacement for the map's link, none for the revoked one.
     assert room.invites.filter(revoked=False).count() == 1
+
+
+# -- names ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Ana\u202e", "Ana"),  # RIGHT-TO-LEFT OVERRIDE
+        ("\u202aAna\u202c", "Ana"),  # LRE ... PDF
+        ("\u2066Ana\u2069", "Ana"),  # LRI ... PDI
+        ("A\u200dna\u200c", "Ana"),  # zero-width joiner, non-joiner
+        ("\u200eAna\u200f", "Ana"),  # LRM, RLM
+        ("Ana\u061c", "Ana"),  # ARABIC LETTER MARK
+        ("An\u200ba\ufeff", "Ana"),  # zero-width space, BOM
+        ("Ana\x00\x07", "Ana"),  # C0 controls
+        ("Ana\tvon\n\u2028Berg", "Ana von Berg"),  # whitespace collapsed, not glued
+        ("Ana \u200b Berg", "Ana Berg"),
+        ("A\u0301na", "\u00c1na"),  # NFC
+    ],
+)
+def test_names_lose_invisible_and_bidi_characters(raw, clean):
+    assert services._clean_name(raw) == clean
+
+
+def test_a_name_of_only_invisible_characters_is_refused(room):
+    with pytest.raises(ValueError, match="name is required"):
+        services.member_create(room=room, name="\u202e\u200d\u2066")
+
+
+def test_room_names_are_cleaned_too(db):
+    room, owner = services.room_create(name="Ski\u202e trip\u2069", owner_name="O\u200bla")
+    assert (room.name, owner.name) == ("Ski trip", "Ola")
+
+
+@pytest.mark.parametrize("taken", ["Olga", "olga", "OLGA", " Olga ", "Ol\u200bga", "Olga\u202e"])
+def test_a_member_cannot_take_the_owners_name(room, owner, taken):
+    invite = invite_create(room=room)
+    with pytest.raises(services.NameTaken, match="already"):
+        invite_redeem(token=invite.token, name=taken)
+    invite.refresh_from_db()
+    assert invite.uses == 0  # a refused name does not spend a use
+
+
+def test_member_names_are_unique_case_insensitively(room, member):
+    with pytest.raises(services.NameTaken):
+        services.member_create(room=room, name="ANA")
+    with pytest.raises(services.NameTaken):
+        services.member_create(room=room, name="ana")
+    # Unicode case folding, not only ASCII: "STRASSE" and "straße" are one name.
+    services.member_create(room=room, name="Straße")
+    with pytest.raises(services.NameTaken):
+        services.member_create(room=room, name="STRASSE")
+    # The same name in another room is fine.
+    elsewhere, _ = services.room_create(name="Elsewhere", owner_name="Eve")
+    assert services.member_create(room=elsewhere, name="Ana")[0].name == "Ana"
+
+
+def test_the_database_refuses_a_duplicate_name_that_slipped_past_the_check(room, member):
+    """Two redemptions at once both pass the check; the constraint stops the second."""
+    invite = invite_create(room=room)
+    with mock.patch("maps.services._name_taken", return_value=False), \
+            pytest.raises(services.NameTaken):
+        invite_redeem(token=invite.token, name="aNA")
+    invite.refresh_from_db()
+    assert invite.uses == 0
+    assert Member.objects.filter(room=room).count() == 2

@@ -196,3 +196,36 @@ def test_map_shows_only_a_usable_member_invite(client, room, owner):
     usable = room.invites.create(role=Role.MEMBER, expires_at=now + timedelta(hours=1))
     url = client.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"]
     assert url.endswith(usable.path())
+
+
+# -- names ------------------------------------------------------------------------------
+
+
+def test_join_form_refuses_a_name_already_in_the_room(client, room, owner):
+    invite = invite_create(room=room)
+    response = client.post(invite.path(), {"name": "olga"})
+    assert response.status_code == 200
+    assert "Someone in this room is already called" in response.content.decode()
+    assert room.members.count() == 1
+    assert "members" not in client.session
+
+
+def test_join_form_refuses_a_name_of_invisible_characters(client, room):
+    invite = invite_create(room=room)
+    response = client.post(invite.path(), {"name": "\u202e\u200b"})
+    assert response.status_code == 200
+    assert "A name is required" in response.content.decode()
+    assert room.members.count() == 1
+
+
+def test_bidi_controls_never_reach_a_page(client):
+    client.post("/", {"name": "Ski\u202e trip", "your_name": "\u2066Olga\u2069"})
+    room = Room.objects.get()
+    assert (room.name, room.members.get().name) == ("Ski trip", "Olga")
+
+
+def test_home_refuses_a_room_name_of_invisible_characters(client):
+    response = client.post("/", {"name": "\u200d", "your_name": "Olga"})
+    assert response.status_code == 200
+    assert "A name is required" in response.content.decode()
+    assert not Room.objects.exists()
