@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import ratelimit, selectors, services
@@ -98,6 +99,7 @@ def join(request, token):
                                               "invite": invite})
 
 
+@never_cache  # the page carries the room's invite link
 def room_map(request, room_id):
     """The full-screen live map of a room, for its members."""
     room, member = _room_member_or_404(request, room_id)
@@ -146,6 +148,7 @@ def _bad_field(field):
     return HttpResponseBadRequest(f"{field}: not a valid id", content_type="text/plain")
 
 
+@never_cache  # the page carries every invite link of the room
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
     """The owner's page: invites (create, revoke), members (remove), retention."""
