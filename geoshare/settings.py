@@ -20,19 +20,39 @@ def env_str(name, default):
 
 
 def env_bool(name, default):
-    """Return ``True`` for 1/true/yes/on, ``False`` for 0/false/no/off, else ``default``."""
-    value = os.environ.get(name, "").strip().lower()
+    """Return ``True`` for 1/true/yes/on, ``False`` for 0/false/no/off (any case).
+
+    ``default`` when the variable is unset or empty. Anything else raises
+    ``ImproperlyConfigured`` naming the variable and its value: a typo such as
+    ``DEBUG=flase`` must stop the start, not quietly mean the default.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if not value:
+        return default
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    return default
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use 1, true, yes, on or 0, false, no, off"
+    )
 
 
 def env_int(name, default):
-    """Return the environment variable ``name`` as an int, or ``default``."""
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    """Return the environment variable ``name`` as a decimal int.
+
+    ``default`` when unset or empty; a value that is not an integer raises
+    ``ImproperlyConfigured`` naming the variable and its value.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip()
+    if not value:
+        return default
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
 
 
 def env_list(name, default):
