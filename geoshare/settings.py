@@ -284,7 +284,11 @@ GEOSHARE = {
     "RATE_LIMITS": {
         "redeem": (env_int("GEOSHARE_REDEEM_PER_MIN", default=20), 60),
         "badkey": (env_int("GEOSHARE_BADKEY_PER_MIN", default=20), 60),
+        # Rooms created on the home page.
+        "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
     },
+    # Usable (not revoked, expired or used up) invites a room may hold at once.
+    "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),

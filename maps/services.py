@@ -44,6 +44,10 @@ class NameTaken(ValueError):
     """Someone in the room already has this display name (compared case-insensitively)."""
 
 
+class TooManyInvites(ValueError):
+    """The room holds as many usable invites as ``GEOSHARE["MAX_INVITES_PER_ROOM"]``."""
+
+
 @dataclass(slots=True, frozen=True)
 class MemberRef:
     """What the publish path needs to know of a member, without touching the database.
@@ -212,11 +216,26 @@ def room_create(*, name, owner_name, user=None, retention_days=None):
 
 
 def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None):
-    """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``)."""
+    """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``).
+
+    ``expires_at`` is an aware datetime or ``None`` (never); ``max_uses`` a count or
+    ``None`` (unlimited). Raises :class:`TooManyInvites` when the room already holds
+    ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another role.
+    """
+    from django.conf import settings
+
     if role not in (Role.MEMBER, Role.VIEWER):
         raise ValueError("an invite's role is member or viewer")
-    return Invite.objects.create(room=room, role=role, expires_at=expires_at,
-                                 max_uses=max_uses)
+    limit = settings.GEOSHARE["MAX_INVITES_PER_ROOM"]
+    with transaction.atomic():
+        # The room row locked, so that two requests cannot both take the last place.
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        if selectors.usable_invites(room).count() >= limit:
+            raise TooManyInvites(
+                f"This room already has {limit} usable invites: revoke one first."
+            )
+        return Invite.objects.create(room=room, role=role, expires_at=expires_at,
+                                     max_uses=max_uses)
 
 
 def invite_redeem(*, token, name, user=None):

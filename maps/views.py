@@ -49,6 +49,11 @@ def home(request):
     """Create a room (and become its owner); list this browser's rooms."""
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if not ratelimit.hit("room", ratelimit.client_address(request)):
+            allowed, window = settings.GEOSHARE["RATE_LIMITS"]["room"]
+            message = (f"Too many rooms were created from this address: at most {allowed} "
+                       f"in {window // 60} minutes. Try again later.")
+            return render(request, "maps/too_many.html", {"message": message}, status=429)
         try:
             room, owner = services.room_create(
                 name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
@@ -164,14 +169,18 @@ def room_manage(request, room_id):
             invite_form = InviteForm(request.POST, prefix="invite")
             if invite_form.is_valid():
                 hours = invite_form.cleaned_data["expires_in_hours"]
-                services.invite_create(
-                    room=room,
-                    role=invite_form.cleaned_data["role"],
-                    expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
-                    max_uses=invite_form.cleaned_data["max_uses"],
-                )
-                messages.success(request, "Invite created.")
-                return redirect("room_manage", room_id=room_id)
+                try:
+                    services.invite_create(
+                        room=room,
+                        role=invite_form.cleaned_data["role"],
+                        expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
+                        max_uses=invite_form.cleaned_data["max_uses"],
+                    )
+                except services.TooManyInvites as exc:
+                    invite_form.add_error(None, str(exc))
+                else:
+                    messages.success(request, "Invite created.")
+                    return redirect("room_manage", room_id=room_id)
         elif action == "revoke":
             invite_pk = _posted_id(request, "invite")
             if invite_pk is None:

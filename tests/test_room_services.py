@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from maps import services
-from maps.models import Member, Role
+from maps.models import Invite, Member, Role
 from maps.services import invite_create, invite_redeem, member_remove
 
 pytestmark = pytest.mark.django_db
@@ -114,6 +114,23 @@ def test_revoking_an_invite_also_replaces_the_map_link_its_members_saw(room):
     assert not Member.objects.filter(name__in=["Ana", "Bo"]).exists()
     # One replacement for the map's link, none for the revoked one.
     assert room.invites.filter(revoked=False).count() == 1
+
+
+# -- invite limit -----------------------------------------------------------------------
+
+
+def test_a_room_holds_a_limited_number_of_usable_invites(room, settings):
+    settings.GEOSHARE = {**settings.GEOSHARE, "MAX_INVITES_PER_ROOM": 3}
+    first = invite_create(room=room)
+    invite_create(room=room)
+    invite_create(room=room)
+    with pytest.raises(services.TooManyInvites, match="3 usable invites"):
+        invite_create(room=room)
+    # Unusable invites do not count; and a removal's replacement is always made.
+    Invite.objects.filter(pk=first.pk).update(revoked=True)
+    invite_create(room=room)
+    ana = invite_redeem(token=room.invites.filter(revoked=False).first().token, name="Ana")
+    assert member_remove(member=ana, replace_invite=True)
 
 
 # -- names ----------------------------------------------------------------------------

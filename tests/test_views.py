@@ -229,3 +229,32 @@ def test_home_refuses_a_room_name_of_invisible_characters(client):
     assert response.status_code == 200
     assert "A name is required" in response.content.decode()
     assert not Room.objects.exists()
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+def test_room_creation_is_limited_per_address(client, settings):
+    settings.GEOSHARE = {**settings.GEOSHARE, "RATE_LIMITS": {
+        **settings.GEOSHARE["RATE_LIMITS"], "room": (3, 3600)}}
+    for n in range(3):
+        assert client.post("/", {"name": f"R{n}", "your_name": "O"}).status_code == 302
+    response = client.post("/", {"name": "R3", "your_name": "O"})
+    assert response.status_code == 429
+    assert "Too many rooms" in response.content.decode()
+    assert Room.objects.count() == 3
+    # Another address is not affected.
+    other = client.post("/", {"name": "R4", "your_name": "O"}, REMOTE_ADDR="192.0.2.7")
+    assert other.status_code == 302
+
+
+def test_manage_page_refuses_an_invite_past_the_room_limit(client, room, owner, settings):
+    settings.GEOSHARE = {**settings.GEOSHARE, "MAX_INVITES_PER_ROOM": 2}
+    _as_owner(client, room, owner)
+    form = {"action": "invite", "invite-role": "member"}
+    for _ in range(2):
+        assert client.post(f"/r/{room.public_id}/manage/", form).status_code == 302
+    response = client.post(f"/r/{room.public_id}/manage/", form)
+    assert response.status_code == 200
+    assert "2 usable invites" in response.content.decode()
+    assert room.invites.count() == 2
