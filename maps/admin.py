@@ -41,7 +41,7 @@ class MemberAdmin(admin.ModelAdmin):
         services.member_remove(member=obj, replace_invite=True)
 
     def delete_queryset(self, request, queryset):
-        for member in queryset.select_related("room"):
+        for member in queryset:
             services.member_remove(member=member, replace_invite=True)
 
 
