@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
-Browser WebSockets must come from an allowed host (``AllowedHostsOriginValidator``,
+Browser WebSockets must come from this site itself (:func:`origin_allowed`,
 docs/security.md); a client with a device key (``?key=``) sends no Origin header and
 authenticates with its key instead.
 """
@@ -8,6 +8,7 @@ authenticates with its key instead.
 import asyncio
 import gc
 import os
+from urllib.parse import urlsplit
 
 from django.core.asgi import get_asgi_application
 
@@ -15,8 +16,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "geoshare.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from maps.history import history_writer  # noqa: E402
 from maps.maintenance import maintenance_loop  # noqa: E402
@@ -43,19 +45,87 @@ async def lifespan(scope, receive, send):
             return
 
 
-def origin_checked(inner):
-    """Check the Origin of browser handshakes; let keyed, Origin-less clients through.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    Browsers always send Origin on a WebSocket handshake, so a request without one is
-    not a cross-site page; it must then carry a device key to get anywhere.
+
+def _origin_parts(origin):
+    """Return ``(scheme, host, port)`` of a serialized origin, or ``None`` if not one.
+
+    ``origin`` is ``scheme://host[:port]`` (RFC 6454 section 6.2); the scheme and host
+    are lowercased and a missing port is the scheme's default, so that
+    ``http://h`` and ``http://h:80`` compare equal. ``"null"``, paths, user
+    information and schemes other than http and https are not origins here.
     """
-    validated = AllowedHostsOriginValidator(inner)
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:  # a port that is not a number, an unbalanced "["
+        return None
+    scheme = parts.scheme.lower()
+    if (scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None
+            or parts.path or parts.query or parts.fragment):
+        return None
+    return scheme, parts.hostname, port or _DEFAULT_PORTS[scheme]
+
+
+def _trusted(origin):
+    """Return whether ``origin`` (parts) is listed in ``CSRF_TRUSTED_ORIGINS``.
+
+    Entries are read as Django's CSRF check reads them: ``https://*.example.org``
+    admits the subdomains of example.org on the same scheme and port.
+    """
+    scheme, host, port = origin
+    for entry in settings.CSRF_TRUSTED_ORIGINS:
+        wildcard = "://*." in entry
+        parts = _origin_parts(entry.replace("://*.", "://", 1) if wildcard else entry)
+        if parts is None:
+            continue
+        if parts == origin or (wildcard and (parts[0], parts[2]) == (scheme, port)
+                               and host.endswith("." + parts[1])):
+            return True
+    return False
+
+
+def origin_allowed(scope):
+    """Return whether a WebSocket handshake (an ASGI ``scope``) may go on.
+
+    A handshake without an Origin header does not come from a browser page (browsers
+    always send one), and goes on: it must then carry a device key to get anywhere.
+    A browser's must come from the site it connects to: its Host header must be
+    allowed by ``ALLOWED_HOSTS``, and its Origin must equal ``scheme://Host`` (http
+    for ``ws``, https for ``wss``, default ports normalised) or be listed in
+    ``CSRF_TRUSTED_ORIGINS``. Another port or scheme is another origin (RFC 6454).
+    """
+    headers = {}
+    for name, value in scope.get("headers", ()):
+        headers.setdefault(name.lower(), value)
+    if b"origin" not in headers:
+        return True
+    origin = _origin_parts(headers[b"origin"].decode("latin-1").strip())
+    host = headers.get(b"host", b"").decode("latin-1").strip()
+    domain, _ = split_domain_port(host)
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:  # as Django's HttpRequest.get_host()
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    if origin is None or not domain or not validate_host(domain, allowed_hosts):
+        return False
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    return origin == _origin_parts(f"{scheme}://{host}") or _trusted(origin)
+
+
+async def _refuse(scope, receive, send):
+    """Refuse the handshake: close before accepting, which servers answer with 403."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close"})
+
+
+def origin_checked(inner):
+    """Wrap the WebSocket app: handshakes that fail :func:`origin_allowed` are refused."""
 
     async def app(scope, receive, send):
-        headers = dict(scope.get("headers", ()))
-        if b"origin" not in headers:
-            return await inner(scope, receive, send)
-        return await validated(scope, receive, send)
+        if not origin_allowed(scope):
+            return await _refuse(scope, receive, send)
+        return await inner(scope, receive, send)
 
     return app
 

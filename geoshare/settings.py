@@ -20,19 +20,39 @@ def env_str(name, default):
 
 
 def env_bool(name, default):
-    """Return ``True`` for 1/true/yes/on, ``False`` for 0/false/no/off, else ``default``."""
-    value = os.environ.get(name, "").strip().lower()
+    """Return ``True`` for 1/true/yes/on, ``False`` for 0/false/no/off (any case).
+
+    ``default`` when the variable is unset or empty. Anything else raises
+    ``ImproperlyConfigured`` naming the variable and its value: a typo such as
+    ``DEBUG=flase`` must stop the start, not quietly mean the default.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if not value:
+        return default
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    return default
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use 1, true, yes, on or 0, false, no, off"
+    )
 
 
 def env_int(name, default):
-    """Return the environment variable ``name`` as an int, or ``default``."""
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    """Return the environment variable ``name`` as a decimal int.
+
+    ``default`` when unset or empty; a value that is not an integer raises
+    ``ImproperlyConfigured`` naming the variable and its value.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip()
+    if not value:
+        return default
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
 
 
 def env_list(name, default):
@@ -73,6 +93,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on every HTML page.
+    "maps.middleware.SecurityHeadersMiddleware",
     # Static files from the same process: `make run` is the whole deployment for many.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -266,12 +288,16 @@ GEOSHARE = {
         "redeem": (env_int("GEOSHARE_REDEEM_PER_MIN", default=20), 60),
         "badkey": (env_int("GEOSHARE_BADKEY_PER_MIN", default=20), 60),
         "positions": (env_int("GEOSHARE_POSITIONS_PER_MIN", default=1200), 60),
+        # Rooms created on the home page.
+        "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
     },
     # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed
     # (maps.auth.client_address); none by default.
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
     # How often the service deletes positions past their room's retention.
     "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),
+    # Usable (not revoked, expired or used up) invites a room may hold at once.
+    "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),

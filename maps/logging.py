@@ -2,22 +2,51 @@
 
 import logging
 import re
+from urllib.parse import unquote
 
 # Device keys travel as ?key=... (WebSocket URL, OwnTracks), GPSLogger puts the key in
 # the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as /join/<token>/.
-_PATTERNS = [
-    (re.compile(r"(?i)([?&](?:key|id|deviceid|device_id|token)=)[^&\s\"']+"), r"\1[redacted]"),
-    (re.compile(r"(/ingest/gpslogger/)[^/\s\"'?]+"), r"\1[redacted]"),
-    (re.compile(r"(/join/)[^/\s\"'?]+"), r"\1[redacted]"),
-    (re.compile(r"(?i)([?&](?:lat|lon|location|latitude|longitude)=)[^&\s\"']+"), r"\1[redacted]"),
+_TEMPLATES = [
+    (r"(?i)([?&](?:key|id|deviceid|device_id|token)=){gap}[^&\s\"']+", r"\1[redacted]"),
+    (r"(?i)(/ingest/gpslogger/){gap}[^/\s\"'?]+", r"\1[redacted]"),
+    (r"(?i)(/join/){gap}[^/\s\"'?]+", r"\1[redacted]"),
+    (r"(?i)([?&](?:lat|lon|location|latitude|longitude)=){gap}[^&\s\"']+", r"\1[redacted]"),
 ]
+# In a URL as sent a space ends it; once decoded, a value may start with spaces (%20).
+_PATTERNS = [(re.compile(p.format(gap="")), r) for p, r in _TEMPLATES]
+_DECODED_PATTERNS = [(re.compile(p.format(gap=" *")), r) for p, r in _TEMPLATES]
+
+# Django and the phone apps' servers decode a URL once; decoding a few times more
+# undoes double encoding (%256B -> %6B -> k). Text still encoded after that many rounds
+# is not a URL anyone meant: what follows its first escape is dropped.
+_DECODE_ROUNDS = 4
+_ESCAPE_TO_END = re.compile(r"%[0-9A-Fa-f]{2}[^\s\"']*")
+
+
+def _redact_plain(text, patterns=_PATTERNS):
+    for pattern, replacement in patterns:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def redact(text):
-    """Return ``text`` with device keys, invite tokens and coordinates replaced."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    """Return ``text`` with device keys, invite tokens and coordinates replaced.
+
+    Parameter names and paths are matched after percent-decoding too (``?k%65y=``,
+    ``/ingest/gps%6Cogger/``, double encoding), each round redacted before the next
+    decodes it. A line that holds nothing to redact comes back unchanged; one that did
+    comes back decoded as far as it was read.
+    """
+    current, patterns = text, _PATTERNS
+    changed = False
+    for _ in range(_DECODE_ROUNDS + 1):
+        redacted = _redact_plain(current, patterns)
+        changed = changed or redacted != current
+        decoded = unquote(redacted)
+        if decoded == redacted:
+            return redacted if changed else text
+        current, patterns = decoded, _DECODED_PATTERNS
+    return _ESCAPE_TO_END.sub("[redacted]", _redact_plain(current, patterns))
 
 
 class RedactSecrets(logging.Filter):

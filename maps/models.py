@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -114,6 +115,10 @@ class Invite(models.Model):
         return f"/join/{self.token}/"
 
 
+# Two members of a room never share a display name, whatever its case.
+MEMBER_NAME_CONSTRAINT = "maps_member_name_unique_in_room"
+
+
 class Member(models.Model):
     """Someone in a room: a browser session, a phone app, or both."""
 
@@ -135,6 +140,12 @@ class Member(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["room", "role"])]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"), "room", name=MEMBER_NAME_CONSTRAINT,
+                violation_error_message="Someone in this room already has this name.",
+            )
+        ]
 
     def __str__(self):
         return f"{self.name} in {self.room}"

@@ -1,9 +1,26 @@
-"""WebSocket URL routes."""
+"""WebSocket URL routes.
+
+Every path that is not a room socket is accepted and closed with 4404 (no such room,
+docs/protocol.md): without a route Channels' URLRouter raises, and the server answers
+the handshake with a 500 and logs a traceback.
+"""
 
 from django.urls import re_path
 
 from .consumers import LocationConsumer
+from .events import CLOSE_NO_ROOM
+
+
+async def not_found(scope, receive, send):
+    """Accept the handshake and close at once with 4404 (an ASGI app, no consumer)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": CLOSE_NO_ROOM})
+
 
 websocket_urlpatterns = [
     re_path(r"^ws/rooms/(?P<room_id>[A-Za-z0-9_-]{1,32})/$", LocationConsumer.as_asgi()),
+    re_path(r"", not_found),
 ]

@@ -3,11 +3,11 @@
 
 from datetime import UTC, datetime
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from . import events
-from .models import Invite, Member, Position, Room, hash_key
+from .models import Invite, Member, Position, Role, Room, hash_key
 
 
 def to_ms(value):
@@ -127,3 +127,27 @@ def rooms_for_session(session):
 def room_by_public_id(public_id):
     """Return the room with this public id, or ``None``."""
     return Room.objects.filter(public_id=public_id).first()
+
+
+def usable_invites(room, *, now=None):
+    """Return the invites of ``room`` (a Room or its pk) that admit people now.
+
+    The database form of :meth:`maps.models.Invite.is_usable`: not revoked, not
+    expired, not used up. A queryset, oldest first.
+    """
+    now = now or timezone.now()
+    return (
+        Invite.objects.filter(room=room, revoked=False)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
+        .order_by("pk")
+    )
+
+
+def map_invite(room):
+    """Return the invite link the room's map offers its members, or ``None``.
+
+    The oldest usable member invite: usually the one made with the room. Viewers are
+    never shown it (it would let them join again as members).
+    """
+    return usable_invites(room).filter(role=Role.MEMBER).first()

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import auth, selectors, services
@@ -28,6 +29,13 @@ def _forget(request, room):
     request.session["members"] = rooms
 
 
+def _sentence(exc):
+    """Return a service error's message as a sentence for a form."""
+    text = str(exc)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def _room_member_or_404(request, room_id):
     room = selectors.room_by_public_id(room_id)
     if room is None:
@@ -41,13 +49,22 @@ def home(request):
     """Create a room (and become its owner); list this browser's rooms."""
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        room, owner = services.room_create(
-            name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
-            user=request.user if request.user.is_authenticated else None,
-        )
-        services.invite_create(room=room, role=Role.MEMBER)
-        _remember(request, owner)
-        return redirect("room_map", room_id=room.public_id)
+        if not auth.limit_hit("room", auth.client_address(request)):
+            allowed, window = settings.GEOSHARE["RATE_LIMITS"]["room"]
+            message = (f"Too many rooms were created from this address: at most {allowed} "
+                       f"in {window // 60} minutes. Try again later.")
+            return render(request, "maps/too_many.html", {"message": message}, status=429)
+        try:
+            room, owner = services.room_create(
+                name=form.cleaned_data["name"], owner_name=form.cleaned_data["your_name"],
+                user=request.user if request.user.is_authenticated else None,
+            )
+        except ValueError as exc:  # a name made only of invisible characters
+            form.add_error(None, _sentence(exc))
+        else:
+            services.invite_create(room=room, role=Role.MEMBER)
+            _remember(request, owner)
+            return redirect("room_map", room_id=room.public_id)
     return render(
         request,
         "maps/home.html",
@@ -78,18 +95,22 @@ def join(request, token):
             )
         except services.InviteUnusable:
             return render(request, "maps/invite_invalid.html", status=404)
-        _remember(request, member)
-        return redirect("room_map", room_id=member.room.public_id)
+        except ValueError as exc:  # NameTaken, or nothing left of the name
+            form.add_error("name", _sentence(exc))
+        else:
+            _remember(request, member)
+            return redirect("room_map", room_id=member.room.public_id)
     return render(request, "maps/join.html", {"form": form, "room": invite.room,
                                               "invite": invite})
 
 
+@never_cache  # the page carries the room's invite link
 def room_map(request, room_id):
     """The full-screen live map of a room, for its members."""
     room, member = _room_member_or_404(request, room_id)
     if member is None:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
-    invite = room.invites.filter(revoked=False, role=Role.MEMBER).order_by("pk").first()
+    invite = selectors.map_invite(room)
     config = {
         "roomId": room.public_id,
         "roomName": room.name,
@@ -113,6 +134,26 @@ def room_map(request, room_id):
                                              "config": config})
 
 
+# Largest value of the BigAutoField primary keys (a signed 64-bit integer).
+_MAX_ID = 2**63 - 1
+
+
+def _posted_id(request, field):
+    """Return the POSTed ``field`` as a database id, or ``None`` if it is not one."""
+    value = request.POST.get(field, "")
+    # The length check first: int() refuses strings of thousands of digits.
+    if not (len(value) <= 19 and value.isascii() and value.isdigit()):
+        return None
+    if not 0 < int(value) <= _MAX_ID:
+        return None
+    return int(value)
+
+
+def _bad_field(field):
+    return HttpResponseBadRequest(f"{field}: not a valid id", content_type="text/plain")
+
+
+@never_cache  # the page carries every invite link of the room
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
     """The owner's page: invites (create, revoke), members (remove), retention."""
@@ -128,28 +169,42 @@ def room_manage(request, room_id):
             invite_form = InviteForm(request.POST, prefix="invite")
             if invite_form.is_valid():
                 hours = invite_form.cleaned_data["expires_in_hours"]
-                services.invite_create(
-                    room=room,
-                    role=invite_form.cleaned_data["role"],
-                    expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
-                    max_uses=invite_form.cleaned_data["max_uses"],
-                )
-                messages.success(request, "Invite created.")
-                return redirect("room_manage", room_id=room_id)
+                try:
+                    services.invite_create(
+                        room=room,
+                        role=invite_form.cleaned_data["role"],
+                        expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
+                        max_uses=invite_form.cleaned_data["max_uses"],
+                    )
+                except services.TooManyInvites as exc:
+                    invite_form.add_error(None, str(exc))
+                else:
+                    messages.success(request, "Invite created.")
+                    return redirect("room_manage", room_id=room_id)
         elif action == "revoke":
-            invite = Invite.objects.filter(room=room, pk=request.POST.get("invite")).first()
+            invite_pk = _posted_id(request, "invite")
+            if invite_pk is None:
+                return _bad_field("invite")
+            invite = Invite.objects.filter(room=room, pk=invite_pk).first()
             if invite is not None:
                 services.invite_revoke(invite=invite)
                 messages.success(request, "Invite revoked; its members were removed.")
             return redirect("room_manage", room_id=room_id)
         elif action == "remove":
+            member_pk = _posted_id(request, "member")
+            if member_pk is None:
+                return _bad_field("member")
             target = (
-                Member.objects.filter(room=room, pk=request.POST.get("member"))
+                Member.objects.filter(room=room, pk=member_pk)
                 .exclude(role=Role.OWNER).first()
             )
             if target is not None:
-                services.member_remove(member=target)
-                messages.success(request, f"{target.name} was removed.")
+                replaced = services.member_remove(member=target, replace_invite=True)
+                if replaced:
+                    messages.success(request, f"{target.name} was removed; the invite link "
+                                              "they used was replaced by a new one.")
+                else:
+                    messages.success(request, f"{target.name} was removed.")
             return redirect("room_manage", room_id=room_id)
         elif action == "retention":
             retention_form = RetentionForm(request.POST, prefix="retention")

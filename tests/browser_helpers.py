@@ -12,6 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 from tests.servers import ROOT, Project, Uvicorn, free_port, skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -136,10 +139,35 @@ def migrated_db(directory):
 # -- pages ----------------------------------------------------------------------------
 
 
+def wait_for_function(page, expression, *, arg=None, timeout=30_000, interval=0.02):
+    """Wait until ``expression`` (as ``page.evaluate`` takes it) is truthy; return it.
+
+    ``page.wait_for_function`` compiles its predicate with ``eval`` inside the page,
+    which the pages' Content-Security-Policy refuses (no ``'unsafe-eval'``); the tests
+    keep that policy on, so they poll with ``page.evaluate`` instead, which the policy
+    does not govern. ``timeout`` in milliseconds, as Playwright's; on expiry raises
+    Playwright's ``TimeoutError``.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        try:
+            value = page.evaluate(expression, arg)
+        except PlaywrightError as exc:
+            # A navigation replaced the page under the evaluation: try again.
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise PlaywrightTimeoutError(f"waiting for {expression!r} timed out")
+        time.sleep(interval)
+
+
 def wait_connected(page, timeout=10_000):
     """Wait until the map page's socket has its snapshot."""
-    page.wait_for_function(
-        "window.geoshare && window.geoshare.connection() === 'connected'", timeout=timeout
+    wait_for_function(
+        page, "window.geoshare && window.geoshare.connection() === 'connected'", timeout=timeout
     )
 
 
@@ -187,8 +215,8 @@ def marker(page, member):
 def wait_marker_at(page, member, lat, lon, timeout=5_000, tolerance=1e-6):
     """Wait until member ``member``'s marker is at ``lat``, ``lon``; return seconds."""
     started = time.monotonic()
-    page.wait_for_function(
-        """([id, lat, lon, tol]) => {
+    wait_for_function(
+        page, """([id, lat, lon, tol]) => {
             const m = window.geoshare.markers()[id];
             return m && Math.abs(m.lat - lat) < tol && Math.abs(m.lon - lon) < tol;
         }""",
@@ -199,15 +227,15 @@ def wait_marker_at(page, member, lat, lon, timeout=5_000, tolerance=1e-6):
 
 
 def wait_no_marker(page, member, timeout=5_000):
-    page.wait_for_function(
-        "(id) => !(id in window.geoshare.markers())", arg=member, timeout=timeout
+    wait_for_function(
+        page, "(id) => !(id in window.geoshare.markers())", arg=member, timeout=timeout
     )
 
 
 def start_sharing(page):
     """Click "Share my location" and wait until positions are being sent."""
     page.get_by_role("button", name="Share my location").click()
-    page.wait_for_function("window.geoshare.sharing() === 'on'", timeout=5_000)
+    wait_for_function(page, "window.geoshare.sharing() === 'on'", timeout=5_000)
 
 
 def env_flag(name):

@@ -36,6 +36,7 @@ from tests.browser_helpers import (
     screenshot,
     start_sharing,
     wait_connected,
+    wait_for_function,
     wait_marker_at,
     wait_no_marker,
 )
@@ -250,8 +251,8 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
         """,
         ana,
     ), "the marker was re-created or the page reloaded"
-    b.wait_for_function(
-        "(id) => window.geoshare.markers()[id].trail >= 2", arg=ana, timeout=2_000
+    wait_for_function(
+        b, "(id) => window.geoshare.markers()[id].trail >= 2", arg=ana, timeout=2_000
     )
     assert marker(b, ana)["accuracy"] == A_MOVED["accuracy"]
 
@@ -268,8 +269,8 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
     # emulated geolocation has no heading).
     a.evaluate(SEND_FRAME_JS, {"type": "position", "lat": A_MOVED["latitude"],
                                "lon": A_MOVED["longitude"], "heading": 45, "speed": 1.5})
-    b.wait_for_function(
-        "(id) => window.geoshare.markers()[id].heading === 45", arg=ana, timeout=2_000
+    wait_for_function(
+        b, "(id) => window.geoshare.markers()[id].heading === 45", arg=ana, timeout=2_000
     )
     arrow = b.locator(f'.gs-pin[data-member-id="{ana}"] .gs-arrow')
     expect(arrow).to_be_visible()
@@ -280,8 +281,8 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
     assert frame == {"type": "position", "lat": 45.5, "lon": 14.5, "accuracy": 5,
                      "ts": 1763700000000}
     a.get_by_role("button", name="Fit everyone").click()
-    a.wait_for_function(
-        "(id) => id in window.geoshare.markers()", arg=bo, timeout=2_000
+    wait_for_function(
+        a, "(id) => id in window.geoshare.markers()", arg=bo, timeout=2_000
     )
     screenshot(a, "2-live-two-sharing-desktop")
     problems.assert_none()
@@ -344,7 +345,7 @@ def test_page_reconnects_after_a_server_restart(make_site, browse, problems):
     wait_marker_at(b, ana, A_START["latitude"], A_START["longitude"])
 
     site.stop()
-    b.wait_for_function("window.geoshare.connection() === 'reconnecting'", timeout=10_000)
+    wait_for_function(b, "window.geoshare.connection() === 'reconnecting'", timeout=10_000)
     expect(b.locator("#connection")).to_contain_text("Reconnecting")
     expect(b.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     screenshot(b, "5-reconnect-server-down-phone")
@@ -457,8 +458,8 @@ def test_replayed_track_travels_with_its_trail(site, browse, problems):
         row = page.locator("#member-list li", has_text="Walker")
         expect(row).to_have_attribute("data-sharing", "true", timeout=15_000)
         walker = int(row.get_attribute("data-member-id"))
-        page.wait_for_function(
-            "(id) => (window.geoshare.markers()[id] || {trail: 0}).trail >= 15",
+        wait_for_function(
+            page, "(id) => (window.geoshare.markers()[id] || {trail: 0}).trail >= 15",
             arg=walker, timeout=15_000,
         )
         page.get_by_role("button", name="Fit everyone").click()
@@ -541,6 +542,20 @@ def test_pages_have_no_errors_or_failed_requests(site, browse, problems):
     screenshot(third, "8-removed-phone")
     third.wait_for_timeout(1500)
     assert third.evaluate("window.geoshare.connection()") == "closed"
+    expect(owner.locator(".messages")).to_contain_text(
+        "Cy was removed; the invite link they used was replaced by a new one.")
+    # Deleting the room asks first: a listener in manage.js, since the page's
+    # Content-Security-Policy runs no inline onsubmit handler. Dismissed, nothing goes.
+    questions = []
+
+    def dismiss(dialog):
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    owner.once("dialog", dismiss)
+    owner.get_by_role("button", name="Delete room").click()
+    expect(owner.locator("h1")).to_contain_text("Manage")
+    assert questions == ["Delete this room and all its data?"]
 
     owner.get_by_role("link", name=re.compile("Back to the map")).click()
     wait_connected(owner)

@@ -61,3 +61,10 @@ def test_generated_ids_never_start_with_a_dash(monkeypatch):
     draws = iter(["-leading", "_fine"])
     monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(draws))
     assert models.new_room_id() == "_fine"
+
+
+def test_addmember_refuses_a_name_taken_in_the_room():
+    room = json.loads(run("createroom", "Hike", "--owner", "Olga", "--json"))["room"]
+    with pytest.raises(CommandError, match="already called"):
+        run("addmember", room, "OLGA")
+    assert Member.objects.filter(room__public_id=room).count() == 1

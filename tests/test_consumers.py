@@ -260,13 +260,14 @@ async def test_session_member_connects_without_key(room, owner, connect, client)
     await database_sync_to_async(store.save)()
     cookie = f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()
     ws = await connect(room, headers=[(b"cookie", cookie),
-                                      (b"origin", b"http://127.0.0.1")])
+                                      (b"origin", b"http://127.0.0.1"),
+                                      (b"host", b"127.0.0.1")])
     assert ws.snapshot["you"] == owner.pk
 
 
 async def test_foreign_origin_is_refused(room, member_key, hubs):
     # A page on another site cannot open a socket, even with a key in the URL: the
-    # handshake itself is denied (AllowedHostsOriginValidator).
+    # handshake itself is denied (geoshare.asgi.origin_allowed; more in test_asgi.py).
     client = Client(f"/ws/rooms/{room.public_id}/?key={member_key}",
                     headers=[(b"origin", b"https://evil.example")])
     connected, _ = await client.connect()

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from maps.models import Invite, Member, Role, Room
@@ -110,3 +111,150 @@ def test_member_cannot_manage(client, room, member):
 def test_admin_lists_every_model(admin_client):
     for model in ("room", "invite", "member", "position"):
         assert admin_client.get(f"/admin/maps/{model}/").status_code == 200
+
+
+# -- removal keeps people out (docs/security.md) --------------------------------------
+
+
+def _join(client, invite, name):
+    response = client.post(invite.path(), {"name": name})
+    assert response.status_code == 302, response.content
+    return Member.objects.get(room=invite.room, name=name)
+
+
+def test_member_removed_on_manage_page_cannot_rejoin_and_the_others_get_a_new_link(
+    client, room, owner
+):
+    invite = room.invites.create(role=Role.MEMBER)  # the link every member's map shows
+    ana_browser, bo_browser = Client(), Client()
+    ana = _join(ana_browser, invite, "Ana")
+    bo = _join(bo_browser, invite, "Bo")
+    assert bo_browser.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"].endswith(
+        invite.path())
+    _as_owner(client, room, owner)
+
+    response = client.post(f"/r/{room.public_id}/manage/",
+                           {"action": "remove", "member": ana.pk}, follow=True)
+
+    assert response.status_code == 200
+    assert ("Ana was removed; the invite link they used was replaced by a new one."
+            in response.content.decode())
+    assert not Member.objects.filter(pk=ana.pk).exists()
+    assert ana_browser.get(invite.path()).status_code == 404
+    assert ana_browser.post(invite.path(), {"name": "Ana"}).status_code == 404
+    assert not Member.objects.filter(name="Ana").exists()
+    # Bo stays, and his map now offers a link that works.
+    assert Member.objects.filter(pk=bo.pk).exists()
+    new_url = bo_browser.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"]
+    assert not new_url.endswith(invite.path())
+    token = new_url.rstrip("/").rsplit("/", 1)[1]
+    assert Invite.objects.get(token=token).is_usable()
+    assert Client().get(new_url).status_code == 200
+
+
+def test_member_who_leaves_does_not_change_the_link(client, room):
+    invite = room.invites.create(role=Role.MEMBER)
+    _join(client, invite, "Ana")
+    client.post(f"/r/{room.public_id}/leave/")
+    invite.refresh_from_db()
+    assert not invite.revoked and room.invites.count() == 1
+
+
+# -- the manage page refuses crafted forms --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"action": "revoke", "invite": "abc"}, "invite"),
+        ({"action": "revoke"}, "invite"),
+        ({"action": "revoke", "invite": "1e3"}, "invite"),
+        ({"action": "revoke", "invite": "99999999999999999999999"}, "invite"),
+        ({"action": "revoke", "invite": "9" * 5000}, "invite"),
+        ({"action": "revoke", "invite": "\u0661"}, "invite"),  # ARABIC-INDIC DIGIT ONE
+        ({"action": "remove", "member": "abc"}, "member"),
+        ({"action": "remove", "member": ""}, "member"),
+        ({"action": "remove", "member": "-1"}, "member"),
+    ],
+)
+def test_manage_page_answers_400_to_a_malformed_id(client, room, owner, member, data, field):
+    _as_owner(client, room, owner)
+    response = client.post(f"/r/{room.public_id}/manage/", data)
+    assert response.status_code == 400
+    assert field in response.content.decode()
+    assert Member.objects.filter(pk=member.pk).exists()
+
+
+def test_map_shows_only_a_usable_member_invite(client, room, owner):
+    now = timezone.now()
+    room.invites.create(role=Role.MEMBER, expires_at=now - timedelta(minutes=1))
+    room.invites.create(role=Role.MEMBER, max_uses=2, uses=2)
+    room.invites.create(role=Role.MEMBER, revoked=True)
+    room.invites.create(role=Role.VIEWER)
+    _as_owner(client, room, owner)
+    assert client.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"] is None
+    usable = room.invites.create(role=Role.MEMBER, expires_at=now + timedelta(hours=1))
+    url = client.get(f"/r/{room.public_id}/").context["config"]["inviteUrl"]
+    assert url.endswith(usable.path())
+
+
+# -- names ------------------------------------------------------------------------------
+
+
+def test_join_form_refuses_a_name_already_in_the_room(client, room, owner):
+    invite = invite_create(room=room)
+    response = client.post(invite.path(), {"name": "olga"})
+    assert response.status_code == 200
+    assert "Someone in this room is already called" in response.content.decode()
+    assert room.members.count() == 1
+    assert "members" not in client.session
+
+
+def test_join_form_refuses_a_name_of_invisible_characters(client, room):
+    invite = invite_create(room=room)
+    response = client.post(invite.path(), {"name": "\u202e\u200b"})
+    assert response.status_code == 200
+    assert "A name is required" in response.content.decode()
+    assert room.members.count() == 1
+
+
+def test_bidi_controls_never_reach_a_page(client):
+    client.post("/", {"name": "Ski\u202e trip", "your_name": "\u2066Olga\u2069"})
+    room = Room.objects.get()
+    assert (room.name, room.members.get().name) == ("Ski trip", "Olga")
+
+
+def test_home_refuses_a_room_name_of_invisible_characters(client):
+    response = client.post("/", {"name": "\u200d", "your_name": "Olga"})
+    assert response.status_code == 200
+    assert "A name is required" in response.content.decode()
+    assert not Room.objects.exists()
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+def test_room_creation_is_limited_per_address(client, settings):
+    settings.GEOSHARE = {**settings.GEOSHARE, "RATE_LIMITS": {
+        **settings.GEOSHARE["RATE_LIMITS"], "room": (3, 3600)}}
+    for n in range(3):
+        assert client.post("/", {"name": f"R{n}", "your_name": "O"}).status_code == 302
+    response = client.post("/", {"name": "R3", "your_name": "O"})
+    assert response.status_code == 429
+    assert "Too many rooms" in response.content.decode()
+    assert Room.objects.count() == 3
+    # Another address is not affected.
+    other = client.post("/", {"name": "R4", "your_name": "O"}, REMOTE_ADDR="192.0.2.7")
+    assert other.status_code == 302
+
+
+def test_manage_page_refuses_an_invite_past_the_room_limit(client, room, owner, settings):
+    settings.GEOSHARE = {**settings.GEOSHARE, "MAX_INVITES_PER_ROOM": 2}
+    _as_owner(client, room, owner)
+    form = {"action": "invite", "invite-role": "member"}
+    for _ in range(2):
+        assert client.post(f"/r/{room.public_id}/manage/", form).status_code == 302
+    response = client.post(f"/r/{room.public_id}/manage/", form)
+    assert response.status_code == 200
+    assert "2 usable invites" in response.content.decode()
+    assert room.invites.count() == 2

@@ -111,9 +111,13 @@ class Command(BaseCommand):
             raise CommandError("--speed must be positive")
         room = get_room(options["room"])
         points = track_points(options["file"])
-        member = room.members.filter(name=options["member"]).first()
+        # Names are unique in a room whatever their case (maps.services.NameTaken).
+        member = room.members.filter(name__iexact=options["member"].strip()).first()
         if member is None:
-            member, key = member_create(room=room, name=options["member"])
+            try:
+                member, key = member_create(room=room, name=options["member"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
         elif member.role == Role.VIEWER:
             raise CommandError(f"{member.name} is a viewer and cannot share")
         else:
