@@ -240,7 +240,8 @@ def test_forged_forwarded_for_from_localhost_does_not_dodge_the_rate_limit(tmp_p
                 headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
             )
             statuses.append(response.status_code)
-    assert statuses == [400, 400, 400, 429, 429]
+    # Two wrong keys a minute are allowed; the third is refused.
+    assert statuses == [400, 400, 429, 429, 429]
 
 
 @slow
