@@ -174,6 +174,24 @@ def may_publish(member):
     return member.role in PUBLISHING_ROLES
 
 
+def share_gate(state):
+    """Return what a position does for a member whose share is ``state``.
+
+    ``state`` is a :class:`maps.models.Share` value (``"off"``, ``"on"``, ``"ended"``).
+    Returns ``"publish"`` while the share is on; ``"start"`` when the member never
+    shared (the position starts an open-ended share, then is published); ``"refuse"``
+    when the member's last share was ended by them or by its end time: the position
+    is neither shown nor stored until they turn sharing on again. Over the WebSocket a
+    refusal is an ``error`` frame (``not_sharing``); phone apps still get their success
+    answer, so that their upload queues do not jam (docs/protocol.md, "Sharing").
+    """
+    if state == "on":
+        return "publish"
+    if state == "off":
+        return "start"
+    return "refuse"
+
+
 @dataclass(slots=True, frozen=True)
 class MemberRef:
     """What the publish path needs to know of a member, without touching the database.
@@ -258,6 +276,25 @@ def socket_member(room_id, session_key, key, address):
     if member is None:
         return events.CLOSE_FORBIDDEN, None, room
     return None, member, room
+
+
+def watch_link(token):
+    """Return the usable watch link of ``token`` (member and room loaded), or ``None``.
+
+    Synchronous (database). A link that ends with the member's share is usable only
+    while that share is on.
+    """
+    from .models import Share, WatchLink, hash_key
+
+    if not token or len(token) > MAX_KEY_LENGTH:
+        return None
+    link = (WatchLink.objects.select_related("member__room")
+            .filter(token_hash=hash_key(token)).first())
+    if link is None or not link.is_usable():
+        return None
+    if link.expires_at is None and link.member.share_state() != Share.ON:
+        return None
+    return link
 
 
 # -- the HTTP ingest door --------------------------------------------------------------------

@@ -6,6 +6,7 @@ Fan-out is the room hub's (:mod:`maps.hub`): the consumer owns no channel-layer 
 of its own, and frames reach the client through its :class:`~maps.outbox.Outbox`.
 """
 
+import asyncio
 import logging
 import time
 from urllib.parse import parse_qs
@@ -21,11 +22,13 @@ from . import auth, events
 from .fixes import InvalidFix, fix_from_frame, now_ms
 from .hub import registry
 from .outbox import Outbox
-from .services import NotAllowed, amember_stop_sharing, position_publish
+from .services import NotAllowed, amember_stop_sharing, ashare_start, position_publish
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
+# The furthest end a share may have: 30 days.
+MAX_SHARE_MS = 30 * 86_400_000
 # Positions a socket takes from its member's budget at a time.
 BUDGET_CHUNK = 20
 
@@ -162,28 +165,46 @@ class LocationConsumer(AsyncWebsocketConsumer):
             self._reply(events.error("bad_json", "the frame must be a JSON object"))
             return
         kind = frame.get("type")
+        if kind is None and "latitude" in frame and "longitude" in frame:
+            # The Channels tutorial's LocationConsumer client: no type, long names.
+            kind = "position"
+            frame = {"lat": frame["latitude"], "lon": frame["longitude"]}
         if kind == "position":
             await self._position(frame)
+        elif kind == "share":
+            await self._share(frame)
         elif kind == "stop":
             await self._stop()
         elif kind == "ping":
             self._reply(events.pong(now_ms()))
         else:
-            self._reply(events.error("unknown_type", "type must be position, stop or ping",
+            self._reply(events.error("unknown_type",
+                                     "type must be position, share, stop or ping",
                                      field="type"))
 
     async def _position(self, frame):
         if not auth.may_publish(self.member):
             self._reply(events.error("forbidden", "viewers cannot share a position"))
             return
-        if not await self._within_budget():
-            return
         try:
             fix = fix_from_frame(frame)
         except InvalidFix as exc:
             self._reply(events.error("invalid", exc.detail, field=exc.field))
             return
+        gate = auth.share_gate(self.hub.state.share_state(self.member.id, now_ms()))
+        if gate == "refuse":
+            self._reply(events.error(
+                "not_sharing", "your share has ended: turn sharing on (a share frame) "
+                "to show your position again"))
+            return
+        if not await self._within_budget():
+            return
         try:
+            if gate == "start":
+                await ashare_start(member=self.member)
+                # The room hears of it through the layer; this socket's next position
+                # must not start it again meanwhile.
+                self.hub.state.apply_share(self.member.id, None)
             await position_publish(member=self.member, fix=fix)
         except NotAllowed as exc:
             self._reply(events.error("forbidden", str(exc)))
@@ -193,6 +214,25 @@ class LocationConsumer(AsyncWebsocketConsumer):
             log.warning("room %s: could not publish a position", self.member.room_pk)
             self._reply(events.error("unavailable", "the server could not share this "
                                      "position right now; it will resync"))
+
+    async def _share(self, frame):
+        if not auth.may_publish(self.member):
+            self._reply(events.error("forbidden", "viewers do not share a position"))
+            return
+        until = frame.get("until")
+        if until is not None:
+            if type(until) is float and until.is_integer():
+                until = int(until)
+            if type(until) is not int or not now_ms() < until <= now_ms() + MAX_SHARE_MS:
+                self._reply(events.error(
+                    "invalid", "until must be epoch milliseconds in the next 30 days, "
+                    "or null", field="until"))
+                return
+        try:
+            await ashare_start(member=self.member, until_ms=until)
+        except Exception:
+            log.warning("room %s: could not start a share", self.member.room_pk)
+            self._reply(events.error("unavailable", "could not start sharing right now"))
 
     async def _stop(self):
         if not auth.may_publish(self.member):
@@ -245,3 +285,68 @@ class LocationConsumer(AsyncWebsocketConsumer):
                 return False
         self._budget -= 1
         return True
+
+
+class WatchConsumer(LocationConsumer):
+    """A "watch me" link's socket, ``/ws/watch/<token>/``: one member, nothing else.
+
+    Gets a ``snapshot`` with only that member (no name, no room name or id), then the
+    room's frames filtered to that member (docs/protocol.md, "Watch links"). Closed
+    with 4404 when the link is unknown or expires (or its share ends), 4403 when the
+    member revokes it. The client may only ``ping``.
+    """
+
+    async def connect(self):
+        hubs = registry()
+        self.address = auth.client_address(self.scope)
+        if not hubs.address_open(self.address):
+            await self._refuse(events.CLOSE_FLOOD)
+            return
+        self._counted = True
+        token = self.scope["url_route"]["kwargs"]["token"]
+        link = await database_sync_to_async(auth.watch_link)(token)
+        if link is None:
+            await self._refuse(events.CLOSE_NO_ROOM)
+            return
+        member, room = link.member, link.member.room
+        hub = await hubs.hub_for({"pk": room.pk, "public_id": room.public_id,
+                                  "name": room.name})
+        self.hub = hub
+        self.outbox = Outbox(
+            send=self.base_send, close=self.close,
+            snapshot=lambda: hub.watch_snapshot_message(member.pk),
+            member_id=member.pk, via_key=False, address=self.address,
+            max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
+            on_closed=lambda: hub.detach_watcher(self.outbox),
+            link_id=link.pk, bound=link.expires_at is None,
+        )
+        await self.accept()
+        self.outbox.start()
+        hub.attach_watcher(self.outbox)
+        if link.expires_at is not None:
+            delay = max(0.0, link.expires_at.timestamp() - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, self.outbox.close_now, events.CLOSE_NO_ROOM)
+
+    async def disconnect(self, code):
+        expiry = getattr(self, "_expiry", None)
+        if expiry is not None:
+            expiry.cancel()
+        if self.outbox is not None:
+            self.outbox.stop()
+            self.hub.detach_watcher(self.outbox)
+        if self._counted:
+            self._counted = False
+            registry().address_closed(self.address)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.outbox is None or self.outbox.closing or self._flooding():
+            return
+        try:
+            frame = orjson.loads(text_data) if text_data is not None else None
+        except orjson.JSONDecodeError:
+            frame = None
+        if type(frame) is dict and frame.get("type") == "ping":
+            self._reply(events.pong(now_ms()))
+        else:
+            self._reply(events.error("forbidden", "a watch link can only watch"))

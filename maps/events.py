@@ -68,6 +68,7 @@ class WireMember(MemberInfo):
 
     online: bool
     sharing: bool
+    sharing_until: int | None
     last_seen: int | None
 
 
@@ -112,7 +113,7 @@ def member_info(member):
 
 class Snapshot(TypedDict):
     type: Literal["snapshot"]
-    you: int
+    you: int | None
     now: int
     room: RoomInfo
     members: list[WireMember]
@@ -146,7 +147,7 @@ class Removed(TypedDict):
 
 
 ErrorCode = Literal["bad_json", "unknown_type", "invalid", "forbidden", "too_large",
-                    "rate_limited", "unavailable"]
+                    "rate_limited", "unavailable", "not_sharing"]
 
 
 class Error(TypedDict):
@@ -244,11 +245,26 @@ class RoomFix(TypedDict):
 
 
 class RoomStop(TypedDict):
-    """A member stopped sharing at server time ``at``."""
+    """A member's share ended at server time ``at`` (they stopped, or it ran out)."""
 
     type: Literal["room.stop"]
     member: int
     at: int
+
+
+class RoomShare(TypedDict):
+    """A member's share started or changed; ``until`` is its end (epoch ms) or null."""
+
+    type: Literal["room.share"]
+    member: int
+    until: int | None
+
+
+class RoomUnwatch(TypedDict):
+    """Watch link ``link`` was revoked: close the sockets watching through it."""
+
+    type: Literal["room.unwatch"]
+    link: int
 
 
 class RoomMember(TypedDict):
@@ -322,6 +338,8 @@ class RoomSync(TypedDict):
 ROOM_EVENTS = {
     "room.fix": RoomFix,
     "room.stop": RoomStop,
+    "room.share": RoomShare,
+    "room.unwatch": RoomUnwatch,
     "room.member": RoomMember,
     "room.kick": RoomKick,
     "room.rekey": RoomRekey,
@@ -340,6 +358,14 @@ def room_fix(position):
 
 def room_stop(member_id, at):
     return {"type": "room.stop", "member": member_id, "at": at}
+
+
+def room_share(member_id, until):
+    return {"type": "room.share", "member": member_id, "until": until}
+
+
+def room_unwatch(link_id):
+    return {"type": "room.unwatch", "link": link_id}
 
 
 def room_member(info):

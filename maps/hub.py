@@ -30,7 +30,7 @@ from django.conf import settings
 
 from . import events
 from .fixes import now_ms
-from .room_state import RoomState
+from .room_state import RoomState, watch_frames
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ class RoomHub:
         self.layer = get_channel_layer()
         self.channel = None
         self.sockets = set()
+        # member id -> the watch links' sockets (Outbox) that see only that member.
+        self.watchers = {}
+        self._share_handle = None
+        self._share_at = None
         self._flush_handle = None
         self._idle_handle = None
         self._tasks = []
@@ -93,7 +97,7 @@ class RoomHub:
     async def stop(self):
         """Leave the group and stop this hub's tasks (no sockets are left)."""
         self.closed = True
-        for handle in (self._flush_handle, self._idle_handle):
+        for handle in (self._flush_handle, self._idle_handle, self._share_handle):
             if handle is not None:
                 handle.cancel()
         for task in self._tasks:
@@ -109,6 +113,34 @@ class RoomHub:
             log.warning("room %s: could not leave its group", self.room_pk, exc_info=True)
 
     # -- sockets ----------------------------------------------------------------
+
+    def attach_watcher(self, socket):
+        """Add a watch link's socket, which sees only ``socket.member_id``."""
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        self.watchers.setdefault(socket.member_id, set()).add(socket)
+        socket.push(self.watch_snapshot_message(socket.member_id))
+
+    def detach_watcher(self, socket):
+        """Remove a watch link's socket; go idle when nothing is left."""
+        watching = self.watchers.get(socket.member_id)
+        if watching is None or socket not in watching:
+            return
+        watching.discard(socket)
+        if not watching:
+            del self.watchers[socket.member_id]
+        self._idle_if_empty()
+
+    def watch_snapshot_message(self, member_id):
+        """Return the ASGI send message of a watch link's ``snapshot``."""
+        return events.send_message(events.encode(self.state.watch_snapshot(member_id,
+                                                                           now_ms())))
+
+    def _close_watchers(self, member_id, code, only=None):
+        for socket in list(self.watchers.get(member_id, ())):
+            if only is None or only(socket):
+                socket.close_now(code)
 
     def local_sockets(self, member_id):
         """Return how many sockets the member has open on this process."""
@@ -141,13 +173,17 @@ class RoomHub:
             self._changed()
             self._spawn(self._send_group(
                 events.room_presence(self.channel, socket.member_id, False)))
-        if not self.sockets and not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_handle = loop.call_later(IDLE_GRACE_S, self._idle_timeout)
+        self._idle_if_empty()
+
+    def _idle_if_empty(self):
+        if not self.sockets and not self.watchers and not self.closed:
+            if self._idle_handle is None:
+                loop = asyncio.get_running_loop()
+                self._idle_handle = loop.call_later(IDLE_GRACE_S, self._idle_timeout)
 
     def _idle_timeout(self):
         self._idle_handle = None
-        if not self.sockets:
+        if not self.sockets and not self.watchers:
             self.registry.retire(self)
 
     def snapshot_message(self, member_id):
@@ -186,6 +222,18 @@ class RoomHub:
 
     def room_stop(self, message):
         self.state.apply_stop(message["member"], message["at"])
+        # Links that ended with the share end now (the service revoked them).
+        self._close_watchers(message["member"], events.CLOSE_NO_ROOM,
+                             only=lambda socket: socket.bound)
+
+    def room_share(self, message):
+        self.state.apply_share(message["member"], message["until"])
+
+    def room_unwatch(self, message):
+        for watching in self.watchers.values():
+            for socket in list(watching):
+                if socket.link_id == message["link"]:
+                    socket.close_now(events.CLOSE_FORBIDDEN)
 
     def room_member(self, message):
         self.state.apply_member(message["member"])
@@ -193,6 +241,7 @@ class RoomHub:
     def room_kick(self, message):
         self.state.apply_kick(message["member"], now_ms())
         self._close_member(message["member"], events.CLOSE_FORBIDDEN)
+        self._close_watchers(message["member"], events.CLOSE_NO_ROOM)
 
     def room_rekey(self, message):
         self._close_member(message["member"], events.CLOSE_NOT_AUTHENTICATED,
@@ -201,6 +250,8 @@ class RoomHub:
     def room_deleted(self, message):
         for socket in list(self.sockets):
             socket.close_now(events.CLOSE_NO_ROOM)
+        for member_id in list(self.watchers):
+            self._close_watchers(member_id, events.CLOSE_NO_ROOM)
 
     def room_retention(self, message):
         self.state.expire(message["before"])
@@ -241,6 +292,7 @@ class RoomHub:
     # -- fan-out ------------------------------------------------------------------
 
     def _changed(self):
+        self._arm_share_end()
         if self._flush_handle is None and not self.closed and self.state.dirty:
             # Flush at the next boundary of a process-wide tick grid, not a full tick
             # after the first change: a quiet room's update then waits half a tick on
@@ -251,12 +303,58 @@ class RoomHub:
             self._flush_handle = loop.call_at(now - now % tick + tick, self.flush)
 
     def flush(self):
-        """Encode what changed since the last tick once; push it to every local socket."""
+        """Encode what changed since the last tick once; push it to every local socket.
+
+        Watch links' sockets get the same tick filtered to their member
+        (:func:`~maps.room_state.watch_frames`), encoded once per watched member.
+        """
         self._flush_handle = None
-        for frame in self.state.flush():
+        frames = self.state.flush()
+        for frame in frames:
             message = events.send_message(events.encode(frame))
             for socket in self.sockets:
                 socket.push(message)
+        for member_id, watching in self.watchers.items():
+            anonymous = self._anonymous
+            for frame in watch_frames(frames, member_id, anonymous):
+                message = events.send_message(events.encode(frame))
+                for socket in watching:
+                    socket.push(message)
+
+    @staticmethod
+    def _anonymous(member):
+        return {**member, "name": "", "role": "member"}
+
+    # -- shares that end by themselves -----------------------------------------------
+
+    def _arm_share_end(self):
+        """Keep one timer at the earliest end of a running share."""
+        at = self.state.next_share_end()
+        if at == self._share_at or self.closed:
+            return
+        if self._share_handle is not None:
+            self._share_handle.cancel()
+            self._share_handle = None
+        self._share_at = at
+        if at is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, (at - now_ms()) / 1000)
+            self._share_handle = loop.call_later(delay, self._shares_end)
+
+    def _shares_end(self):
+        self._share_handle = None
+        self._share_at = None
+        ended = self.state.expire_shares(now_ms())
+        for member_id in ended:
+            self._close_watchers(member_id, events.CLOSE_NO_ROOM,
+                                 only=lambda socket: socket.bound)
+        if ended:
+            # Every process's hub ends the share at the same time by itself; this makes
+            # it true in the database as well (idempotent).
+            from .services import shares_expire
+
+            self._spawn(database_sync_to_async(shares_expire)())
+        self._changed()
 
     # -- channel layer --------------------------------------------------------------
 

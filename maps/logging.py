@@ -5,11 +5,14 @@ import re
 from urllib.parse import unquote
 
 # Device keys travel as ?key=... (WebSocket URL, OwnTracks), GPSLogger puts the key in
-# the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as /join/<token>/.
+# the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as /join/<token>/,
+# watch links as /w/<token>/.
 _TEMPLATES = [
     (r"(?i)([?&](?:key|id|deviceid|device_id|token)=){gap}[^&\s\"']+", r"\1[redacted]"),
     (r"(?i)(/ingest/gpslogger/){gap}[^/\s\"'?]+", r"\1[redacted]"),
     (r"(?i)(/join/){gap}[^/\s\"'?]+", r"\1[redacted]"),
+    # Watch-me links: the page /w/<token>/ and its socket /ws/watch/<token>/.
+    (r"(?i)(/w/|/ws/watch/){gap}[^/\s\"'?]+", r"\1[redacted]"),
     (r"(?i)([?&](?:lat|lon|location|latitude|longitude)=){gap}[^&\s\"']+", r"\1[redacted]"),
 ]
 # In a URL as sent a space ends it; once decoded, a value may start with spaces (%20).

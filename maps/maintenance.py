@@ -4,7 +4,8 @@ Started by the ASGI lifespan (geoshare.asgi) and stopped with it. Every
 ``GEOSHARE["PRUNE_EVERY_S"]`` seconds it runs :func:`maps.services.positions_prune`,
 which deletes positions past their room's retention in short batches and tells the
 rooms' hubs to drop live positions past it, so no cron job is needed (``manage.py
-prune`` stays for operators). Several processes may each run it: a prune is idempotent.
+prune`` stays for operators). It also writes down shares whose end time passed. Several
+processes may each run it: both are idempotent.
 """
 
 import asyncio
@@ -13,14 +14,19 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .services import positions_prune
+from .services import positions_prune, shares_expire
 
 log = logging.getLogger(__name__)
 
 
 async def prune_once():
-    """Prune now; return how many positions were deleted (errors logged, not raised)."""
+    """Prune now; return how many positions were deleted (errors logged, not raised).
+
+    Shares whose end time passed are written down as ended first (their live
+    positions go with them).
+    """
     try:
+        await database_sync_to_async(shares_expire)()
         return await database_sync_to_async(positions_prune)()
     except Exception:
         log.exception("maintenance: prune failed; will retry")

@@ -32,6 +32,11 @@ def new_invite_token():
     return _token(24)
 
 
+def new_watch_token():
+    """Return a fresh watch-link token: 32 URL-safe characters, about 192 random bits."""
+    return _token(24)
+
+
 def new_device_key():
     """Return a fresh device key: 32 URL-safe characters, about 192 random bits."""
     return _token(24)
@@ -119,6 +124,16 @@ class Invite(models.Model):
 MEMBER_NAME_CONSTRAINT = "maps_member_name_unique_in_room"
 
 
+class Share(models.TextChoices):
+    """Whether a member shares their position (docs/protocol.md, "Sharing")."""
+
+    # Never turned on: the first position starts an open-ended share.
+    OFF = "off", "Not sharing"
+    ON = "on", "Sharing"
+    # Ended by the member or by its end time: positions are refused until turned on.
+    ENDED = "ended", "Stopped"
+
+
 class Member(models.Model):
     """Someone in a room: a browser session, a phone app, or both."""
 
@@ -137,6 +152,9 @@ class Member(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     # When the member last stopped sharing; positions received before it are not live.
     stopped_at = models.DateTimeField(null=True, blank=True)
+    share = models.CharField(max_length=5, choices=Share.choices, default=Share.OFF)
+    # When the running share ends by itself; null: when the member turns it off.
+    sharing_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["room", "role"])]
@@ -153,6 +171,65 @@ class Member(models.Model):
     def set_key(self, key):
         """Store ``key`` (as its hash only) as this member's device key; not saved."""
         self.key_hash = hash_key(key)
+
+    def share_state(self, now=None):
+        """Return the share as it is at ``now``: a :class:`Share` value.
+
+        A share whose end time has passed is ``ENDED``, whether or not anything has
+        written that down yet.
+        """
+        if self.share == Share.ON and self.sharing_until is not None:
+            if self.sharing_until <= (now or timezone.now()):
+                return Share.ENDED
+        return self.share
+
+
+class LivePosition(models.Model):
+    """A sharing member's latest position (by device time): what every map starts from.
+
+    Written in the same transaction as the history (maps.history), in every room,
+    live-only rooms included (they keep this one position per member and nothing else).
+    Deleted when the share ends.
+    """
+
+    member = models.OneToOneField(Member, primary_key=True, on_delete=models.CASCADE,
+                                  related_name="live")
+    lat = models.FloatField()
+    lon = models.FloatField()
+    accuracy = models.FloatField(null=True, blank=True)
+    altitude = models.FloatField(null=True, blank=True)
+    speed = models.FloatField(null=True, blank=True)
+    heading = models.FloatField(null=True, blank=True)
+    battery = models.FloatField(null=True, blank=True)
+    device_time = models.DateTimeField()
+    received = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.member_id} now at {self.device_time:%Y-%m-%d %H:%M:%S}"
+
+
+class WatchLink(models.Model):
+    """A "watch me" link: whoever opens it sees one member's marker, and nothing else.
+
+    Only the token's hash is stored; the link is shown once, when it is made.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="watch_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    # Null: the link ends with the member's share that was running when it was made.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"watch link of {self.member_id}"
+
+    def is_usable(self, now=None):
+        """Return whether the link shows the member now."""
+        if self.revoked:
+            return False
+        return self.expires_at is None or (now or timezone.now()) < self.expires_at
 
 
 class Position(models.Model):

@@ -16,19 +16,24 @@ class Outbox:
 
     ``send`` is the ASGI send callable; ``snapshot`` returns a fresh snapshot message
     for this socket (used when the backlog is dropped). ``member_id``, ``via_key`` and
-    ``address`` describe the socket to the hub; ``close`` is an async callable taking a
-    close code (the consumer's ``close``).
+    ``address`` describe the socket to the hub (``link_id`` and ``bound`` a watch
+    link's socket: see :class:`maps.consumers.WatchConsumer`); ``close`` is an async
+    callable taking a close code (the consumer's ``close``).
     """
 
-    __slots__ = ("member_id", "via_key", "address", "_send", "_close", "_snapshot",
+    __slots__ = ("member_id", "via_key", "address", "link_id", "bound", "_send", "_close",
+                 "_snapshot",
                  "_max_pending", "_box", "_wake", "_writer", "_closer", "closing",
                  "_on_closed")
 
     def __init__(self, *, send, close, snapshot, member_id, via_key, address,
-                 max_pending, on_closed=None):
+                 max_pending, on_closed=None, link_id=None, bound=False):
         self.member_id = member_id
         self.via_key = via_key
         self.address = address
+        # A watch link's socket: the link, and whether it ends with the member's share.
+        self.link_id = link_id
+        self.bound = bound
         self._send = send
         self._close = close
         self._snapshot = snapshot

@@ -22,6 +22,9 @@ class RoomState:
     - ``members``: member id -> :class:`~maps.events.MemberInfo`;
     - ``latest``: member id -> live :class:`~maps.events.WirePosition`;
     - ``last_seen``, ``stopped_at``: member id -> epoch ms;
+    - ``shares``: member id -> end of the running share (epoch ms, or ``None`` for
+      open-ended), for members whose share is on; ``ended``: members whose share was
+      ended (by them or by its end time); anyone else has never shared;
     - ``local``: member id -> number of sockets on this process;
     - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s).
     """
@@ -34,6 +37,8 @@ class RoomState:
         self.latest = {}
         self.last_seen = {}
         self.stopped_at = {}
+        self.shares = {}
+        self.ended = set()
         self.local = {}
         self.remote = {}
         self._positions = {}
@@ -51,6 +56,10 @@ class RoomState:
                 self.last_seen[member_id] = member["last_seen"]
             if member["stopped_at"] is not None:
                 self.stopped_at[member_id] = member["stopped_at"]
+            if member["share"] == "on":
+                self.shares[member_id] = member["sharing_until"]
+            elif member["share"] == "ended":
+                self.ended.add(member_id)
         for position in stored["positions"]:
             self.latest[position["member"]] = position
 
@@ -67,14 +76,47 @@ class RoomState:
             return True
         return any(member_id in online for online, _ in self.remote.values())
 
+    def share_state(self, member_id, now):
+        """Return the member's share at ``now``: ``"on"``, ``"off"`` or ``"ended"``."""
+        if member_id in self.shares:
+            until = self.shares[member_id]
+            return "on" if until is None or until > now else "ended"
+        return "ended" if member_id in self.ended else "off"
+
+    def next_share_end(self):
+        """Return the earliest end (epoch ms) of a running share, or ``None``."""
+        ends = [until for until in self.shares.values() if until is not None]
+        return min(ends) if ends else None
+
     def wire_member(self, member_id):
         """Return the :class:`~maps.events.WireMember` of ``member_id``."""
         return {
             **self.members[member_id],
             "online": self.is_online(member_id),
-            "sharing": member_id in self.latest,
+            "sharing": member_id in self.shares,
+            "sharing_until": self.shares.get(member_id),
             "last_seen": self.last_seen.get(member_id),
         }
+
+    def watch_member(self, member_id):
+        """Return the member as a watch link shows them: no name, nothing of the room."""
+        return {**self.wire_member(member_id), "name": "", "role": "member"}
+
+    def watch_snapshot(self, member_id, now):
+        """Return the :class:`~maps.events.Snapshot` a watch link's socket starts with.
+
+        Only ``member_id``'s marker and state; the room's id and name are left out.
+        """
+        known = member_id in self.members
+        return events.snapshot(
+            you=None,
+            now=now,
+            room={"id": "", "name": "", "tick_ms": self.room["tick_ms"],
+                  "stale_after_ms": self.room["stale_after_ms"],
+                  "trail_ms": self.room["trail_ms"]},
+            members=[self.watch_member(member_id)] if known else [],
+            positions=[self.latest[member_id]] if member_id in self.latest else [],
+        )
 
     def snapshot(self, you, now):
         """Return the :class:`~maps.events.Snapshot` frame for member ``you``."""
@@ -128,14 +170,30 @@ class RoomState:
             self._member_changed(member_id)
         return True
 
+    def apply_share(self, member_id, until):
+        """The member's share started or changed; it ends at ``until`` (ms) or never."""
+        self.shares[member_id] = until
+        self.ended.discard(member_id)
+        self._member_changed(member_id)
+
     def apply_stop(self, member_id, at):
-        """The member stopped sharing at server time ``at``: drop the live position."""
+        """The member's share ended at server time ``at``: drop the live position."""
         if at > self.stopped_at.get(member_id, 0):
             self.stopped_at[member_id] = at
+        self.ended.add(member_id)
+        if self.shares.pop(member_id, False) is not False:
+            self._member_changed(member_id)
         self._positions.pop(member_id, None)
         if self.latest.pop(member_id, None) is not None:
             self._events.append(events.stopped(member_id))
             self._member_changed(member_id)
+
+    def expire_shares(self, now):
+        """End every share whose end time has come; return the members whose did."""
+        ended = [m for m, until in self.shares.items() if until is not None and until <= now]
+        for member_id in ended:
+            self.apply_stop(member_id, self.shares[member_id])
+        return ended
 
     def apply_member(self, info):
         """A member joined or changed (``info`` a :class:`~maps.events.MemberInfo`)."""
@@ -150,6 +208,7 @@ class RoomState:
             self._events.append(events.removed(member_id))
         self.last_seen.pop(member_id, None)
         self.stopped_at.pop(member_id, None)
+        self.ended.discard(member_id)
 
     def expire(self, before):
         """Drop live positions received before ``before`` (epoch ms): past retention."""
@@ -250,3 +309,29 @@ class RoomState:
     def _member_changed(self, member_id):
         if member_id in self.members:
             self._changed[member_id] = True
+
+
+def watch_frames(frames, member_id, anonymous):
+    """Return the frames a watch link of ``member_id`` sees of a tick's ``frames``.
+
+    Only what concerns that member, with the member shown as ``anonymous`` (a
+    function of a :class:`~maps.events.WireMember` returning it without name or role).
+    """
+    out = []
+    for frame in frames:
+        kind = frame["type"]
+        if kind == "positions":
+            mine = [p for p in frame["positions"] if p["member"] == member_id]
+            if mine:
+                out.append(events.positions(mine))
+        elif kind in ("stopped", "removed"):
+            if frame["member"] == member_id:
+                out.append(frame)
+        elif kind == "presence":
+            if frame["member"]["id"] == member_id:
+                out.append(events.presence(anonymous(frame["member"]), frame["online"]))
+        elif kind == "members":
+            for member in frame["members"]:
+                if member["id"] == member_id:
+                    out.append(events.presence(anonymous(member), member["online"]))
+    return out

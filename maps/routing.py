@@ -1,13 +1,14 @@
 """WebSocket URL routes.
 
-Every path that is not a room socket is accepted and closed with 4404 (no such room,
+``/ws/rooms/<room_id>/`` is a member's socket, ``/ws/watch/<token>/`` a watch link's.
+Every other path is accepted and closed with 4404 (no such room,
 docs/protocol.md): without a route Channels' URLRouter raises, and the server answers
 the handshake with a 500 and logs a traceback.
 """
 
 from django.urls import re_path
 
-from .consumers import LocationConsumer
+from .consumers import LocationConsumer, WatchConsumer
 from .events import CLOSE_NO_ROOM
 
 
@@ -22,5 +23,6 @@ async def not_found(scope, receive, send):
 
 websocket_urlpatterns = [
     re_path(r"^ws/rooms/(?P<room_id>[A-Za-z0-9_-]{1,32})/$", LocationConsumer.as_asgi()),
+    re_path(r"^ws/watch/(?P<token>[A-Za-z0-9_-]{1,64})/$", WatchConsumer.as_asgi()),
     re_path(r"", not_found),
 ]

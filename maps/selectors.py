@@ -3,11 +3,11 @@
 
 from datetime import UTC, datetime
 
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import events
-from .models import Invite, Member, Position, Role, Room, hash_key
+from .models import Invite, LivePosition, Member, Role, Room, Share, hash_key
 
 
 def to_ms(value):
@@ -26,37 +26,30 @@ def position_wire(position):
                                 to_ms(position.device_time), to_ms(position.received))
 
 
-def live_positions(members):
+def live_positions(members, now=None):
     """Return the live position of each sharing member among ``members``, as stored.
 
-    A member's live position is their newest by device time, received after they last
-    stopped sharing and within their room's retention (a room that keeps history for N
-    days shows nothing older). ``members`` is a Member queryset of one room; the result
-    a list of Positions.
+    A member's live position is their :class:`LivePosition`, shown while their share is
+    on (:meth:`Member.share_state`) and within their room's retention (a room that keeps
+    history for N days shows nothing older). ``members`` is a Member queryset of one
+    room; the result a list of LivePositions, by member id.
     """
+    now = now or timezone.now()
+    sharing = [m.pk for m in members.only("pk", "share", "sharing_until")
+               if m.share_state(now) == Share.ON]
+    live = LivePosition.objects.filter(member_id__in=sharing).order_by("member_id")
     room = Room.objects.filter(members__in=members[:1]).only("retention_days").first()
-    recent = Position.objects.all()
     if room is not None and room.retention_days:
-        recent = recent.filter(received__gte=timezone.now() - room.retention())
-    newest = (
-        recent.filter(member=OuterRef("pk"))
-        .filter(Q(member__stopped_at__isnull=True) | Q(received__gt=OuterRef("stopped_at")))
-        .order_by("-device_time", "-id")
-        .values("id")[:1]
-    )
-    ids = [
-        pk
-        for pk in members.annotate(live_id=Subquery(newest)).values_list("live_id", flat=True)
-        if pk is not None
-    ]
-    return list(Position.objects.filter(id__in=ids))
+        live = live.filter(received__gte=now - room.retention())
+    return list(live)
 
 
 def room_live_state(room_pk):
-    """Return what a room hub starts from: its members and their live positions.
+    """Return what a room hub starts from: its members, shares and live positions.
 
-    Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at"}], "positions":
-    [wire position, ...]}``; times in epoch ms.
+    Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at", "share",
+    "sharing_until"}], "positions": [wire position, ...]}``; times in epoch ms,
+    ``share`` as :meth:`Member.share_state` says now.
     """
     members = Member.objects.filter(room_id=room_pk).order_by("pk")
     rows = []
@@ -67,6 +60,8 @@ def room_live_state(room_pk):
                 "info": events.member_info(member),
                 "last_seen": to_ms(member.last_seen),
                 "stopped_at": to_ms(member.stopped_at),
+                "share": member.share_state(),
+                "sharing_until": to_ms(member.sharing_until),
             }
         )
     positions = [position_wire(p) for p in live_positions(members)]

@@ -6,7 +6,9 @@ single function that broadcasts a position, whichever door it came in by.
 """
 
 import asyncio
+import logging
 import unicodedata
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -23,13 +25,20 @@ from .models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
     Invite,
+    LivePosition,
     Member,
     Position,
     Role,
     Room,
+    Share,
+    WatchLink,
+    hash_key,
     new_device_key,
+    new_watch_token,
 )
-from .selectors import to_ms
+from .selectors import from_ms, to_ms
+
+log = logging.getLogger(__name__)
 
 
 class InviteUnusable(Exception):
@@ -51,45 +60,105 @@ class TooManyInvites(ValueError):
 # -- the publish path ---------------------------------------------------------------
 
 
-async def position_publish(*, member, fix, received_ms=None):
-    """Record and broadcast one position of ``member`` (a :class:`maps.auth.MemberRef`).
+async def positions_publish(*, member, fixes, durable=False, received_ms=None):
+    """Record and broadcast positions of ``member`` (a :class:`maps.auth.MemberRef`).
 
-    ``fix`` is a validated :class:`maps.fixes.Fix`. The position joins the batched
-    history (which applies the room's retention as it is when written) and goes once
-    to the room's channel-layer group, whose hubs show it on every member's map.
-    Returns the :class:`~maps.events.WirePosition`.
+    ``fixes`` are validated :class:`maps.fixes.Fix` values (several: a phone's offline
+    batch). They join the batched history, the newest by device time becoming the
+    member's live position, and the newest goes once to the room's channel-layer group,
+    whose hubs show it on every member's map. With ``durable`` (the phone doors) this
+    returns only once they are committed (group commit, maps.history), and the room
+    hears of them after that, so a hub that starts meanwhile loads them; a channel
+    layer that is away then does not undo the answer (the hubs resync when it is back).
+    Returns the :class:`~maps.events.WirePosition` broadcast.
 
-    Raises :class:`NotAllowed` for a member who may not publish (a viewer).
+    Raises :class:`NotAllowed` for a member who may not publish (a viewer), and
+    :class:`maps.history.StoreFailed` when a durable batch could not be committed.
+    The member's share is the caller's to check first (:func:`maps.auth.share_gate`).
     """
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
-    wire = fix.to_wire(member.id, received_ms)
-    history_writer().add(member.id, fix, received_ms)
-    await room_event_send(member.room_pk, events.room_fix(wire))
+    committed = history_writer().add(member.id, fixes, received_ms, durable=durable)
+    if committed is not None:
+        await committed
+    newest = max(fixes, key=lambda f: f.ts)
+    wire = newest.to_wire(member.id, received_ms)
+    try:
+        await room_event_send(member.room_pk, events.room_fix(wire))
+    except Exception:
+        if not durable:
+            raise
+        log.warning("room %s: stored positions not announced (channel layer away)",
+                    member.room_pk)
     return wire
 
 
-async def positions_publish(*, member, fixes, received_ms=None):
-    """Publish several positions of one member (a phone's offline batch) in order.
+async def position_publish(*, member, fix, durable=False, received_ms=None):
+    """Record and broadcast one position: :func:`positions_publish` of ``[fix]``."""
+    return await positions_publish(member=member, fixes=[fix], durable=durable,
+                                   received_ms=received_ms)
 
-    All go to the history; the hubs keep the newest by device time as the live one.
+
+async def ashare_start(*, member, until_ms=None):
+    """Start or change the share of ``member`` (a :class:`maps.auth.MemberRef`).
+
+    ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
+    turns it off. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
+    that is not in the future.
     """
-    for fix in sorted(fixes, key=lambda f: f.ts):
-        await position_publish(member=member, fix=fix, received_ms=received_ms)
+    if not may_publish(member):
+        raise NotAllowed("viewers cannot share a position")
+    if until_ms is not None and until_ms <= now_ms():
+        raise ValueError("until must be in the future")
+    until = None if until_ms is None else from_ms(until_ms)
+    await database_sync_to_async(
+        Member.objects.filter(pk=member.id).update
+    )(share=Share.ON, sharing_until=until)
+    await room_event_send(member.room_pk, events.room_share(member.id, until_ms))
+
+
+def _share_end(member_ids, at):
+    """Write down that these members' shares ended at ``at``; forget their positions.
+
+    Their live positions go, and so do the watch links that ended with the share.
+    Returns the ids of those links.
+    """
+    with transaction.atomic():
+        Member.objects.filter(pk__in=member_ids).update(
+            share=Share.ENDED, sharing_until=None, stopped_at=at)
+        LivePosition.objects.filter(member_id__in=member_ids).delete()
+        links = WatchLink.objects.filter(member_id__in=member_ids, expires_at=None,
+                                         revoked=False)
+        ids = list(links.values_list("pk", flat=True))
+        links.update(revoked=True)
+    return ids
 
 
 async def amember_stop_sharing(*, member):
-    """Stop the share of ``member`` (a :class:`maps.auth.MemberRef`): the marker goes.
+    """End the share of ``member`` (a :class:`maps.auth.MemberRef`): the marker goes.
 
-    Records ``stopped_at`` first, so that no later snapshot, friends answer or restart
-    shows a position received before it, then tells the room's hubs.
+    Records the end first, so that no later snapshot, friends answer or restart shows
+    a position received before it, then tells the room's hubs. Positions are refused
+    from then on until the member shares again (:func:`ashare_start`).
     """
     at = timezone.now()
-    await database_sync_to_async(
-        Member.objects.filter(pk=member.id).update
-    )(stopped_at=at)
+    await database_sync_to_async(_share_end)([member.id], at)
     await room_event_send(member.room_pk, events.room_stop(member.id, to_ms(at)))
+
+
+def shares_expire(*, now=None):
+    """Write down every share whose end time has passed; return how many ended.
+
+    The hubs end them on the map at their end time by themselves (maps.hub); this
+    makes it true in the database too (run by maps.maintenance and by the hubs).
+    """
+    now = now or timezone.now()
+    due = list(Member.objects.filter(share=Share.ON, sharing_until__lte=now)
+               .values_list("pk", "sharing_until"))
+    for member_id, until in due:
+        _share_end([member_id], until)
+    return len(due)
 
 
 async def room_event_send(room_pk, event):
@@ -341,6 +410,48 @@ def invite_revoke(*, invite):
             member_remove(member=member)
 
 
+WATCH_MINUTES_MIN = 15
+WATCH_MINUTES_MAX = 7 * 24 * 60
+MAX_WATCH_LINKS = 20
+
+
+def watch_link_create(*, member, minutes=None):
+    """Make a "watch me" link to ``member``'s marker; return ``(link, token)``.
+
+    ``minutes`` (15 to 10,080, seven days) is how long it works; ``None`` means until
+    the share running now ends (at its end time, or when the member turns it off).
+    The token (192 random bits) is shown once: only its hash is stored. Raises
+    ``ValueError`` for a duration out of range, for ``None`` without a running share,
+    and past :data:`MAX_WATCH_LINKS` usable links; :class:`NotAllowed` for a viewer.
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers do not share a position")
+    now = timezone.now()
+    if minutes is None:
+        if member.share_state(now) != Share.ON:
+            raise ValueError("start sharing first, or say for how many minutes")
+        expires_at = member.sharing_until
+    else:
+        if not WATCH_MINUTES_MIN <= minutes <= WATCH_MINUTES_MAX:
+            raise ValueError(f"a watch link lasts {WATCH_MINUTES_MIN} minutes to "
+                             f"{WATCH_MINUTES_MAX // 1440} days")
+        expires_at = now + timedelta(minutes=minutes)
+    usable = [link for link in member.watch_links.filter(revoked=False)
+              if link.is_usable(now)]
+    if len(usable) >= MAX_WATCH_LINKS:
+        raise ValueError(f"at most {MAX_WATCH_LINKS} watch links at a time: revoke one")
+    token = new_watch_token()
+    link = WatchLink.objects.create(member=member, token_hash=hash_key(token),
+                                    expires_at=expires_at)
+    return link, token
+
+
+def watch_link_revoke(*, link):
+    """Revoke a watch link: whoever watches through it is closed out (4403)."""
+    WatchLink.objects.filter(pk=link.pk).update(revoked=True)
+    _room_event(link.member.room_id, events.room_unwatch(link.pk))
+
+
 def room_delete(*, room):
     """Delete a room with all its members and positions; close its sockets."""
     room_pk = room.pk
@@ -381,6 +492,7 @@ def positions_prune(*, now=None, rooms=None):
             count, _ = Position.objects.filter(pk__in=ids).delete()
             deleted += count
         if room.retention_days:
+            LivePosition.objects.filter(member__room=room, received__lt=cutoff).delete()
             _room_event(room.pk, events.room_retention(to_ms(cutoff)))
     return deleted
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import phone_views, views
+from . import phone_views, views, watch_views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -12,6 +12,10 @@ urlpatterns = [
     path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),
     path("r/<str:room_id>/leave/", views.room_leave, name="room_leave"),
     path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
+    path("r/<str:room_id>/watch-links/", watch_views.watch_links, name="watch_links"),
+    path("r/<str:room_id>/watch-links/<int:link_id>/revoke/",
+         watch_views.watch_link_revoke, name="watch_link_revoke"),
+    path("w/<str:token>/", watch_views.watch_page, name="watch_page"),
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),

@@ -129,6 +129,10 @@ def room_map(request, room_id):
         "manageUrl": f"/r/{room.public_id}/manage/",
         "leaveUrl": f"/r/{room.public_id}/leave/",
         "connectUrl": f"/r/{room.public_id}/connect/",
+        "watchLinksUrl": f"/r/{room.public_id}/watch-links/",
+        # The member's share as stored: a reload resumes a running share by itself.
+        "share": {"state": member.share_state(),
+                  "until": selectors.to_ms(member.sharing_until)},
     }
     return render(request, "maps/map.html", {"room": room, "member": member,
                                              "config": config})

@@ -26,7 +26,8 @@ async def test_snapshot_lists_members_and_room(room, owner, member, member_key, 
     assert by_id[owner.pk]["online"] is False
     assert by_id[member.pk] == {
         "id": member.pk, "name": "Ana", "color": member.color, "role": "member",
-        "online": True, "sharing": False, "last_seen": by_id[member.pk]["last_seen"],
+        "online": True, "sharing": False, "sharing_until": None,
+        "last_seen": by_id[member.pk]["last_seen"],
     }
     assert snapshot["positions"] == []
 

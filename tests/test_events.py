@@ -60,6 +60,7 @@ def test_every_room_event_builder_has_its_shape():
     info = {"id": 1, "name": "Ana", "color": "#000000", "role": "member"}
     built = [
         events.room_fix(position), events.room_stop(1, 5), events.room_member(info),
+        events.room_share(1, None), events.room_share(1, 5), events.room_unwatch(3),
         events.room_kick(1), events.room_rekey(1), events.room_deleted(),
         events.room_retention(5), events.room_presence("hub.a", 1, True),
         events.room_beat("hub.a", [1]), events.room_hello("hub.a"),

@@ -8,11 +8,12 @@ ANA = {"id": 1, "name": "Ana", "color": "#1f77b4", "role": "member"}
 BO = {"id": 2, "name": "Bo", "color": "#ff7f0e", "role": "member"}
 
 
-def make_state(*members):
+def make_state(*members, share="on"):
     state = RoomState({"public_id": "r00m", "name": "Ski trip", "tick_ms": 100,
                        "stale_after_ms": 120_000, "trail_ms": 600_000})
     state.load({"members": [{"id": m["id"], "info": m, "last_seen": None,
-                             "stopped_at": None} for m in members], "positions": []})
+                             "stopped_at": None, "share": share, "sharing_until": None}
+                            for m in members], "positions": []})
     return state
 
 
@@ -38,7 +39,7 @@ def test_a_fix_gives_one_positions_frame_with_the_newest_per_member():
     assert len(moved) == 1
     assert sorted((p["member"], p["lat"]) for p in moved[0]["positions"]) == [
         (1, 46.1), (2, 46.0)]
-    # The first fix makes the member "sharing": a presence frame says so.
+    # The first fix puts the member on the map: a presence frame says so.
     shared = {f["member"]["id"]: f["member"]["sharing"] for f in frames
               if f["type"] == "presence"}
     assert shared == {1: True, 2: True}
@@ -142,3 +143,51 @@ def test_snapshot_and_sync_have_their_documented_shapes():
     check_frame(state.snapshot(2, NOW))
     sync = state.sync_event("hub.a")
     assert sync["online"] == [2] and sync["positions"][0]["member"] == 1
+
+
+def test_a_share_with_an_end_ends_by_itself_and_refuses_after():
+    state = make_state(ANA, BO, share="off")
+    assert state.share_state(1, NOW) == "off"
+    state.apply_share(1, NOW + 60_000)
+    (presence,) = flushed(state)
+    assert presence["member"]["sharing_until"] == NOW + 60_000
+    assert state.share_state(1, NOW) == "on" and state.next_share_end() == NOW + 60_000
+    state.apply_fix(position(1, NOW))
+    flushed(state)
+    assert state.expire_shares(NOW + 59_999) == []
+    assert state.expire_shares(NOW + 60_000) == [1]
+    frames = flushed(state)
+    assert [f["type"] for f in frames] == ["stopped", "presence"]
+    assert frames[1]["member"]["sharing"] is False
+    assert state.share_state(1, NOW + 60_001) == "ended"
+    assert state.next_share_end() is None
+    # A share turned on again is open-ended until said otherwise.
+    state.apply_share(1, None)
+    assert state.share_state(1, NOW + 10**9) == "on"
+
+
+def test_a_watch_link_sees_one_member_without_name_or_room():
+    from maps.room_state import watch_frames
+
+    state = make_state(ANA, BO)
+    state.apply_fix(position(1, NOW))
+    state.apply_fix(position(2, NOW))
+    snapshot = state.watch_snapshot(1, NOW)
+    check_frame(snapshot)
+    assert snapshot["room"]["id"] == "" and snapshot["room"]["name"] == ""
+    assert [m["id"] for m in snapshot["members"]] == [1]
+    assert snapshot["members"][0]["name"] == ""
+    assert [p["member"] for p in snapshot["positions"]] == [1]
+
+    def anonymous(member):
+        return {**member, "name": "", "role": "member"}
+
+    frames = watch_frames(flushed(state), 1, anonymous)
+    for frame in frames:
+        check_frame(frame)
+    text = repr(frames)
+    assert "Bo" not in text and "Ana" not in text
+    moved = [f for f in frames if f["type"] == "positions"]
+    assert [p["member"] for p in moved[0]["positions"]] == [1]
+    state.apply_stop(2, NOW + 1)
+    assert watch_frames(flushed(state), 1, anonymous) == []

@@ -3,9 +3,10 @@
 Each view is wrapped in :func:`maps.auth.ingest_door`, which checks the body's size,
 the device key, the address's wrong-key limit and the member's role before the view
 runs. The view parses with its app's pure parser and publishes through
-:func:`maps.services.positions_publish`. Nothing is stored or broadcast unless every
-position of a request is valid and fits the member's position budget
-(:func:`maps.auth.positions_allowed`).
+:func:`maps.services.positions_publish`, durably: the success answer is sent only once
+the positions are committed. Nothing is stored or broadcast unless every position of a
+request is valid and fits the member's position budget
+(:func:`maps.auth.positions_allowed`), and the member's share is not ended.
 """
 
 from asgiref.sync import sync_to_async
@@ -15,7 +16,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import auth, selectors
 from ..fixes import InvalidFix
-from ..services import NotAllowed, positions_publish
+from ..history import StoreFailed
+from ..services import NotAllowed, ashare_start, positions_publish
 from . import gpslogger, osmand, owntracks
 from .common import load_json
 
@@ -34,12 +36,27 @@ def _form(body, field="body"):
 
 
 async def _publish(caller, fixes):
-    """Publish validated fixes of the caller; raise :class:`maps.auth.Refused`."""
+    """Store, then broadcast, validated fixes of the caller.
+
+    Returns once they are committed (a success answer means stored). A member whose
+    share has ended is answered as usual, but nothing is stored or shown
+    (:func:`maps.auth.share_gate`): the app's upload queue must not jam. Raises
+    :class:`maps.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
+    (with ``Retry-After``) when the database could not commit them.
+    """
+    gate = auth.share_gate(caller.member.share_state())
+    if gate == "refuse":
+        return
     await _positions_allowed(caller.ref.id, len(fixes))
     try:
-        await positions_publish(member=caller.ref, fixes=fixes)
+        if gate == "start":
+            await ashare_start(member=caller.ref)
+        await positions_publish(member=caller.ref, fixes=fixes, durable=True)
     except NotAllowed as exc:
         raise auth.Refused(403, str(exc)) from None
+    except StoreFailed:
+        raise auth.Refused(503, "the positions could not be stored; send them again",
+                           headers={"Retry-After": "5"}) from None
 
 
 def _invalid(exc):

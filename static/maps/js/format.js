@@ -30,3 +30,12 @@ export function formatDistance(meters) {
   if (meters < 10000) return `${(meters / 1000).toFixed(1)} km`;
   return `${Math.round(meters / 1000)} km`;
 }
+
+// A share's time left: "12 min left", "3 h 5 min left"; "" for an open-ended share.
+export function formatLeft(untilMs, nowMs) {
+  if (!Number.isFinite(untilMs)) return "";
+  const minutes = Math.max(0, Math.ceil((untilMs - nowMs) / 60000));
+  if (minutes < 60) return `${minutes} min left`;
+  const hours = Math.floor(minutes / 60);
+  return minutes % 60 ? `${hours} h ${minutes % 60} min left` : `${hours} h left`;
+}

@@ -2,12 +2,13 @@
 // share control together, and keeps the room's state as the server last told it.
 
 import { clockOffset, serverNow, syncClock } from "./clock.js";
-import { distanceMeters, formatAgo, formatDistance } from "./format.js";
+import { distanceMeters, formatAgo, formatDistance, formatLeft } from "./format.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
 import { LocationSharer } from "./share.js";
 import { RoomSocket } from "./socket.js";
+import { WatchLinks } from "./watchlinks.js";
 
 const config = JSON.parse(document.getElementById("geoshare-config").textContent);
 
@@ -31,6 +32,8 @@ const elements = {
   memberCount: document.getElementById("member-count"),
   memberList: document.getElementById("member-list"),
   shareToggle: document.getElementById("share-toggle"),
+  shareDuration: document.getElementById("share-duration"),
+  shareDurationLabel: document.querySelector(".share-duration-label"),
   fitEveryone: document.getElementById("fit-everyone"),
   copyInvite: document.getElementById("copy-invite"),
   inviteUrl: document.getElementById("invite-url"),
@@ -118,6 +121,7 @@ function applySnapshot(frame) {
     state.fitted = fitPoints(map, markers.targets(), fitOptions());
   }
   if (sharer) sharer.resend();
+  resumeShare();
   renderShare();
 }
 
@@ -150,9 +154,19 @@ function applyStopped(id) {
   state.positions.delete(id);
   markers.remove(id);
   const member = state.members.get(id);
-  if (member) member.sharing = false;
+  if (member) {
+    member.sharing = false;
+    member.sharing_until = null;
+  }
   if (state.following === id) unfollow();
-  if (id === state.me) renderShare();
+  if (id === state.me) {
+    // Ended by its end time, or from another tab or device: stop watching here too.
+    if (sharer && sharer.active) {
+      sharer.stop({ tellServer: false });
+      showToast("Your share has ended.");
+    }
+    renderShare();
+  }
 }
 
 function applyRemoved(id) {
@@ -166,6 +180,9 @@ function applyError(frame) {
     sharer.resend();
   } else if (frame.code === "forbidden") {
     showToast(frame.detail || "Not allowed.");
+  } else if (frame.code === "not_sharing" && sharer) {
+    sharer.stop({ tellServer: false });
+    renderShare();
   }
 }
 
@@ -293,6 +310,7 @@ function render() {
       you: member.id === state.me,
       online: Boolean(member.online),
       sharing,
+      left: member.sharing ? formatLeft(member.sharing_until, now) : "",
       stale,
       ago,
       distance,
@@ -307,26 +325,62 @@ function render() {
   renderFollow();
 }
 
+// The member's own share as the server last told it: on, and when it ends.
+function myShare() {
+  const me = state.members.get(state.me);
+  if (me !== undefined) {
+    return { on: Boolean(me.sharing), until: me.sharing_until ?? null };
+  }
+  return { on: config.share.state === "on", until: config.share.until };
+}
+
 function renderShare() {
   const button = elements.shareToggle;
   if (!button || !sharer) return;
-  const elsewhere = !sharer.active && state.positions.has(state.me);
+  const share = myShare();
+  const left = share.on ? formatLeft(share.until, serverNow()) : "";
+  const elsewhere = !sharer.active && share.on;
   let label = "Share my location";
   let mode = "off";
   if (sharer.state === "locating") {
     label = "Finding you… Stop";
     mode = "locating";
   } else if (sharer.state === "on") {
-    label = "Sharing · Stop";
+    label = left ? `Sharing · ${left} · Stop` : "Sharing · Stop";
     mode = "on";
   } else if (elsewhere) {
-    label = "Shared elsewhere · Stop";
+    label = left ? `Share on · ${left} · Resume` : "Share on · Resume";
     mode = "elsewhere";
   }
   button.dataset.mode = mode;
   button.setAttribute("aria-pressed", String(mode !== "off"));
-  button.querySelector(".share-label").textContent = label;
+  const text = button.querySelector(".share-label");
+  if (text.textContent !== label) text.textContent = label;
+  if (elements.shareDurationLabel) elements.shareDurationLabel.hidden = mode !== "off";
   document.body.classList.toggle("is-sharing", mode !== "off");
+}
+
+// A reload, or a visit to another page of the room, must not end a running share:
+// when the server says it is on and the browser already has the permission, watch
+// the position again by itself; without the permission, the button says "Resume".
+let resumeTried = false;
+
+async function resumeShare() {
+  if (!sharer || sharer.active || resumeTried || !myShare().on) return;
+  resumeTried = true;
+  let granted = false;
+  try {
+    const status = await navigator.permissions.query({ name: "geolocation" });
+    granted = status.state === "granted";
+  } catch {
+    granted = false;
+  }
+  if (granted && myShare().on && !sharer.active) {
+    sharer.start();
+    showToast("Still sharing your location.");
+  } else {
+    renderShare();
+  }
 }
 
 function renderFollow() {
@@ -389,10 +443,23 @@ function centerOn(latlng, zoom = map.getZoom()) {
 // -- controls ------------------------------------------------------------------------
 
 function handleShareClick() {
-  if (sharer.active || state.positions.has(state.me)) {
+  const share = myShare();
+  if (sharer.active) {
     sharer.stop();
     renderShare();
+  } else if (share.on) {
+    // Running, but not watched here (another tab, or the permission was not given
+    // after a reload): watch here, the share as it is.
+    sharer.start();
   } else {
+    const minutes = elements.shareDuration ? Number(elements.shareDuration.value) : 0;
+    const until = minutes > 0 ? Math.round(serverNow() + minutes * 60000) : null;
+    sendFrame({ type: "share", until });
+    const me = state.members.get(state.me);
+    if (me) {
+      me.sharing = true;
+      me.sharing_until = until;
+    }
     sharer.start();
   }
 }
@@ -446,6 +513,7 @@ function handleMapDrag() {
 
 function handleClockTick() {
   render();
+  renderShare();
 }
 
 // On phones the panel is a bottom sheet: keep Leaflet's bottom controls above it.
@@ -456,6 +524,12 @@ function handlePanelResize() {
 }
 
 if (elements.shareToggle) elements.shareToggle.addEventListener("click", handleShareClick);
+const watchLinks = config.canShare
+  ? new WatchLinks(document.getElementById("watch-links"), {
+      url: config.watchLinksUrl,
+      onMessage: showToast,
+    })
+  : null;
 elements.fitEveryone.addEventListener("click", handleFitClick);
 elements.panelToggle.addEventListener("click", handlePanelToggle);
 elements.followStop.addEventListener("click", unfollow);
@@ -472,10 +546,13 @@ window.geoshare = {
   connection: () => socket.state,
   markers: () => markers.describe(),
   sharing: () => (sharer ? sharer.state : "unavailable"),
+  share: myShare,
+  watchLinks: () => watchLinks,
   following: () => state.following,
   clockOffset,
 };
 
 socket.start();
 renderShare();
+resumeShare();
 render();

@@ -8,6 +8,7 @@ function statusText(row) {
   } else if (!row.online && row.ago) {
     parts.push(`last seen ${row.ago}`);
   }
+  if (row.left) parts.push(row.left);
   if (row.distance) parts.push(row.distance);
   if (row.role === "viewer") parts.push("viewer");
   return parts.join(" · ");
@@ -53,8 +54,8 @@ export class MemberList {
     return row;
   }
 
-  // `rows`: [{id, name, color, role, you, online, sharing, stale, ago, distance,
-  // following}], already in display order.
+  // `rows`: [{id, name, color, role, you, online, sharing, stale, ago, left,
+  // distance, following}], already in display order; `left` is the share's time left.
   render(rows) {
     const seen = new Set();
     for (const data of rows) {

@@ -18,12 +18,13 @@ const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 45000;
 
 export class RoomSocket {
-  constructor(path, { onFrame, onState }) {
+  constructor(path, { onFrame, onState, finalCloseCodes = FINAL_CLOSE_CODES }) {
     const url = new URL(path, window.location.href);
     url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
     this.url = url.href;
     this.onFrame = onFrame;
     this.onState = onState;
+    this.finalCloseCodes = finalCloseCodes;
     this.ws = null;
     this.state = "connecting";
     this.attempt = 0;
@@ -74,7 +75,7 @@ export class RoomSocket {
       if (socket.ws !== ws) return;
       socket.ws = null;
       socket.stopPinging();
-      const final = FINAL_CLOSE_CODES.get(event.code);
+      const final = socket.finalCloseCodes.get(event.code);
       if (final !== undefined) {
         socket.setState("closed", final);
         return;
