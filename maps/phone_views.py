@@ -18,8 +18,11 @@ from django.views.decorators.http import require_http_methods
 from . import auth, selectors, services
 
 # Placeholders the apps replace before each request (docs/phones.md has the sources).
+# OsmAnd's {5} is m/s and {3} metres (LiveSender.getLiveUrl): geoshare's own names,
+# not Traccar's speed (knots) and hdop. {11} is the battery in %.
 OSMAND_PLACEHOLDERS = (
-    "lat={0}&lon={1}&timestamp={2}&hdop={3}&altitude={4}&speed={5}&bearing={6}"
+    "lat={0}&lon={1}&timestamp={2}&accuracy={3}&altitude={4}&speed_mps={5}"
+    "&bearing={6}&batt={11}"
 )
 GPSLOGGER_PLACEHOLDERS = (
     "lat=%LAT&lon=%LON&acc=%ACC&alt=%ALT&spd=%SPD&dir=%DIR&batt=%BATT&timestamp=%TIMESTAMP"

@@ -38,3 +38,30 @@ def gpslogger_params(**fields):
               "spd": "12.5", "dir": "93.0", "batt": "77.0", "timestamp": str(T)}
     params.update(fields)
     return {k: v for k, v in params.items() if v is not None}
+
+
+def osmand_fill(template, *, lat, lon, time_ms, accuracy=0.0, altitude=0.0, speed=0.0,
+                bearing=0.0, battery=None):
+    """Fill a URL template as OsmAnd does (``LiveSender.getLiveUrl`` in osmandapp/OsmAnd).
+
+    ``{0}``/``{1}`` through ``GpxFormatter.formatLatLon`` (``0.00#####``), ``{2}`` the
+    epoch ms, ``{3}`` ``location.getAccuracy()``, ``{4}`` altitude, ``{5}``
+    ``location.getSpeed()`` (m/s), ``{6}`` bearing, all Java floats (``12.5``, ``0.0``);
+    ``{11}`` the battery percent as an int. An app without a value for ``{11}``
+    (``battery=None``) leaves the placeholder as it is, as ``MessageFormat`` does.
+    """
+    def latlon(value):
+        text = f"{value:.7f}".rstrip("0")
+        whole, _, fraction = text.partition(".")
+        return f"{whole}.{fraction.ljust(2, '0')}"
+
+    def java_float(value):
+        return repr(float(value))
+
+    values = {0: latlon(lat), 1: latlon(lon), 2: str(time_ms), 3: java_float(accuracy),
+              4: java_float(altitude), 5: java_float(speed), 6: java_float(bearing)}
+    if battery is not None:
+        values[11] = str(battery)
+    for index, value in values.items():
+        template = template.replace("{" + str(index) + "}", value)
+    return template

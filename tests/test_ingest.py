@@ -424,6 +424,23 @@ async def test_osmand_bad_input_is_400_and_stores_nothing(party, watch, kind, pa
 
 
 @db_async
+async def test_traccar_client_push_token_answers_200_and_changes_nothing(party, watch):
+    # traccar/traccar-client lib/push_service.dart: a form POST with no position.
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    body = urlencode({"id": party.ana_key, "notificationToken": "dGVzdC10b2tlbg:APA91b"})
+    response = await client.post("/ingest/osmand/", data=body,
+                                 content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200 and response.content == b""
+    assert await viewer.quiet()
+    assert await stored(party.ana) == []
+    unknown = await client.post(
+        "/ingest/osmand/", data=urlencode({"id": "nope", "notificationToken": "t"}),
+        content_type="application/x-www-form-urlencoded")
+    assert unknown.status_code == 400 and unknown.json()["field"] == "id"
+
+
+@db_async
 async def test_a_bad_point_in_a_batch_stores_none_of_it(party, watch):
     batch = [{"id": party.ana_key, "lat": 45.1, "lon": 13.1, "timestamp": T},
              {"id": party.ana_key, "lat": 45.2, "lon": "east", "timestamp": T + 1}]

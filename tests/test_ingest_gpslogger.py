@@ -43,3 +43,14 @@ def test_gpslogger_bad_input_names_the_field(fields, field):
     with pytest.raises(InvalidFix) as caught:
         gpslogger.parse(gpslogger_params(**fields))
     assert caught.value.field == field
+
+
+def test_gpslogger_missing_values_written_as_zero_are_unknown():
+    # CustomUrlManagerTest.getFormattedUrl_WhenValuesMissing_UrlReturnsWhatsAvailable
+    # (mendhak/gpslogger): "alt=0.0&acc=0.0&dir=0.0&spd=0.0&battery=0.0".
+    fix = gpslogger.parse({"lat": "12.193", "lon": "19.111", "alt": "0.0", "acc": "0.0",
+                           "dir": "0.0", "spd": "0.0", "batt": "0.0",
+                           "time": "2016-03-05T19:24:29.949Z"})
+    assert fix.accuracy is None and fix.battery is None
+    assert fix.speed == 0.0 and fix.heading == 0.0 and fix.altitude == 0.0
+    assert fix.ts == 1457205869949

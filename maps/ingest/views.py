@@ -127,9 +127,13 @@ async def osmand_view(request, caller):
     (:func:`osmand.parse_json`). Answers 200 with an empty body. An unknown key is
     400 for the query form and 404 for JSON, as Traccar's server answers; a viewer's
     key 403; bad input 400 ``{"error", "field"}``; a body over 256 KiB or over 1,000
-    positions 413; 429 past a limit.
+    positions 413; 429 past a limit. Traccar Client's ``id=<key>&notificationToken=...``
+    without a position answers 200 and changes nothing.
     """
     kind, payload = caller.key_context
+    if kind == "params" and osmand.is_token_upload(payload):
+        # Traccar Client's push token, no position: nothing to store, nothing to refuse.
+        return HttpResponse(status=200)
     try:
         if kind == "json":
             _key, fixes = osmand.parse_json(payload)
