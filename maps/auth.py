@@ -36,7 +36,8 @@ from . import events, selectors
 from .models import Role
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
-# Device keys are 32 characters; anything much longer is not one (and is not hashed).
+# Device keys are 26 characters (32 before devices); anything much longer is not one
+# (and is not hashed).
 MAX_KEY_LENGTH = 200
 
 
@@ -202,16 +203,22 @@ def member_ref(member):
 BLOCKED = object()
 
 
-def key_member(key, address):
+def key_member(key, address, *, key_hash=None):
     """Return the member of device ``key`` (room loaded), ``None``, or :data:`BLOCKED`.
 
-    Synchronous (database). A valid key always works: failures from an address never
-    lock out a key that is right, so nobody can lock out a victim by naming the
-    victim's address. A wrong key counts against ``address``; past
-    ``RATE_LIMITS["badkey"]`` it gets :data:`BLOCKED`.
+    Synchronous (database): one indexed query on the devices. The member's ``device``
+    attribute is the :class:`~maps.models.Device` the key belongs to, so a door knows
+    which of the member's devices called. ``key_hash`` is the stored hash instead of
+    the key (a Hauk session id carries it, signed).
+
+    A valid key always works: failures from an address never lock out a key that is
+    right, so nobody can lock out a victim by naming the victim's address. A wrong key
+    counts against ``address``; past ``RATE_LIMITS["badkey"]`` it gets :data:`BLOCKED`.
     """
     member = None
-    if key and len(key) <= MAX_KEY_LENGTH:
+    if key_hash is not None:
+        member = selectors.member_for_key(key_hash=key_hash)
+    elif key and len(key) <= MAX_KEY_LENGTH:
         member = selectors.member_for_key(key)
     if member is not None:
         return member
@@ -287,13 +294,15 @@ def json_refusal(exc):
 
 @dataclass(slots=True)
 class Caller:
-    """Who passed an ingest door: the member (a model, room loaded), its ref, the body."""
+    """Who passed an ingest door: the member (a model, room loaded), its ref, the
+    device whose key was used, the body, and what the key locator parsed."""
 
     member: object
     ref: MemberRef
     address: str
     body: bytes
     key_context: object
+    device: object = None
 
 
 @dataclass(slots=True)
@@ -302,7 +311,8 @@ class KeyClaim:
 
     ``missing_status`` answers a request with no key at all (default: as unknown).
     ``context`` is whatever the locator parsed on the way (an OsmAnd payload), handed on
-    to the view as ``caller.key_context``.
+    to the view as ``caller.key_context``. ``key_hash`` names the device by its stored
+    hash instead of ``key`` (a verified Hauk session).
     """
 
     key: str | None
@@ -311,6 +321,7 @@ class KeyClaim:
     field: str | None = None
     context: object = None
     headers: dict | None = None
+    key_hash: str | None = None
 
 
 def read_body(request):
@@ -372,11 +383,11 @@ def ingest_door(locate_key, refuse=json_refusal):
                     claim = locate_key(request, body, **kwargs)
                 except InvalidFix as exc:
                     raise Refused(400, exc.detail, exc.field) from None
-                if not claim.key:
+                if not claim.key and not claim.key_hash:
                     raise Refused(claim.missing_status or claim.unknown_status,
                                   f"{claim.field or 'a key'} (the device key) is required",
                                   claim.field, claim.headers)
-                member = await _key_member(claim.key, address)
+                member = await _key_member(claim.key, address, key_hash=claim.key_hash)
                 if member is BLOCKED:
                     raise Refused(429, "too many wrong device keys from this address; "
                                   "wait a minute",
@@ -388,7 +399,8 @@ def ingest_door(locate_key, refuse=json_refusal):
                     raise Refused(403, "this key belongs to a viewer, who cannot share a "
                                   "position")
                 caller = Caller(member=member, ref=member_ref(member), address=address,
-                                body=body, key_context=claim.context)
+                                body=body, key_context=claim.context,
+                                device=member.device)
                 return await view(request, caller, **kwargs)
             except Refused as exc:
                 return refuse(exc)

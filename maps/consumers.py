@@ -120,7 +120,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
             snapshot=lambda: hub.snapshot_message(member.pk),
-            member_id=member.pk, via_key=bool(key), address=self.address,
+            member_id=member.pk, address=self.address,
+            via_key=member.device.pk if key else None,
             max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
             on_closed=lambda: hub.detach(self.outbox),
         )

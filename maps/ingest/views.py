@@ -15,11 +15,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import auth, selectors
 from ..fixes import InvalidFix
-from ..services import NotAllowed, positions_publish
+from ..services import NotAllowed, device_seen, positions_publish
 from . import gpslogger, osmand, owntracks
 from .common import load_json
 
 _positions_allowed = sync_to_async(auth.positions_allowed, thread_sensitive=False)
+_device_seen = database_sync_to_async(device_seen)
 
 
 def _content_type(request):
@@ -34,12 +35,20 @@ def _form(body, field="body"):
 
 
 async def _publish(caller, fixes):
-    """Publish validated fixes of the caller; raise :class:`maps.auth.Refused`."""
+    """Publish validated fixes of the caller; raise :class:`maps.auth.Refused`.
+
+    The member's position budget applies; the device's ``last_seen`` (its "last
+    report" on the "Connect a phone" page) is recorded once they are published.
+    """
+    if not fixes:
+        return
     await _positions_allowed(caller.ref.id, len(fixes))
     try:
         await positions_publish(member=caller.ref, fixes=fixes)
     except NotAllowed as exc:
         raise auth.Refused(403, str(exc)) from None
+    if caller.device is not None:
+        await _device_seen(device=caller.device)
 
 
 def _invalid(exc):
