@@ -324,21 +324,21 @@ class KeyClaim:
     key_hash: str | None = None
 
 
-def read_body(request):
-    """Return the request body; raise :class:`Refused` (413) over ``MAX_BODY_BYTES``."""
-    too_large = Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB",
+def read_body(request, max_bytes=MAX_BODY_BYTES):
+    """Return the request body; raise :class:`Refused` (413) over ``max_bytes``."""
+    too_large = Refused(413, f"the body is larger than {max_bytes // 1024} KiB",
                         "body")
     try:
         declared = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         declared = 0
-    if declared > MAX_BODY_BYTES:
+    if declared > max_bytes:
         raise too_large
     try:
         body = request.body
     except RequestDataTooBig:
         raise too_large from None
-    if len(body) > MAX_BODY_BYTES:
+    if len(body) > max_bytes:
         raise too_large
     return body
 
@@ -360,13 +360,16 @@ def basic_password(request):
 _key_member = database_sync_to_async(key_member)
 
 
-def ingest_door(locate_key, refuse=json_refusal):
+def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
     """Decorate an async ingest view with the one prologue: size, key, rate, role.
+
+    ``max_body`` is the largest body in bytes (256 KiB; a door whose app batches
+    :data:`MAX_POINTS_PER_REQUEST` verbose points takes more).
 
     ``locate_key(request, body, **kwargs)`` returns a :class:`KeyClaim` or raises
     :class:`Refused` (or :class:`maps.fixes.InvalidFix`, answered 400). The view is
     called as ``view(request, caller, **kwargs)`` with a :class:`Caller`. Refusals:
-    413 for a body over 256 KiB, the claim's status (401, 400 or 404) for an unknown
+    413 for a body over ``max_body``, the claim's status (401, 400 or 404) for an unknown
     key, 429 with ``Retry-After`` for an address past its wrong-key limit, 403 for a
     viewer's key. ``refuse`` turns a :class:`Refused` into the app's error response.
     """
@@ -378,7 +381,7 @@ def ingest_door(locate_key, refuse=json_refusal):
         async def door(request, **kwargs):
             address = client_address(request)
             try:
-                body = read_body(request)
+                body = read_body(request, max_body)
                 try:
                     claim = locate_key(request, body, **kwargs)
                 except InvalidFix as exc:

@@ -15,5 +15,6 @@ urlpatterns = [
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),
+    path("ingest/overland/", ingest.overland_view, name="ingest_overland"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -65,3 +65,22 @@ def osmand_fill(template, *, lat, lon, time_ms, accuracy=0.0, altitude=0.0, spee
     for index, value in values.items():
         template = template.replace("{" + str(index) + "}", value)
     return template
+
+
+def overland_feature(lon=-122.030581, lat=37.3318, *, ts=None, **properties):
+    """One Overland location as its README shows it (aaronpk/Overland-iOS, README.md).
+
+    ``ts`` is epoch seconds (default :data:`T`), written like the README's
+    ``2015-10-01T08:00:00-0700``: local time with a ``-0700`` offset.
+    """
+    when = time.strftime("%Y-%m-%dT%H:%M:%S-0700", time.gmtime((ts or T) - 7 * 3600))
+    props = {"timestamp": when, "altitude": 0, "speed": 4, "horizontal_accuracy": 30,
+             "vertical_accuracy": -1, "motion": ["driving", "stationary"],
+             "pauses": False, "activity": "other_navigation", "desired_accuracy": 100,
+             "deferred": 1000, "significant_change": "disabled",
+             "locations_in_payload": 1, "battery_state": "charging",
+             "battery_level": 0.80, "device_id": "", "wifi": ""}
+    props.update(properties)
+    return {"type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "properties": {k: v for k, v in props.items() if v is not None}}

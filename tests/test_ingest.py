@@ -27,7 +27,13 @@ from maps.hub import registry
 from maps.models import Position, Role
 from maps.selectors import member_for_key
 from maps.services import amember_stop_sharing, member_create, room_create
-from tests.phone_payloads import T, gpslogger_params, owntracks_location, traccar_json
+from tests.phone_payloads import (
+    T,
+    gpslogger_params,
+    overland_feature,
+    owntracks_location,
+    traccar_json,
+)
 from tests.servers import Project, Uvicorn, gpx_file
 
 db_async = pytest.mark.django_db(transaction=True)
@@ -487,6 +493,76 @@ async def test_gpslogger_refuses_unknown_keys_viewers_and_bad_input(party, watch
     response = await client.post(f"/ingest/gpslogger/{party.ana_key}/", data=b"<xml/>",
                                  content_type="application/xml")
     assert response.status_code == 400 and response.json()["field"] == "Content-Type"
+    assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+# -- Overland endpoint ---------------------------------------------------------------------------
+
+
+async def post_overland(client, body, key=None, *, bearer=True, path="/ingest/overland/"):
+    headers = {"Authorization": f"Bearer {key}"} if key and bearer else {}
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return await client.post(path, data=data, content_type="application/json",
+                             headers=headers)
+
+
+@db_async
+async def test_overland_batch_is_stored_broadcast_and_answered_ok(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    batch = {"locations": [
+        overland_feature(13.1, 45.1, ts=T),
+        {"type": "Feature", "geometry": None, "properties": {"action": "app_terminated"}},
+        overland_feature(13.2, 45.2, ts=T + 10, speed=2.5, course=90),
+    ]}
+    response = await post_overland(AsyncClient(), batch, party.ana_key)
+    assert response.status_code == 200
+    assert response.json() == {"result": "ok"}
+    positions = await viewer.positions()
+    assert positions[-1]["lat"] == 45.2 and positions[-1]["speed"] == 2.5
+    assert positions[-1]["battery"] == pytest.approx(80)
+    rows = await stored(party.ana)
+    assert [(r.lat, r.lon, int(r.device_time.timestamp())) for r in rows] == [
+        (45.1, 13.1, T), (45.2, 13.2, T + 10)]
+
+
+@db_async
+async def test_overland_key_in_the_query_string(party, watch):
+    response = await post_overland(AsyncClient(), {"locations": [overland_feature()]},
+                                   path=f"/ingest/overland/?key={party.ana_key}")
+    assert response.json() == {"result": "ok"}
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_overland_takes_a_full_batch_of_1000_points(party, watch):
+    batch = {"locations": [overland_feature(13 + i / 10_000, 45.0, ts=T - 1000 + i)
+                           for i in range(1000)]}
+    body = json.dumps(batch).encode()
+    assert len(body) > 256 * 1024  # more than the other doors take
+    response = await post_overland(AsyncClient(), body, party.ana_key)
+    assert response.status_code == 200, response.content
+    assert len(await stored(party.ana)) == 1000
+    too_many = {"locations": batch["locations"] + [overland_feature()]}
+    response = await post_overland(AsyncClient(), too_many, party.bo_key)
+    assert response.status_code == 413
+    assert await stored(party.bo) == []
+
+
+@db_async
+async def test_overland_refusals(party, watch):
+    client = AsyncClient()
+    batch = {"locations": [overland_feature()]}
+    unknown = await post_overland(client, batch, "nope")
+    assert unknown.status_code == 401 and unknown["WWW-Authenticate"].startswith("Bearer")
+    assert (await post_overland(client, batch)).status_code == 401
+    assert (await post_overland(client, batch, party.vera_key)).status_code == 403
+    bad = await post_overland(client, {"locations": [overland_feature(timestamp="x")]},
+                              party.ana_key)
+    assert bad.status_code == 400 and bad.json()["field"] == "timestamp"
+    half_bad = {"locations": [overland_feature(), overland_feature(200.0, 1.0)]}
+    bad = await post_overland(client, half_bad, party.ana_key)
+    assert bad.status_code == 400 and bad.json()["field"] == "coordinates"
+    assert (await client.get(f"/ingest/overland/?key={party.ana_key}")).status_code == 405
     assert await stored(party.ana) == [] and await stored(party.vera) == []
 
 

@@ -1,4 +1,5 @@
-"""The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client and GPSLogger.
+"""The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client, GPSLogger, Overland
+and Hauk (``/hauk/api/*.php``, :mod:`maps.ingest.hauk_views`).
 
 Each view is wrapped in :func:`maps.auth.ingest_door`, which checks the body's size,
 the device key, the address's wrong-key limit and the member's role before the view
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .. import auth, selectors
 from ..fixes import InvalidFix
 from ..services import NotAllowed, device_seen, positions_publish
-from . import gpslogger, osmand, owntracks
+from . import gpslogger, osmand, overland, owntracks
 from .common import load_json
 
 _positions_allowed = sync_to_async(auth.positions_allowed, thread_sensitive=False)
@@ -192,3 +193,43 @@ async def gpslogger_view(request, caller, key):
         raise _invalid(exc) from None
     await _publish(caller, [fix])
     return HttpResponse(status=200)
+
+
+# -- Overland ------------------------------------------------------------------------------------
+
+# Overland's points are about 600 bytes of JSON each (its README): a full batch of
+# MAX_POINTS_PER_REQUEST needs more than the other doors' 256 KiB.
+OVERLAND_MAX_BODY = 1024 * auth.MAX_POINTS_PER_REQUEST
+
+
+def _bearer(request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _overland_key(request, body):
+    return auth.KeyClaim(key=_bearer(request) or request.GET.get("key"), unknown_status=401,
+                         field="key", headers={"WWW-Authenticate": 'Bearer realm="geoshare"'})
+
+
+@require_POST
+@auth.ingest_door(_overland_key, max_body=OVERLAND_MAX_BODY)
+async def overland_view(request, caller):
+    """Overland (iOS): ``POST /ingest/overland/`` with ``{"locations": [Feature, ...]}``.
+
+    The device key is the app's access token (``Authorization: Bearer <key>``) or
+    ``?key=`` in the URL. Answers 200 ``{"result": "ok"}`` once every point is
+    accepted (the app then drops its queue), features without a geometry skipped;
+    401 for an unknown key, 403 for a viewer's, 400 ``{"error", "field"}`` for bad
+    input (nothing stored), 413 over 1,000 points or 1 MiB, 429 past a limit. Source:
+    https://github.com/aaronpk/Overland-iOS (README).
+    """
+    content_type = _content_type(request)
+    if content_type and content_type != "application/json":
+        raise auth.Refused(400, "the body must be application/json", "Content-Type")
+    try:
+        fixes = overland.parse(load_json(caller.body))
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    await _publish(caller, fixes)
+    return JsonResponse({"result": "ok"})
