@@ -84,3 +84,26 @@ def overland_feature(lon=-122.030581, lat=37.3318, *, ts=None, **properties):
     return {"type": "Feature",
             "geometry": {"type": "Point", "coordinates": [lon, lat]},
             "properties": {k: v for k, v in props.items() if v is not None}}
+
+
+def hauk_create_form(key, **fields):
+    """Hauk's ``create.php`` form for a share alone (SessionInitiationPacket.java)."""
+    form = {"pwd": key, "dur": "3600", "int": "1", "e2e": "0", "mod": "0", "ado": "0"}
+    form.update({k: str(v) for k, v in fields.items() if v is not None})
+    return form
+
+
+def hauk_post_form(sid, *, time_s=T, lat=45.2735, lon=13.7142, spd=None, acc=None):
+    """Hauk's ``post.php`` form (LocationUpdatePacket.java); ``spd``/``acc`` only if known.
+
+    ``time`` as Java's ``String.valueOf(double)`` writes it: ``1.7637E9`` style.
+    """
+    form = {"sid": sid, "lat": repr(lat), "lon": repr(lon), "prv": "0"}
+    if time_s is not None:
+        mantissa = f"{time_s / 1e9:.12f}".rstrip("0").rstrip(".")
+        form["time"] = f"{mantissa}E9"
+    if spd is not None:
+        form["spd"] = repr(float(spd))
+    if acc is not None:
+        form["acc"] = repr(float(acc))
+    return form

@@ -30,6 +30,8 @@ from maps.services import amember_stop_sharing, member_create, room_create
 from tests.phone_payloads import (
     T,
     gpslogger_params,
+    hauk_create_form,
+    hauk_post_form,
     overland_feature,
     owntracks_location,
     traccar_json,
@@ -564,6 +566,94 @@ async def test_overland_refusals(party, watch):
     assert bad.status_code == 400 and bad.json()["field"] == "coordinates"
     assert (await client.get(f"/ingest/overland/?key={party.ana_key}")).status_code == 405
     assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+# -- Hauk ------------------------------------------------------------------------------------------
+
+
+async def hauk(client, endpoint, form):
+    """POST a form as Hauk's ConnectionThread does; return (lines, response)."""
+    response = await client.post(f"/hauk/api/{endpoint}.php", data=urlencode(form),
+                                 content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200  # the app reads only 200 answers
+    assert response["X-Hauk-Version"] == "1.6.2"
+    return response.content.decode().splitlines(), response
+
+
+@db_async
+async def test_hauk_create_post_stop_as_the_app_sends_them(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, dur=900))
+    assert lines[0] == "OK" and len(lines) == 4
+    sid = lines[1]
+    assert lines[2] == f"http://testserver/r/{party.room.public_id}/"
+    assert lines[3] == party.room.public_id
+    assert party.ana_key not in sid
+
+    lines, _ = await hauk(client, "post", hauk_post_form(sid, time_s=T + 0.5, spd=3.0,
+                                                         acc=7.0))
+    assert lines == ["OK", "http://testserver/r/%s/", party.room.public_id]
+    (position,) = await viewer.positions()
+    assert (position["member"], position["ts"], position["speed"]) == (
+        party.ana.pk, T * 1000 + 500, 3.0)
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.accuracy) == (45.2735, 7.0)
+
+    lines, _ = await hauk(client, "stop", {"sid": sid})
+    assert lines == ["OK"]
+    while True:
+        frame = await viewer.communicator.receive_json_from(timeout=2)
+        if frame["type"] == "stopped":
+            assert frame["member"] == party.ana.pk
+            break
+    # The app would not post after stopping; a late post is refused, not stored.
+    lines, _ = await hauk(client, "post", hauk_post_form(sid, time_s=T + 5))
+    assert lines[0] == "Session expired!"
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_hauk_refusals_are_lines_the_app_shows(party, watch):
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form("not-a-key"))
+    assert lines[0] == "Incorrect password!"
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, e2e=1,
+                                                             salt="c2FsdA=="))
+    assert lines[0].startswith("e2e: End-to-end encrypted shares cannot be read")
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, mod=1,
+                                                             nic="Ana"))
+    assert lines[0].startswith("mod: geoshare does not take Hauk group shares")
+    lines, _ = await hauk(client, "create", hauk_create_form(party.vera_key))
+    assert "viewer" in lines[0]
+    lines, _ = await hauk(client, "post", hauk_post_form("forged:sid"))
+    assert lines[0] == "Session expired!"
+    lines, _ = await hauk(client, "adopt", {"sid": "x", "aid": "y"})
+    assert "does not offer" in lines[0]
+    assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+@db_async
+async def test_hauk_session_ends_with_its_duration_and_its_device_key(party, watch):
+    from maps.ingest.views import hauk_sid
+
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key))
+    sid = lines[1]
+    bad, _ = await hauk(client, "post", hauk_post_form(sid, lat=95.0))
+    assert bad[0].startswith("lat:") and "between -90 and 90" in bad[0]
+    assert await stored(party.ana) == []
+    # A session past its end (made the way create makes it, with an earlier clock).
+    device = await database_sync_to_async(lambda: party.ana.devices.get())()
+    old = hauk_sid(key_hash=device.key_hash, until_ms=(T - 60) * 1000,
+                   issued_ms=(T - 960) * 1000)
+    lines, _ = await hauk(client, "post", hauk_post_form(old))
+    assert lines[0] == "Session expired!"
+    # A new key for the device ends its sessions.
+    await database_sync_to_async(_rotate)(party.ana)
+    lines, _ = await hauk(client, "post", hauk_post_form(sid))
+    assert lines[0] == "Session expired!"
+    assert await stored(party.ana) == []
 
 
 # -- all doors ---------------------------------------------------------------------------------

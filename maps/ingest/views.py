@@ -11,13 +11,22 @@ position of a request is valid and fits the member's position budget
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.core import signing
 from django.http import HttpResponse, JsonResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import auth, selectors
-from ..fixes import InvalidFix
-from ..services import NotAllowed, device_seen, positions_publish
-from . import gpslogger, osmand, overland, owntracks
+from ..fixes import InvalidFix, now_ms
+from ..selectors import to_ms
+from ..services import (
+    NotAllowed,
+    amember_stop_sharing,
+    device_seen,
+    positions_publish,
+    share_start,
+)
+from . import gpslogger, hauk, osmand, overland, owntracks
 from .common import load_json
 
 _positions_allowed = sync_to_async(auth.positions_allowed, thread_sensitive=False)
@@ -233,3 +242,158 @@ async def overland_view(request, caller):
         raise _invalid(exc) from None
     await _publish(caller, fixes)
     return JsonResponse({"result": "ok"})
+
+
+# -- Hauk ------------------------------------------------------------------------------------------
+
+# What geoshare answers in X-Hauk-Version: the app enables group shares from 1.1,
+# share ids in post.php's answer from 1.2 and end-to-end encryption from 1.5
+# (Hauk's Constants.java VERSION_COMPAT_*); geoshare answers as Hauk's server 1.6.2.
+HAUK_VERSION = "1.6.2"
+HAUK_SID_SALT = "geoshare.hauk.session"
+
+
+def hauk_sid(*, key_hash, until_ms, issued_ms):
+    """Return a Hauk session id: the device's key hash, the share's end and its start,
+    signed with Django's ``SECRET_KEY`` (``django.core.signing``).
+
+    Nothing is stored: the signature makes the id unguessable and unforgeable, and the
+    key hash in it makes it die with the device key (rotated or revoked).
+    """
+    return signing.dumps({"h": key_hash, "u": until_ms, "t": issued_ms},
+                         salt=HAUK_SID_SALT, compress=True)
+
+
+def hauk_session(sid):
+    """Return ``{"h", "u", "t"}`` of a session id made by :func:`hauk_sid`, or ``None``."""
+    if not sid or len(sid) > 500:
+        return None
+    try:
+        session = signing.loads(sid, salt=HAUK_SID_SALT)
+    except signing.BadSignature:
+        return None
+    if type(session) is not dict or type(session.get("h")) is not str:
+        return None
+    return session
+
+
+def hauk_lines(*lines):
+    """Return a Hauk answer: one line each, ``X-Hauk-Version`` set, always status 200.
+
+    The app reads only the lines of a 200 answer (``ConnectionThread.java``) and shows
+    the first one when it is not ``OK``, so a refusal is a 200 whose first line says
+    what is wrong.
+    """
+    body = "".join(f"{line}\n" for line in lines)
+    return HttpResponse(body, status=200, content_type="text/plain; charset=utf-8",
+                        headers={"X-Hauk-Version": HAUK_VERSION})
+
+
+SESSION_EXPIRED = "Session expired!"
+
+
+def _hauk_refusal(exc):
+    if exc.status in (400, 404) and exc.field in ("sid",):
+        return hauk_lines(SESSION_EXPIRED, exc.detail)
+    if exc.field == "pwd" and exc.status in (400, 401):
+        return hauk_lines("Incorrect password!", "Enter the device key from geoshare's "
+                          "Connect a phone page as the password.")
+    detail = f"{exc.field}: {exc.detail}" if exc.field and not exc.detail.startswith(
+        f"{exc.field}:") else exc.detail
+    return hauk_lines(detail)
+
+
+def _hauk_key(request, body):
+    """``create.php``: the device key is Hauk's password, ``pwd``."""
+    form = _form(body)
+    return auth.KeyClaim(key=form.get("pwd"), unknown_status=401, field="pwd",
+                         context=form)
+
+
+def _hauk_sid_key(request, body):
+    """``post.php`` / ``stop.php``: the device comes from the signed session id."""
+    form = _form(body)
+    session = hauk_session(form.get("sid"))
+    if session is None:
+        raise auth.Refused(400, "unknown session: start a new share", "sid")
+    return auth.KeyClaim(key=None, key_hash=session["h"], unknown_status=400,
+                         field="sid", context=(form, session))
+
+
+def _hauk_view_link(request, caller):
+    return request.build_absolute_uri(f"/r/{caller.ref.room_public_id}/")
+
+
+@require_POST
+@auth.ingest_door(_hauk_key, refuse=_hauk_refusal)
+async def hauk_create(request, caller):
+    """Hauk ``api/create.php``: start a share of ``dur`` seconds with the device key.
+
+    The member sets ``https://<site>/hauk/`` as the server and the device key as the
+    password. Answers ``OK``, the session id (:func:`hauk_sid`), the room's map link
+    and the room's id; a refusal's first line says why: ``Incorrect password!``, an
+    encrypted (``e2e=1``) or group (``mod`` 1, 2) share, a bad ``dur``/``int``.
+    """
+    try:
+        duration_s = hauk.parse_create(caller.key_context)
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    issued = now_ms()
+    until = issued + duration_s * 1000
+    await share_start(member=caller.ref, until_ms=until)
+    sid = hauk_sid(key_hash=caller.device.key_hash, until_ms=until, issued_ms=issued)
+    return hauk_lines("OK", sid, _hauk_view_link(request, caller),
+                      caller.ref.room_public_id)
+
+
+def _hauk_live(caller, session):
+    """Raise :class:`Refused` unless the session's share is still on."""
+    stopped = to_ms(caller.member.stopped_at)
+    if session["u"] is not None and now_ms() > session["u"]:
+        raise auth.Refused(400, "the share's time is over: start a new share", "sid")
+    if stopped is not None and stopped >= session["t"]:
+        raise auth.Refused(400, "the share was stopped: start a new share", "sid")
+
+
+@require_POST
+@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+async def hauk_post(request, caller):
+    """Hauk ``api/post.php``: publish one position of the session's device.
+
+    ``time`` is epoch seconds with a fraction, ``spd`` m/s, ``acc`` m. Answers ``OK``,
+    the link format and the share ids (as Hauk 1.2+); ``Session expired!`` when the
+    share's time is over, it was stopped, or the device key changed.
+    """
+    form, session = caller.key_context
+    _hauk_live(caller, session)
+    try:
+        fix = hauk.parse_post(form)
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    await _publish(caller, [fix])
+    link_format = request.build_absolute_uri("/r/") + "%s/"
+    return hauk_lines("OK", link_format, caller.ref.room_public_id)
+
+
+@require_POST
+@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+async def hauk_stop(request, caller):
+    """Hauk ``api/stop.php``: end the share; the member's marker goes from the map.
+
+    A share already over (time up, stopped) answers ``OK`` and changes nothing, as
+    Hauk's own server does for a session it no longer has.
+    """
+    _form_, session = caller.key_context
+    try:
+        _hauk_live(caller, session)
+    except auth.Refused:
+        return hauk_lines("OK")
+    await amember_stop_sharing(member=caller.ref)
+    return hauk_lines("OK")
+
+
+@csrf_exempt
+async def hauk_unsupported(request, name):
+    """Other Hauk endpoints (``adopt.php``, ``new-link.php``, ...): a clear line."""
+    return hauk_lines(f"geoshare does not offer Hauk's {name}.php: only sharing your "
+                      "own location alone")
