@@ -233,6 +233,47 @@ async def test_owntracks_encrypted_payload_is_refused_clearly(party, watch):
 
 
 @db_async
+async def test_owntracks_encrypted_both_ways_with_the_devices_secret(party, watch):
+    import nacl.secret
+    import nacl.utils
+
+    from maps.services import device_set_secret
+
+    def seal(secret, message):
+        box = nacl.secret.SecretBox(secret.encode()[:32].ljust(32, b"\0"))
+        sealed = box.encrypt(json.dumps(message).encode(), nacl.utils.random(24))
+        return {"_type": "encrypted", "data": base64.b64encode(bytes(sealed)).decode()}
+
+    def unseal(secret, message):
+        box = nacl.secret.SecretBox(secret.encode()[:32].ljust(32, b"\0"))
+        return json.loads(box.decrypt(base64.b64decode(message["data"])))
+
+    for person in (party.ana, party.bo):
+        device = await database_sync_to_async(lambda p=person: p.devices.get())()
+        await database_sync_to_async(device_set_secret)(device=device, secret="s3cret")
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    response = await post_owntracks(client, seal("s3cret", owntracks_location()),
+                                    party.ana_key)
+    assert response.status_code == 200
+    assert unseal("s3cret", response.json()) == []
+    (position,) = await viewer.positions()
+    assert position["member"] == party.ana.pk and position["lat"] == 45.2735
+    await history_writer().flush()
+
+    answer = await post_owntracks(client, seal("s3cret", owntracks_location(tst=T + 1)),
+                                  party.bo_key)
+    card, location = unseal("s3cret", answer.json())
+    assert card == {"_type": "card", "tid": f"AN{party.ana.pk}", "name": "Ana"}
+    assert location["tid"] == card["tid"] and location["vel"] == 36
+
+    wrong = await post_owntracks(client, seal("other", owntracks_location(tst=T + 2)),
+                                 party.ana_key)
+    assert wrong.status_code == 400 and wrong.json()["field"] == "data"
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
 async def test_owntracks_takes_only_post(party, watch):
     response = await AsyncClient().get(f"/ingest/owntracks/?key={party.ana_key}")
     assert response.status_code == 405

@@ -89,7 +89,9 @@ async def owntracks_view(request, caller):
     """OwnTracks HTTP mode: ``POST /ingest/owntracks/`` with one JSON message.
 
     Authenticated by HTTP Basic (the password is the device key; the user name is not
-    used) or ``?key=``. Answers 200 with a JSON array of ``card`` and ``location``
+    used) or ``?key=``. A device with a secret (payload encryption) may send
+    ``_type: encrypted`` messages, and its answers are encrypted the same way. Answers
+    200 with a JSON array of ``card`` and ``location``
     messages of the room's other sharing members (OwnTracks shows them as friends);
     401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}`` for bad
     input, 413 for a body over 256 KiB, 429 past a limit. Source:
@@ -101,7 +103,7 @@ async def owntracks_view(request, caller):
         if content_type and content_type != "application/json":
             raise auth.Refused(400, "the body must be application/json", "Content-Type")
         try:
-            fix = owntracks.parse(body)
+            fix = owntracks.parse(body, secret=caller.device.secret)
         except InvalidFix as exc:
             raise _invalid(exc) from None
         if fix is not None:
@@ -110,7 +112,8 @@ async def owntracks_view(request, caller):
     friends = await database_sync_to_async(_owntracks_friends)(
         caller.ref.id, caller.ref.room_pk
     )
-    return JsonResponse(friends, safe=False)
+    return HttpResponse(owntracks.answer(friends, caller.device.secret),
+                        content_type="application/json")
 
 
 # -- OsmAnd and Traccar Client -------------------------------------------------------------------
