@@ -733,56 +733,169 @@ def session_client(room, member):
     return client
 
 
+def connect_post(client, room, **data):
+    return client.post(f"/r/{room.public_id}/connect/", data)
+
+
+def shown_key(page):
+    return re.search(r'id="device-key" class="copy-value mono" readonly value="([^"]+)"',
+                     page).group(1)
+
+
+def field_values(page):
+    return [v.replace("&amp;", "&") for v in
+            re.findall(r'class="copy-value mono" readonly value="([^"]+)"', page)]
+
+
 @db_async
-def test_connect_page_explains_without_showing_a_key(party):
+def test_connect_page_lists_devices_without_showing_a_key(party):
     client = session_client(party.room, party.ana)
     response = client.get(f"/r/{party.room.public_id}/connect/")
     assert response.status_code == 200
-    page = response.content.decode()
-    assert "Show a new key" in page and "previous key stops working" in page
-    assert "<svg" not in page
-    assert member_for_key(party.ana_key) is not None  # looking rotates nothing
-
-
-@db_async
-def test_show_a_new_key_rotates_it_and_shows_every_app(party):
-    client = session_client(party.room, party.ana)
-    response = client.post(f"/r/{party.room.public_id}/connect/")
-    assert response.status_code == 200
     assert "no-cache" in response["Cache-Control"]
     page = response.content.decode()
-    key = re.search(r'aria-label="Device key" value="([^"]+)"|'
-                    r'value="([^"]+)" aria-label="Device key"', page)
-    key = next(g for g in key.groups() if g)
-    assert member_for_key(party.ana_key) is None  # the old key stopped working
-    assert member_for_key(key).pk == party.ana.pk
-    assert page.count("<svg") == 4
-    base = "http://testserver"
-    assert f"{base}/ingest/owntracks/?key={key}" in page
-    assert f"{base}/ingest/osmand/?id={key}&amp;lat={{0}}&amp;lon={{1}}" in page
-    assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&amp;lon=%LON" in page
-    for app in ("OwnTracks", "Traccar Client", "OsmAnd", "GPSLogger"):
-        assert app in page
+    assert "Phone" in page and "No report yet" in page and "Add a device" in page
+    assert "<svg" not in page and 'id="device-key"' not in page
+    assert member_for_key(party.ana_key) is not None  # looking rotates nothing
+    for word in ("placeholder", "HTTP mode"):
+        assert word not in page.replace('placeholder="', "")
 
 
 @db_async
-def test_the_gpslogger_url_on_the_page_works(party):
+def test_adding_a_device_shows_its_key_and_every_app_once(party):
     client = session_client(party.room, party.ana)
-    page = client.post(f"/r/{party.room.public_id}/connect/").content.decode()
-    url = re.search(r'value="(http://testserver/ingest/gpslogger/[^"]+)"', page).group(1)
-    url = url.replace("&amp;", "&")
-    for placeholder, value in (("%LAT", "45.1"), ("%LON", "13.2"), ("%ACC", "5.0"),
-                               ("%ALT", "100.0"), ("%SPD", "0.0"), ("%DIR", "0.0"),
-                               ("%BATT", "50.0"), ("%TIMESTAMP", str(T))):
-        url = url.replace(placeholder, value)
-    response = Client().get(url.removeprefix("http://testserver"))
+    response = connect_post(client, party.room, action="add", name="Tablet")
     assert response.status_code == 200
+    page = response.content.decode()
+    key = shown_key(page)
+    assert re.fullmatch(r"[2-9a-km-np-z]{26}", key)
+    found = member_for_key(key)
+    assert found.pk == party.ana.pk and found.device.name == "Tablet"
+    assert member_for_key(party.ana_key).device.name == "Phone"  # the phone keeps its key
+    assert " ".join(key[i:i + 4] for i in range(0, 26, 4)) in page
+    for app in ("OwnTracks", "Traccar Client", "OsmAnd", "GPSLogger", "Hauk", "Overland"):
+        assert app in page
+    values = field_values(page)
+    base = "http://testserver"
+    assert f"{base}/ingest/owntracks/?key={key}" in values
+    assert f"{base}/ingest/osmand/" in values and f"{base}/hauk/" in values
+    assert f"{base}/ingest/osmand/?id={key}&lat={{0}}&lon={{1}}&timestamp={{2}}" \
+           "&accuracy={3}&altitude={4}&speed_mps={5}&bearing={6}&batt={11}" in values
+    assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&lon=%LON" in " ".join(values)
+    assert page.count('class="copy"') == len(values)
+    assert page.count("<svg") == 3  # OwnTracks, Traccar Client, Overland
+
+
+@db_async
+def test_qr_links_configure_the_apps(party):
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from maps.phone_views import overland_setup_link, owntracks_config_link, phone_apps
+
+    apps = {a["id"]: a for a in phone_apps("https://geo.example", "k3y", "Car", "pw")}
+    link = apps["owntracks"]["qr"]["text"]
+    assert link.startswith("owntracks:///config?inline=")
+    # LoadViewModel: URLDecoder.decode, then Base64.decode, then the JSON import.
+    inline = unquote(link.split("inline=", 1)[1])
+    assert "+" not in link.split("inline=", 1)[1] and " " not in inline
+    config = json.loads(base64.b64decode(inline))
+    assert config == {"_type": "configuration", "mode": 3,
+                      "url": "https://geo.example/ingest/owntracks/?key=k3y",
+                      "encryptionKey": "pw"}
+    assert owntracks_config_link("u") != link
+    # Traccar Client's ConfigurationService.applyUri: origin + path is the URL, id the id.
+    traccar = urlsplit(apps["traccar"]["qr"]["text"])
+    assert f"{traccar.scheme}://{traccar.netloc}{traccar.path}" == (
+        "https://geo.example/ingest/osmand/")
+    assert parse_qs(traccar.query) == {"id": ["k3y"]}
+    overland = urlsplit(apps["overland"]["qr"]["text"])
+    assert (overland.scheme, overland.netloc) == ("overland", "setup")
+    assert parse_qs(overland.query) == {"url": ["https://geo.example/ingest/overland/"],
+                                        "token": ["k3y"], "device_id": ["Car"]}
+    assert overland_setup_link("https://x/", "k", "d").startswith("overland://setup?url=")
+    assert apps["osmand"]["qr"] is None and apps["gpslogger"]["qr"] is None
+
+
+@db_async
+def test_new_key_for_one_device_leaves_the_others(party):
+    client = session_client(party.room, party.ana)
+    tablet_key = shown_key(connect_post(client, party.room, action="add",
+                                        name="Tablet").content.decode())
+    phone = party.ana.devices.get(name="Phone")
+    page = connect_post(client, party.room, action="rotate", device=phone.pk)
+    new_key = shown_key(page.content.decode())
+    assert member_for_key(party.ana_key) is None  # the phone's old key stopped working
+    assert member_for_key(new_key).device.pk == phone.pk
+    assert member_for_key(tablet_key).device.name == "Tablet"
+    removed = connect_post(client, party.room, action="remove",
+                           device=party.ana.devices.get(name="Tablet").pk)
+    assert "is removed" in removed.content.decode()
+    assert member_for_key(tablet_key) is None and member_for_key(new_key) is not None
+
+
+@db_async
+def test_owntracks_secret_is_set_per_device(party):
+    client = session_client(party.room, party.ana)
+    phone = party.ana.devices.get()
+    response = connect_post(client, party.room, action="secret", device=phone.pk,
+                            secret="s3cret")
+    assert "Encryption key" in response.content.decode()
+    phone.refresh_from_db()
+    assert phone.secret == "s3cret"
+    too_long = connect_post(client, party.room, action="secret", device=phone.pk,
+                            secret="x" * 33)
+    assert "at most 32 bytes" in too_long.content.decode()
+    phone.refresh_from_db()
+    assert phone.secret == "s3cret"
+
+
+@db_async
+def test_a_device_that_is_not_yours_is_a_400_naming_device(party):
+    client = session_client(party.room, party.ana)
+    bos = party.bo.devices.get()
+    for raw in ("abc", "", str(bos.pk)):
+        response = connect_post(client, party.room, action="rotate", device=raw)
+        assert response.status_code == 400
+        assert response.content.decode().startswith("device:")
+    assert member_for_key(party.bo_key) is not None
+    assert connect_post(client, party.room, action="dance").status_code == 400
+
+
+@db_async
+async def test_the_urls_on_the_page_work_as_the_apps_fill_them(party, watch):
+    from tests.phone_payloads import osmand_fill
+
+    client = await database_sync_to_async(session_client)(party.room, party.ana)
+    page = await database_sync_to_async(connect_post)(client, party.room, action="add",
+                                                      name="Phone 2")
+    values = field_values(page.content.decode())
+    gpslogger = next(v for v in values if "/ingest/gpslogger/" in v)
+    for placeholder, value in (("%LAT", "45.1"), ("%LON", "13.2"), ("%ACC", "0.0"),
+                               ("%ALT", "100.0"), ("%SPD", "0.0"), ("%DIR", "0.0"),
+                               ("%BATT", "0.0"), ("%TIMESTAMP", str(T))):
+        gpslogger = gpslogger.replace(placeholder, value)
+    phone = AsyncClient()
+    assert (await phone.get(gpslogger.removeprefix("http://testserver"))).status_code == 200
+    osmand_url = next(v for v in values if "speed_mps" in v)
+    filled = osmand_fill(osmand_url, lat=45.2, lon=13.3, time_ms=(T + 1) * 1000 + 7,
+                         accuracy=6.0, speed=12.5, bearing=90.0, battery=64)
+    assert (await phone.get(filled.removeprefix("http://testserver"))).status_code == 200
+    rows = await stored(party.ana)
+    assert [(r.lat, r.accuracy, r.battery) for r in rows] == [(45.1, None, None),
+                                                             (45.2, 6.0, 64)]
+    assert rows[1].speed == 12.5  # m/s, as OsmAnd sent it
+    listing = await database_sync_to_async(client.get)(
+        f"/r/{party.room.public_id}/connect/")
+    assert "Last report:" in listing.content.decode()
+    assert 'class="local-time"' in listing.content.decode()
 
 
 @db_async
 def test_owner_may_connect_a_phone(party):
     client = session_client(party.room, party.owner)
-    assert client.post(f"/r/{party.room.public_id}/connect/").status_code == 200
+    response = connect_post(client, party.room, action="add", name="Phone")
+    assert response.status_code == 200
+    assert member_for_key(shown_key(response.content.decode())).pk == party.owner.pk
 
 
 @db_async
@@ -790,7 +903,7 @@ def test_viewer_and_stranger_are_refused_the_connect_page(party):
     path = f"/r/{party.room.public_id}/connect/"
     viewer = session_client(party.room, party.vera)
     assert viewer.get(path).status_code == 403
-    assert viewer.post(path).status_code == 403
+    assert viewer.post(path, {"action": "add", "name": "X"}).status_code == 403
     assert member_for_key(party.vera_key) is not None
     assert Client().get(path).status_code == 403
     assert Client().get("/r/no-such-room/connect/").status_code == 404
