@@ -140,3 +140,26 @@ def test_encrypted_answer_round_trip_with_pynacl():
     assert json.loads(opened) == friends
     assert json.loads(owntracks.decrypt("s3cret", sealed["data"])) == friends
     assert json.loads(owntracks.answer(friends)) == friends  # no secret: plain
+
+
+def test_friend_messages_fit_the_android_parser():
+    # owntracks/android model/messages/MessageLocation.kt: acc, alt, vel, cog are Int
+    # (LenientIntSerializer), batt Int?, tst Long, lat/lon Double; MessageCard: name, tid.
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    position = SimpleNamespace(lat=45.3, lon=13.8, accuracy=12.6, altitude=99.5,
+                               speed=5.2778, heading=359.6, battery=55.5,
+                               device_time=datetime.fromtimestamp(T + 0.9, tz=UTC))
+    card, location = owntracks.friend_messages(12, "Bo", position)
+    assert card == {"_type": "card", "tid": "BO12", "name": "Bo"}
+    assert location == {"_type": "location", "tid": "BO12", "lat": 45.3, "lon": 13.8,
+                        "tst": T, "acc": 13, "alt": 100, "vel": 19, "cog": 0, "batt": 56}
+    for key in ("tst", "acc", "alt", "vel", "cog", "batt"):
+        assert type(location[key]) is int
+    bare = SimpleNamespace(lat=1.0, lon=2.0, accuracy=None, altitude=None, speed=None,
+                           heading=None, battery=None,
+                           device_time=datetime.fromtimestamp(T, tz=UTC))
+    _, location = owntracks.friend_messages(3, "Ćiro", bare)
+    assert location == {"_type": "location", "tid": "ĆI3", "lat": 1.0, "lon": 2.0,
+                        "tst": T}
