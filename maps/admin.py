@@ -7,7 +7,7 @@ so that open sockets are closed and a removed member's invite links are replaced
 from django.contrib import admin
 
 from . import services
-from .models import Invite, Member, Position, Room
+from .models import Device, Invite, Member, Position, Room
 
 
 @admin.register(Room)
@@ -30,12 +30,26 @@ class InviteAdmin(admin.ModelAdmin):
     raw_id_fields = ["room"]
 
 
+class DeviceInline(admin.TabularInline):
+    """A member's devices: names and when they last reported; keys only as hashes."""
+
+    model = Device
+    fields = ["name", "key_hash", "created", "last_seen", "has_secret"]
+    readonly_fields = ["key_hash", "created", "last_seen", "has_secret"]
+    extra = 0
+    can_delete = False  # removal goes through services (DeviceAdmin), closing sockets
+
+    @admin.display(boolean=True, description="OwnTracks secret")
+    def has_secret(self, obj):
+        return bool(obj.secret)
+
+
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
     list_display = ["name", "room", "role", "last_seen", "created"]
     list_filter = ["role"]
     raw_id_fields = ["room", "user", "invite"]
-    readonly_fields = ["key_hash"]
+    inlines = [DeviceInline]
 
     def delete_model(self, request, obj):
         services.member_remove(member=obj, replace_invite=True)
@@ -43,6 +57,32 @@ class MemberAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for member in queryset:
             services.member_remove(member=member, replace_invite=True)
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    """Devices, keys only as hashes; the OwnTracks secret is never shown.
+
+    A device is created on the "Connect a phone" page or by ``manage.py addmember``,
+    where its key is shown once; the admin cannot make keys. Deleting goes through
+    :func:`maps.services.device_revoke`, which closes the device's sockets.
+    """
+
+    list_display = ["name", "member", "created", "last_seen"]
+    raw_id_fields = ["member"]
+    fields = ["member", "name", "key_hash", "created", "last_seen"]
+    readonly_fields = ["member", "key_hash", "created", "last_seen"]
+    search_fields = ["name", "member__name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def delete_model(self, request, obj):
+        services.device_revoke(device=obj)
+
+    def delete_queryset(self, request, queryset):
+        for device in queryset.select_related("member"):
+            services.device_revoke(device=device)
 
 
 @admin.register(Position)

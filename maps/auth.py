@@ -36,7 +36,8 @@ from . import events, selectors
 from .models import Role
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
-# Device keys are 32 characters; anything much longer is not one (and is not hashed).
+# Device keys are 26 characters (32 before devices); anything much longer is not one
+# (and is not hashed).
 MAX_KEY_LENGTH = 200
 
 
@@ -220,16 +221,22 @@ def member_ref(member):
 BLOCKED = object()
 
 
-def key_member(key, address):
+def key_member(key, address, *, key_hash=None):
     """Return the member of device ``key`` (room loaded), ``None``, or :data:`BLOCKED`.
 
-    Synchronous (database). A valid key always works: failures from an address never
-    lock out a key that is right, so nobody can lock out a victim by naming the
-    victim's address. A wrong key counts against ``address``; past
-    ``RATE_LIMITS["badkey"]`` it gets :data:`BLOCKED`.
+    Synchronous (database): one indexed query on the devices. The member's ``device``
+    attribute is the :class:`~maps.models.Device` the key belongs to, so a door knows
+    which of the member's devices called. ``key_hash`` is the stored hash instead of
+    the key (a Hauk session id carries it, signed).
+
+    A valid key always works: failures from an address never lock out a key that is
+    right, so nobody can lock out a victim by naming the victim's address. A wrong key
+    counts against ``address``; past ``RATE_LIMITS["badkey"]`` it gets :data:`BLOCKED`.
     """
     member = None
-    if key and len(key) <= MAX_KEY_LENGTH:
+    if key_hash is not None:
+        member = selectors.member_for_key(key_hash=key_hash)
+    elif key and len(key) <= MAX_KEY_LENGTH:
         member = selectors.member_for_key(key)
     if member is not None:
         return member
@@ -324,13 +331,15 @@ def json_refusal(exc):
 
 @dataclass(slots=True)
 class Caller:
-    """Who passed an ingest door: the member (a model, room loaded), its ref, the body."""
+    """Who passed an ingest door: the member (a model, room loaded), its ref, the
+    device whose key was used, the body, and what the key locator parsed."""
 
     member: object
     ref: MemberRef
     address: str
     body: bytes
     key_context: object
+    device: object = None
 
 
 @dataclass(slots=True)
@@ -339,7 +348,8 @@ class KeyClaim:
 
     ``missing_status`` answers a request with no key at all (default: as unknown).
     ``context`` is whatever the locator parsed on the way (an OsmAnd payload), handed on
-    to the view as ``caller.key_context``.
+    to the view as ``caller.key_context``. ``key_hash`` names the device by its stored
+    hash instead of ``key`` (a verified Hauk session).
     """
 
     key: str | None
@@ -348,23 +358,24 @@ class KeyClaim:
     field: str | None = None
     context: object = None
     headers: dict | None = None
+    key_hash: str | None = None
 
 
-def read_body(request):
-    """Return the request body; raise :class:`Refused` (413) over ``MAX_BODY_BYTES``."""
-    too_large = Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB",
+def read_body(request, max_bytes=MAX_BODY_BYTES):
+    """Return the request body; raise :class:`Refused` (413) over ``max_bytes``."""
+    too_large = Refused(413, f"the body is larger than {max_bytes // 1024} KiB",
                         "body")
     try:
         declared = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         declared = 0
-    if declared > MAX_BODY_BYTES:
+    if declared > max_bytes:
         raise too_large
     try:
         body = request.body
     except RequestDataTooBig:
         raise too_large from None
-    if len(body) > MAX_BODY_BYTES:
+    if len(body) > max_bytes:
         raise too_large
     return body
 
@@ -386,13 +397,16 @@ def basic_password(request):
 _key_member = database_sync_to_async(key_member)
 
 
-def ingest_door(locate_key, refuse=json_refusal):
+def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
     """Decorate an async ingest view with the one prologue: size, key, rate, role.
+
+    ``max_body`` is the largest body in bytes (256 KiB; a door whose app batches
+    :data:`MAX_POINTS_PER_REQUEST` verbose points takes more).
 
     ``locate_key(request, body, **kwargs)`` returns a :class:`KeyClaim` or raises
     :class:`Refused` (or :class:`maps.fixes.InvalidFix`, answered 400). The view is
     called as ``view(request, caller, **kwargs)`` with a :class:`Caller`. Refusals:
-    413 for a body over 256 KiB, the claim's status (401, 400 or 404) for an unknown
+    413 for a body over ``max_body``, the claim's status (401, 400 or 404) for an unknown
     key, 429 with ``Retry-After`` for an address past its wrong-key limit, 403 for a
     viewer's key. ``refuse`` turns a :class:`Refused` into the app's error response.
     """
@@ -404,16 +418,16 @@ def ingest_door(locate_key, refuse=json_refusal):
         async def door(request, **kwargs):
             address = client_address(request)
             try:
-                body = read_body(request)
+                body = read_body(request, max_body)
                 try:
                     claim = locate_key(request, body, **kwargs)
                 except InvalidFix as exc:
                     raise Refused(400, exc.detail, exc.field) from None
-                if not claim.key:
+                if not claim.key and not claim.key_hash:
                     raise Refused(claim.missing_status or claim.unknown_status,
                                   f"{claim.field or 'a key'} (the device key) is required",
                                   claim.field, claim.headers)
-                member = await _key_member(claim.key, address)
+                member = await _key_member(claim.key, address, key_hash=claim.key_hash)
                 if member is BLOCKED:
                     raise Refused(429, "too many wrong device keys from this address; "
                                   "wait a minute",
@@ -425,7 +439,8 @@ def ingest_door(locate_key, refuse=json_refusal):
                     raise Refused(403, "this key belongs to a viewer, who cannot share a "
                                   "position")
                 caller = Caller(member=member, ref=member_ref(member), address=address,
-                                body=body, key_context=claim.context)
+                                body=body, key_context=claim.context,
+                                device=member.device)
                 return await view(request, caller, **kwargs)
             except Refused as exc:
                 return refuse(exc)

@@ -123,7 +123,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
             snapshot=lambda: hub.snapshot_message(member.pk),
-            member_id=member.pk, via_key=bool(key), address=self.address,
+            member_id=member.pk, address=self.address,
+            via_key=member.device.pk if key else None,
             max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
             on_closed=lambda: hub.detach(self.outbox),
         )
@@ -315,7 +316,7 @@ class WatchConsumer(LocationConsumer):
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
             snapshot=lambda: hub.watch_snapshot_message(member.pk),
-            member_id=member.pk, via_key=False, address=self.address,
+            member_id=member.pk, via_key=None, address=self.address,
             max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
             on_closed=lambda: hub.detach_watcher(self.outbox),
             link_id=link.pk, bound=link.expires_at is None,

@@ -282,10 +282,12 @@ class RoomKick(TypedDict):
 
 
 class RoomRekey(TypedDict):
-    """A member's device key changed: close sockets opened with the old one."""
+    """Device ``device`` of ``member`` got a new key or was removed: close the sockets
+    opened with its old key (the member's other devices and browser tabs stay)."""
 
     type: Literal["room.rekey"]
     member: int
+    device: int
 
 
 class RoomDeleted(TypedDict):
@@ -376,8 +378,8 @@ def room_kick(member_id):
     return {"type": "room.kick", "member": member_id}
 
 
-def room_rekey(member_id):
-    return {"type": "room.rekey", "member": member_id}
+def room_rekey(member_id, device_id):
+    return {"type": "room.rekey", "member": member_id, "device": device_id}
 
 
 def room_deleted():

@@ -47,7 +47,8 @@ class RoomHub:
     """The live state and fan-out of one room in this process.
 
     ``room`` is a dict with ``pk``, ``public_id`` and ``name``. Sockets are
-    :class:`~maps.outbox.Outbox` objects (``member_id``, ``via_key``, ``push``,
+    :class:`~maps.outbox.Outbox` objects (``member_id``, ``via_key`` (the id of the
+    device whose key opened the socket, or ``None``), ``push``,
     ``resync``, ``close_now``).
     """
 
@@ -244,8 +245,12 @@ class RoomHub:
         self._close_watchers(message["member"], events.CLOSE_NO_ROOM)
 
     def room_rekey(self, message):
-        self._close_member(message["member"], events.CLOSE_NOT_AUTHENTICATED,
-                           only_keyed=True)
+        # Only the sockets opened with that device's key: Outbox.via_key is the id of
+        # the device whose key opened the socket (None: a browser session).
+        device = message["device"]
+        for socket in [s for s in self.sockets if s.member_id == message["member"]]:
+            if socket.via_key == device:
+                socket.close_now(events.CLOSE_NOT_AUTHENTICATED)
 
     def room_deleted(self, message):
         for socket in list(self.sockets):

@@ -4,9 +4,10 @@ import logging
 import re
 from urllib.parse import unquote
 
-# Device keys travel as ?key=... (WebSocket URL, OwnTracks), GPSLogger puts the key in
-# the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as /join/<token>/,
-# watch links as /w/<token>/.
+# Device keys travel as ?key=... (WebSocket URL, OwnTracks, Overland), GPSLogger puts the
+# key in the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as
+# /join/<token>/, watch links as /w/<token>/. Hauk sends its password and session id in POST bodies, never in a URL;
+# Overland's token is a header.
 _TEMPLATES = [
     (r"(?i)([?&](?:key|id|deviceid|device_id|token)=){gap}[^&\s\"']+", r"\1[redacted]"),
     (r"(?i)(/ingest/gpslogger/){gap}[^/\s\"'?]+", r"\1[redacted]"),

@@ -32,21 +32,37 @@ def new_invite_token():
     return _token(24)
 
 
+# Device keys are read aloud and typed into phones: lower case only (nobody has to say
+# "capital"), and none of 0/o or 1/l/i's look-alikes. 32 symbols, 5 bits each.
+KEY_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
+KEY_LENGTH = 26  # 130 random bits
+
+
 def new_watch_token():
     """Return a fresh watch-link token: 32 URL-safe characters, about 192 random bits."""
     return _token(24)
 
 
 def new_device_key():
-    """Return a fresh device key: 32 URL-safe characters, about 192 random bits."""
-    return _token(24)
+    """Return a fresh device key: 26 characters of :data:`KEY_ALPHABET`, 130 random bits.
+
+    Lower-case letters and digits without ``0``, ``o``, ``1`` and ``l`` (the upper-case
+    look-alikes ``O`` and ``I`` never occur), so a key can be read aloud and typed
+    without a mix-up.
+    """
+    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+
+
+def key_groups(key):
+    """Return ``key`` in groups of four, as a person reads it aloud (``"k7m2 x9qa ..."``)."""
+    return " ".join(key[i:i + 4] for i in range(0, len(key), 4))
 
 
 def hash_key(key):
     """Return the SHA-256 hex digest under which a device key is stored.
 
-    Keys carry 192 random bits, so a fast hash is enough: nothing can be guessed
-    from the digest, and lookup stays one indexed query.
+    Keys carry at least 128 random bits, so a fast hash is enough: nothing can be
+    guessed from the digest, and lookup stays one indexed query.
     """
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -147,7 +163,6 @@ class Member(models.Model):
     invite = models.ForeignKey(
         Invite, null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
     )
-    key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
     # When the member last stopped sharing; positions received before it are not live.
@@ -168,10 +183,6 @@ class Member(models.Model):
     def __str__(self):
         return f"{self.name} in {self.room}"
 
-    def set_key(self, key):
-        """Store ``key`` (as its hash only) as this member's device key; not saved."""
-        self.key_hash = hash_key(key)
-
     def share_state(self, now=None):
         """Return the share as it is at ``now``: a :class:`Share` value.
 
@@ -182,6 +193,36 @@ class Member(models.Model):
             if self.sharing_until <= (now or timezone.now()):
                 return Share.ENDED
         return self.share
+
+
+# OwnTracks cuts its encryption key to 32 bytes (EncryptionProvider.KEYBYTES).
+SECRET_MAX_BYTES = 32
+
+
+class Device(models.Model):
+    """A phone, tablet or tracker that shares a member's position with a key of its own.
+
+    Only the key's hash is stored. ``secret`` is the OwnTracks payload encryption key
+    (empty: none), kept in clear because geoshare decrypts and encrypts with it.
+    ``last_seen`` is when the device last sent a position that was accepted.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="devices")
+    name = models.CharField(max_length=40)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    secret = models.CharField(max_length=SECRET_MAX_BYTES, blank=True, default="")
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+    def __str__(self):
+        return f"{self.name} of {self.member_id}"
+
+    def set_key(self, key):
+        """Store ``key`` (as its hash only) as this device's key; not saved."""
+        self.key_hash = hash_key(key)
 
 
 class LivePosition(models.Model):

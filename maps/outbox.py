@@ -15,7 +15,8 @@ class Outbox:
     """The frames waiting for one WebSocket, and their writer.
 
     ``send`` is the ASGI send callable; ``snapshot`` returns a fresh snapshot message
-    for this socket (used when the backlog is dropped). ``member_id``, ``via_key`` and
+    for this socket (used when the backlog is dropped). ``member_id``, ``via_key`` (the
+    id of the device whose key opened the socket, ``None`` for a browser session) and
     ``address`` describe the socket to the hub (``link_id`` and ``bound`` a watch
     link's socket: see :class:`maps.consumers.WatchConsumer`); ``close`` is an async
     callable taking a close code (the consumer's ``close``).

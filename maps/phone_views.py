@@ -1,130 +1,217 @@
-"""The "Connect a phone" page: server URLs, settings and QR codes for each phone app.
+"""The "Connect a phone" page: a member's devices, and how to set up each phone app.
 
-Only the hash of a device key is stored, so the page cannot show the member's current
-key: "Show a new key" (POST) gives the member a new one with
-:func:`maps.services.member_rotate_key`, which ends the old one, and shows the settings
-with it once. How each app is set up, and why, is in docs/phones.md.
+A member connects any number of devices (phone, tablet, car tracker), each with its own
+name and key (:class:`maps.models.Device`). Only a key's hash is stored, so a key is
+shown once: when its device is added, or when it gets a new key. Then the page shows,
+for each app, the values to enter with a copy button each, and a QR code where the app
+can be configured by one (OwnTracks' ``owntracks:///config?inline=``, Traccar Client's
+settings scanner, Overland's ``overland://setup``). Each device shows when it last
+reported, which is how a person checks that the setup worked. How each app is set up,
+and why, is in docs/phones.md.
 """
 
-from urllib.parse import urlencode
+import base64
+from urllib.parse import quote, urlencode
 
+import orjson
 import segno
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from . import auth, selectors, services
+from .models import SECRET_MAX_BYTES, Device, key_groups
 
 # Placeholders the apps replace before each request (docs/phones.md has the sources).
+# OsmAnd's {5} is m/s and {3} metres (LiveSender.getLiveUrl): geoshare's own names,
+# not Traccar's speed (knots) and hdop. {11} is the battery in %.
 OSMAND_PLACEHOLDERS = (
-    "lat={0}&lon={1}&timestamp={2}&hdop={3}&altitude={4}&speed={5}&bearing={6}"
+    "lat={0}&lon={1}&timestamp={2}&accuracy={3}&altitude={4}&speed_mps={5}"
+    "&bearing={6}&batt={11}"
 )
 GPSLOGGER_PLACEHOLDERS = (
     "lat=%LAT&lon=%LON&acc=%ACC&alt=%ALT&spd=%SPD&dir=%DIR&batt=%BATT&timestamp=%TIMESTAMP"
 )
+# OwnTracks' ConnectionMode.HTTP (owntracks/android preferences/types/ConnectionMode.kt).
+OWNTRACKS_MODE_HTTP = 3
 
 
-def qr_svg(text):
+def qr_svg(text, title):
     """Return an inline SVG QR code of ``text`` (segno, error correction M)."""
     code = segno.make(text, error="m", micro=False)
-    return mark_safe(code.svg_inline(scale=4, border=2, title="QR code of the URL above"))
+    return mark_safe(code.svg_inline(scale=4, border=2, title=title))
 
 
-def phone_apps(base_url, key):
-    """Return, per app, the URL to enter, its QR code and the other settings.
+def owntracks_config_link(url, secret=""):
+    """Return the ``owntracks:///config?inline=...`` link that sets the app up.
+
+    The OwnTracks app (``LoadViewModel.extractPreferencesFromUri`` in owntracks/android)
+    URL-decodes ``inline``, base64-decodes it and imports the JSON as a
+    ``configuration`` message; ``mode`` 3 is HTTP. The base64 is percent-encoded
+    whole, since the app's URL decoding would turn a ``+`` into a space.
+    """
+    config = {"_type": "configuration", "mode": OWNTRACKS_MODE_HTTP, "url": url,
+              "encryptionKey": secret}
+    inline = base64.b64encode(orjson.dumps(config)).decode("ascii")
+    return f"owntracks:///config?inline={quote(inline, safe='')}"
+
+
+def overland_setup_link(endpoint, key, device_name):
+    """Return Overland's ``overland://setup?url=...&token=...&device_id=...`` link.
+
+    Source: "Configuration by Custom URL" in aaronpk/Overland-iOS's README.
+    """
+    return "overland://setup?" + urlencode(
+        {"url": endpoint, "token": key, "device_id": device_name}, quote_via=quote)
+
+
+def phone_apps(base_url, key, device_name="Phone", secret=""):
+    """Return, per app, what to enter in it, its QR code (if any) and plain steps.
 
     ``base_url`` is the site's absolute root without the trailing slash, ``key`` the
-    member's device key in clear. Shape: a list of dicts with ``id``, ``name``,
-    ``url`` and ``url_label`` (where the app takes it), ``settings`` (the other
-    settings, as label, value pairs) and ``steps``; :func:`_with_qr` adds ``qr``.
+    device's key in clear. Shape: a list of dicts with ``id``, ``name``, ``fields``
+    (``(label, value)`` pairs, each shown with a copy button), ``qr`` (``None``, or
+    ``{"text", "label"}``: what the QR code holds and what scanning it does),
+    ``steps`` and ``check`` (how to see that it works).
     """
     owntracks_url = f"{base_url}/ingest/owntracks/?{urlencode({'key': key})}"
     traccar_url = f"{base_url}/ingest/osmand/"
     osmand_url = f"{traccar_url}?{urlencode({'id': key})}&{OSMAND_PLACEHOLDERS}"
     gpslogger_url = f"{base_url}/ingest/gpslogger/{key}/?{GPSLOGGER_PLACEHOLDERS}"
+    overland_url = f"{base_url}/ingest/overland/"
+    check = ("Walk a few steps or tap the app's send button, then reload this page: "
+             f"“{device_name}” shows the time of its last report.")
     return [
         {
             "id": "owntracks",
-            "name": "OwnTracks (Android, iOS)",
-            "url": owntracks_url,
-            "url_label": "URL (Preferences, Connection, Host)",
-            "settings": [
-                ("Mode", "HTTP"),
-                ("User name and password", "leave empty: the key is in the URL"),
-                ("Encryption key", "leave empty (geoshare cannot decrypt)"),
-                ("Tracker ID", "any; the others see you under your name here"),
-            ],
+            "name": "OwnTracks (Android, iPhone)",
+            "fields": [("URL", owntracks_url)] + (
+                [("Encryption key", secret)] if secret else []),
+            "qr": {"text": owntracks_config_link(owntracks_url, secret),
+                   "label": "Scan with the phone's camera: OwnTracks opens and sets "
+                            "itself up."},
             "steps": [
-                "Open Preferences, Connection, and choose the HTTP mode.",
-                "Paste the URL (or scan the QR code) into the URL / Host field.",
-                "Go back to the map and press the publish button once to test.",
-                "The other members of the room who share appear under Friends.",
+                "On Android, first allow it: in OwnTracks open Preferences, then Remote "
+                "Control, and switch on “Allow external configuration”.",
+                "Scan the QR code with the phone's camera and accept the import. "
+                "Or by hand: Preferences, Connection, Mode: choose HTTP; paste the URL "
+                "above into URL (Host on iPhone); leave user name and password empty.",
+                "Leave the encryption key empty, unless you set a secret for this device "
+                "below (Preferences, Advanced, Encryption key).",
+                "The others in this room who share appear under Friends.",
             ],
+            "check": check,
         },
         {
             "id": "traccar",
-            "name": "Traccar Client (Android, iOS)",
-            "url": traccar_url,
-            "url_label": "Server URL",
-            "settings": [
-                ("Device identifier", key),
-                ("Location accuracy", "high (or medium to save battery)"),
-            ],
+            "name": "Traccar Client (Android, iPhone)",
+            "fields": [("Server URL", traccar_url), ("Device identifier", key)],
+            "qr": {"text": f"{traccar_url}?{urlencode({'id': key})}",
+                   "label": "Scan it from Traccar Client's settings (the QR icon at the "
+                            "top): it fills in the server URL and the identifier."},
             "steps": [
-                "Open Settings and enter the server URL (or scan the QR code).",
-                "Replace the device identifier with the key above.",
-                "Turn on Service status (Tracking).",
+                "Open Settings and tap the QR icon at the top, then scan the code. "
+                "Or type the server URL and replace the device identifier with the key.",
+                "Turn on Tracking on the main screen.",
             ],
+            "check": check,
         },
         {
             "id": "osmand",
-            "name": "OsmAnd (Android, iOS)",
-            "url": osmand_url,
-            "url_label": "Web address (Trip recording, Online tracking)",
-            "settings": [
-                ("Online tracking", "on"),
-            ],
+            "name": "OsmAnd (Android, iPhone)",
+            "fields": [("Web address", osmand_url)],
+            "qr": None,
             "steps": [
-                "Turn on the Trip recording plugin (Menu, Plugins).",
-                "In its settings, paste the web address above into Online tracking.",
-                "Start trip recording with Online tracking on.",
+                "Open this page on the phone and copy the web address.",
+                "Menu, Plugins: switch on Trip recording. In its settings, open Online "
+                "tracking and paste the address into Web address. OsmAnd fills in the "
+                "parts in curly brackets itself: leave them as they are.",
+                "Switch on Online tracking and start a trip recording.",
             ],
+            "check": check,
         },
         {
             "id": "gpslogger",
             "name": "GPSLogger (Android)",
-            "url": gpslogger_url,
-            "url_label": "URL (Logging details, Log to custom URL)",
-            "settings": [
-                ("Log to custom URL", "on"),
-                ("HTTP method", "GET"),
-                ("HTTP body and headers", "leave empty"),
-            ],
+            "fields": [("URL", gpslogger_url)],
+            "qr": None,
             "steps": [
-                "Open Logging details, Log to custom URL, and switch it on.",
-                "Paste the URL above: GPSLogger fills in the %PLACEHOLDERS itself.",
-                "Start logging.",
+                "Open this page on the phone and copy the URL.",
+                "Menu, Logging details, Log to custom URL: switch it on and paste the "
+                "URL. GPSLogger fills in the words that start with % itself.",
+                "HTTP method: GET. Leave the HTTP body and headers empty. Then start "
+                "logging.",
             ],
+            "check": check,
+        },
+        {
+            "id": "hauk",
+            "name": "Hauk (Android)",
+            "fields": [("Server", f"{base_url}/hauk/"), ("Password", key)],
+            "qr": None,
+            "steps": [
+                "On Hauk's start screen enter the server and the password above (the "
+                "password is this device's key). Leave the user name empty.",
+                "Pick how long to share and tap Start sharing. Leave “password "
+                "protect” (end-to-end encryption) off: geoshare must read the "
+                "position to show it. Group shares are not available here.",
+                "Tap Stop sharing when you are done: your marker goes from the map.",
+            ],
+            "check": check,
+        },
+        {
+            "id": "overland",
+            "name": "Overland (iPhone)",
+            "fields": [("Receiver endpoint", overland_url), ("Access token", key),
+                       ("Device ID", device_name)],
+            "qr": {"text": overland_setup_link(overland_url, key, device_name),
+                   "label": "Scan with the iPhone's camera: Overland opens and saves the "
+                            "endpoint and token."},
+            "steps": [
+                "Scan the QR code with the camera and open it in Overland. Or in "
+                "Overland's settings tap Receiver Endpoint and enter the endpoint, the "
+                "access token and the device ID above.",
+                "Set Tracking to on, and Send Interval to a few seconds or minutes.",
+            ],
+            "check": check,
         },
     ]
 
 
 def _with_qr(apps):
     for app in apps:
-        app["qr"] = qr_svg(app["url"])
+        if app["qr"] is not None:
+            app["qr"]["svg"] = qr_svg(app["qr"]["text"], f"QR code for {app['name']}")
     return apps
+
+
+def _device_of(member, raw_id):
+    """Return the member's device with id ``raw_id``, or ``None`` for a malformed one."""
+    try:
+        pk = int(raw_id)
+    except (TypeError, ValueError):
+        return None
+    return Device.objects.select_related("member").filter(member=member, pk=pk).first()
+
+
+def _bad(field, detail):
+    return HttpResponseBadRequest(f"{field}: {detail}", content_type="text/plain")
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def connect_phone(request, room_id):
-    """Show how to point a phone app at the room; POST makes and shows a new key.
+    """List the member's devices and set one up; POST acts on one.
 
     For the session's member of the room with the owner or member role; others get
-    403 (a viewer cannot share, a stranger is not in the room). A POST ends the
-    member's previous device key.
+    403 (a viewer cannot share, a stranger is not in the room). POST ``action``:
+    ``add`` (``name``) makes a device and shows its key and setup once; ``rotate``
+    (``device``) gives it a new key (the old one stops at once) and shows the setup;
+    ``remove`` (``device``) ends its key; ``secret`` (``device``, ``secret``) sets its
+    OwnTracks encryption secret. A malformed or foreign device id is a 400 naming
+    ``device``.
     """
     room = selectors.room_by_public_id(room_id)
     if room is None:
@@ -132,10 +219,45 @@ def connect_phone(request, room_id):
     member = selectors.session_member(request.session, room)
     if member is None or not auth.may_publish(member):
         return render(request, "maps/not_member.html", {"room": room}, status=403)
-    apps = key = None
+    shown = key = apps = None
+    notice = error = None
     if request.method == "POST":
-        key = services.member_rotate_key(member=member)
+        action = request.POST.get("action")
+        if action == "add":
+            try:
+                shown, key = services.device_create(member=member,
+                                                    name=request.POST.get("name", ""))
+            except ValueError as exc:  # an empty name, or too many devices
+                error = str(exc) if str(exc) != "a name is required" else (
+                    "Give the device a name, such as “Phone” or “Car”.")
+        elif action in ("rotate", "remove", "secret"):
+            device = _device_of(member, request.POST.get("device"))
+            if device is None:
+                return _bad("device", "not a device of yours")
+            if action == "rotate":
+                shown, key = device, services.device_rotate_key(device=device)
+            elif action == "remove":
+                services.device_revoke(device=device)
+                notice = f"“{device.name}” is removed: its key no longer works."
+            else:
+                try:
+                    services.device_set_secret(device=device,
+                                               secret=request.POST.get("secret", ""))
+                except ValueError as exc:
+                    error = str(exc)
+                else:
+                    notice = (f"The OwnTracks encryption key of “{device.name}” is "
+                              + ("set: enter the same one in OwnTracks (Preferences, "
+                                 "Advanced, Encryption key)." if device.secret
+                                 else "cleared: clear it in OwnTracks too."))
+        else:
+            return _bad("action", "must be add, rotate, remove or secret")
+    if key is not None:
         base_url = request.build_absolute_uri("/").rstrip("/")
-        apps = _with_qr(phone_apps(base_url, key))
-    return render(request, "maps/connect.html",
-                  {"room": room, "member": member, "apps": apps, "key": key})
+        apps = _with_qr(phone_apps(base_url, key, shown.name, shown.secret))
+    return render(request, "maps/connect.html", {
+        "room": room, "member": member, "devices": selectors.member_devices(member),
+        "shown": shown, "key": key, "key_groups": key_groups(key) if key else None,
+        "apps": apps, "notice": notice, "error": error,
+        "max_devices": services.MAX_DEVICES_PER_MEMBER, "secret_max": SECRET_MAX_BYTES,
+    })

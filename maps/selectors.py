@@ -7,7 +7,16 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from . import events
-from .models import Invite, LivePosition, Member, Role, Room, Share, hash_key
+from .models import (
+    Device,
+    Invite,
+    LivePosition,
+    Member,
+    Role,
+    Room,
+    Share,
+    hash_key,
+)
 
 
 def to_ms(value):
@@ -91,9 +100,27 @@ def member_info(room_pk, member_id):
     return None if member is None else events.member_info(member)
 
 
-def member_for_key(key):
-    """Return the member whose device key is ``key`` (with its room), or ``None``."""
-    return Member.objects.select_related("room").filter(key_hash=hash_key(key)).first()
+def member_for_key(key=None, *, key_hash=None):
+    """Return the member whose device key is ``key`` (with its room), or ``None``.
+
+    One indexed query on the devices. The member's ``device`` attribute is the
+    :class:`~maps.models.Device` the key belongs to. ``key_hash`` looks the device
+    up by the stored hash instead (a Hauk session, which carries the hash).
+    """
+    if key_hash is None:
+        key_hash = hash_key(key)
+    device = (Device.objects.select_related("member__room").filter(key_hash=key_hash)
+              .first())
+    if device is None:
+        return None
+    member = device.member
+    member.device = device
+    return member
+
+
+def member_devices(member):
+    """Return the member's devices, oldest first."""
+    return list(Device.objects.filter(member=member).order_by("created", "pk"))
 
 
 def session_member(session, room):

@@ -24,6 +24,8 @@ from .history import history_writer
 from .models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
+    SECRET_MAX_BYTES,
+    Device,
     Invite,
     LivePosition,
     Member,
@@ -55,6 +57,13 @@ class NameTaken(ValueError):
 
 class TooManyInvites(ValueError):
     """The room holds as many usable invites as ``GEOSHARE["MAX_INVITES_PER_ROOM"]``."""
+
+
+class TooManyDevices(ValueError):
+    """The member already has :data:`MAX_DEVICES_PER_MEMBER` devices."""
+
+
+MAX_DEVICES_PER_MEMBER = 10
 
 
 # -- the publish path ---------------------------------------------------------------
@@ -301,30 +310,108 @@ def invite_redeem(*, token, name, user=None):
 
 
 def member_create(*, room, name, role=Role.MEMBER, user=None):
-    """Add a member with a device key; return ``(member, key)``.
+    """Add a member with one device, "Phone"; return ``(member, key)``.
 
-    The key is shown once: only its hash is stored. Raises :class:`NameTaken` when
-    someone in the room has the name, ``ValueError`` for an empty name.
+    The key is the device's, shown once: only its hash is stored. Raises
+    :class:`NameTaken` when someone in the room has the name, ``ValueError`` for an
+    empty name.
     """
-    key = new_device_key()
     member = Member(room=room, name=_clean_name(name), color=_next_color(room), role=role,
                     user=user)
-    member.set_key(key)
-    _member_insert(member)
+    with transaction.atomic():
+        _member_insert(member)
+        _device, key = device_create(member=member, name="Phone")
     _room_event(room.pk, events.room_member(events.member_info(member)))
     return member, key
 
 
 def member_rotate_key(*, member):
-    """Give the member a new device key and return it.
+    """Give the member's first device a new key (making a "Phone" if none); return it.
 
-    The old key stops working at once: sockets opened with it are closed (4401).
+    The old key stops working at once: sockets opened with it are closed (4401); the
+    member's other devices keep theirs.
+    """
+    device = Device.objects.filter(member=member).order_by("created", "pk").first()
+    if device is None:
+        return device_create(member=member, name="Phone")[1]
+    return device_rotate_key(device=device)
+
+
+def device_create(*, member, name):
+    """Give ``member`` a new device called ``name``; return ``(device, key)``.
+
+    The key (:func:`maps.models.new_device_key`) is shown once: only its hash is
+    stored. Raises :class:`TooManyDevices` past :data:`MAX_DEVICES_PER_MEMBER`,
+    ``ValueError`` for an empty name.
+    """
+    name = _clean_name(name)
+    with transaction.atomic():
+        # The member row locked, so that two requests cannot both add the last device.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        if Device.objects.filter(member=member).count() >= MAX_DEVICES_PER_MEMBER:
+            raise TooManyDevices(
+                f"At most {MAX_DEVICES_PER_MEMBER} devices: remove one first.")
+        key = new_device_key()
+        device = Device(member=member, name=name)
+        device.set_key(key)
+        device.save(force_insert=True)
+    return device, key
+
+
+def device_rotate_key(*, device):
+    """Give ``device`` a new key and return it.
+
+    The old key stops working at once, and the sockets opened with it are closed
+    (``room.rekey`` with the device's id); the member's other devices keep theirs.
     """
     key = new_device_key()
-    member.set_key(key)
-    member.save(update_fields=["key_hash"])
-    _room_event(member.room_id, events.room_rekey(member.pk))
+    device.set_key(key)
+    device.save(update_fields=["key_hash"])
+    _room_event(device.member.room_id, events.room_rekey(device.member_id, device.pk))
     return key
+
+
+def device_revoke(*, device):
+    """Remove ``device``: its key stops working and its sockets are closed.
+
+    The member, their other devices and their positions stay.
+    """
+    room_id, member_id, device_id = device.member.room_id, device.member_id, device.pk
+    device.delete()
+    _room_event(room_id, events.room_rekey(member_id, device_id))
+
+
+def device_set_secret(*, device, secret):
+    """Set the OwnTracks payload encryption secret of ``device`` ("" turns it off).
+
+    Raises ``ValueError`` for a secret longer than 32 bytes in UTF-8: OwnTracks cuts
+    its key there (``EncryptionProvider``), and a longer one would seem to work while
+    meaning something else.
+    """
+    secret = str(secret).strip()
+    if len(secret.encode("utf-8")) > SECRET_MAX_BYTES:
+        raise ValueError(f"The secret may be at most {SECRET_MAX_BYTES} bytes long.")
+    device.secret = secret
+    device.save(update_fields=["secret"])
+    return device
+
+
+# A device's last report is shown to the minute; writing it more often costs a write
+# per position for nothing.
+DEVICE_SEEN_EVERY_S = 5
+
+
+def device_seen(*, device, at=None):
+    """Record that ``device`` sent a position that was accepted (``last_seen``).
+
+    Skipped when the stored time is less than :data:`DEVICE_SEEN_EVERY_S` old.
+    """
+    at = at or timezone.now()
+    if device.last_seen is not None and (at - device.last_seen).total_seconds() < (
+            DEVICE_SEEN_EVERY_S):
+        return
+    device.last_seen = at
+    Device.objects.filter(pk=device.pk).update(last_seen=at)
 
 
 def member_remove(*, member, replace_invite=False):

@@ -19,5 +19,11 @@ urlpatterns = [
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),
+    path("ingest/overland/", ingest.overland_view, name="ingest_overland"),
+    # Hauk's app appends api/<name>.php to the server URL it is given (/hauk/).
+    path("hauk/api/create.php", ingest.hauk_create, name="hauk_create"),
+    path("hauk/api/post.php", ingest.hauk_post, name="hauk_post"),
+    path("hauk/api/stop.php", ingest.hauk_stop, name="hauk_stop"),
+    path("hauk/api/<slug:name>.php", ingest.hauk_unsupported, name="hauk_unsupported"),
     path("healthz", views.healthz, name="healthz"),
 ]

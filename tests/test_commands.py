@@ -31,8 +31,10 @@ def test_addmember_prints_key_once_and_stores_only_its_hash():
     data = json.loads(run("addmember", room, "Ana", "--role", "viewer", "--json"))
     member = Member.objects.get(pk=data["member"])
     assert member.role == Role.VIEWER and member.name == "Ana"
-    assert member.key_hash == hash_key(data["key"]) and data["key"] not in member.key_hash
-    assert len(data["key"]) >= 22  # at least 128 bits in URL-safe base64
+    (device,) = member.devices.all()
+    assert device.name == "Phone"
+    assert device.key_hash == hash_key(data["key"]) and data["key"] not in device.key_hash
+    assert len(data["key"]) == 26  # 130 bits from a 32-symbol alphabet
 
 
 def test_addmember_unknown_room_fails():

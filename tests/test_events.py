@@ -61,7 +61,7 @@ def test_every_room_event_builder_has_its_shape():
     built = [
         events.room_fix(position), events.room_stop(1, 5), events.room_member(info),
         events.room_share(1, None), events.room_share(1, 5), events.room_unwatch(3),
-        events.room_kick(1), events.room_rekey(1), events.room_deleted(),
+        events.room_kick(1), events.room_rekey(1, 2), events.room_deleted(),
         events.room_retention(5), events.room_presence("hub.a", 1, True),
         events.room_beat("hub.a", [1]), events.room_hello("hub.a"),
         events.room_sync("hub.a", [1], [position], [[1, 5]]),

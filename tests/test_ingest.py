@@ -27,7 +27,15 @@ from maps.hub import registry
 from maps.models import Position, Role
 from maps.selectors import member_for_key
 from maps.services import amember_stop_sharing, member_create, room_create
-from tests.phone_payloads import T, gpslogger_params, owntracks_location, traccar_json
+from tests.phone_payloads import (
+    T,
+    gpslogger_params,
+    hauk_create_form,
+    hauk_post_form,
+    overland_feature,
+    owntracks_location,
+    traccar_json,
+)
 from tests.servers import Project, Uvicorn, gpx_file
 
 db_async = pytest.mark.django_db(transaction=True)
@@ -222,6 +230,47 @@ async def test_owntracks_encrypted_payload_is_refused_clearly(party, watch):
     assert response.status_code == 400
     assert response.json()["field"] == "_type"
     assert "encrypt" in response.json()["error"]
+
+
+@db_async
+async def test_owntracks_encrypted_both_ways_with_the_devices_secret(party, watch):
+    import nacl.secret
+    import nacl.utils
+
+    from maps.services import device_set_secret
+
+    def seal(secret, message):
+        box = nacl.secret.SecretBox(secret.encode()[:32].ljust(32, b"\0"))
+        sealed = box.encrypt(json.dumps(message).encode(), nacl.utils.random(24))
+        return {"_type": "encrypted", "data": base64.b64encode(bytes(sealed)).decode()}
+
+    def unseal(secret, message):
+        box = nacl.secret.SecretBox(secret.encode()[:32].ljust(32, b"\0"))
+        return json.loads(box.decrypt(base64.b64decode(message["data"])))
+
+    for person in (party.ana, party.bo):
+        device = await database_sync_to_async(lambda p=person: p.devices.get())()
+        await database_sync_to_async(device_set_secret)(device=device, secret="s3cret")
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    response = await post_owntracks(client, seal("s3cret", owntracks_location()),
+                                    party.ana_key)
+    assert response.status_code == 200
+    assert unseal("s3cret", response.json()) == []
+    (position,) = await viewer.positions()
+    assert position["member"] == party.ana.pk and position["lat"] == 45.2735
+    await history_writer().flush()
+
+    answer = await post_owntracks(client, seal("s3cret", owntracks_location(tst=T + 1)),
+                                  party.bo_key)
+    card, location = unseal("s3cret", answer.json())
+    assert card == {"_type": "card", "tid": f"AN{party.ana.pk}", "name": "Ana"}
+    assert location["tid"] == card["tid"] and location["vel"] == 36
+
+    wrong = await post_owntracks(client, seal("other", owntracks_location(tst=T + 2)),
+                                 party.ana_key)
+    assert wrong.status_code == 400 and wrong.json()["field"] == "data"
+    assert len(await stored(party.ana)) == 1
 
 
 @db_async
@@ -424,6 +473,23 @@ async def test_osmand_bad_input_is_400_and_stores_nothing(party, watch, kind, pa
 
 
 @db_async
+async def test_traccar_client_push_token_answers_200_and_changes_nothing(party, watch):
+    # traccar/traccar-client lib/push_service.dart: a form POST with no position.
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    body = urlencode({"id": party.ana_key, "notificationToken": "dGVzdC10b2tlbg:APA91b"})
+    response = await client.post("/ingest/osmand/", data=body,
+                                 content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200 and response.content == b""
+    assert await viewer.quiet()
+    assert await stored(party.ana) == []
+    unknown = await client.post(
+        "/ingest/osmand/", data=urlencode({"id": "nope", "notificationToken": "t"}),
+        content_type="application/x-www-form-urlencoded")
+    assert unknown.status_code == 400 and unknown.json()["field"] == "id"
+
+
+@db_async
 async def test_a_bad_point_in_a_batch_stores_none_of_it(party, watch):
     batch = [{"id": party.ana_key, "lat": 45.1, "lon": 13.1, "timestamp": T},
              {"id": party.ana_key, "lat": 45.2, "lon": "east", "timestamp": T + 1}]
@@ -473,6 +539,164 @@ async def test_gpslogger_refuses_unknown_keys_viewers_and_bad_input(party, watch
     assert await stored(party.ana) == [] and await stored(party.vera) == []
 
 
+# -- Overland endpoint ---------------------------------------------------------------------------
+
+
+async def post_overland(client, body, key=None, *, bearer=True, path="/ingest/overland/"):
+    headers = {"Authorization": f"Bearer {key}"} if key and bearer else {}
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return await client.post(path, data=data, content_type="application/json",
+                             headers=headers)
+
+
+@db_async
+async def test_overland_batch_is_stored_broadcast_and_answered_ok(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    batch = {"locations": [
+        overland_feature(13.1, 45.1, ts=T),
+        {"type": "Feature", "geometry": None, "properties": {"action": "app_terminated"}},
+        overland_feature(13.2, 45.2, ts=T + 10, speed=2.5, course=90),
+    ]}
+    response = await post_overland(AsyncClient(), batch, party.ana_key)
+    assert response.status_code == 200
+    assert response.json() == {"result": "ok"}
+    positions = await viewer.positions()
+    assert positions[-1]["lat"] == 45.2 and positions[-1]["speed"] == 2.5
+    assert positions[-1]["battery"] == pytest.approx(80)
+    rows = await stored(party.ana)
+    assert [(r.lat, r.lon, int(r.device_time.timestamp())) for r in rows] == [
+        (45.1, 13.1, T), (45.2, 13.2, T + 10)]
+
+
+@db_async
+async def test_overland_key_in_the_query_string(party, watch):
+    response = await post_overland(AsyncClient(), {"locations": [overland_feature()]},
+                                   path=f"/ingest/overland/?key={party.ana_key}")
+    assert response.json() == {"result": "ok"}
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_overland_takes_a_full_batch_of_1000_points(party, watch):
+    batch = {"locations": [overland_feature(13 + i / 10_000, 45.0, ts=T - 1000 + i)
+                           for i in range(1000)]}
+    body = json.dumps(batch).encode()
+    assert len(body) > 256 * 1024  # more than the other doors take
+    response = await post_overland(AsyncClient(), body, party.ana_key)
+    assert response.status_code == 200, response.content
+    assert len(await stored(party.ana)) == 1000
+    too_many = {"locations": batch["locations"] + [overland_feature()]}
+    response = await post_overland(AsyncClient(), too_many, party.bo_key)
+    assert response.status_code == 413
+    assert await stored(party.bo) == []
+
+
+@db_async
+async def test_overland_refusals(party, watch):
+    client = AsyncClient()
+    batch = {"locations": [overland_feature()]}
+    unknown = await post_overland(client, batch, "nope")
+    assert unknown.status_code == 401 and unknown["WWW-Authenticate"].startswith("Bearer")
+    assert (await post_overland(client, batch)).status_code == 401
+    assert (await post_overland(client, batch, party.vera_key)).status_code == 403
+    bad = await post_overland(client, {"locations": [overland_feature(timestamp="x")]},
+                              party.ana_key)
+    assert bad.status_code == 400 and bad.json()["field"] == "timestamp"
+    half_bad = {"locations": [overland_feature(), overland_feature(200.0, 1.0)]}
+    bad = await post_overland(client, half_bad, party.ana_key)
+    assert bad.status_code == 400 and bad.json()["field"] == "coordinates"
+    assert (await client.get(f"/ingest/overland/?key={party.ana_key}")).status_code == 405
+    assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+# -- Hauk ------------------------------------------------------------------------------------------
+
+
+async def hauk(client, endpoint, form):
+    """POST a form as Hauk's ConnectionThread does; return (lines, response)."""
+    response = await client.post(f"/hauk/api/{endpoint}.php", data=urlencode(form),
+                                 content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200  # the app reads only 200 answers
+    assert response["X-Hauk-Version"] == "1.6.2"
+    return response.content.decode().splitlines(), response
+
+
+@db_async
+async def test_hauk_create_post_stop_as_the_app_sends_them(party, watch):
+    viewer = await watch(party.room, party.vera_key)
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, dur=900))
+    assert lines[0] == "OK" and len(lines) == 4
+    sid = lines[1]
+    assert lines[2] == f"http://testserver/r/{party.room.public_id}/"
+    assert lines[3] == party.room.public_id
+    assert party.ana_key not in sid
+
+    lines, _ = await hauk(client, "post", hauk_post_form(sid, time_s=T + 0.5, spd=3.0,
+                                                         acc=7.0))
+    assert lines == ["OK", "http://testserver/r/%s/", party.room.public_id]
+    (position,) = await viewer.positions()
+    assert (position["member"], position["ts"], position["speed"]) == (
+        party.ana.pk, T * 1000 + 500, 3.0)
+    (row,) = await stored(party.ana)
+    assert (row.lat, row.accuracy) == (45.2735, 7.0)
+
+    lines, _ = await hauk(client, "stop", {"sid": sid})
+    assert lines == ["OK"]
+    while True:
+        frame = await viewer.communicator.receive_json_from(timeout=2)
+        if frame["type"] == "stopped":
+            assert frame["member"] == party.ana.pk
+            break
+    # The app would not post after stopping; a late post is refused, not stored.
+    lines, _ = await hauk(client, "post", hauk_post_form(sid, time_s=T + 5))
+    assert lines[0] == "Session expired!"
+    assert len(await stored(party.ana)) == 1
+
+
+@db_async
+async def test_hauk_refusals_are_lines_the_app_shows(party, watch):
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form("not-a-key"))
+    assert lines[0] == "Incorrect password!"
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, e2e=1,
+                                                             salt="c2FsdA=="))
+    assert lines[0].startswith("e2e: End-to-end encrypted shares cannot be read")
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key, mod=1,
+                                                             nic="Ana"))
+    assert lines[0].startswith("mod: geoshare does not take Hauk group shares")
+    lines, _ = await hauk(client, "create", hauk_create_form(party.vera_key))
+    assert "viewer" in lines[0]
+    lines, _ = await hauk(client, "post", hauk_post_form("forged:sid"))
+    assert lines[0] == "Session expired!"
+    lines, _ = await hauk(client, "adopt", {"sid": "x", "aid": "y"})
+    assert "does not offer" in lines[0]
+    assert await stored(party.ana) == [] and await stored(party.vera) == []
+
+
+@db_async
+async def test_hauk_session_ends_with_its_duration_and_its_device_key(party, watch):
+    from maps.ingest.views import hauk_sid
+
+    client = AsyncClient()
+    lines, _ = await hauk(client, "create", hauk_create_form(party.ana_key))
+    sid = lines[1]
+    bad, _ = await hauk(client, "post", hauk_post_form(sid, lat=95.0))
+    assert bad[0].startswith("lat:") and "between -90 and 90" in bad[0]
+    assert await stored(party.ana) == []
+    # A session past its end (made the way create makes it, with an earlier clock).
+    device = await database_sync_to_async(lambda: party.ana.devices.get())()
+    old = hauk_sid(key_hash=device.key_hash, until_ms=(T - 60) * 1000,
+                   issued_ms=(T - 960) * 1000)
+    lines, _ = await hauk(client, "post", hauk_post_form(old))
+    assert lines[0] == "Session expired!"
+    # A new key for the device ends its sessions.
+    await database_sync_to_async(_rotate)(party.ana)
+    lines, _ = await hauk(client, "post", hauk_post_form(sid))
+    assert lines[0] == "Session expired!"
+    assert await stored(party.ana) == []
+
+
 # -- all doors ---------------------------------------------------------------------------------
 
 
@@ -509,56 +733,169 @@ def session_client(room, member):
     return client
 
 
+def connect_post(client, room, **data):
+    return client.post(f"/r/{room.public_id}/connect/", data)
+
+
+def shown_key(page):
+    return re.search(r'id="device-key" class="copy-value mono" readonly value="([^"]+)"',
+                     page).group(1)
+
+
+def field_values(page):
+    return [v.replace("&amp;", "&") for v in
+            re.findall(r'class="copy-value mono" readonly value="([^"]+)"', page)]
+
+
 @db_async
-def test_connect_page_explains_without_showing_a_key(party):
+def test_connect_page_lists_devices_without_showing_a_key(party):
     client = session_client(party.room, party.ana)
     response = client.get(f"/r/{party.room.public_id}/connect/")
     assert response.status_code == 200
-    page = response.content.decode()
-    assert "Show a new key" in page and "previous key stops working" in page
-    assert "<svg" not in page
-    assert member_for_key(party.ana_key) is not None  # looking rotates nothing
-
-
-@db_async
-def test_show_a_new_key_rotates_it_and_shows_every_app(party):
-    client = session_client(party.room, party.ana)
-    response = client.post(f"/r/{party.room.public_id}/connect/")
-    assert response.status_code == 200
     assert "no-cache" in response["Cache-Control"]
     page = response.content.decode()
-    key = re.search(r'aria-label="Device key" value="([^"]+)"|'
-                    r'value="([^"]+)" aria-label="Device key"', page)
-    key = next(g for g in key.groups() if g)
-    assert member_for_key(party.ana_key) is None  # the old key stopped working
-    assert member_for_key(key).pk == party.ana.pk
-    assert page.count("<svg") == 4
-    base = "http://testserver"
-    assert f"{base}/ingest/owntracks/?key={key}" in page
-    assert f"{base}/ingest/osmand/?id={key}&amp;lat={{0}}&amp;lon={{1}}" in page
-    assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&amp;lon=%LON" in page
-    for app in ("OwnTracks", "Traccar Client", "OsmAnd", "GPSLogger"):
-        assert app in page
+    assert "Phone" in page and "No report yet" in page and "Add a device" in page
+    assert "<svg" not in page and 'id="device-key"' not in page
+    assert member_for_key(party.ana_key) is not None  # looking rotates nothing
+    for word in ("placeholder", "HTTP mode"):
+        assert word not in page.replace('placeholder="', "")
 
 
 @db_async
-def test_the_gpslogger_url_on_the_page_works(party):
+def test_adding_a_device_shows_its_key_and_every_app_once(party):
     client = session_client(party.room, party.ana)
-    page = client.post(f"/r/{party.room.public_id}/connect/").content.decode()
-    url = re.search(r'value="(http://testserver/ingest/gpslogger/[^"]+)"', page).group(1)
-    url = url.replace("&amp;", "&")
-    for placeholder, value in (("%LAT", "45.1"), ("%LON", "13.2"), ("%ACC", "5.0"),
-                               ("%ALT", "100.0"), ("%SPD", "0.0"), ("%DIR", "0.0"),
-                               ("%BATT", "50.0"), ("%TIMESTAMP", str(T))):
-        url = url.replace(placeholder, value)
-    response = Client().get(url.removeprefix("http://testserver"))
+    response = connect_post(client, party.room, action="add", name="Tablet")
     assert response.status_code == 200
+    page = response.content.decode()
+    key = shown_key(page)
+    assert re.fullmatch(r"[2-9a-km-np-z]{26}", key)
+    found = member_for_key(key)
+    assert found.pk == party.ana.pk and found.device.name == "Tablet"
+    assert member_for_key(party.ana_key).device.name == "Phone"  # the phone keeps its key
+    assert " ".join(key[i:i + 4] for i in range(0, 26, 4)) in page
+    for app in ("OwnTracks", "Traccar Client", "OsmAnd", "GPSLogger", "Hauk", "Overland"):
+        assert app in page
+    values = field_values(page)
+    base = "http://testserver"
+    assert f"{base}/ingest/owntracks/?key={key}" in values
+    assert f"{base}/ingest/osmand/" in values and f"{base}/hauk/" in values
+    assert f"{base}/ingest/osmand/?id={key}&lat={{0}}&lon={{1}}&timestamp={{2}}" \
+           "&accuracy={3}&altitude={4}&speed_mps={5}&bearing={6}&batt={11}" in values
+    assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&lon=%LON" in " ".join(values)
+    assert page.count('class="copy"') == len(values)
+    assert page.count("<svg") == 3  # OwnTracks, Traccar Client, Overland
+
+
+@db_async
+def test_qr_links_configure_the_apps(party):
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from maps.phone_views import overland_setup_link, owntracks_config_link, phone_apps
+
+    apps = {a["id"]: a for a in phone_apps("https://geo.example", "k3y", "Car", "pw")}
+    link = apps["owntracks"]["qr"]["text"]
+    assert link.startswith("owntracks:///config?inline=")
+    # LoadViewModel: URLDecoder.decode, then Base64.decode, then the JSON import.
+    inline = unquote(link.split("inline=", 1)[1])
+    assert "+" not in link.split("inline=", 1)[1] and " " not in inline
+    config = json.loads(base64.b64decode(inline))
+    assert config == {"_type": "configuration", "mode": 3,
+                      "url": "https://geo.example/ingest/owntracks/?key=k3y",
+                      "encryptionKey": "pw"}
+    assert owntracks_config_link("u") != link
+    # Traccar Client's ConfigurationService.applyUri: origin + path is the URL, id the id.
+    traccar = urlsplit(apps["traccar"]["qr"]["text"])
+    assert f"{traccar.scheme}://{traccar.netloc}{traccar.path}" == (
+        "https://geo.example/ingest/osmand/")
+    assert parse_qs(traccar.query) == {"id": ["k3y"]}
+    overland = urlsplit(apps["overland"]["qr"]["text"])
+    assert (overland.scheme, overland.netloc) == ("overland", "setup")
+    assert parse_qs(overland.query) == {"url": ["https://geo.example/ingest/overland/"],
+                                        "token": ["k3y"], "device_id": ["Car"]}
+    assert overland_setup_link("https://x/", "k", "d").startswith("overland://setup?url=")
+    assert apps["osmand"]["qr"] is None and apps["gpslogger"]["qr"] is None
+
+
+@db_async
+def test_new_key_for_one_device_leaves_the_others(party):
+    client = session_client(party.room, party.ana)
+    tablet_key = shown_key(connect_post(client, party.room, action="add",
+                                        name="Tablet").content.decode())
+    phone = party.ana.devices.get(name="Phone")
+    page = connect_post(client, party.room, action="rotate", device=phone.pk)
+    new_key = shown_key(page.content.decode())
+    assert member_for_key(party.ana_key) is None  # the phone's old key stopped working
+    assert member_for_key(new_key).device.pk == phone.pk
+    assert member_for_key(tablet_key).device.name == "Tablet"
+    removed = connect_post(client, party.room, action="remove",
+                           device=party.ana.devices.get(name="Tablet").pk)
+    assert "is removed" in removed.content.decode()
+    assert member_for_key(tablet_key) is None and member_for_key(new_key) is not None
+
+
+@db_async
+def test_owntracks_secret_is_set_per_device(party):
+    client = session_client(party.room, party.ana)
+    phone = party.ana.devices.get()
+    response = connect_post(client, party.room, action="secret", device=phone.pk,
+                            secret="s3cret")
+    assert "Encryption key" in response.content.decode()
+    phone.refresh_from_db()
+    assert phone.secret == "s3cret"
+    too_long = connect_post(client, party.room, action="secret", device=phone.pk,
+                            secret="x" * 33)
+    assert "at most 32 bytes" in too_long.content.decode()
+    phone.refresh_from_db()
+    assert phone.secret == "s3cret"
+
+
+@db_async
+def test_a_device_that_is_not_yours_is_a_400_naming_device(party):
+    client = session_client(party.room, party.ana)
+    bos = party.bo.devices.get()
+    for raw in ("abc", "", str(bos.pk)):
+        response = connect_post(client, party.room, action="rotate", device=raw)
+        assert response.status_code == 400
+        assert response.content.decode().startswith("device:")
+    assert member_for_key(party.bo_key) is not None
+    assert connect_post(client, party.room, action="dance").status_code == 400
+
+
+@db_async
+async def test_the_urls_on_the_page_work_as_the_apps_fill_them(party, watch):
+    from tests.phone_payloads import osmand_fill
+
+    client = await database_sync_to_async(session_client)(party.room, party.ana)
+    page = await database_sync_to_async(connect_post)(client, party.room, action="add",
+                                                      name="Phone 2")
+    values = field_values(page.content.decode())
+    gpslogger = next(v for v in values if "/ingest/gpslogger/" in v)
+    for placeholder, value in (("%LAT", "45.1"), ("%LON", "13.2"), ("%ACC", "0.0"),
+                               ("%ALT", "100.0"), ("%SPD", "0.0"), ("%DIR", "0.0"),
+                               ("%BATT", "0.0"), ("%TIMESTAMP", str(T))):
+        gpslogger = gpslogger.replace(placeholder, value)
+    phone = AsyncClient()
+    assert (await phone.get(gpslogger.removeprefix("http://testserver"))).status_code == 200
+    osmand_url = next(v for v in values if "speed_mps" in v)
+    filled = osmand_fill(osmand_url, lat=45.2, lon=13.3, time_ms=(T + 1) * 1000 + 7,
+                         accuracy=6.0, speed=12.5, bearing=90.0, battery=64)
+    assert (await phone.get(filled.removeprefix("http://testserver"))).status_code == 200
+    rows = await stored(party.ana)
+    assert [(r.lat, r.accuracy, r.battery) for r in rows] == [(45.1, None, None),
+                                                             (45.2, 6.0, 64)]
+    assert rows[1].speed == 12.5  # m/s, as OsmAnd sent it
+    listing = await database_sync_to_async(client.get)(
+        f"/r/{party.room.public_id}/connect/")
+    assert "Last report:" in listing.content.decode()
+    assert 'class="local-time"' in listing.content.decode()
 
 
 @db_async
 def test_owner_may_connect_a_phone(party):
     client = session_client(party.room, party.owner)
-    assert client.post(f"/r/{party.room.public_id}/connect/").status_code == 200
+    response = connect_post(client, party.room, action="add", name="Phone")
+    assert response.status_code == 200
+    assert member_for_key(shown_key(response.content.decode())).pk == party.owner.pk
 
 
 @db_async
@@ -566,7 +903,7 @@ def test_viewer_and_stranger_are_refused_the_connect_page(party):
     path = f"/r/{party.room.public_id}/connect/"
     viewer = session_client(party.room, party.vera)
     assert viewer.get(path).status_code == 403
-    assert viewer.post(path).status_code == 403
+    assert viewer.post(path, {"action": "add", "name": "X"}).status_code == 403
     assert member_for_key(party.vera_key) is not None
     assert Client().get(path).status_code == 403
     assert Client().get("/r/no-such-room/connect/").status_code == 404

@@ -43,3 +43,31 @@ def test_gpslogger_bad_input_names_the_field(fields, field):
     with pytest.raises(InvalidFix) as caught:
         gpslogger.parse(gpslogger_params(**fields))
     assert caught.value.field == field
+
+
+def test_gpslogger_missing_values_written_as_zero_are_unknown():
+    # CustomUrlManagerTest.getFormattedUrl_WhenValuesMissing_UrlReturnsWhatsAvailable
+    # (mendhak/gpslogger): "alt=0.0&acc=0.0&dir=0.0&spd=0.0&battery=0.0".
+    fix = gpslogger.parse({"lat": "12.193", "lon": "19.111", "alt": "0.0", "acc": "0.0",
+                           "dir": "0.0", "spd": "0.0", "batt": "0.0",
+                           "time": "2016-03-05T19:24:29.949Z"})
+    assert fix.accuracy is None and fix.battery is None
+    assert fix.speed == 0.0 and fix.heading == 0.0 and fix.altitude == 0.0
+    assert fix.ts == 1457205869949
+
+
+@pytest.mark.parametrize("time_text, expected", [
+    # %TIMEOFFSET (CustomUrlManagerTest.getFormattedUrl_WhenTimeOffsetParameter_...),
+    # %TIME (UTC, "Z"), and %TIMESTAMP000 (seconds with "000" to fake milliseconds).
+    ("2016-03-05T21:24:29.949+02:00", 1457205869949),
+    ("2016-03-05T19:24:29.949Z", 1457205869949),
+])
+def test_gpslogger_iso_times_with_offsets(time_text, expected):
+    fix = gpslogger.parse({"lat": "12.193", "lon": "19.456", "time": time_text})
+    assert fix.ts == expected
+
+
+def test_gpslogger_timestamp_in_seconds_or_milliseconds():
+    base = {"lat": "12.193", "lon": "19.456"}
+    assert gpslogger.parse({**base, "timestamp": "1457205869"}).ts == 1457205869000
+    assert gpslogger.parse({**base, "timestamp": "1457205869000"}).ts == 1457205869000

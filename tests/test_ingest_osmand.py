@@ -156,3 +156,60 @@ def test_osmand_batch_with_two_ids_is_refused():
         osmand.parse_json([{"id": "a", "lat": 1, "lon": 1},
                                    {"id": "b", "lat": 1, "lon": 1}])
     assert caught.value.field == "id"
+
+
+# -- the OsmAnd app's own template (issue 11) ---------------------------------------------------
+# Values as OsmAnd's LiveSender.getLiveUrl fills them (osmandapp/OsmAnd,
+# OsmAnd/src/net/osmand/plus/plugins/monitoring/live/LiveSender.java): {3} is
+# location.getAccuracy() in metres, {5} location.getSpeed() in m/s, {11} the battery.
+
+
+def _osmand_app_params(**values):
+    from urllib.parse import parse_qsl
+
+    from maps.phone_views import OSMAND_PLACEHOLDERS
+    from tests.phone_payloads import osmand_fill
+
+    filled = osmand_fill(OSMAND_PLACEHOLDERS, **values)
+    return dict(parse_qsl(filled, keep_blank_values=True))
+
+
+def test_osmand_app_template_reads_speed_in_m_s_and_accuracy_in_metres():
+    params = _osmand_app_params(lat=45.2735188, lon=13.7142099, time_ms=T * 1000 + 123,
+                                accuracy=4.5, altitude=211.0, speed=12.5, bearing=93.0,
+                                battery=77)
+    fix = osmand.parse_params(params)
+    assert (fix.lat, fix.lon, fix.ts) == (45.2735188, 13.7142099, T * 1000 + 123)
+    assert fix.speed == 12.5  # m/s, as OsmAnd sent it: not knots
+    assert fix.accuracy == 4.5 and fix.altitude == 211.0 and fix.heading == 93.0
+    assert fix.battery == 77
+
+
+def test_osmand_app_without_accuracy_or_battery_placeholder():
+    # getAccuracy() is 0.0 without an accuracy; an OsmAnd without {11} leaves it as is.
+    params = _osmand_app_params(lat=45.5, lon=13.25, time_ms=T * 1000, accuracy=0.0)
+    assert params["batt"] == "{11}"
+    fix = osmand.parse_params(params)
+    assert fix.accuracy is None and fix.battery is None
+    assert fix.speed == 0.0 and fix.heading == 0.0
+
+
+def test_traccar_speed_stays_knots_beside_osmand_speed_mps():
+    assert osmand.parse_params({"lat": "1", "lon": "1", "speed": "10"}).speed == (
+        pytest.approx(10 * KNOT_MS))
+    assert osmand.parse_params({"lat": "1", "lon": "1", "speed_mps": "10",
+                                "speed": "99"}).speed == 10.0
+
+
+def test_osmand_speed_mps_is_validated_by_its_own_name():
+    with pytest.raises(InvalidFix) as caught:
+        osmand.parse_params({"lat": "1", "lon": "1", "speed_mps": "fast"})
+    assert caught.value.field == "speed_mps"
+
+
+def test_traccar_client_token_upload_is_not_a_position():
+    # traccar/traccar-client lib/push_service.dart, _uploadToken.
+    assert osmand.is_token_upload({"id": "k", "notificationToken": "fcm:abc"})
+    assert not osmand.is_token_upload({"id": "k", "notificationToken": "t", "lat": "1",
+                                       "lon": "1"})
+    assert not osmand.is_token_upload({"id": "k", "lat": "1", "lon": "1"})

@@ -24,6 +24,8 @@ KEY = "Zk3xQ9_wLm2-Pq7rT5vY8uB1nC4dE6fG"
         f"/ws/rooms/abc/?key={KEY[:4]}%2{KEY[4:]}",
         f"/ingest/osmand/?%69d={KEY}&lat=46.1",
         f"/ingest/osmand/?device%5Fid={KEY}",
+        f"/ingest/overland/?key={KEY}",
+        f"/ingest/overland/?%6Bey={KEY}",
         f"/ingest/gpslogger/%4b{KEY}/",
         f"/ingest/gps%6Cogger/{KEY}/",
         f"/ingest%2Fgpslogger%2F{KEY}%2F",

@@ -334,9 +334,12 @@ def test_session_cookie_is_httponly_and_lax(client):
 
 
 def test_device_keys_are_stored_only_as_hashes(room):
+    from maps.models import Device
+
     member, key = member_create(room=room, name="Kim")
-    fields = {f.name for f in Member._meta.get_fields()}
+    fields = {f.name for f in Device._meta.get_fields()}
     assert "key" not in fields and "key_hash" in fields
-    stored = Member.objects.filter(pk=member.pk).values().get()
+    assert "key_hash" not in {f.name for f in Member._meta.get_fields()}
+    stored = Device.objects.filter(member=member).values().get()
     assert key not in [str(v) for v in stored.values()]
     assert stored["key_hash"] == hashlib.sha256(key.encode()).hexdigest()

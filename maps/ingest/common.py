@@ -81,6 +81,13 @@ def unknown_if_negative(value):
     return None if value is None or value < 0 else value
 
 
+def unknown_if_zero(value):
+    # Android's Location.getAccuracy() is 0.0 when the fix has no accuracy, and
+    # GPSLogger writes 0.0 for every value it lacks: no receiver reports an accuracy
+    # of exactly 0 m, and a battery at 0 % has switched the phone off.
+    return None if value is None or value == 0 else value
+
+
 def iso_ms(field, text):
     """Return an ISO 8601 date-time as epoch ms; a naive one is taken as UTC."""
     try:

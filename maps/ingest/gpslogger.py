@@ -1,6 +1,9 @@
 """GPSLogger for Android, custom URL ("Log to custom URL").
 
-Source: ``CustomUrlManager.getFormattedTextblock`` in https://github.com/mendhak/gpslogger.
+Source: ``CustomUrlManager.getFormattedTextblock`` in https://github.com/mendhak/gpslogger
+(``gpslogger/src/main/java/com/mendhak/gpslogger/senders/customurl/CustomUrlManager.java``)
+and its test ``CustomUrlManagerTest.getFormattedUrl_WhenValuesMissing_UrlReturnsWhatsAvailable``,
+which shows a value GPSLogger lacks written as ``0.0`` (``acc=0.0``, ``battery=0.0``).
 """
 
 from .common import (
@@ -9,6 +12,7 @@ from .common import (
     parse_timestamp,
     text_number,
     unknown_if_negative,
+    unknown_if_zero,
 )
 
 NAMES = {"accuracy": "acc", "altitude": "alt", "speed": "spd", "heading": "dir",
@@ -23,7 +27,9 @@ def parse(params):
     (``%LON``), ``acc`` (``%ACC``, m), ``alt`` (``%ALT``, m), ``spd`` (``%SPD``, m/s),
     ``dir`` (``%DIR``, degrees), ``batt`` (``%BATT``, %), ``timestamp``
     (``%TIMESTAMP``, epoch seconds) or ``time`` (``%TIME``, ISO 8601). Empty values
-    are absent; negative speed, direction or battery are unknown. Raises
+    are absent; negative speed, direction or battery are unknown; GPSLogger writes
+    ``0.0`` for a value it does not have, so ``acc`` 0 and ``batt`` 0 are unknown too
+    (a speed, direction or altitude of 0 is a real value and kept). Raises
     :class:`InvalidFix`.
     """
     get = params.get
@@ -38,11 +44,11 @@ def parse(params):
         lat=text_number("lat", get("lat")),
         lon=text_number("lon", get("lon")),
         ts=ts,
-        accuracy=text_number("acc", get("acc")),
+        accuracy=unknown_if_zero(text_number("acc", get("acc"))),
         altitude=text_number("alt", get("alt")),
         speed=unknown_if_negative(text_number("spd", get("spd"))),
         heading=unknown_if_negative(text_number("dir", get("dir"))),
-        battery=unknown_if_negative(text_number("batt", get("batt"))),
+        battery=unknown_if_zero(unknown_if_negative(text_number("batt", get("batt")))),
     )
 
 

@@ -1,8 +1,23 @@
 """The OsmAnd protocol, as OsmAnd and Traccar Client send it, and Traccar Client's JSON.
 
-Source: Traccar's ``OsmAndProtocolDecoder.java`` (``decodeQuery``, ``decodeJson``) in
-https://github.com/traccar/traccar, and https://www.traccar.org/osmand/.
+Sources:
+
+- Traccar's server decoder, ``src/main/java/org/traccar/protocol/OsmAndProtocolDecoder.java``
+  (``decodeQuery``, ``decodeJson``) in https://github.com/traccar/traccar: ``speed`` in
+  knots, ``accuracy`` in metres, ``batt`` in percent;
+- the OsmAnd app itself, ``OsmAnd/src/net/osmand/plus/plugins/monitoring/live/``
+  ``LiveSender.java`` (``getLiveUrl``) and ``LiveMonitoringData.java`` in
+  https://github.com/osmandapp/OsmAnd: it fills a URL template with ``{0}`` lat,
+  ``{1}`` lon, ``{2}`` time (epoch ms), ``{3}`` ``location.getAccuracy()`` (metres,
+  though OsmAnd calls it hdop), ``{4}`` altitude (m), ``{5}`` ``location.getSpeed()``
+  (**m/s**), ``{6}`` bearing (degrees), ``{11}`` battery (%). geoshare's template for
+  OsmAnd therefore names ``{5}`` ``speed_mps`` and ``{3}`` ``accuracy``, never Traccar's
+  ``speed`` (knots) or ``hdop``;
+- Traccar Client 10.x, ``lib/push_service.dart`` in https://github.com/traccar/traccar-client:
+  ``id=<key>&notificationToken=<token>`` with no position (:func:`is_token_upload`).
 """
+
+import re
 
 from ..fixes import InvalidFix
 from .common import (
@@ -13,7 +28,13 @@ from .common import (
     parse_timestamp,
     text_number,
     unknown_if_negative,
+    unknown_if_zero,
 )
+
+# OsmAnd's MessageFormat leaves a placeholder it has no value for as it was: an app
+# older than the template (no {11}, battery) sends "batt={11}".
+_UNFILLED = re.compile(r"\{\d{1,2}\}")
+_POSITION_FIELDS = ("lat", "lon", "location")
 
 JSON_NAMES = {"lat": "latitude", "lon": "longitude", "ts": "timestamp",
               "battery": "battery.level"}
@@ -28,6 +49,31 @@ def device_id(params):
     return None
 
 
+def is_token_upload(params):
+    """Return whether OsmAnd-protocol ``params`` carry no position, only a push token.
+
+    Traccar Client 10.x posts ``id=<key>&notificationToken=<token>`` (form-encoded)
+    when its push token changes (traccar-client ``lib/push_service.dart``,
+    ``_uploadToken``); geoshare sends no push messages, so the answer is a plain 200
+    and nothing changes.
+    """
+    if params.get("notificationToken") in (None, ""):
+        return False
+    return all(params.get(name) in (None, "") for name in _POSITION_FIELDS)
+
+
+def _filled(params):
+    """Return ``params.get`` that reads an unfilled ``{N}`` placeholder as absent."""
+
+    def get(name):
+        value = params.get(name)
+        if type(value) is str and _UNFILLED.fullmatch(value.strip()):
+            return None
+        return value
+
+    return get
+
+
 def parse_params(params):
     """Return the :class:`~maps.fixes.Fix` of OsmAnd protocol parameters.
 
@@ -36,10 +82,13 @@ def parse_params(params):
     ``lat`` + ``lon`` or ``location=lat,lon`` (degrees), ``timestamp`` (see
     :func:`parse_timestamp`; absent: the server's time), ``speed`` (knots, to m/s),
     ``bearing`` or ``heading`` (degrees), ``altitude`` (m), ``accuracy`` (m),
-    ``batt`` (%). ``hdop``, ``charge`` and other keys are accepted and not kept.
-    Negative speed, heading or battery are unknown. Raises :class:`InvalidFix`.
+    ``batt`` (%). geoshare's own ``speed_mps`` (m/s, the OsmAnd app's ``{5}``) wins
+    over ``speed``. ``hdop``, ``charge`` and other keys are accepted and not kept.
+    Negative speed, heading or battery are unknown, so is an accuracy of 0 (Android's
+    ``Location.getAccuracy()`` without one) and a placeholder the app left unfilled
+    (``{11}``). Raises :class:`InvalidFix`.
     """
-    get = params.get
+    get = _filled(params)
     lat, lon = get("lat"), get("lon")
     lat_name, lon_name = "lat", "lon"
     location = get("location")
@@ -50,17 +99,23 @@ def parse_params(params):
         lat, lon = parts
         lat_name = lon_name = "location"
     heading_name = "bearing" if get("bearing") not in (None, "") else "heading"
-    names = {"lat": lat_name, "lon": lon_name, "ts": "timestamp", "speed": "speed",
+    if get("speed_mps") not in (None, ""):
+        speed_name = "speed_mps"
+        speed = unknown_if_negative(text_number("speed_mps", get("speed_mps")))
+    else:
+        speed_name = "speed"
+        knots = unknown_if_negative(text_number("speed", get("speed")))
+        speed = None if knots is None else knots * KNOT_MS
+    names = {"lat": lat_name, "lon": lon_name, "ts": "timestamp", "speed": speed_name,
              "heading": heading_name, "battery": "batt"}
-    speed = unknown_if_negative(text_number("speed", get("speed")))
     return fix_named(
         names,
         lat=text_number(lat_name, lat),
         lon=text_number(lon_name, lon),
         ts=parse_timestamp("timestamp", get("timestamp")),
-        accuracy=text_number("accuracy", get("accuracy")),
+        accuracy=unknown_if_zero(text_number("accuracy", get("accuracy"))),
         altitude=text_number("altitude", get("altitude")),
-        speed=None if speed is None else speed * KNOT_MS,
+        speed=speed,
         heading=unknown_if_negative(text_number(heading_name, get(heading_name))),
         battery=unknown_if_negative(text_number("batt", get("batt"))),
     )

@@ -2,25 +2,91 @@
 
 Sources: the OwnTracks booklet, ``docs/tech/json.md`` (``_type=location``, ``card``) and
 ``docs/tech/http.md`` (the answer), in https://github.com/owntracks/booklet; the Android
-app's ``model/Parser.kt``.
+app's ``project/app/src/main/java/org/owntracks/android/model/Parser.kt`` (an answer
+may be one ``encrypted`` object whose plaintext is the array) and
+``model/EncryptionProvider.kt`` (payload encryption), in
+https://github.com/owntracks/android.
 """
+
+import base64
+import binascii
+
+import nacl.exceptions
+import nacl.secret
+import orjson
 
 from ..fixes import InvalidFix
 from .common import KMH_MS, fix_named, json_number, load_json, unknown_if_negative
+
+# EncryptionProvider.kt: KEYBYTES = 32, NONCEBYTES = 24.
+KEY_BYTES = nacl.secret.SecretBox.KEY_SIZE
+
+
+def secret_key(secret):
+    """Return the 32-byte key of an OwnTracks encryption secret.
+
+    As ``EncryptionProvider.initializeSecretBox``: the secret's bytes (UTF-8), cut to
+    32 or padded with zero bytes to 32.
+    """
+    return secret.encode("utf-8")[:KEY_BYTES].ljust(KEY_BYTES, b"\0")
+
+
+def decrypt(secret, data):
+    """Return the plaintext bytes of an ``encrypted`` message's ``data``.
+
+    ``data`` is base64 of nonce (24 bytes) || MAC (16) || ciphertext: libsodium's
+    ``crypto_secretbox_easy`` after its nonce, which is PyNaCl's ``SecretBox`` layout.
+    Raises :class:`InvalidFix` (``data``) for anything that is not that under this
+    secret: the wrong secret is a clear 400, never a crash.
+    """
+    if type(data) is not str:
+        raise InvalidFix("data", "data must be a base64 string")
+    try:
+        sealed = base64.b64decode(data.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidFix("data", "data is not base64") from None
+    if len(sealed) < nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES:
+        raise InvalidFix("data", "data is too short to be an encrypted message")
+    try:
+        return nacl.secret.SecretBox(secret_key(secret)).decrypt(sealed)
+    except nacl.exceptions.CryptoError:
+        raise InvalidFix(
+            "data", "the message cannot be decrypted with this device's secret: set the "
+                    "same Encryption key in OwnTracks and on geoshare's Connect a phone page"
+        ) from None
+
+
+def encrypt(secret, plaintext):
+    """Return ``{"_type": "encrypted", "data": ...}`` of ``plaintext`` (bytes), as the
+    apps encrypt (a random nonce before the box; :func:`decrypt` reverses it)."""
+    sealed = nacl.secret.SecretBox(secret_key(secret)).encrypt(plaintext)
+    return {"_type": "encrypted", "data": base64.b64encode(bytes(sealed)).decode("ascii")}
+
+
+def answer(messages, secret=None):
+    """Return the body of the answer to the app: the JSON array of ``messages``, or,
+    when the device has a secret, one ``encrypted`` object holding that array (how
+    the apps and the OwnTracks Recorder encrypt an answer, ``Parser.kt``)."""
+    plain = orjson.dumps(messages)
+    if not secret:
+        return plain
+    return orjson.dumps(encrypt(secret, plain))
 
 NAMES = {"ts": "tst", "accuracy": "acc", "altitude": "alt", "speed": "vel",
          "heading": "cog", "battery": "batt"}
 
 
-def parse(body):
+def parse(body, secret=None):
     """Return the :class:`~maps.fixes.Fix` of an OwnTracks HTTP-mode body, or ``None``.
 
     ``body`` is the raw request body (bytes). A ``_type: location`` object gives a fix:
     ``lat``, ``lon`` (degrees) and ``tst`` (epoch seconds) required; ``acc`` (m),
     ``alt`` (m), ``vel`` (km/h, to m/s), ``cog`` (degrees), ``batt`` (%) optional,
     absent when zero. Negative ``vel``, ``cog`` or ``batt`` are unknown. Any other
-    ``_type`` (and an empty body) gives ``None``. Raises :class:`InvalidFix` for garbage,
-    a missing ``_type`` and ``encrypted`` payloads, which geoshare cannot decrypt.
+    ``_type`` (and an empty body) gives ``None``. An ``encrypted`` message is opened
+    with ``secret`` (the device's, :func:`decrypt`) and read as what it holds.
+    Raises :class:`InvalidFix` for garbage, a missing ``_type``, an ``encrypted``
+    message without a secret or under another one.
     Source: https://owntracks.org/booklet/tech/json/ (``_type=location``).
     """
     if not body.strip():
@@ -32,10 +98,14 @@ def parse(body):
     if type(kind) is not str:
         raise InvalidFix("_type", "_type is required")
     if kind == "encrypted":
-        raise InvalidFix(
-            "_type", "encrypted payloads are not supported: turn off encryption "
-                     "(Preferences, Encryption key) in OwnTracks"
-        )
+        if not secret:
+            raise InvalidFix(
+                "_type", "this message is encrypted, but the device has no secret on "
+                         "geoshare: set the same Encryption key on the Connect a phone "
+                         "page, or clear it in OwnTracks"
+            )
+        # Without the secret, an encrypted message inside is refused, not opened again.
+        return parse(decrypt(secret, message.get("data")), secret=None)
     if kind != "location":
         return None
     tst = json_number("tst", message.get("tst"))

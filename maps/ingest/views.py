@@ -1,4 +1,5 @@
-"""The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client and GPSLogger.
+"""The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client, GPSLogger, Overland
+and Hauk (``/hauk/api/*.php``, :mod:`maps.ingest.hauk_views`).
 
 Each view is wrapped in :func:`maps.auth.ingest_door`, which checks the body's size,
 the device key, the address's wrong-key limit and the member's role before the view
@@ -11,17 +12,27 @@ request is valid and fits the member's position budget
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.core import signing
 from django.http import HttpResponse, JsonResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import auth, selectors
-from ..fixes import InvalidFix
+from ..fixes import InvalidFix, now_ms
 from ..history import StoreFailed
-from ..services import NotAllowed, ashare_start, positions_publish
-from . import gpslogger, osmand, owntracks
+from ..selectors import to_ms
+from ..services import (
+    NotAllowed,
+    amember_stop_sharing,
+    ashare_start,
+    device_seen,
+    positions_publish,
+)
+from . import gpslogger, hauk, osmand, overland, owntracks
 from .common import load_json
 
 _positions_allowed = sync_to_async(auth.positions_allowed, thread_sensitive=False)
+_device_seen = database_sync_to_async(device_seen)
 
 
 def _content_type(request):
@@ -40,10 +51,14 @@ async def _publish(caller, fixes):
 
     Returns once they are committed (a success answer means stored). A member whose
     share has ended is answered as usual, but nothing is stored or shown
-    (:func:`maps.auth.share_gate`): the app's upload queue must not jam. Raises
+    (:func:`maps.auth.share_gate`): the app's upload queue must not jam. The member's
+    position budget applies; the device's ``last_seen`` (its "last report" on the
+    "Connect a phone" page) is recorded once they are stored. Raises
     :class:`maps.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
     (with ``Retry-After``) when the database could not commit them.
     """
+    if not fixes:
+        return
     gate = auth.share_gate(caller.member.share_state())
     if gate == "refuse":
         return
@@ -57,6 +72,8 @@ async def _publish(caller, fixes):
     except StoreFailed:
         raise auth.Refused(503, "the positions could not be stored; send them again",
                            headers={"Retry-After": "5"}) from None
+    if caller.device is not None:
+        await _device_seen(device=caller.device)
 
 
 def _invalid(exc):
@@ -87,7 +104,9 @@ async def owntracks_view(request, caller):
     """OwnTracks HTTP mode: ``POST /ingest/owntracks/`` with one JSON message.
 
     Authenticated by HTTP Basic (the password is the device key; the user name is not
-    used) or ``?key=``. Answers 200 with a JSON array of ``card`` and ``location``
+    used) or ``?key=``. A device with a secret (payload encryption) may send
+    ``_type: encrypted`` messages, and its answers are encrypted the same way. Answers
+    200 with a JSON array of ``card`` and ``location``
     messages of the room's other sharing members (OwnTracks shows them as friends);
     401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}`` for bad
     input, 413 for a body over 256 KiB, 429 past a limit. Source:
@@ -99,7 +118,7 @@ async def owntracks_view(request, caller):
         if content_type and content_type != "application/json":
             raise auth.Refused(400, "the body must be application/json", "Content-Type")
         try:
-            fix = owntracks.parse(body)
+            fix = owntracks.parse(body, secret=caller.device.secret)
         except InvalidFix as exc:
             raise _invalid(exc) from None
         if fix is not None:
@@ -108,7 +127,8 @@ async def owntracks_view(request, caller):
     friends = await database_sync_to_async(_owntracks_friends)(
         caller.ref.id, caller.ref.room_pk
     )
-    return JsonResponse(friends, safe=False)
+    return HttpResponse(owntracks.answer(friends, caller.device.secret),
+                        content_type="application/json")
 
 
 # -- OsmAnd and Traccar Client -------------------------------------------------------------------
@@ -144,9 +164,13 @@ async def osmand_view(request, caller):
     (:func:`osmand.parse_json`). Answers 200 with an empty body. An unknown key is
     400 for the query form and 404 for JSON, as Traccar's server answers; a viewer's
     key 403; bad input 400 ``{"error", "field"}``; a body over 256 KiB or over 1,000
-    positions 413; 429 past a limit.
+    positions 413; 429 past a limit. Traccar Client's ``id=<key>&notificationToken=...``
+    without a position answers 200 and changes nothing.
     """
     kind, payload = caller.key_context
+    if kind == "params" and osmand.is_token_upload(payload):
+        # Traccar Client's push token, no position: nothing to store, nothing to refuse.
+        return HttpResponse(status=200)
     try:
         if kind == "json":
             _key, fixes = osmand.parse_json(payload)
@@ -196,3 +220,198 @@ async def gpslogger_view(request, caller, key):
         raise _invalid(exc) from None
     await _publish(caller, [fix])
     return HttpResponse(status=200)
+
+
+# -- Overland ------------------------------------------------------------------------------------
+
+# Overland's points are about 600 bytes of JSON each (its README): a full batch of
+# MAX_POINTS_PER_REQUEST needs more than the other doors' 256 KiB.
+OVERLAND_MAX_BODY = 1024 * auth.MAX_POINTS_PER_REQUEST
+
+
+def _bearer(request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _overland_key(request, body):
+    return auth.KeyClaim(key=_bearer(request) or request.GET.get("key"), unknown_status=401,
+                         field="key", headers={"WWW-Authenticate": 'Bearer realm="geoshare"'})
+
+
+@require_POST
+@auth.ingest_door(_overland_key, max_body=OVERLAND_MAX_BODY)
+async def overland_view(request, caller):
+    """Overland (iOS): ``POST /ingest/overland/`` with ``{"locations": [Feature, ...]}``.
+
+    The device key is the app's access token (``Authorization: Bearer <key>``) or
+    ``?key=`` in the URL. Answers 200 ``{"result": "ok"}`` once every point is
+    accepted (the app then drops its queue), features without a geometry skipped;
+    401 for an unknown key, 403 for a viewer's, 400 ``{"error", "field"}`` for bad
+    input (nothing stored), 413 over 1,000 points or 1 MiB, 429 past a limit. Source:
+    https://github.com/aaronpk/Overland-iOS (README).
+    """
+    content_type = _content_type(request)
+    if content_type and content_type != "application/json":
+        raise auth.Refused(400, "the body must be application/json", "Content-Type")
+    try:
+        fixes = overland.parse(load_json(caller.body))
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    await _publish(caller, fixes)
+    return JsonResponse({"result": "ok"})
+
+
+# -- Hauk ------------------------------------------------------------------------------------------
+
+# What geoshare answers in X-Hauk-Version: the app enables group shares from 1.1,
+# share ids in post.php's answer from 1.2 and end-to-end encryption from 1.5
+# (Hauk's Constants.java VERSION_COMPAT_*); geoshare answers as Hauk's server 1.6.2.
+HAUK_VERSION = "1.6.2"
+HAUK_SID_SALT = "geoshare.hauk.session"
+
+
+def hauk_sid(*, key_hash, until_ms, issued_ms):
+    """Return a Hauk session id: the device's key hash, the share's end and its start,
+    signed with Django's ``SECRET_KEY`` (``django.core.signing``).
+
+    Nothing is stored: the signature makes the id unguessable and unforgeable, and the
+    key hash in it makes it die with the device key (rotated or revoked).
+    """
+    return signing.dumps({"h": key_hash, "u": until_ms, "t": issued_ms},
+                         salt=HAUK_SID_SALT, compress=True)
+
+
+def hauk_session(sid):
+    """Return ``{"h", "u", "t"}`` of a session id made by :func:`hauk_sid`, or ``None``."""
+    if not sid or len(sid) > 500:
+        return None
+    try:
+        session = signing.loads(sid, salt=HAUK_SID_SALT)
+    except signing.BadSignature:
+        return None
+    if type(session) is not dict or type(session.get("h")) is not str:
+        return None
+    return session
+
+
+def hauk_lines(*lines):
+    """Return a Hauk answer: one line each, ``X-Hauk-Version`` set, always status 200.
+
+    The app reads only the lines of a 200 answer (``ConnectionThread.java``) and shows
+    the first one when it is not ``OK``, so a refusal is a 200 whose first line says
+    what is wrong.
+    """
+    body = "".join(f"{line}\n" for line in lines)
+    return HttpResponse(body, status=200, content_type="text/plain; charset=utf-8",
+                        headers={"X-Hauk-Version": HAUK_VERSION})
+
+
+SESSION_EXPIRED = "Session expired!"
+
+
+def _hauk_refusal(exc):
+    if exc.status in (400, 404) and exc.field in ("sid",):
+        return hauk_lines(SESSION_EXPIRED, exc.detail)
+    if exc.field == "pwd" and exc.status in (400, 401):
+        return hauk_lines("Incorrect password!", "Enter the device key from geoshare's "
+                          "Connect a phone page as the password.")
+    detail = f"{exc.field}: {exc.detail}" if exc.field and not exc.detail.startswith(
+        f"{exc.field}:") else exc.detail
+    return hauk_lines(detail)
+
+
+def _hauk_key(request, body):
+    """``create.php``: the device key is Hauk's password, ``pwd``."""
+    form = _form(body)
+    return auth.KeyClaim(key=form.get("pwd"), unknown_status=401, field="pwd",
+                         context=form)
+
+
+def _hauk_sid_key(request, body):
+    """``post.php`` / ``stop.php``: the device comes from the signed session id."""
+    form = _form(body)
+    session = hauk_session(form.get("sid"))
+    if session is None:
+        raise auth.Refused(400, "unknown session: start a new share", "sid")
+    return auth.KeyClaim(key=None, key_hash=session["h"], unknown_status=400,
+                         field="sid", context=(form, session))
+
+
+def _hauk_view_link(request, caller):
+    return request.build_absolute_uri(f"/r/{caller.ref.room_public_id}/")
+
+
+@require_POST
+@auth.ingest_door(_hauk_key, refuse=_hauk_refusal)
+async def hauk_create(request, caller):
+    """Hauk ``api/create.php``: start a share of ``dur`` seconds with the device key.
+
+    The member sets ``https://<site>/hauk/`` as the server and the device key as the
+    password. Answers ``OK``, the session id (:func:`hauk_sid`), the room's map link
+    and the room's id; a refusal's first line says why: ``Incorrect password!``, an
+    encrypted (``e2e=1``) or group (``mod`` 1, 2) share, a bad ``dur``/``int``.
+    """
+    try:
+        duration_s = hauk.parse_create(caller.key_context)
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    issued = now_ms()
+    until = issued + duration_s * 1000
+    await ashare_start(member=caller.ref, until_ms=until)
+    sid = hauk_sid(key_hash=caller.device.key_hash, until_ms=until, issued_ms=issued)
+    return hauk_lines("OK", sid, _hauk_view_link(request, caller),
+                      caller.ref.room_public_id)
+
+
+def _hauk_live(caller, session):
+    """Raise :class:`Refused` unless the session's share is still on."""
+    stopped = to_ms(caller.member.stopped_at)
+    if session["u"] is not None and now_ms() > session["u"]:
+        raise auth.Refused(400, "the share's time is over: start a new share", "sid")
+    if stopped is not None and stopped >= session["t"]:
+        raise auth.Refused(400, "the share was stopped: start a new share", "sid")
+
+
+@require_POST
+@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+async def hauk_post(request, caller):
+    """Hauk ``api/post.php``: publish one position of the session's device.
+
+    ``time`` is epoch seconds with a fraction, ``spd`` m/s, ``acc`` m. Answers ``OK``,
+    the link format and the share ids (as Hauk 1.2+); ``Session expired!`` when the
+    share's time is over, it was stopped, or the device key changed.
+    """
+    form, session = caller.key_context
+    _hauk_live(caller, session)
+    try:
+        fix = hauk.parse_post(form)
+    except InvalidFix as exc:
+        raise _invalid(exc) from None
+    await _publish(caller, [fix])
+    link_format = request.build_absolute_uri("/r/") + "%s/"
+    return hauk_lines("OK", link_format, caller.ref.room_public_id)
+
+
+@require_POST
+@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+async def hauk_stop(request, caller):
+    """Hauk ``api/stop.php``: end the share; the member's marker goes from the map.
+
+    A share already over (time up, stopped) answers ``OK`` and changes nothing, as
+    Hauk's own server does for a session it no longer has.
+    """
+    _form_, session = caller.key_context
+    try:
+        _hauk_live(caller, session)
+    except auth.Refused:
+        return hauk_lines("OK")
+    await amember_stop_sharing(member=caller.ref)
+    return hauk_lines("OK")
+
+
+@csrf_exempt
+async def hauk_unsupported(request, name):
+    """Other Hauk endpoints (``adopt.php``, ``new-link.php``, ...): a clear line."""
+    return hauk_lines(f"geoshare does not offer Hauk's {name}.php: only sharing your "
+                      "own location alone")

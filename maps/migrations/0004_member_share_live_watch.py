@@ -32,7 +32,7 @@ def keep_what_maps_showed(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('maps', '0002_member_name_unique_in_room'),
+        ('maps', '0003_device'),
     ]
 
     operations = [
