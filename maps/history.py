@@ -12,12 +12,14 @@ The live map never waits for the database.
 import asyncio
 import contextvars
 import logging
+import time
 import weakref
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
+from . import metrics
 from .models import Member, Position, Room
 from .selectors import from_ms
 
@@ -64,8 +66,11 @@ class HistoryWriter:
         batch, self.buffer = self.buffer, []
         self._flushing = asyncio.get_running_loop().create_future()
         try:
+            started = time.perf_counter()
             await database_sync_to_async(write_batch)(batch, self.persisted)
+            metrics.history_written(len(batch), time.perf_counter() - started)
         except Exception:
+            metrics.HISTORY_ERRORS.inc()
             log.exception("history: could not write %d positions", len(batch))
         finally:
             done, self._flushing = self._flushing, None

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import phone_views, views
+from . import phone_views, probes, views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -15,5 +15,7 @@ urlpatterns = [
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", probes.metrics_view, name="metrics"),
 ]

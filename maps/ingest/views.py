@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import auth, selectors
+from .. import auth, metrics, selectors
 from ..fixes import InvalidFix
 from ..services import NotAllowed, positions_publish
 from . import gpslogger, osmand, owntracks
@@ -87,6 +87,7 @@ async def owntracks_view(request, caller):
             raise _invalid(exc) from None
         if fix is not None:
             await _publish(caller, [fix])
+            metrics.POSITIONS_BY_DOOR["owntracks"].inc()
     # An empty body is what OwnTracks posts when a friend is deleted in the app.
     friends = await database_sync_to_async(_owntracks_friends)(
         caller.ref.id, caller.ref.room_pk
@@ -138,6 +139,7 @@ async def osmand_view(request, caller):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, fixes)
+    metrics.POSITIONS_BY_DOOR["osmand"].inc(len(fixes))
     return HttpResponse(status=200)
 
 
@@ -178,4 +180,5 @@ async def gpslogger_view(request, caller, key):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, [fix])
+    metrics.POSITIONS_BY_DOOR["gpslogger"].inc()
     return HttpResponse(status=200)
