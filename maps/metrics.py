@@ -93,9 +93,14 @@ LAYER_RECONNECTS = Counter(
     "Times a room hub found the channel layer back after failures and resynced its "
     "clients")
 
+#: The limiter's buckets (``GEOSHARE["RATE_LIMITS"]``) and the socket flood limit.
+BUCKETS = ("redeem", "badkey", "positions", "room", "flood")
 RATE_LIMITED = Counter(
     "geoshare_rate_limited",
     "Requests, frames and sockets refused by a limit, by bucket", ["bucket"])
+# Every bucket's series exists from the start, at 0, so rate() sees the first refusal.
+for _bucket in BUCKETS:
+    RATE_LIMITED.labels(bucket=_bucket)
 
 
 def text_bytes(text):
