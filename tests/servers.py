@@ -563,10 +563,12 @@ class Nginx:
         return self
 
     def stop(self):
+        """SIGTERM (nginx's fast shutdown); SIGKILL after 10 s."""
         _stop(self.process)
         self._close_log()
 
     def kill(self):
+        """SIGKILL."""
         _kill(self.process)
         self._close_log()
 

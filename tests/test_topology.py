@@ -356,6 +356,9 @@ async def _topology(tmp, database_url, redis):
             assert "Application shutdown complete." in one.output(), one.log_tail()
             # Whoever was on worker one was closed and reconnected to worker two, with
             # a fresh snapshot that has everyone's latest position.
+            async with asyncio.timeout(10):
+                while not (ana.closes or bo.closes):
+                    await asyncio.sleep(0.05)
             moved = [s for s in (ana, bo) if s.closes]
             assert len(moved) == 1, [(s.closes, len(s.snapshots)) for s in (ana, bo)]
             moved = moved[0]
