@@ -22,6 +22,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 	@bash scripts/install-browser.sh
+	@bash scripts/install-deploy-tools.sh
 
 # Serves with geoshare's uvicorn flags (geoshare/serving.py), as the tests and bench do.
 run: export DEBUG ?= 1

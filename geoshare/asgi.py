@@ -20,27 +20,52 @@ from channels.sessions import CookieMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from maps import metrics  # noqa: E402
 from maps.history import history_writer  # noqa: E402
 from maps.maintenance import maintenance_loop  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
 
 
+def start_metrics_server():
+    """Start the metrics server on ``GEOSHARE_METRICS_PORT`` if set; return it or ``None``.
+
+    Raises ``OSError`` when the port cannot be bound.
+    """
+    port = settings.GEOSHARE["METRICS_PORT"]
+    if not port:
+        return None
+    return metrics.start_server(port, settings.GEOSHARE["METRICS_ADDR"])
+
+
 async def lifespan(scope, receive, send):
-    """ASGI lifespan: start the maintenance loop; on shutdown, write buffered history.
+    """ASGI lifespan: start the maintenance loop (and the metrics server, if asked for);
+    on shutdown, write buffered history.
 
     uvicorn closes the sockets first, then sends ``lifespan.shutdown``; the history
-    still buffered is written then, so a graceful stop loses nothing.
+    still buffered is written then, so a graceful stop loses nothing. A metrics port
+    that cannot be bound fails the start (``lifespan.startup.failed``): uvicorn then
+    exits instead of serving without the metrics it was asked for.
     """
-    maintenance = None
+    maintenance = metrics_server = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            try:
+                metrics_server = start_metrics_server()
+            except OSError as exc:
+                await send({"type": "lifespan.startup.failed", "message":
+                            f"cannot serve metrics on port "
+                            f"{settings.GEOSHARE['METRICS_PORT']}: {exc}"})
+                return
             maintenance = asyncio.get_running_loop().create_task(maintenance_loop())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if maintenance is not None:
                 maintenance.cancel()
             await history_writer().flush()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

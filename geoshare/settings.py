@@ -190,7 +190,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` gathers the files a proxy (or WhiteNoise) serves under /static/.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -218,7 +219,8 @@ if not DEBUG:
     # Production runs behind a TLS proxy that sets X-Forwarded-Proto (docs/security.md).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Probes from a container engine or a proxy's health check speak plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
@@ -299,6 +301,12 @@ GEOSHARE = {
     # Usable (not revoked, expired or used up) invites a room may hold at once.
     "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
+    # Prometheus metrics (maps.metrics): on /metrics with "Authorization: Bearer
+    # <token>", and/or on a port of their own (0: none) bound to METRICS_ADDR. With
+    # neither, /metrics answers 404.
+    "METRICS_TOKEN": env_str("GEOSHARE_METRICS_TOKEN", ""),
+    "METRICS_PORT": env_int("GEOSHARE_METRICS_PORT", default=0),
+    "METRICS_ADDR": env_str("GEOSHARE_METRICS_ADDR", "127.0.0.1"),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

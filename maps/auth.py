@@ -32,7 +32,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import events, selectors
+from . import events, metrics, selectors
 from .models import Role
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
@@ -129,13 +129,13 @@ def limit_hit(bucket, ident, count=1):
     allowed, window = limit(bucket)
     key = _limit_key(bucket, ident, window)
     if cache.add(key, count, timeout=window + 1):
-        return count <= allowed
+        return metrics.allowed(bucket, count <= allowed)
     try:
         total = cache.incr(key, count)
     except ValueError:  # expired between add and incr
         cache.add(key, count, timeout=window + 1)
         total = count
-    return total <= allowed
+    return metrics.allowed(bucket, total <= allowed)
 
 
 def limit_take(bucket, ident, count=1):
@@ -146,6 +146,7 @@ def limit_take(bucket, ident, count=1):
     """
     allowed, window = limit(bucket)
     if count > allowed:
+        metrics.refused(bucket)
         return False
     key = _limit_key(bucket, ident, window)
     if cache.add(key, count, timeout=window + 1):
@@ -157,6 +158,7 @@ def limit_take(bucket, ident, count=1):
         return True
     if total > allowed:
         cache.decr(key, count)
+        metrics.refused(bucket)
         return False
     return True
 

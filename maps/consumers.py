@@ -18,7 +18,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import auth, events
+from . import auth, events, metrics
 from .fixes import InvalidFix, fix_from_frame, now_ms
 from .hub import registry
 from .outbox import Outbox
@@ -207,11 +207,13 @@ class LocationConsumer(AsyncWebsocketConsumer):
                 # must not start it again meanwhile.
                 self.hub.state.apply_share(self.member.id, None)
             await position_publish(member=self.member, fix=fix)
+            metrics.POSITIONS_BY_DOOR["websocket"].inc()
         except NotAllowed as exc:
             self._reply(events.error("forbidden", str(exc)))
         except Exception:
             # The channel layer (Redis) is away: say so and keep the socket; the hub
             # resyncs every client once it is back.
+            metrics.LAYER_ERRORS.inc()
             log.warning("room %s: could not publish a position", self.member.room_pk)
             self._reply(events.error("unavailable", "the server could not share this "
                                      "position right now; it will resync"))
@@ -255,6 +257,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
             self._window_count = 0
         self._window_count += 1
         if self._window_count > self._flood:
+            metrics.refused("flood")
             self.outbox.close_now(events.CLOSE_FLOOD)
             return True
         return False

@@ -13,11 +13,13 @@ import asyncio
 import concurrent.futures
 import contextvars
 import logging
+import time
 import weakref
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from . import metrics
 from .models import LivePosition, Member, Position, Room
 from .selectors import from_ms
 
@@ -98,9 +100,12 @@ class HistoryWriter:
         loop = asyncio.get_running_loop()
         self._flushing = loop.create_future()
         try:
+            started = time.perf_counter()
             await loop.run_in_executor(_executor(), _write_batch_in_thread, batch,
                                        self.persisted)
+            metrics.history_written(len(batch), time.perf_counter() - started)
         except Exception:
+            metrics.HISTORY_ERRORS.inc()
             log.exception("history: could not write %d positions", len(batch))
             for waiter in waiters:
                 if not waiter.done():

@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import events
+from . import events, metrics
 from .fixes import now_ms
 from .room_state import RoomState, watch_frames
 
@@ -190,7 +190,9 @@ class RoomHub:
     def snapshot_message(self, member_id):
         """Return the ASGI send message of a ``snapshot`` frame for ``member_id``."""
         frame = self.state.snapshot(member_id, now_ms())
-        return events.send_message(events.encode(frame))
+        text = events.encode(frame)
+        metrics.sent_one(text)
+        return events.send_message(text)
 
     def resync_all(self):
         """Send every local socket a fresh snapshot (after the layer came back)."""
@@ -314,11 +316,14 @@ class RoomHub:
         (:func:`~maps.room_state.watch_frames`), encoded once per watched member.
         """
         self._flush_handle = None
+        started, count, size = time.perf_counter(), 0, 0
         frames = self.state.flush()
         for frame in frames:
             message = events.send_message(events.encode(frame))
             for socket in self.sockets:
                 socket.push(message)
+            count, size = count + 1, size + metrics.text_bytes(message["text"])
+        metrics.flushed(count, size, len(self.sockets), time.perf_counter() - started)
         for member_id, watching in self.watchers.items():
             anonymous = self._anonymous
             for frame in watch_frames(frames, member_id, anonymous):
@@ -372,6 +377,7 @@ class RoomHub:
             await self.layer.group_send(self.group, message)
         except Exception:
             self._healthy = False
+            metrics.LAYER_ERRORS.inc()
             log.warning("room %s: channel layer unavailable", self.room_pk)
 
     async def _receive_loop(self):
@@ -383,6 +389,7 @@ class RoomHub:
                 raise
             except Exception:
                 self._healthy = False
+                metrics.LAYER_ERRORS.inc()
                 log.warning("room %s: channel layer receive failed", self.room_pk)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -400,6 +407,7 @@ class RoomHub:
             await self.layer.send(hub, self.state.sync_event(self.channel))
         except Exception:
             self._healthy = False
+            metrics.LAYER_ERRORS.inc()
 
     async def _heartbeat_loop(self):
         while True:
@@ -417,11 +425,13 @@ class RoomHub:
                 raise
             except Exception:
                 self._healthy = False
+                metrics.LAYER_ERRORS.inc()
                 log.warning("room %s: heartbeat failed; will retry", self.room_pk)
                 continue
             if not self._healthy:
                 # Back after an outage: whatever was missed, resync everyone.
                 self._healthy = True
+                metrics.LAYER_RECONNECTS.inc()
                 log.info("room %s: channel layer back; resyncing", self.room_pk)
                 await self._send_group(events.room_hello(self.channel))
                 self.resync_all()
@@ -512,3 +522,8 @@ def registry():
     if found is None:
         found = _registries[loop] = HubRegistry()
     return found
+
+
+def registries():
+    """Return the hub registries of every event loop of this process (for metrics)."""
+    return list(_registries.values())

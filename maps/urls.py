@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import phone_views, views, watch_views
+from . import phone_views, probes, views, watch_views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -25,5 +25,7 @@ urlpatterns = [
     path("hauk/api/post.php", ingest.hauk_post, name="hauk_post"),
     path("hauk/api/stop.php", ingest.hauk_stop, name="hauk_stop"),
     path("hauk/api/<slug:name>.php", ingest.hauk_unsupported, name="hauk_unsupported"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", probes.metrics_view, name="metrics"),
 ]

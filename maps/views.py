@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -253,8 +253,3 @@ def room_leave(request, room_id):
         _forget(request, room)
         messages.success(request, "You left the room; your positions were erased.")
     return redirect("home")
-
-
-def healthz(request):
-    """Liveness probe for process managers and tests."""
-    return HttpResponse("ok", content_type="text/plain")

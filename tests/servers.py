@@ -5,10 +5,12 @@
 - :class:`Uvicorn`: geoshare's uvicorn as a subprocess on a free port, started with
   :func:`geoshare.serving.uvicorn_command`, the flags ``make run`` serves with;
 - :class:`RedisServer` / :func:`redis_url`: a private ``redis-server``;
-- :func:`postgres_database`: a private database on a PostgreSQL server.
+- :func:`postgres_database`: a private database on a PostgreSQL server;
+- :class:`Nginx`: Debian's nginx as a child process, serving one of the repository's
+  site files (docker/nginx.conf) with only its ports and paths changed.
 
 Each server starts on a free port and is stopped by whoever started it. Where one cannot
-be had (no redis-server binary and no ``REDIS_URL``, no PostgreSQL answering), the caller
+be had (no redis-server binary and no ``REDIS_URL``, no PostgreSQL answering, no nginx), the caller
 is skipped with a reason, or failed when ``CI`` is set (:func:`skip_or_fail`). pytest is
 imported only to skip: the benchmarks use this module without it.
 """
@@ -447,3 +449,144 @@ def postgres_database():
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name))
             )
+
+
+# -- nginx -----------------------------------------------------------------------------
+
+NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
+
+
+def nginx_binary():
+    """Return the path of an nginx binary, or ``None``."""
+    for candidate in NGINX_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def ipv6_loopback():
+    """Return whether [::1] can be bound on this machine."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Nginx:
+    """Debian's nginx as a child process (not a daemon), serving a site file of the repo.
+
+    ``site`` is an nginx site file, written for nginx's ``http`` block
+    (docker/nginx.conf). ``replace`` maps text of it to the test's values: ports and
+    paths only. Each key must occur in the file, so a changed file fails loudly instead
+    of quietly keeping a production value. Around it, in ``directory``, goes what
+    Debian's /etc/nginx/nginx.conf provides (events, MIME types, temporary paths), with
+    the pid file and logs there too (``nginx.log``: nginx's own output). ``ports`` are
+    waited for at start.
+
+    ``start()`` raises ``RuntimeError`` with the log when nginx refuses the
+    configuration or does not listen; ``stop()`` is a graceful quit, ``kill()`` a crash.
+    """
+
+    def __init__(self, site, directory, *, replace, ports):
+        self.site = Path(site)
+        self.dir = Path(directory)
+        self.replace = dict(replace)
+        self.ports = list(ports)
+        self.process = None
+        self._log = None
+        self.log_path = self.dir / "nginx.log"
+
+    def render(self):
+        """Return the site file's text with the replacements made."""
+        text = self.site.read_text()
+        for old, new in self.replace.items():
+            if old not in text:
+                raise ValueError(f"{old!r} is not in {self.site}: update the test's "
+                                 "replacements")
+            text = text.replace(old, new)
+        return text
+
+    def write(self):
+        """Write the main configuration and the rendered site; return the main one."""
+        for sub in ("logs", "tmp"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        site = self.dir / "site.conf"
+        site.write_text(self.render())
+        mime = Path("/etc/nginx/mime.types")
+        types = f"include {mime};" if mime.exists() else (
+            "types { text/html html; text/css css; application/javascript js; }")
+        temp = "\n".join(
+            f"    {name}_temp_path {self.dir / 'tmp' / name};"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        # Running as root, nginx would hand its workers to "nobody", who may not read
+        # the test's temporary directories.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        main = self.dir / "nginx.conf"
+        main.write_text(
+            f"daemon off;\n{user}worker_processes 1;\npid {self.dir / 'nginx.pid'};\n"
+            f"error_log {self.dir / 'logs' / 'error.log'} info;\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{\n    {types}\n    default_type application/octet-stream;\n"
+            f"{temp}\n    include {site};\n}}\n"
+        )
+        return main
+
+    @property
+    def command(self):
+        return [nginx_binary() or "nginx", "-p", str(self.dir), "-c",
+                str(self.dir / "nginx.conf"), "-e", str(self.dir / "logs" / "error.log")]
+
+    def start(self):
+        """Check the configuration (``nginx -t``), start nginx, wait for its ports."""
+        if nginx_binary() is None:
+            raise RuntimeError("nginx is not installed")
+        self.write()
+        check = subprocess.run([*self.command, "-t"], capture_output=True, text=True,
+                               timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx refused the configuration:\n{check.stderr}")
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        try:
+            for port in self.ports:
+                wait_for_port(port, 20, process=self.process)
+        except (RuntimeError, TimeoutError) as exc:
+            self.kill()
+            raise RuntimeError(f"nginx did not start ({exc}):\n{self.output()}") from None
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def stop(self):
+        """SIGTERM (nginx's fast shutdown); SIGKILL after 10 s."""
+        _stop(self.process)
+        self._close_log()
+
+    def kill(self):
+        """SIGKILL."""
+        _kill(self.process)
+        self._close_log()
+
+    def _close_log(self):
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def output(self):
+        """nginx's own output and its error log."""
+        parts = []
+        for path in (self.log_path, self.dir / "logs" / "error.log"):
+            with contextlib.suppress(OSError):
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -17,7 +17,7 @@ from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import auth, selectors
+from .. import auth, metrics, selectors
 from ..fixes import InvalidFix, now_ms
 from ..history import StoreFailed
 from ..selectors import to_ms
@@ -123,6 +123,7 @@ async def owntracks_view(request, caller):
             raise _invalid(exc) from None
         if fix is not None:
             await _publish(caller, [fix])
+            metrics.POSITIONS_BY_DOOR["owntracks"].inc()
     # An empty body is what OwnTracks posts when a friend is deleted in the app.
     friends = await database_sync_to_async(_owntracks_friends)(
         caller.ref.id, caller.ref.room_pk
@@ -179,6 +180,7 @@ async def osmand_view(request, caller):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, fixes)
+    metrics.POSITIONS_BY_DOOR["osmand"].inc(len(fixes))
     return HttpResponse(status=200)
 
 
@@ -219,6 +221,7 @@ async def gpslogger_view(request, caller, key):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, [fix])
+    metrics.POSITIONS_BY_DOOR["gpslogger"].inc()
     return HttpResponse(status=200)
 
 
@@ -259,6 +262,7 @@ async def overland_view(request, caller):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, fixes)
+    metrics.POSITIONS_BY_DOOR["overland"].inc(len(fixes))
     return JsonResponse({"result": "ok"})
 
 
@@ -389,6 +393,7 @@ async def hauk_post(request, caller):
     except InvalidFix as exc:
         raise _invalid(exc) from None
     await _publish(caller, [fix])
+    metrics.POSITIONS_BY_DOOR["hauk"].inc()
     link_format = request.build_absolute_uri("/r/") + "%s/"
     return hauk_lines("OK", link_format, caller.ref.room_public_id)
 
