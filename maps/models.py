@@ -67,6 +67,14 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+class HistoryVisibility(models.TextChoices):
+    """Whose history a room's people may see (:func:`maps.auth.history_members`)."""
+
+    EVERYONE = "everyone", "Everyone in the room, viewers too"
+    MEMBERS = "members", "Members, not viewers"
+    OWN = "own", "Each member only their own"
+
+
 class Room(models.Model):
     """A map that its members share; reached by an unguessable ``public_id``."""
 
@@ -75,6 +83,10 @@ class Room(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # Days of history kept; 0 keeps none ("live only").
     retention_days = models.PositiveIntegerField(default=7)
+    history_visibility = models.CharField(
+        max_length=10, choices=HistoryVisibility.choices,
+        default=HistoryVisibility.MEMBERS,
+    )
 
     def __str__(self):
         return self.name
@@ -171,7 +183,10 @@ class Position(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["member", "-device_time"]),
+            # The history's keyset order (maps.selectors.history_page); read
+            # backwards, also each member's newest position.
+            models.Index(fields=["member", "device_time", "id"],
+                         name="maps_position_member_time_id"),
             models.Index(fields=["received"]),
         ]
 

@@ -1,7 +1,11 @@
 """Reads that several callers share. All synchronous: call through
 ``database_sync_to_async`` from async code."""
 
-from datetime import UTC, datetime
+import base64
+import binascii
+import heapq
+import itertools
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -151,3 +155,114 @@ def map_invite(room):
     never shown it (it would let them join again as members).
     """
     return usable_invites(room).filter(role=Role.MEMBER).first()
+
+
+# -- history ---------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_ONE_US = timedelta(microseconds=1)
+# Rows read from the database at a time when a whole range is read.
+HISTORY_CHUNK = 10_000
+
+_TRACK_FIELDS = ("id", "lat", "lon", "device_time", "altitude", "speed", "heading",
+                 "accuracy", "battery")
+_DRAW_FIELDS = ("id", "lat", "lon", "device_time")
+
+
+def exact_ms(value):
+    """Return an aware datetime as whole UTC epoch milliseconds (floor), exactly."""
+    return (value - _EPOCH) // _ONE_MS
+
+
+def _history(member_ids, *, since, until, floor):
+    """The positions of ``member_ids`` in ``[since, until)`` of device time, after
+    ``floor`` in both device and receive time (the retention)."""
+    since = max(since, floor)
+    return Position.objects.filter(
+        member_id__in=member_ids, device_time__gte=since, device_time__lt=until,
+        received__gte=floor,
+    )
+
+
+def history_tracks(members, *, since, until, floor, full=True):
+    """Return a :class:`maps.tracks.Track` per member of ``members`` (models), in order.
+
+    Positions with ``since <= device_time < until`` (aware datetimes) that are newer
+    than ``floor`` (:attr:`maps.auth.HistoryScope.floor`) by device and receive time,
+    oldest first (device time, then id). ``full``: with altitude, speed, heading,
+    accuracy and battery; else positions and times only (for drawing). Read per
+    member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time, id)
+    index, so memory holds rows, never model instances.
+    """
+    from .tracks import Track
+
+    fields = _TRACK_FIELDS if full else _DRAW_FIELDS
+    tracks = []
+    for member in members:
+        track = Track(events.member_info(member))
+        rows = _history([member.pk], since=since, until=until, floor=floor)
+        after = None
+        while True:
+            chunk = rows
+            if after is not None:
+                chunk = chunk.filter(device_time__gte=after[0]).filter(
+                    Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
+            batch = list(chunk.order_by("device_time", "id")
+                         .values_list(*fields)[:HISTORY_CHUNK])
+            for row in batch:
+                ts = exact_ms(row[3])
+                if full:
+                    track.append(row[1], row[2], ts, *row[4:])
+                else:
+                    track.append(row[1], row[2], ts)
+            if len(batch) < HISTORY_CHUNK:
+                break
+            after = (batch[-1][3], batch[-1][0])
+        tracks.append(track)
+    return tracks
+
+
+def encode_cursor(device_time, pk):
+    """Return the opaque cursor after the position ``(device_time, pk)``."""
+    raw = f"{(device_time - _EPOCH) // _ONE_US}.{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    """Return ``(device_time, pk)`` of a cursor, or raise ``ValueError``."""
+    if not isinstance(cursor, str) or len(cursor) > 64:
+        raise ValueError("not a cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, pk = raw.split(".")
+        if not (micros.lstrip("-").isdigit() and pk.isdigit()):
+            raise ValueError("not a cursor")
+        return _EPOCH + int(micros) * _ONE_US, int(pk)
+    except (binascii.Error, UnicodeDecodeError, OverflowError) as exc:
+        raise ValueError("not a cursor") from exc
+
+
+def history_page(member_ids, *, since, until, floor, after=None, limit=1000):
+    """Return ``(positions, next cursor or None)``: one page of the track API.
+
+    ``positions`` are :class:`~maps.events.WirePosition` dicts ordered by device time,
+    then id, over every member of ``member_ids``; ``after`` is a decoded cursor
+    ``(device_time, id)``: the page starts after it (keyset pagination, never OFFSET).
+    Each member's rows come from the (member, device_time, id) index, at most
+    ``limit + 1`` of them, and are merged here: a page costs the same at the start
+    and at the end of a long history.
+    """
+    streams = []
+    for member_id in member_ids:
+        rows = _history([member_id], since=since, until=until, floor=floor)
+        if after is not None:
+            rows = rows.filter(device_time__gte=after[0]).filter(
+                Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
+        streams.append(list(rows.order_by("device_time", "id")[:limit + 1]))
+    merged = list(itertools.islice(
+        heapq.merge(*streams, key=lambda p: (p.device_time, p.pk)), limit + 1))
+    more = len(merged) > limit
+    page = merged[:limit]
+    cursor = encode_cursor(page[-1].device_time, page[-1].pk) if more else None
+    return [position_wire(p) for p in page], cursor

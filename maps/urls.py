@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import phone_views, views
+from . import api_views, phone_views, views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -12,6 +12,12 @@ urlpatterns = [
     path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),
     path("r/<str:room_id>/leave/", views.room_leave, name="room_leave"),
     path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
+    path("r/<str:room_id>/export.gpx", api_views.export_gpx, name="export_gpx"),
+    path("r/<str:room_id>/export.geojson", api_views.export_geojson,
+         name="export_geojson"),
+    path("api/rooms/<str:room_id>/track", api_views.track, name="api_track"),
+    path("api/rooms/<str:room_id>/history", api_views.history, name="api_history"),
+    path("me/data.zip", api_views.my_data, name="my_data"),
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),
