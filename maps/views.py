@@ -146,7 +146,8 @@ def _history_config(room, member):
         "gpxUrl": f"/r/{room.public_id}/export.gpx",
         "geojsonUrl": f"/r/{room.public_id}/export.geojson",
         "myDataUrl": "/me/data.zip",
-        "members": scope.member_ids,
+        "members": [{"id": m.pk, "name": m.name, "color": m.color}
+                    for m in scope.members],
         "retentionDays": room.retention_days,
     }
 

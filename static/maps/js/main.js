@@ -3,6 +3,7 @@
 
 import { clockOffset, serverNow, syncClock } from "./clock.js";
 import { distanceMeters, formatAgo, formatDistance } from "./format.js";
+import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
@@ -43,6 +44,7 @@ const elements = {
 
 const map = createMap(elements.map, config);
 const markers = new MarkerLayer(map, { onClick: follow });
+const historyMode = config.history ? new HistoryMode(map, config.history) : null;
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
 const socket = new RoomSocket(config.socketPath, {
   onFrame: handleFrame,
@@ -473,6 +475,7 @@ window.geoshare = {
   markers: () => markers.describe(),
   sharing: () => (sharer ? sharer.state : "unavailable"),
   following: () => state.following,
+  history: () => (historyMode ? historyMode.describe() : null),
   clockOffset,
 };
 
