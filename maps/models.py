@@ -170,7 +170,9 @@ class Member(models.Model):
 class Position(models.Model):
     """One position of a member, as received: the history."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="positions")
+    # No index of its own: (member, device_time, id) below leads with it.
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="positions",
+                               db_index=False)
     lat = models.FloatField()
     lon = models.FloatField()
     accuracy = models.FloatField(null=True, blank=True)
