@@ -2,7 +2,8 @@
 
 ``python -m bench.history`` (``make bench`` runs it through ``bench.run``). On a private
 database of the PostgreSQL server the tests use (``tests.servers.postgres_database``),
-migrated, it makes one room of 12 members and bulk-loads 1,000,000 positions with
+migrated, it makes one room of 13 members (an owner, the day's walker and 11
+others) and bulk-loads 1,000,000 positions with
 ``COPY``: one member's day at 1 Hz (86,400 positions, a day of stays and trips), and
 913,600 more of the 11 others over the last 14 days. Then it times, each ``--repeat``
 times (the median is reported, and the first, cold, run):
