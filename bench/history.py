@@ -167,8 +167,9 @@ def _plan(queryset):
 
 
 def _get(client, url, key):
-    response = client.get(url, headers={"Authorization": f"Bearer {key}",
-                                        "Host": "127.0.0.1"})
+    # secure: bench.run's environment is production's (DEBUG off: HTTPS only).
+    response = client.get(url, secure=True, headers={"Authorization": f"Bearer {key}",
+                                                     "Host": "127.0.0.1"})
     assert response.status_code == 200, (url, response.status_code, response.content[:300])
     return response
 
