@@ -16,6 +16,9 @@ naive floor and the bare ceiling side by side. Scenarios (issue 6):
 - S1-redis (``--redis``, on in ``--full``): geoshare with ``REDIS_URL`` (channels_redis)
   on two uvicorn processes (one per core; the generator then shares the cores), clients
   split between them.
+- history: ``bench.history`` in its own process (a million positions on PostgreSQL:
+  the day's drawable track, GPX, API pages, a prune under inserts), after the rest;
+  ``--scenarios history`` runs it alone.
 
 geoshare runs on a fresh SQLite database in a temporary directory (``DATABASE_URL``),
 migrated first; its rooms and members are made through ``maps.services`` in this
@@ -532,7 +535,8 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --quick: add S1 at M=500 on Redis and two processes",
     )
-    parser.add_argument("--scenarios", help="comma-separated subset: S1,S2,S3,S1-redis")
+    parser.add_argument("--scenarios",
+                        help="comma-separated subset: S1,S2,S3,S1-redis,history")
     parser.add_argument("--apps", help="comma-separated subset of geoshare,naive,bare")
     parser.add_argument("--sizes", help="only points with these socket counts")
     parser.add_argument(
@@ -586,6 +590,10 @@ def main(argv=None) -> int:
                             stopped[p.app] = f"{sum(p.sizes)}"
                     done.append(p)
                     print(row_text(p), flush=True)
+        wanted = {x.strip() for x in args.scenarios.split(",")} if args.scenarios else None
+        if wanted is None or "history" in wanted:
+            # Its own process: it sets Django up on a PostgreSQL database of its own.
+            subprocess.run([PY, "-m", "bench.history"], cwd=ROOT, check=False)
     finally:
         if args.json:
             Path(args.json).write_text(

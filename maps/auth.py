@@ -7,7 +7,10 @@ HTTP ingest view (the :func:`ingest_door` decorator, after healthchecks'
 - the client's address, with forwarded headers believed only from configured proxies
   (``GEOSHARE["TRUSTED_PROXIES"]``, default none);
 - device-key and browser-session authentication;
-- the role rule (:func:`may_publish`);
+- the role rule (:func:`may_publish`) and the history rule (:func:`history_scope`:
+  whose positions, from when);
+- the door of the history API and exports (:func:`api_member`: session or
+  ``Authorization: Bearer <device key>``);
 - the limiter: fixed windows on Django's cache (Redis when ``REDIS_URL`` is set, so
   processes share the counts), keyed by a hash of the address or by member id, never
   by a token or a key.
@@ -23,6 +26,7 @@ import hashlib
 import ipaddress
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import import_module
 
 from channels.db import database_sync_to_async
@@ -30,10 +34,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import events, metrics, selectors
-from .models import Role
+from .models import HistoryVisibility, Member, Role
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
 # Device keys are 26 characters (32 before devices); anything much longer is not one
@@ -472,3 +477,121 @@ def positions_allowed(member_id, count):
         allowed, window = limit("positions")
         raise Refused(429, f"at most {allowed} positions per {window} s per member",
                       headers={"Retry-After": str(retry_after("positions"))})
+
+
+# -- history: who sees whose positions, from when -------------------------------------
+
+#: The roles that may see history at all, as the room allows. Anything else that may
+#: come to stand for a caller (a watch-me link's) sees none.
+HISTORY_ROLES = frozenset({Role.OWNER, Role.MEMBER, Role.VIEWER})
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryScope:
+    """What a caller may read of a room's history.
+
+    ``members``: the visible members (models, by id), after the caller's ``member=``
+    choice; ``floor``: the oldest time returned (aware, UTC): positions recorded or
+    received before it are past the room's retention and never returned.
+    """
+
+    room: object
+    members: list
+    floor: datetime
+
+    @property
+    def member_ids(self):
+        return [m.pk for m in self.members]
+
+
+def history_scope(member, *, only=None, now=None):
+    """Return the :class:`HistoryScope` of ``member`` (room loaded) in their room.
+
+    The one history rule, used by every history endpoint (the map's history, the track
+    API, the exports and the data download go through it):
+
+    - the room's ``history_visibility``: ``everyone`` lets everyone in the room see
+      everyone's history, viewers too; ``members`` (the default) lets owners and
+      members see everyone's, viewers none; ``own`` lets each member see only their
+      own (the owner too);
+    - callers of any other role (watch-me links) see none;
+    - nothing older than the room's retention (``now - retention_days``; nothing at
+      all in a live-only room).
+
+    ``only`` is a member id the caller asks for. Raises :class:`Refused`: 403 when the
+    caller may see no history here, or not that member's; 404 (``field`` ``member``)
+    when no member of the room has that id.
+    """
+    room = member.room
+    now = now or timezone.now()
+    visibility = room.history_visibility
+    everyone = Member.objects.filter(room=room).order_by("pk")
+    if member.role not in HISTORY_ROLES:
+        raise Refused(403, "this link does not show history")
+    if visibility == HistoryVisibility.OWN:
+        visible = everyone.filter(pk=member.pk)
+    elif visibility == HistoryVisibility.EVERYONE or may_publish(member):
+        visible = everyone
+    else:
+        raise Refused(403, "in this room, history is shown to members, not to viewers")
+    if only is not None:
+        if not everyone.filter(pk=only).exists():
+            raise Refused(404, "no member of this room has this id", "member")
+        visible = visible.filter(pk=only)
+        if not visible.exists():
+            raise Refused(403, "in this room, you may see only your own history",
+                          "member")
+    return HistoryScope(room=room, members=list(visible), floor=now - room.retention())
+
+
+def bearer_key(request):
+    """Return ``(present, key)``: whether an ``Authorization`` header was sent, its key.
+
+    ``key`` is the token of ``Authorization: Bearer <device key>``, or ``None`` for
+    another scheme or an empty token.
+    """
+    header = request.headers.get("Authorization")
+    if header is None:
+        return False, None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return True, None
+    return True, token
+
+
+_BEARER = {"WWW-Authenticate": 'Bearer realm="geoshare"'}
+
+
+def api_member(request, room_id):
+    """Return the member (room loaded) calling a history endpoint of room ``room_id``.
+
+    Synchronous (database). Authenticated by ``Authorization: Bearer <device key>``
+    (wins when sent) or by the browser session of a member of the room. Raises
+    :class:`Refused`: 401 with nothing to authenticate by, or an unknown key; 429 with
+    ``Retry-After`` for an address past its wrong-key limit (a wrong key counts
+    against the address, as at the ingest doors); 404 for a key of another room, a
+    session that is not in this room, and a room that does not exist, alike.
+    """
+    sent, key = bearer_key(request)
+    if sent:
+        if key is None:
+            raise Refused(401, "send Authorization: Bearer <device key>",
+                          "Authorization", _BEARER)
+        found = key_member(key, client_address(request))
+        if found is BLOCKED:
+            raise Refused(429, "too many wrong device keys from this address; wait a "
+                          "minute", headers={"Retry-After": str(retry_after("badkey"))})
+        if found is None:
+            raise Refused(401, "unknown or revoked device key", "Authorization", _BEARER)
+        if found.room.public_id != room_id:
+            raise Refused(404, "no such room", "room")
+        return found
+    if not request.session.get("members"):
+        raise Refused(401, "open the room's invite link in this browser, or send "
+                      "Authorization: Bearer <device key>", "Authorization", _BEARER)
+    room = selectors.room_by_public_id(room_id)
+    found = None if room is None else selectors.session_member(request.session, room)
+    if found is None:
+        raise Refused(404, "no such room", "room")
+    return found

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from .models import Role
+from .models import HistoryVisibility, Role
 
 
 class RoomForm(forms.Form):
@@ -28,4 +28,11 @@ class InviteForm(forms.Form):
 class RetentionForm(forms.Form):
     retention_days = forms.IntegerField(
         label="Keep history (days, 0 = live only)", min_value=0, max_value=3650
+    )
+
+
+class HistoryVisibilityForm(forms.Form):
+    history_visibility = forms.ChoiceField(
+        label="Who may see the room's history", choices=HistoryVisibility.choices,
+        widget=forms.RadioSelect,
     )

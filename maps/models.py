@@ -88,6 +88,14 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+class HistoryVisibility(models.TextChoices):
+    """Whose history a room's people may see (:func:`maps.auth.history_members`)."""
+
+    EVERYONE = "everyone", "Everyone in the room, viewers too"
+    MEMBERS = "members", "Members, not viewers"
+    OWN = "own", "Each member only their own"
+
+
 class Room(models.Model):
     """A map that its members share; reached by an unguessable ``public_id``."""
 
@@ -96,6 +104,10 @@ class Room(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # Days of history kept; 0 keeps none ("live only").
     retention_days = models.PositiveIntegerField(default=7)
+    history_visibility = models.CharField(
+        max_length=10, choices=HistoryVisibility.choices,
+        default=HistoryVisibility.MEMBERS,
+    )
 
     def __str__(self):
         return self.name
@@ -276,7 +288,9 @@ class WatchLink(models.Model):
 class Position(models.Model):
     """One position of a member, as received: the history."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="positions")
+    # No index of its own: (member, device_time, id) below leads with it.
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="positions",
+                               db_index=False)
     lat = models.FloatField()
     lon = models.FloatField()
     accuracy = models.FloatField(null=True, blank=True)
@@ -289,7 +303,10 @@ class Position(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["member", "-device_time"]),
+            # The history's keyset order (maps.selectors.history_page); read
+            # backwards, also each member's newest position.
+            models.Index(fields=["member", "device_time", "id"],
+                         name="maps_position_member_time_id"),
             models.Index(fields=["received"]),
         ]
 

@@ -1,9 +1,14 @@
 """Reads that several callers share. All synchronous: call through
 ``database_sync_to_async`` from async code."""
 
-from datetime import UTC, datetime
+import base64
+import binascii
+import heapq
+import itertools
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import F, Q
+from django.db import connections
+from django.db.models import BigIntegerField, F, Func, Q
 from django.utils import timezone
 
 from . import events
@@ -12,6 +17,7 @@ from .models import (
     Invite,
     LivePosition,
     Member,
+    Position,
     Role,
     Room,
     Share,
@@ -173,3 +179,170 @@ def map_invite(room):
     never shown it (it would let them join again as members).
     """
     return usable_invites(room).filter(role=Role.MEMBER).first()
+
+
+# -- history ---------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_ONE_US = timedelta(microseconds=1)
+# Rows read from the database at a time when a whole range is read.
+HISTORY_CHUNK = 10_000
+
+def exact_ms(value):
+    """Return an aware datetime as whole UTC epoch milliseconds (floor), exactly."""
+    return (value - _EPOCH) // _ONE_MS
+
+
+def _history(member_ids, *, since, until, floor):
+    """The positions of ``member_ids`` in ``[since, until)`` of device time, after
+    ``floor`` in both device and receive time (the retention)."""
+    since = max(since, floor)
+    return Position.objects.filter(
+        member_id__in=member_ids, device_time__gte=since, device_time__lt=until,
+        received__gte=floor,
+    )
+
+
+class EpochUs(Func):
+    """An aware datetime column as whole UTC epoch microseconds, computed by the database.
+
+    Reading 86,400 ``timestamptz`` values as Python datetimes took half of a day's
+    history request (make bench, history); integers come back for a fraction of it.
+    """
+
+    output_field = BigIntegerField()
+    arity = 1
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"(EXTRACT(EPOCH FROM {sql}) * 1000000)::bigint", params
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Stored as UTC text with microseconds: the date's days and the time's parts.
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (f"(CAST(strftime('%%s', substr({sql}, 1, 19)) AS INTEGER) * 1000000"
+                f" + CAST(substr(substr({sql}, 21) || '000000', 1, 6) AS INTEGER))",
+                params * 2)
+
+
+_TRACK_FIELDS = ("lat", "lon", "altitude", "speed", "heading", "accuracy", "battery")
+
+
+def history_tracks(members, *, since, until, floor, full=True):
+    """Return a :class:`maps.tracks.Track` per member of ``members`` (models), in order.
+
+    Positions with ``since <= device_time < until`` (aware datetimes) that are newer
+    than ``floor`` (:attr:`maps.auth.HistoryScope.floor`) by device and receive time,
+    oldest first (device time, then id). ``full``: with altitude, speed, heading,
+    accuracy and battery; else positions and times only (for drawing). Read per
+    member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time, id)
+    index, times as integers (:class:`EpochUs`), so memory holds rows, never model
+    instances.
+    """
+    from .tracks import Track
+
+    fields = _TRACK_FIELDS if full else _TRACK_FIELDS[:2]
+    tracks = []
+    for member in members:
+        track = Track(events.member_info(member))
+        rows = _history([member.pk], since=since, until=until, floor=floor).annotate(
+            us=EpochUs("device_time"))
+        after = None
+        while True:
+            chunk = rows
+            if after is not None:
+                chunk = chunk.filter(device_time__gte=after[0]).filter(
+                    Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
+            # The annotation last: raw rows come in the SQL's order, which puts
+            # annotations after the model's columns.
+            batch = _fetch(chunk.order_by("device_time", "id")
+                           .values_list("id", *fields, "us")[:HISTORY_CHUNK])
+            if batch:
+                columns = list(zip(*batch))
+                track.ts.extend(us // 1000 for us in columns[-1])
+                for name, values in zip(fields, columns[1:-1]):
+                    getattr(track, name).extend(values)
+                if not full:
+                    for name in _TRACK_FIELDS[2:]:
+                        getattr(track, name).extend([None] * len(batch))
+            if len(batch) < HISTORY_CHUNK:
+                break
+            after = (_EPOCH + batch[-1][-1] * _ONE_US, batch[-1][0])
+        tracks.append(track)
+    return tracks
+
+
+def _fetch(queryset):
+    """Return the rows of a ``values_list`` queryset as tuples, in one ``fetchall``.
+
+    The same SQL the ORM would run; iterating the queryset instead fetches 100 rows
+    at a time and passes each through the ORM, a third of a day's history request
+    (make bench, history). For querysets whose columns need no converters; the
+    columns come in the SQL's order (annotations after the model's fields).
+    """
+    sql, params = queryset.query.get_compiler(queryset.db).as_sql()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def encode_cursor(device_time, pk):
+    """Return the opaque cursor after the position ``(device_time, pk)``."""
+    raw = f"{(device_time - _EPOCH) // _ONE_US}.{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    """Return ``(device_time, pk)`` of a cursor, or raise ``ValueError``."""
+    if not isinstance(cursor, str) or len(cursor) > 64:
+        raise ValueError("not a cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, pk = raw.split(".")
+        if not (micros.lstrip("-").isdigit() and pk.isdigit()):
+            raise ValueError("not a cursor")
+        return _EPOCH + int(micros) * _ONE_US, int(pk)
+    except (binascii.Error, UnicodeDecodeError, OverflowError) as exc:
+        raise ValueError("not a cursor") from exc
+
+
+_PAGE_FIELDS = ("id", "member_id", "us", "seen_us", "lat", "lon", "accuracy",
+                "altitude", "speed", "heading", "battery")
+
+
+def history_page(member_ids, *, since, until, floor, after=None, limit=1000):
+    """Return ``(positions, next cursor or None)``: one page of the track API.
+
+    ``positions`` are :class:`~maps.events.WirePosition` dicts ordered by device time,
+    then id, over every member of ``member_ids``; ``after`` is a decoded cursor
+    ``(device_time, id)``: the page starts after it (keyset pagination, never OFFSET).
+    Each member's rows come from the (member, device_time, id) index, at most
+    ``limit + 1`` of them, and are merged here: a page costs the same at the start
+    and at the end of a long history.
+    """
+    streams = []
+    for member_id in member_ids:
+        rows = _history([member_id], since=since, until=until, floor=floor)
+        if after is not None:
+            rows = rows.filter(device_time__gte=after[0]).filter(
+                Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
+        rows = rows.annotate(us=EpochUs("device_time"), seen_us=EpochUs("received"))
+        streams.append(list(rows.order_by("device_time", "id")
+                            .values_list(*_PAGE_FIELDS)[:limit + 1]))
+    merged = list(itertools.islice(
+        heapq.merge(*streams, key=lambda row: (row[2], row[0])), limit + 1))
+    page = merged[:limit]
+    cursor = None
+    if len(merged) > limit:
+        cursor = encode_cursor(_EPOCH + page[-1][2] * _ONE_US, page[-1][0])
+    positions = []
+    for _pk, member_id, us, seen_us, lat, lon, *optional in page:
+        data = {"member": member_id, "lat": lat, "lon": lon}
+        for name, value in zip(_PAGE_FIELDS[6:], optional):
+            if value is not None:
+                data[name] = value
+        data["ts"] = us // 1000
+        data["seen"] = seen_us // 1000
+        positions.append(data)
+    return positions, cursor

@@ -26,6 +26,7 @@ from .models import (
     PALETTE,
     SECRET_MAX_BYTES,
     Device,
+    HistoryVisibility,
     Invite,
     LivePosition,
     Member,
@@ -553,6 +554,19 @@ def room_set_retention(*, room, days):
     room.retention_days = days
     room.save(update_fields=["retention_days"])
     return positions_prune(rooms=[room])
+
+
+def room_set_history_visibility(*, room, visibility):
+    """Set whose history the room's people may see (a :class:`HistoryVisibility`).
+
+    ``everyone``, ``members`` (not viewers) or ``own``; read on every history request
+    (:func:`maps.auth.history_scope`), so it applies at once. Raises ``ValueError``
+    for another value.
+    """
+    if visibility not in HistoryVisibility.values:
+        raise ValueError("history visibility is everyone, members or own")
+    room.history_visibility = visibility
+    room.save(update_fields=["history_visibility"])
 
 
 PRUNE_BATCH = 5_000

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import phone_views, probes, views, watch_views
+from . import api_views, phone_views, probes, views, watch_views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -16,6 +16,12 @@ urlpatterns = [
     path("r/<str:room_id>/watch-links/<int:link_id>/revoke/",
          watch_views.watch_link_revoke, name="watch_link_revoke"),
     path("w/<str:token>/", watch_views.watch_page, name="watch_page"),
+    path("r/<str:room_id>/export.gpx", api_views.export_gpx, name="export_gpx"),
+    path("r/<str:room_id>/export.geojson", api_views.export_geojson,
+         name="export_geojson"),
+    path("api/rooms/<str:room_id>/track", api_views.track, name="api_track"),
+    path("api/rooms/<str:room_id>/history", api_views.history, name="api_history"),
+    path("me/data.zip", api_views.my_data, name="my_data"),
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),
     path("ingest/gpslogger/<str:key>/", ingest.gpslogger_view, name="ingest_gpslogger"),

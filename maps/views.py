@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import auth, selectors, services
-from .forms import InviteForm, JoinForm, RetentionForm, RoomForm
+from .forms import HistoryVisibilityForm, InviteForm, JoinForm, RetentionForm, RoomForm
 from .models import Invite, Member, Role
 
 
@@ -133,9 +133,27 @@ def room_map(request, room_id):
         # The member's share as stored: a reload resumes a running share by itself.
         "share": {"state": member.share_state(),
                   "until": selectors.to_ms(member.sharing_until)},
+        "history": _history_config(room, member),
     }
     return render(request, "maps/map.html", {"room": room, "member": member,
                                              "config": config})
+
+
+def _history_config(room, member):
+    """What the map's history mode needs: its URLs, or ``None`` when it shows none."""
+    try:
+        scope = auth.history_scope(member)
+    except auth.Refused:
+        return None
+    return {
+        "url": f"/api/rooms/{room.public_id}/history",
+        "gpxUrl": f"/r/{room.public_id}/export.gpx",
+        "geojsonUrl": f"/r/{room.public_id}/export.geojson",
+        "myDataUrl": "/me/data.zip",
+        "members": [{"id": m.pk, "name": m.name, "color": m.color}
+                    for m in scope.members],
+        "retentionDays": room.retention_days,
+    }
 
 
 # Largest value of the BigAutoField primary keys (a signed 64-bit integer).
@@ -167,6 +185,8 @@ def room_manage(request, room_id):
     invite_form = InviteForm(prefix="invite")
     retention_form = RetentionForm(prefix="retention",
                                    initial={"retention_days": room.retention_days})
+    visibility_form = HistoryVisibilityForm(
+        prefix="visibility", initial={"history_visibility": room.history_visibility})
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "invite":
@@ -218,6 +238,15 @@ def room_manage(request, room_id):
                 )
                 messages.success(request, "History retention saved.")
                 return redirect("room_manage", room_id=room_id)
+        elif action == "visibility":
+            visibility_form = HistoryVisibilityForm(request.POST, prefix="visibility")
+            if visibility_form.is_valid():
+                services.room_set_history_visibility(
+                    room=room,
+                    visibility=visibility_form.cleaned_data["history_visibility"],
+                )
+                messages.success(request, "Who may see the history was saved.")
+                return redirect("room_manage", room_id=room_id)
         elif action == "delete":
             services.room_delete(room=room)
             _forget(request, room)
@@ -237,6 +266,7 @@ def room_manage(request, room_id):
             "members": room.members.order_by("created"),
             "invite_form": invite_form,
             "retention_form": retention_form,
+            "visibility_form": visibility_form,
         },
     )
 

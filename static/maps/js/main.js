@@ -3,6 +3,7 @@
 
 import { clockOffset, serverNow, syncClock } from "./clock.js";
 import { distanceMeters, formatAgo, formatDistance, formatLeft } from "./format.js";
+import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
@@ -46,6 +47,7 @@ const elements = {
 
 const map = createMap(elements.map, config);
 const markers = new MarkerLayer(map, { onClick: follow });
+const historyMode = config.history ? new HistoryMode(map, config.history) : null;
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
 const socket = new RoomSocket(config.socketPath, {
   onFrame: handleFrame,
@@ -549,6 +551,7 @@ window.geoshare = {
   share: myShare,
   watchLinks: () => watchLinks,
   following: () => state.following,
+  history: () => (historyMode ? historyMode.describe() : null),
   clockOffset,
 };
 
