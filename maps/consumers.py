@@ -233,6 +233,9 @@ class LocationConsumer(AsyncWebsocketConsumer):
                 return
         try:
             await ashare_start(member=self.member, until_ms=until)
+            # The room hears of it through the layer; this socket's next position, in
+            # the same breath, must already find the share on.
+            self.hub.state.apply_share(self.member.id, until)
         except Exception:
             log.warning("room %s: could not start a share", self.member.room_pk)
             self._reply(events.error("unavailable", "could not start sharing right now"))

@@ -39,7 +39,7 @@ function buildIcon(member) {
 
 function paint(parts, member) {
   parts.root.style.setProperty("--member-color", member.color || "#2563eb");
-  parts.name.textContent = member.name || "?";
+  parts.name.textContent = member.name ?? "?";
 }
 
 export class MarkerLayer {

@@ -1,0 +1,213 @@
+"""Shares with an end, watch-me links and the tutorial client (in process)."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.management import call_command
+
+from maps.events import check_frame
+from maps.fixes import now_ms
+from maps.history import history_writer
+from maps.models import LivePosition, Member, Position, Share, WatchLink
+from maps.services import watch_link_create, watch_link_revoke
+from tests.conftest import Client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SAMPLE = {"type": "position", "lat": 46.05, "lon": 14.5, "accuracy": 8}
+
+
+async def stored(member):
+    await history_writer().flush()
+    return await database_sync_to_async(Position.objects.filter(member=member).count)()
+
+
+async def test_a_share_with_an_end_ends_for_everyone_and_refuses_after(
+    room, member, member_key, other_key, connect, async_client
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    until = now_ms() + 1500
+    await sender.send({"type": "share", "until": until})
+    frame = await watcher.receive_type("presence")
+    assert frame["member"]["sharing"] is True
+    assert frame["member"]["sharing_until"] == until
+    await sender.send(SAMPLE)
+    assert (await watcher.receive_type("positions"))["positions"][0]["member"] == member.pk
+    # The end passes: every viewer is told, without anyone doing anything.
+    assert (await watcher.receive_type("stopped", timeout=5))["member"] == member.pk
+    await asyncio.sleep(0.2)
+    db_member = await database_sync_to_async(Member.objects.get)(pk=member.pk)
+    assert db_member.share == Share.ENDED
+    assert not await database_sync_to_async(
+        LivePosition.objects.filter(member=member).exists)()
+    count = await stored(member)
+    # Positions are refused over the WebSocket...
+    await sender.send(SAMPLE)
+    refusal = await sender.receive_type("error")
+    assert refusal["code"] == "not_sharing"
+    # ... and dropped, answered with success, from a phone.
+    response = await async_client.get("/ingest/osmand/",
+                                      {"id": member_key, "lat": "1", "lon": "2"})
+    assert response.status_code == 200
+    assert await watcher.nothing(0.4)
+    assert await stored(member) == count
+    # Turning sharing on again brings the marker back.
+    await sender.send({"type": "share", "until": None})
+    await sender.send(SAMPLE)
+    (position,) = (await watcher.receive_type("positions"))["positions"]
+    assert position["member"] == member.pk
+
+
+async def test_stop_ends_the_share_and_a_position_does_not_restart_it(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send(SAMPLE)  # never shared before: this starts an open-ended share
+    await watcher.receive_type("positions")
+    await sender.send({"type": "stop"})
+    await watcher.receive_type("stopped")
+    await sender.send(SAMPLE)
+    assert (await sender.receive_type("error"))["code"] == "not_sharing"
+    late = await connect(room, key=other_key)
+    assert late.snapshot["positions"] == []
+    mine = {m["id"]: m for m in late.snapshot["members"]}[member.pk]
+    assert (mine["sharing"], mine["sharing_until"]) == (False, None)
+
+
+@pytest.mark.parametrize("until", ["soon", 1.5, -1, True])
+async def test_a_bad_share_end_is_refused_naming_the_field(room, member_key, connect, until):
+    sender = await connect(room, key=member_key)
+    await sender.send({"type": "share", "until": until})
+    refusal = await sender.receive_type("error")
+    assert (refusal["code"], refusal["field"]) == ("invalid", "until")
+
+
+async def test_the_channels_tutorial_client_is_taken_as_a_position(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send({"latitude": 46.5, "longitude": 14.25})
+    (position,) = (await watcher.receive_type("positions"))["positions"]
+    assert (position["member"], position["lat"], position["lon"]) == (member.pk, 46.5, 14.25)
+
+
+# -- watch-me links -------------------------------------------------------------------
+
+
+async def open_watch(token):
+    client = Client(f"/ws/watch/{token}/")
+    connected, _ = await client.connect()
+    assert connected
+    return client
+
+
+async def test_a_watch_link_shows_one_member_and_nothing_else(
+    room, member, member_key, other_key, connect
+):
+    sender = await connect(room, key=member_key)
+    other = await connect(room, key=other_key)
+    await sender.send({"type": "share", "until": None})
+    await sender.send(SAMPLE)
+    await other.send({**SAMPLE, "lat": 45.0})
+    await other.receive_type("positions")
+    _link, token = await database_sync_to_async(watch_link_create)(member=member,
+                                                                   minutes=60)
+    watch = await open_watch(token)
+    snapshot = await watch.receive_type("snapshot")
+    check_frame(snapshot)
+    assert snapshot["you"] is None
+    assert (snapshot["room"]["id"], snapshot["room"]["name"]) == ("", "")
+    assert [m["id"] for m in snapshot["members"]] == [member.pk]
+    assert snapshot["members"][0]["name"] == ""
+    assert [p["member"] for p in snapshot["positions"]] == [member.pk]
+    seen = [snapshot]
+    await other.send({**SAMPLE, "lat": 45.5})
+    await sender.send({**SAMPLE, "lat": 46.1})
+    frame = await watch.receive_type("positions")
+    seen.append(frame)
+    assert [(p["member"], p["lat"]) for p in frame["positions"]] == [(member.pk, 46.1)]
+    text = json.dumps(seen)
+    assert "Ski trip" not in text and "Ana" not in text and "Bo" not in text
+    assert room.public_id not in text
+    # A watcher may only watch.
+    await watch.send(SAMPLE)
+    assert (await watch.receive_type("error"))["code"] == "forbidden"
+    await watch.disconnect()
+
+
+async def test_a_revoked_watch_link_closes_with_4403_and_an_unknown_one_with_4404(
+    room, member, member_key, connect
+):
+    await connect(room, key=member_key)
+    link, token = await database_sync_to_async(watch_link_create)(member=member,
+                                                                  minutes=60)
+    watch = await open_watch(token)
+    await watch.receive_type("snapshot")
+    await database_sync_to_async(watch_link_revoke)(link=link)
+    assert await watch.close_code() == 4403
+    again = await open_watch(token)
+    assert await again.close_code() == 4404
+    nobody = await open_watch("x" * 32)
+    assert await nobody.close_code() == 4404
+
+
+async def test_a_watch_link_stops_at_its_expiry(room, member, member_key, connect):
+    await connect(room, key=member_key)
+    link, token = await database_sync_to_async(watch_link_create)(member=member,
+                                                                  minutes=15)
+    watch = await open_watch(token)
+    await watch.receive_type("snapshot")
+    # Fifteen minutes is the shortest a link lasts; move its end to now.
+    await database_sync_to_async(
+        WatchLink.objects.filter(pk=link.pk).update)(expires_at=link.created)
+    again = await open_watch(token)
+    assert await again.close_code() == 4404
+    await watch.disconnect()
+
+
+async def test_a_link_for_the_share_ends_with_the_share(room, member, member_key, connect):
+    sender = await connect(room, key=member_key)
+    await sender.send({"type": "share", "until": None})
+    await asyncio.sleep(0.2)
+    fresh = await database_sync_to_async(Member.objects.get)(pk=member.pk)
+    link, token = await database_sync_to_async(watch_link_create)(member=fresh)
+    assert link.expires_at is None
+    watch = await open_watch(token)
+    await watch.receive_type("snapshot")
+    await sender.send({"type": "stop"})
+    assert await watch.close_code() == 4404
+
+
+def test_watch_links_from_the_map_page_are_made_listed_and_revoked(client, room, member):
+    session = client.session
+    session["members"] = {room.public_id: member.pk}
+    session.save()
+    url = f"/r/{room.public_id}/watch-links/"
+    # No running share: "until my share ends" has nothing to end with.
+    refused = client.post(url, {"minutes": None}, content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["field"] == "minutes"
+    assert client.post(url, {"minutes": 5}, content_type="application/json").status_code == 400
+    made = client.post(url, {"minutes": 60}, content_type="application/json")
+    assert made.status_code == 201
+    link = made.json()
+    assert link["url"].startswith("http://testserver/w/") and link["expires"] > now_ms()
+    page = client.get(link["url"].removeprefix("http://testserver"))
+    assert page.status_code == 200 and page["Cache-Control"].startswith("max-age=0")
+    assert b"Ski trip" not in page.content and b"Ana" not in page.content
+    listed = client.get(url).json()["links"]
+    assert [item["id"] for item in listed] == [link["id"]] and "url" not in listed[0]
+    assert client.post(f"{url}{link['id']}/revoke/").status_code == 200
+    assert client.get(url).json()["links"] == []
+    assert client.get(link["url"].removeprefix("http://testserver")).status_code == 404
+
+
+def test_sharelink_command_prints_a_url_and_its_expiry(room, member, capsys):
+    call_command("sharelink", room.public_id, str(member.pk), "--minutes", "30", "--json")
+    printed = json.loads(capsys.readouterr().out)
+    assert "/w/" in printed["url"]
+    assert 29 * 60_000 < printed["expires"] - now_ms() <= 30 * 60_000
