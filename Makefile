@@ -43,7 +43,9 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 
 bench: install-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) -m bench.run --quick
+	$(PY) -m bench.ingest
 
 bench-full: install-test
 	$(PY) -m bench.run --full
