@@ -70,6 +70,7 @@ class RoomHub:
         self.watchers = {}
         self._share_handle = None
         self._share_at = None
+        self._shares_seen = -1
         self._flush_handle = None
         self._idle_handle = None
         self._tasks = []
@@ -338,7 +339,14 @@ class RoomHub:
     # -- shares that end by themselves -----------------------------------------------
 
     def _arm_share_end(self):
-        """Keep one timer at the earliest end of a running share."""
+        """Keep one timer at the earliest end of a running share.
+
+        Looked at only when the shares changed (``RoomState.shares_version``): a fix
+        must not cost a walk over every member's share.
+        """
+        if self.state.shares_version == self._shares_seen:
+            return
+        self._shares_seen = self.state.shares_version
         at = self.state.next_share_end()
         if at == self._share_at or self.closed:
             return
@@ -354,6 +362,7 @@ class RoomHub:
     def _shares_end(self):
         self._share_handle = None
         self._share_at = None
+        self._shares_seen = -1
         ended = self.state.expire_shares(now_ms())
         for member_id in ended:
             self._close_watchers(member_id, events.CLOSE_NO_ROOM,

@@ -39,6 +39,9 @@ class RoomState:
         self.stopped_at = {}
         self.shares = {}
         self.ended = set()
+        # Bumped whenever a share starts, changes or ends: the hub re-arms its timer
+        # only then, not on every fix.
+        self.shares_version = 0
         self.local = {}
         self.remote = {}
         self._positions = {}
@@ -60,6 +63,7 @@ class RoomState:
                 self.shares[member_id] = member["sharing_until"]
             elif member["share"] == "ended":
                 self.ended.add(member_id)
+        self.shares_version += 1
         for position in stored["positions"]:
             self.latest[position["member"]] = position
 
@@ -173,6 +177,7 @@ class RoomState:
     def apply_share(self, member_id, until):
         """The member's share started or changed; it ends at ``until`` (ms) or never."""
         self.shares[member_id] = until
+        self.shares_version += 1
         self.ended.discard(member_id)
         self._member_changed(member_id)
 
@@ -182,6 +187,7 @@ class RoomState:
             self.stopped_at[member_id] = at
         self.ended.add(member_id)
         if self.shares.pop(member_id, False) is not False:
+            self.shares_version += 1
             self._member_changed(member_id)
         self._positions.pop(member_id, None)
         if self.latest.pop(member_id, None) is not None:
