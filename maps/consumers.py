@@ -94,13 +94,19 @@ class LocationConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.close(code)
 
-    async def connect(self):
-        hubs = registry()
+    async def _count_address(self, hubs):
+        """Count this socket against its address; refuse it (4429) past the limit."""
         self.address = auth.client_address(self.scope)
         if not hubs.address_open(self.address):
             await self._refuse(events.CLOSE_FLOOD)
-            return
+            return False
         self._counted = True
+        return True
+
+    async def connect(self):
+        hubs = registry()
+        if not await self._count_address(hubs):
+            return
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
         key = key[0] if key else None
@@ -305,11 +311,8 @@ class WatchConsumer(LocationConsumer):
 
     async def connect(self):
         hubs = registry()
-        self.address = auth.client_address(self.scope)
-        if not hubs.address_open(self.address):
-            await self._refuse(events.CLOSE_FLOOD)
+        if not await self._count_address(hubs):
             return
-        self._counted = True
         token = self.scope["url_route"]["kwargs"]["token"]
         link = await database_sync_to_async(auth.watch_link)(token)
         if link is None:

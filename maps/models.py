@@ -237,16 +237,13 @@ class Device(models.Model):
         self.key_hash = hash_key(key)
 
 
-class LivePosition(models.Model):
-    """A sharing member's latest position (by device time): what every map starts from.
+class Reading(models.Model):
+    """The fields of one position as stored, in geoshare's units (maps.fixes).
 
-    Written in the same transaction as the history (maps.history), in every room,
-    live-only rooms included (they keep this one position per member and nothing else).
-    Deleted when the share ends.
+    Degrees (WGS84), metres, m/s, degrees clockwise from true north, percent; the
+    device's time and the server's receive time. ``None`` is unknown.
     """
 
-    member = models.OneToOneField(Member, primary_key=True, on_delete=models.CASCADE,
-                                  related_name="live")
     lat = models.FloatField()
     lon = models.FloatField()
     accuracy = models.FloatField(null=True, blank=True)
@@ -256,6 +253,21 @@ class LivePosition(models.Model):
     battery = models.FloatField(null=True, blank=True)
     device_time = models.DateTimeField()
     received = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+
+class LivePosition(Reading):
+    """A sharing member's latest position (by device time): what every map starts from.
+
+    Written in the same transaction as the history (maps.history), in every room,
+    live-only rooms included (they keep this one position per member and nothing else).
+    Deleted when the share ends.
+    """
+
+    member = models.OneToOneField(Member, primary_key=True, on_delete=models.CASCADE,
+                                  related_name="live")
 
     def __str__(self):
         return f"{self.member_id} now at {self.device_time:%Y-%m-%d %H:%M:%S}"
@@ -285,21 +297,12 @@ class WatchLink(models.Model):
         return self.expires_at is None or (now or timezone.now()) < self.expires_at
 
 
-class Position(models.Model):
+class Position(Reading):
     """One position of a member, as received: the history."""
 
     # No index of its own: (member, device_time, id) below leads with it.
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="positions",
                                db_index=False)
-    lat = models.FloatField()
-    lon = models.FloatField()
-    accuracy = models.FloatField(null=True, blank=True)
-    altitude = models.FloatField(null=True, blank=True)
-    speed = models.FloatField(null=True, blank=True)
-    heading = models.FloatField(null=True, blank=True)
-    battery = models.FloatField(null=True, blank=True)
-    device_time = models.DateTimeField()
-    received = models.DateTimeField()
 
     class Meta:
         indexes = [
