@@ -121,7 +121,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
         # connected, its frames are handled at once (not queued behind a hub start).
         hub = await hubs.hub_for({"pk": room.pk, "public_id": room.public_id,
                                   "name": room.name})
-        if hub.local_sockets(member.pk) >= settings.GEOSHARE["MAX_SOCKETS_PER_MEMBER"]:
+        per_member = settings.GEOSHARE["MAX_SOCKETS_PER_MEMBER"]
+        if per_member and hub.local_sockets(member.pk) >= per_member:
             await self._refuse(events.CLOSE_FLOOD)
             return
         self.member = auth.member_ref(member)
