@@ -7,6 +7,7 @@ single function that broadcasts a position, whichever door it came in by.
 
 import asyncio
 import logging
+import math
 import unicodedata
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import events, selectors
+from . import events, places, selectors
 from .auth import may_publish
 from .fixes import now_ms
 from .history import history_writer
@@ -30,6 +31,8 @@ from .models import (
     Invite,
     LivePosition,
     Member,
+    Place,
+    PlaceEvent,
     Position,
     Role,
     Room,
@@ -65,6 +68,21 @@ class TooManyDevices(ValueError):
 
 
 MAX_DEVICES_PER_MEMBER = 10
+
+
+class TooManyPlaces(ValueError):
+    """The room already has :data:`MAX_PLACES_PER_ROOM` places."""
+
+
+class PlaceInvalid(ValueError):
+    """A place's field is missing or out of range; ``field`` names it."""
+
+    def __init__(self, field, detail):
+        super().__init__(detail)
+        self.field = field
+
+
+MAX_PLACES_PER_ROOM = 100
 
 
 # -- the publish path ---------------------------------------------------------------
@@ -575,6 +593,8 @@ PRUNE_BATCH = 5_000
 def positions_prune(*, now=None, rooms=None):
     """Delete positions older than their room's retention; return how many went.
 
+    Place events (arrivals and departures) go with them, by the time they were made.
+
     Deletes in batches of :data:`PRUNE_BATCH` rows, each its own short transaction, so
     that the history writer is never held up for long. Rooms that keep history are
     then told (``room.retention``) to drop live positions past it, so nobody who joins
@@ -592,6 +612,7 @@ def positions_prune(*, now=None, rooms=None):
         while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
             count, _ = Position.objects.filter(pk__in=ids).delete()
             deleted += count
+        PlaceEvent.objects.filter(room=room, created__lt=cutoff).delete()
         if room.retention_days:
             LivePosition.objects.filter(member__room=room, received__lt=cutoff).delete()
             _room_event(room.pk, events.room_retention(to_ms(cutoff)))
@@ -611,3 +632,121 @@ def _room_event(room_pk, message):
             raise RuntimeError("call room services through database_sync_to_async")
 
     transaction.on_commit(send)
+
+
+# -- places ----------------------------------------------------------------------------
+
+
+def _place_number(data, field, low, high):
+    value = data.get(field)
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise PlaceInvalid(field, f"{field} must be a number")
+    if not low <= value <= high:
+        raise PlaceInvalid(field, f"{field} must be between {low:g} and {high:g}")
+    return float(value)
+
+
+def place_values(data, *, partial=False):
+    """Return the checked fields of a place from ``data`` (a decoded JSON object).
+
+    ``name`` (1 to 60 characters once cleaned), ``lat`` (-90..90 degrees), ``lon``
+    (-180..180), ``radius`` (25 m to 5 km). With ``partial`` only the fields present.
+    Raises :class:`PlaceInvalid` naming the first bad field.
+    """
+    if type(data) is not dict:
+        raise PlaceInvalid("body", "send a JSON object")
+    limits = {"lat": (-90, 90), "lon": (-180, 180),
+              "radius": (places.MIN_RADIUS_M, places.MAX_RADIUS_M)}
+    values = {}
+    for field in ("name", "lat", "lon", "radius"):
+        if field not in data:
+            if partial:
+                continue
+            raise PlaceInvalid(field, f"{field} is required")
+        if field == "name":
+            if type(data["name"]) is not str:
+                raise PlaceInvalid("name", "name must be text")
+            try:
+                values["name"] = _clean_name(data["name"], limit=60)
+            except ValueError:
+                raise PlaceInvalid("name", "name is required") from None
+        else:
+            values[field] = _place_number(data, field, *limits[field])
+    return values
+
+
+def may_edit_place(member, place):
+    """Return whether ``member`` may change or delete ``place``: its creator or the
+    room's owner."""
+    return member.role == Role.OWNER or place.created_by_id == member.pk
+
+
+def _place_name_taken(room_id, name, exclude=None):
+    found = Place.objects.filter(room_id=room_id, name__iexact=name)
+    if exclude is not None:
+        found = found.exclude(pk=exclude)
+    return found.exists()
+
+
+def _places_changed(room_id):
+    wire = [p.to_dict() for p in Place.objects.filter(room_id=room_id)]
+    _room_event(room_id, events.room_places(wire))
+
+
+def place_create(*, member, values):
+    """Create a place of ``member``'s room from checked ``values`` (:func:`place_values`).
+
+    Raises :class:`NotAllowed` for a viewer, :class:`TooManyPlaces` past
+    :data:`MAX_PLACES_PER_ROOM`, :class:`PlaceInvalid` (``name``) for a name the room
+    already has (ignoring case). Every map hears of it (``room.places``).
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers cannot make places")
+    with transaction.atomic():
+        # The room row is the lock: two creations cannot both pass the count.
+        Room.objects.select_for_update().filter(pk=member.room_id).first()
+        if Place.objects.filter(room_id=member.room_id).count() >= MAX_PLACES_PER_ROOM:
+            raise TooManyPlaces(f"a room has at most {MAX_PLACES_PER_ROOM} places")
+        if _place_name_taken(member.room_id, values["name"]):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        place = Place.objects.create(room_id=member.room_id, created_by_id=member.pk,
+                                     **values)
+        _places_changed(member.room_id)
+    return place
+
+
+def place_update(*, member, place, values):
+    """Change ``place`` (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can change it")
+    with transaction.atomic():
+        if "name" in values and _place_name_taken(place.room_id, values["name"],
+                                                  exclude=place.pk):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        for field, value in values.items():
+            setattr(place, field, value)
+        place.updated = timezone.now()
+        place.save(update_fields=[*values, "updated"])
+        _places_changed(place.room_id)
+    return place
+
+
+def place_delete(*, member, place):
+    """Delete ``place`` and its events (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can delete it")
+    with transaction.atomic():
+        room_id = place.room_id
+        place.delete()
+        _places_changed(room_id)
+
+
+async def place_events_announce(created):
+    """Tell each room of its new arrivals and departures (``room.place_event``).
+
+    ``created`` is ``[(room id, member id, place id, kind, device time ms)]`` as the
+    history writer stored them (maps.history.evaluate_places), sent after the commit.
+    """
+    for room_id, member_id, place_id, kind, ts in created:
+        await room_event_send(room_id,
+                              events.room_place_event(member_id, place_id, kind, ts))
