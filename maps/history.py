@@ -350,6 +350,30 @@ def place_events_insert(created):
     return fresh
 
 
+def place_transition(room_id, member_id, place_id, kind, ts):
+    """Record that the member's phone reported entering or leaving a place itself.
+
+    An OwnTracks ``transition`` is the same crossing the server finds in the fixes, so
+    it goes through the same stored state, under the same lock: when the state already
+    says so (the server saw it first), or the state was decided by a newer fix, nothing
+    is written; otherwise the state flips and one :class:`PlaceEvent` is stored, and
+    the fixes that follow find the state already flipped. Returns the events inserted,
+    as :func:`evaluate_places` does.
+    """
+    with transaction.atomic():
+        row = _lock_place_states([(member_id, place_id)])[(member_id, place_id)]
+        if row.checked is not None and ts <= to_ms(row.checked):
+            return []
+        inside = kind == "enter"
+        row.checked = from_ms(ts)
+        if row.inside == inside:
+            row.save(update_fields=["checked"])
+            return []
+        row.inside, row.since = inside, from_ms(ts)
+        row.save(update_fields=["inside", "since", "checked"])
+        return place_events_insert([(room_id, member_id, place_id, kind, ts)])
+
+
 def _lock_place_states(pairs):
     """Return ``{(member id, place id): PlaceState}`` for ``pairs``, locked.
 

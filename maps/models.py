@@ -108,6 +108,9 @@ class Room(models.Model):
         max_length=10, choices=HistoryVisibility.choices,
         default=HistoryVisibility.MEMBERS,
     )
+    # When a place of the room was last made, changed or deleted (null: never): phones
+    # whose device got the places before that get them again (maps.ingest.views).
+    places_changed = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name
@@ -225,6 +228,8 @@ class Device(models.Model):
     created = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
     secret = models.CharField(max_length=SECRET_MAX_BYTES, blank=True, default="")
+    # The room's ``places_changed`` this device last got the places of (OwnTracks).
+    places_sent = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created", "pk"]

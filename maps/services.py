@@ -689,6 +689,7 @@ def _place_name_taken(room_id, name, exclude=None):
 
 
 def _places_changed(room_id):
+    Room.objects.filter(pk=room_id).update(places_changed=timezone.now())
     wire = [p.to_dict() for p in Place.objects.filter(room_id=room_id)]
     _room_event(room_id, events.room_places(wire))
 
@@ -750,3 +751,70 @@ async def place_events_announce(created):
     for room_id, member_id, place_id, kind, ts in created:
         await room_event_send(room_id,
                               events.room_place_event(member_id, place_id, kind, ts))
+
+
+def place_for_region(*, room_id, rid, desc):
+    """Return the place of room ``room_id`` a phone's region names, or ``None``.
+
+    By the region id geoshare gave it (``geoshare-<id>``, maps.ingest.owntracks), else
+    by name, ignoring case.
+    """
+    if rid.startswith("geoshare-") and rid[9:].isdigit():
+        found = Place.objects.filter(room_id=room_id, pk=int(rid[9:])).first()
+        if found is not None:
+            return found
+    if not desc:
+        return None
+    return Place.objects.filter(room_id=room_id, name__iexact=desc.strip()).first()
+
+
+def place_transition_record(*, member, rid, desc, kind, ts):
+    """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
+    of ``member``'s room (a :class:`maps.auth.MemberRef`); return the events stored
+    (maps.history.place_transition: never a second event for one crossing)."""
+    from .history import place_transition
+
+    place = place_for_region(room_id=member.room_pk, rid=rid, desc=desc)
+    if place is None:
+        return []
+    return place_transition(member.room_pk, member.id, place.pk, kind, ts)
+
+
+def places_import(*, member, waypoints):
+    """Make places of a phone's regions (``[Waypoint]``) the room does not have yet.
+
+    By name, ignoring case; the radius is brought into 25 m..5 km; names cleaned as
+    any place's; stops at :data:`MAX_PLACES_PER_ROOM`. Returns the places made.
+    """
+    made = []
+    for waypoint in waypoints:
+        try:
+            values = place_values({
+                "name": waypoint.desc, "lat": waypoint.lat, "lon": waypoint.lon,
+                "radius": min(max(waypoint.rad, places.MIN_RADIUS_M),
+                              places.MAX_RADIUS_M)})
+        except PlaceInvalid:
+            continue
+        if _place_name_taken(member.room_id, values["name"]):
+            continue
+        try:
+            made.append(place_create(member=member, values=values))
+        except (TooManyPlaces, PlaceInvalid):
+            break
+    return made
+
+
+def places_for_device(*, device):
+    """Return the room's places for the phone of ``device`` if they changed since it
+    last got them (``[dict]`` with ``created`` in epoch seconds), else ``None``; marks
+    them sent."""
+    room = Room.objects.filter(pk=device.member.room_id).only("places_changed").first()
+    if room is None or room.places_changed is None:
+        return None
+    if device.places_sent is not None and device.places_sent >= room.places_changed:
+        return None
+    found = [{**p.to_dict(), "created": int(p.created.timestamp())}
+             for p in Place.objects.filter(room_id=room.pk)]
+    Device.objects.filter(pk=device.pk).update(places_sent=room.places_changed)
+    device.places_sent = room.places_changed
+    return found
