@@ -402,3 +402,25 @@ class PlaceEvent(models.Model):
 
     def __str__(self):
         return f"{self.member_id} {self.kind} {self.place_id}"
+
+
+class AlertRule(models.Model):
+    """A member asked to be told when ``watched`` (null: anyone) arrives at or leaves
+    ``place`` (null: any place). Shown on that member's own map page only."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="alert_rules")
+    watched = models.ForeignKey(Member, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    place = models.ForeignKey(Place, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="+")
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self):
+        return f"{self.member_id} watches {self.watched_id} at {self.place_id}"
+
+    def to_dict(self):
+        """Return the rule as the alerts API shows it: ids, null meaning any."""
+        return {"member": self.watched_id, "place": self.place_id}

@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import auth, services
 from .api_views import parse_time
 from .auth import Refused
-from .models import Place, PlaceEvent
+from .models import AlertRule, Place, PlaceEvent
 from .selectors import to_ms
 
 EVENTS_PAGE = 1000
@@ -125,3 +125,23 @@ def place_events(request, room_id):
         return _json({"events": items, "next": items[-1]["ts"] if more else None})
 
     return _call(request, room_id, ("GET",), handle)
+
+
+@csrf_exempt
+@never_cache
+def alerts(request, room_id):
+    """``GET``: the caller's alert rules; ``PUT`` ``{"rules": [{"member", "place"}]}``:
+    replace them (ids of the room's members and places, null meaning any). Only the
+    caller's own rules are read or written; the map page filters the room's
+    ``place_event`` frames by them."""
+
+    def handle(request, member):
+        if request.method == "PUT":
+            body = _body(request)
+            rules = services.alert_rules_set(
+                member=member, rules=body.get("rules") if type(body) is dict else None)
+            return _json({"rules": rules})
+        found = AlertRule.objects.filter(member_id=member.pk)
+        return _json({"rules": [rule.to_dict() for rule in found]})
+
+    return _call(request, room_id, ("GET", "PUT"), handle)

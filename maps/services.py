@@ -26,6 +26,7 @@ from .models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
     SECRET_MAX_BYTES,
+    AlertRule,
     Device,
     HistoryVisibility,
     Invite,
@@ -818,3 +819,41 @@ def places_for_device(*, device):
     Device.objects.filter(pk=device.pk).update(places_sent=room.places_changed)
     device.places_sent = room.places_changed
     return found
+
+
+MAX_ALERT_RULES = 50
+
+
+def alert_rules_set(*, member, rules):
+    """Replace ``member``'s alert rules with ``rules`` (a decoded JSON list of
+    ``{"member": id or null, "place": id or null}``, null meaning any).
+
+    Every id must be a member or a place of the room. At most
+    :data:`MAX_ALERT_RULES`. Raises :class:`PlaceInvalid` naming the bad field
+    (``rules``, ``member`` or ``place``). Returns the stored rules as dicts.
+    """
+    if type(rules) is not list:
+        raise PlaceInvalid("rules", "rules must be a list")
+    if len(rules) > MAX_ALERT_RULES:
+        raise PlaceInvalid("rules", f"at most {MAX_ALERT_RULES} alert rules")
+    members = set(Member.objects.filter(room_id=member.room_id)
+                  .values_list("pk", flat=True))
+    place_ids = set(Place.objects.filter(room_id=member.room_id)
+                    .values_list("pk", flat=True))
+    wanted = []
+    for rule in rules:
+        if type(rule) is not dict or set(rule) - {"member", "place"}:
+            raise PlaceInvalid("rules", 'each rule is {"member": id|null, '
+                                        '"place": id|null}')
+        watched, place = rule.get("member"), rule.get("place")
+        if watched is not None and (type(watched) is not int or watched not in members):
+            raise PlaceInvalid("member", "member must be a member of the room, or null")
+        if place is not None and (type(place) is not int or place not in place_ids):
+            raise PlaceInvalid("place", "place must be a place of the room, or null")
+        if (watched, place) not in wanted:
+            wanted.append((watched, place))
+    with transaction.atomic():
+        AlertRule.objects.filter(member_id=member.pk).delete()
+        AlertRule.objects.bulk_create([
+            AlertRule(member_id=member.pk, watched_id=w, place_id=p) for w, p in wanted])
+    return [{"member": w, "place": p} for w, p in wanted]

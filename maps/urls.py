@@ -26,6 +26,7 @@ urlpatterns = [
          name="api_place"),
     path("api/rooms/<str:room_id>/events", place_views.place_events,
          name="api_place_events"),
+    path("api/rooms/<str:room_id>/alerts", place_views.alerts, name="api_alerts"),
     path("me/data.zip", api_views.my_data, name="my_data"),
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),

@@ -204,3 +204,38 @@ async def test_places_and_place_events_reach_every_map(room, member, member_key,
     frame = await bo.receive_type("place_event", timeout=5)
     events.check_frame(frame)
     assert frame["member"] == member.pk and frame["kind"] == "enter"
+
+
+# -- alert rules ------------------------------------------------------------------------
+
+
+def alerts_url(room):
+    return f"/api/rooms/{room.public_id}/alerts"
+
+
+def put_rules(client, room, rules, **extra):
+    return client.put(alerts_url(room), json.dumps({"rules": rules}),
+                      content_type="application/json", **extra)
+
+
+def test_alert_rules_are_each_members_own(room, member, member_key, other, other_key,
+                                          school):
+    rules = [{"member": other.pk, "place": school.pk}, {"member": None, "place": None}]
+    response = put_rules(Client(), room, rules, **bearer(member_key))
+    assert response.status_code == 200 and response.json()["rules"] == rules
+    assert Client().get(alerts_url(room), **bearer(member_key)).json()["rules"] == rules
+    assert Client().get(alerts_url(room), **bearer(other_key)).json()["rules"] == []
+    put_rules(Client(), room, [], **bearer(member_key))
+    assert Client().get(alerts_url(room), **bearer(member_key)).json()["rules"] == []
+
+
+def test_alert_rules_refuse_ids_of_other_rooms(room, member_key, stranger_and_key):
+    stranger, _key = stranger_and_key
+    response = put_rules(Client(), room, [{"member": stranger.pk, "place": None}],
+                         **bearer(member_key))
+    assert response.status_code == 400 and response.json()["field"] == "member"
+    response = put_rules(Client(), room, [{"member": None, "place": 999}],
+                         **bearer(member_key))
+    assert response.status_code == 400 and response.json()["field"] == "place"
+    response = put_rules(Client(), room, [{"member": None}] * 51, **bearer(member_key))
+    assert response.status_code == 400 and response.json()["field"] == "rules"
