@@ -7,7 +7,7 @@ example in that document, matches the shapes here (:func:`check_frame`).
 
 Room events travel on the channel layer to the room's group, named by
 :func:`room_group`, never by user input. Only :mod:`maps.services` sends the events that
-change a room (``room.fix`` to ``room.deleted``); the hubs' own bookkeeping between
+change a room (``room.fix`` to ``room.place_event``); the hubs' own bookkeeping between
 processes (``room.presence`` to ``room.sync``) is sent by :mod:`maps.hub`.
 
 Units everywhere: degrees (WGS84), metres, m/s, degrees clockwise from true north,
