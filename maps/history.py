@@ -6,7 +6,8 @@ transaction (and one ``bulk_update`` the members' ``last_seen``). The room's ret
 is read when the batch is written, so a room set to live only stops collecting history
 from the moment that is saved. A graceful stop writes what is buffered (the ASGI
 lifespan shutdown in geoshare.asgi); a crash loses at most that interval of history.
-The live map never waits for the database.
+The live map never waits for the database. Arrivals at places and departures are
+computed in the same transaction (:func:`evaluate_places`) and announced after it.
 """
 
 import asyncio

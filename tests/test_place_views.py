@@ -239,3 +239,18 @@ def test_alert_rules_refuse_ids_of_other_rooms(room, member_key, stranger_and_ke
     assert response.status_code == 400 and response.json()["field"] == "place"
     response = put_rules(Client(), room, [{"member": None}] * 51, **bearer(member_key))
     assert response.status_code == 400 and response.json()["field"] == "rules"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_resync_sends_the_places_again_after_the_snapshot(room, member,
+                                                                  other_key, connect,
+                                                                  hubs):
+    await database_sync_to_async(place_create)(member=member,
+                                               values={**SCHOOL, "radius": 100.0})
+    bo = await connect(room, key=other_key)
+    await bo.receive_type("places")
+    hubs.get(room.pk).resync_all()
+    assert (await bo.receive())["type"] == "snapshot"
+    frame = await bo.receive()
+    assert frame["type"] == "places" and [p["name"] for p in frame["places"]] == [
+        "School"]
