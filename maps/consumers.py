@@ -130,6 +130,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
             snapshot=lambda: hub.snapshot_message(member.pk),
+            after_snapshot=hub.places_message,
             member_id=member.pk, address=self.address,
             via_key=member.device.pk if key else None,
             max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],

@@ -7,7 +7,7 @@ example in that document, matches the shapes here (:func:`check_frame`).
 
 Room events travel on the channel layer to the room's group, named by
 :func:`room_group`, never by user input. Only :mod:`maps.services` sends the events that
-change a room (``room.fix`` to ``room.deleted``); the hubs' own bookkeeping between
+change a room (``room.fix`` to ``room.place_event``); the hubs' own bookkeeping between
 processes (``room.presence`` to ``room.sync``) is sent by :mod:`maps.hub`.
 
 Units everywhere: degrees (WGS84), metres, m/s, degrees clockwise from true north,
@@ -80,6 +80,17 @@ class RoomInfo(TypedDict):
     tick_ms: int
     stale_after_ms: int
     trail_ms: int
+
+
+class WirePlace(TypedDict):
+    """A place: a circle members arrive at and leave (radius in metres)."""
+
+    id: int
+    name: str
+    lat: float
+    lon: float
+    radius: float
+    created_by: int | None
 
 
 _OPTIONAL_POSITION_FIELDS = ("accuracy", "altitude", "speed", "heading", "battery")
@@ -163,6 +174,19 @@ class Pong(TypedDict):
     now: int
 
 
+class Places(TypedDict):
+    type: Literal["places"]
+    places: list[WirePlace]
+
+
+class PlaceEvent(TypedDict):
+    type: Literal["place_event"]
+    member: int
+    place: int
+    kind: Literal["enter", "leave"]
+    ts: int
+
+
 SERVER_FRAMES = {
     "snapshot": Snapshot,
     "positions": Positions,
@@ -172,6 +196,8 @@ SERVER_FRAMES = {
     "removed": Removed,
     "error": Error,
     "pong": Pong,
+    "places": Places,
+    "place_event": PlaceEvent,
 }
 
 
@@ -219,6 +245,18 @@ def error(code, detail, field=None, retry_after_ms=None):
 def pong(now):
     """Return a :class:`Pong`, the answer to a ``ping``."""
     return {"type": "pong", "now": now}
+
+
+def places(items):
+    """Return a :class:`Places` frame: every place of the room (all of them, each time)."""
+    return {"type": "places", "places": items}
+
+
+def place_event(member_id, place_id, kind, ts):
+    """Return a :class:`PlaceEvent` frame: ``member_id`` arrived at (``"enter"``) or
+    left (``"leave"``) place ``place_id`` at device time ``ts`` (epoch ms)."""
+    return {"type": "place_event", "member": member_id, "place": place_id, "kind": kind,
+            "ts": ts}
 
 
 def encode(frame):
@@ -303,6 +341,23 @@ class RoomRetention(TypedDict):
     before: int
 
 
+class RoomPlaces(TypedDict):
+    """The room's places changed: here are all of them."""
+
+    type: Literal["room.places"]
+    places: list[WirePlace]
+
+
+class RoomPlaceEvent(TypedDict):
+    """A member arrived at or left a place (stored once, maps.history)."""
+
+    type: Literal["room.place_event"]
+    member: int
+    place: int
+    kind: Literal["enter", "leave"]
+    ts: int
+
+
 class RoomPresence(TypedDict):
     """The member's sockets on hub ``hub`` opened (``online``) or all closed."""
 
@@ -347,6 +402,8 @@ ROOM_EVENTS = {
     "room.rekey": RoomRekey,
     "room.deleted": RoomDeleted,
     "room.retention": RoomRetention,
+    "room.places": RoomPlaces,
+    "room.place_event": RoomPlaceEvent,
     "room.presence": RoomPresence,
     "room.beat": RoomBeat,
     "room.hello": RoomHello,
@@ -388,6 +445,15 @@ def room_deleted():
 
 def room_retention(before):
     return {"type": "room.retention", "before": before}
+
+
+def room_places(items):
+    return {"type": "room.places", "places": items}
+
+
+def room_place_event(member_id, place_id, kind, ts):
+    return {"type": "room.place_event", "member": member_id, "place": place_id,
+            "kind": kind, "ts": ts}
 
 
 def room_presence(hub, member_id, online):

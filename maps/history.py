@@ -6,7 +6,8 @@ transaction (and one ``bulk_update`` the members' ``last_seen``). The room's ret
 is read when the batch is written, so a room set to live only stops collecting history
 from the moment that is saved. A graceful stop writes what is buffered (the ASGI
 lifespan shutdown in geoshare.asgi); a crash loses at most that interval of history.
-The live map never waits for the database.
+The live map never waits for the database. Arrivals at places and departures are
+computed in the same transaction (:func:`evaluate_places`) and announced after it.
 """
 
 import asyncio
@@ -19,9 +20,9 @@ import weakref
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from . import metrics
-from .models import LivePosition, Member, Position, Room
-from .selectors import from_ms
+from . import metrics, places
+from .models import LivePosition, Member, Place, PlaceEvent, PlaceState, Position, Room
+from .selectors import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,9 @@ class HistoryWriter:
         self._flushing = loop.create_future()
         try:
             started = time.perf_counter()
+            place_events = []
             await loop.run_in_executor(_executor(), _write_batch_in_thread, batch,
-                                       self.persisted)
+                                       self.persisted, place_events)
             metrics.history_written(len(batch), time.perf_counter() - started)
         except Exception:
             metrics.HISTORY_ERRORS.inc()
@@ -114,11 +116,24 @@ class HistoryWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            if place_events:
+                task = loop.create_task(_announce(place_events))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         finally:
             done, self._flushing = self._flushing, None
             done.set_result(None)
             if self.waiters:
                 self._start_soon(loop)
+
+
+async def _announce(place_events):
+    from .services import place_events_announce
+
+    try:
+        await place_events_announce(place_events)
+    except Exception:
+        log.warning("place events stored but not announced (channel layer away)")
 
 
 # ``Member.last_seen`` in the database is for pages and for a hub that starts cold; live
@@ -129,7 +144,8 @@ LAST_SEEN_RESOLUTION_MS = 30_000
 
 
 def _member_rooms(member_ids):
-    """Return ``{member id: room retention days}`` of those of ``member_ids`` that exist.
+    """Return ``{member id: (room retention days, room id)}`` of those of ``member_ids``
+    that exist.
 
     Plain SQL in chunks: the ORM's ``pk__in`` prepares every value through the field,
     which for a batch of thousands of members held the GIL long enough to stall the
@@ -150,11 +166,11 @@ def _member_rooms(member_ids):
             chunk = member_ids[start:start + 500]
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                f"SELECT m.id, r.retention_days FROM {member} m JOIN {room} r "
+                f"SELECT m.id, r.retention_days, r.id FROM {member} m JOIN {room} r "
                 f"ON r.id = m.room_id WHERE m.id IN ({marks}) ORDER BY m.id{lock}",
                 chunk,
             )
-            found.update(cursor.fetchall())
+            found.update((row[0], (row[1], row[2])) for row in cursor.fetchall())
     return found
 
 
@@ -184,7 +200,7 @@ def _live_upsert_sql():
     )
 
 
-def write_batch(batch, persisted=None):
+def write_batch(batch, persisted=None, place_events=None):
     """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
 
     Each member's newest fix of the batch becomes their :class:`LivePosition` (in every
@@ -197,6 +213,12 @@ def write_batch(batch, persisted=None):
     updated, and entries older than :data:`LAST_SEEN_RESOLUTION_MS` are dropped, so it
     stays as small as the set of members who reported lately. Returns the number of
     history rows written.
+
+    In the same transaction every fix is held against its room's places
+    (:func:`evaluate_places`), live-only rooms included; the arrivals and departures
+    stored are appended to ``place_events`` (a list, when given) as
+    ``(room id, member id, place id, kind, device time ms)``, for the caller to
+    announce once the transaction has committed.
     """
     persisted = {} if persisted is None else persisted
     ops = connection.ops
@@ -210,9 +232,10 @@ def write_batch(batch, persisted=None):
         newest = {}
         last_seen = {}
         for member_id, fix, received_ms in batch:
-            days = retention.get(member_id)
-            if days is None:
+            found = retention.get(member_id)
+            if found is None:
                 continue
+            days = found[0]
             if received_ms > last_seen.get(member_id, 0):
                 last_seen[member_id] = received_ms
             current = newest.get(member_id)
@@ -235,6 +258,9 @@ def write_batch(batch, persisted=None):
         members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()
                    if ms - persisted.get(pk, 0) >= LAST_SEEN_RESOLUTION_MS]
         Member.objects.bulk_update(members, ["last_seen"], batch_size=500)
+        created = evaluate_places(batch, retention)
+    if place_events is not None:
+        place_events.extend(created)
     for member in members:
         persisted[member.pk] = last_seen[member.pk]
     if last_seen:
@@ -242,6 +268,126 @@ def write_batch(batch, persisted=None):
         for pk in [pk for pk, ms in persisted.items() if ms < horizon]:
             del persisted[pk]
     return len(rows)
+
+
+def evaluate_places(batch, rooms):
+    """Hold ``batch``'s fixes against their rooms' places; store what changes.
+
+    ``rooms`` is :func:`_member_rooms`' answer. Each member's fixes are taken in
+    device-time order through :func:`maps.places.step`, from the stored
+    :class:`PlaceState` (a missing one is "outside, nothing decided"). Called inside
+    the batch's transaction: the state rows are created if missing (``ON CONFLICT DO
+    NOTHING``, so two processes creating one do not fail each other) and then read
+    ``SELECT ... FOR UPDATE`` on PostgreSQL, so another process's batch for the same
+    member and place waits for this commit and then sees the state this one wrote;
+    SQLite's write transactions are serial. A fix not newer than the state's
+    ``checked`` time changes nothing, so a late or repeated batch, or one replayed
+    after a restart, gives no second event; the unique constraint on
+    :class:`PlaceEvent` is the last guard (an OwnTracks ``transition`` may have
+    stored the same crossing). Returns ``[(room id, member id, place id, kind, ts ms)]``
+    of the events inserted.
+    """
+    room_ids = sorted({found[1] for found in rooms.values()})
+    if not room_ids:
+        return []
+    circles = {}
+    for pk, room_id, lat, lon, radius in Place.objects.filter(
+            room_id__in=room_ids).values_list("pk", "room_id", "lat", "lon", "radius"):
+        circles.setdefault(room_id, []).append((pk, places.Circle(lat, lon, radius)))
+    if not circles:
+        return []
+    fixes = {}
+    for member_id, fix, _received in batch:
+        found = rooms.get(member_id)
+        if found is not None and found[1] in circles:
+            fixes.setdefault(member_id, []).append(
+                (fix.lat, fix.lon, fix.accuracy, fix.ts))
+    if not fixes:
+        return []
+    pairs = [(member_id, pk) for member_id in sorted(fixes)
+             for pk, _circle in circles[rooms[member_id][1]]]
+    states = _lock_place_states(pairs)
+    created = []
+    changed = []
+    for member_id in sorted(fixes):
+        room_id = rooms[member_id][1]
+        for pk, circle in circles[room_id]:
+            row = states[(member_id, pk)]
+            before = places.PlaceState(row.inside, to_ms(row.since), to_ms(row.checked))
+            after, found = places.run(circle, before, fixes[member_id])
+            if after == before:
+                continue
+            row.inside, row.since, row.checked = (
+                after.inside, from_ms(after.since) if after.since is not None else None,
+                from_ms(after.checked))
+            changed.append(row)
+            for kind, ts in found:
+                created.append((room_id, member_id, pk, kind, ts))
+    PlaceState.objects.bulk_update(changed, ["inside", "since", "checked"])
+    if not created:
+        return []
+    return place_events_insert(created)
+
+
+def place_events_insert(created):
+    """Insert ``[(room id, member id, place id, kind, ts ms)]`` as :class:`PlaceEvent`
+    rows unless already stored; return those inserted.
+
+    Called with the member's :class:`PlaceState` rows locked (:func:`_lock_place_states`),
+    so nobody else inserts the same event between the check and the insert; the
+    unique constraint stays the guard of last resort (``ignore_conflicts``).
+    """
+    fresh = []
+    for item in created:
+        _room_id, member_id, pk, kind, ts = item
+        if not PlaceEvent.objects.filter(member_id=member_id, place_id=pk, kind=kind,
+                                         device_time=from_ms(ts)).exists():
+            fresh.append(item)
+    PlaceEvent.objects.bulk_create(
+        [PlaceEvent(room_id=room_id, member_id=member_id, place_id=pk, kind=kind,
+                    device_time=from_ms(ts))
+         for room_id, member_id, pk, kind, ts in fresh],
+        ignore_conflicts=True)
+    return fresh
+
+
+def place_transition(room_id, member_id, place_id, kind, ts):
+    """Record that the member's phone reported entering or leaving a place itself.
+
+    An OwnTracks ``transition`` is the same crossing the server finds in the fixes, so
+    it goes through the same stored state, under the same lock: when the state already
+    says so (the server saw it first), or the state was decided by a newer fix, nothing
+    is written; otherwise the state flips and one :class:`PlaceEvent` is stored, and
+    the fixes that follow find the state already flipped. Returns the events inserted,
+    as :func:`evaluate_places` does.
+    """
+    with transaction.atomic():
+        row = _lock_place_states([(member_id, place_id)])[(member_id, place_id)]
+        if row.checked is not None and ts <= to_ms(row.checked):
+            return []
+        inside = kind == "enter"
+        row.checked = from_ms(ts)
+        if row.inside == inside:
+            row.save(update_fields=["checked"])
+            return []
+        row.inside, row.since = inside, from_ms(ts)
+        row.save(update_fields=["inside", "since", "checked"])
+        return place_events_insert([(room_id, member_id, place_id, kind, ts)])
+
+
+def _lock_place_states(pairs):
+    """Return ``{(member id, place id): PlaceState}`` for ``pairs``, locked.
+
+    Missing rows are inserted first, skipping rows another transaction made meanwhile.
+    """
+    PlaceState.objects.bulk_create(
+        [PlaceState(member_id=m, place_id=p) for m, p in pairs], ignore_conflicts=True)
+    member_ids = sorted({m for m, _p in pairs})
+    place_ids = sorted({p for _m, p in pairs})
+    # Locked in a fixed order (member, place), so two batches never deadlock.
+    rows = (PlaceState.objects.filter(member_id__in=member_ids, place_id__in=place_ids)
+            .order_by("member_id", "place_id").select_for_update())
+    return {(row.member_id, row.place_id): row for row in rows}
 
 
 def _row(ops, member_id, fix, received_ms):
@@ -271,11 +417,11 @@ def _executor():
     return _writer_thread
 
 
-def _write_batch_in_thread(batch, persisted):
+def _write_batch_in_thread(batch, persisted, place_events):
     # As database_sync_to_async does: no connection outlives its usefulness.
     close_old_connections()
     try:
-        return write_batch(batch, persisted)
+        return write_batch(batch, persisted, place_events)
     finally:
         close_old_connections()
 

@@ -162,6 +162,7 @@ class RoomHub:
         self.sockets.add(socket)
         self._changed()
         socket.push(self.snapshot_message(member_id))
+        socket.push(self.places_message())
         if came_online:
             self._spawn(self._send_group(events.room_presence(self.channel, member_id,
                                                               True)))
@@ -192,6 +193,12 @@ class RoomHub:
         """Return the ASGI send message of a ``snapshot`` frame for ``member_id``."""
         frame = self.state.snapshot(member_id, now_ms())
         text = events.encode(frame)
+        metrics.sent_one(text)
+        return events.send_message(text)
+
+    def places_message(self):
+        """Return the ASGI send message of the ``places`` frame sent after a snapshot."""
+        text = events.encode(self.state.places_frame())
         metrics.sent_one(text)
         return events.send_message(text)
 
@@ -263,6 +270,13 @@ class RoomHub:
 
     def room_retention(self, message):
         self.state.expire(message["before"])
+
+    def room_places(self, message):
+        self.state.apply_places(message["places"])
+
+    def room_place_event(self, message):
+        self.state.apply_place_event(message["member"], message["place"],
+                                     message["kind"], message["ts"])
 
     def room_presence(self, message):
         if message["hub"] != self.channel:

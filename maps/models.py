@@ -108,6 +108,9 @@ class Room(models.Model):
         max_length=10, choices=HistoryVisibility.choices,
         default=HistoryVisibility.MEMBERS,
     )
+    # When a place of the room was last made, changed or deleted (null: never): phones
+    # whose device got the places before that get them again (maps.ingest.views).
+    places_changed = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name
@@ -225,6 +228,8 @@ class Device(models.Model):
     created = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
     secret = models.CharField(max_length=SECRET_MAX_BYTES, blank=True, default="")
+    # The room's ``places_changed`` this device last got the places of (OwnTracks).
+    places_sent = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created", "pk"]
@@ -315,3 +320,110 @@ class Position(Reading):
 
     def __str__(self):
         return f"{self.member_id} at {self.device_time:%Y-%m-%d %H:%M:%S}"
+
+
+PLACE_NAME_CONSTRAINT = "maps_place_name_unique_in_room"
+
+
+class Place(models.Model):
+    """A circle in a room that members arrive at and leave (maps.places decides when).
+
+    ``lat``/``lon`` in degrees (WGS84), ``radius`` in metres (25 m to 5 km).
+    ``updated`` moves on every change, so phones learn when to fetch them again.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="places")
+    name = models.CharField(max_length=60)
+    lat = models.FloatField()
+    lon = models.FloatField()
+    radius = models.FloatField()
+    created_by = models.ForeignKey(Member, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "room", name=PLACE_NAME_CONSTRAINT)
+        ]
+
+    def __str__(self):
+        return f"{self.name} in {self.room_id}"
+
+    def to_dict(self):
+        """Return the place as the API and the ``places`` frame show it."""
+        return {"id": self.pk, "name": self.name, "lat": self.lat, "lon": self.lon,
+                "radius": self.radius, "created_by": self.created_by_id}
+
+
+class PlaceState(models.Model):
+    """Whether a member is inside a place, since which device time; ``checked`` is the
+    device time of the newest fix decided (maps.places.PlaceState, stored)."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    place = models.ForeignKey(Place, on_delete=models.CASCADE, related_name="states")
+    inside = models.BooleanField(default=False)
+    since = models.DateTimeField(null=True, blank=True)
+    checked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("member", "place", name="maps_placestate_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.member_id} {'in' if self.inside else 'out of'} {self.place_id}"
+
+
+class PlaceEventKind(models.TextChoices):
+    ENTER = "enter", "Arrived"
+    LEAVE = "leave", "Left"
+
+
+class PlaceEvent(models.Model):
+    """A member arrived at or left a place at device time ``device_time``.
+
+    Unique on (member, place, kind, device_time): the same crossing, found again by
+    another process or reported by the phone itself (OwnTracks), is written once.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    place = models.ForeignKey(Place, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=5, choices=PlaceEventKind.choices)
+    device_time = models.DateTimeField()
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "device_time"]),
+                   models.Index(fields=["created"])]
+        constraints = [
+            models.UniqueConstraint("member", "place", "kind", "device_time",
+                                    name="maps_placeevent_once")
+        ]
+
+    def __str__(self):
+        return f"{self.member_id} {self.kind} {self.place_id}"
+
+
+class AlertRule(models.Model):
+    """A member asked to be told when ``watched`` (null: anyone) arrives at or leaves
+    ``place`` (null: any place). Shown on that member's own map page only."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="alert_rules")
+    watched = models.ForeignKey(Member, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+")
+    place = models.ForeignKey(Place, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="+")
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self):
+        return f"{self.member_id} watches {self.watched_id} at {self.place_id}"
+
+    def to_dict(self):
+        """Return the rule as the alerts API shows it: ids, null meaning any."""
+        return {"member": self.watched_id, "place": self.place_id}

@@ -23,12 +23,13 @@ class Outbox:
     """
 
     __slots__ = ("member_id", "via_key", "address", "link_id", "bound", "_send", "_close",
-                 "_snapshot",
+                 "_snapshot", "_after_snapshot",
                  "_max_pending", "_box", "_wake", "_writer", "_closer", "closing",
                  "_on_closed")
 
     def __init__(self, *, send, close, snapshot, member_id, via_key, address,
-                 max_pending, on_closed=None, link_id=None, bound=False):
+                 max_pending, on_closed=None, link_id=None, bound=False,
+                 after_snapshot=None):
         self.member_id = member_id
         self.via_key = via_key
         self.address = address
@@ -38,6 +39,8 @@ class Outbox:
         self._send = send
         self._close = close
         self._snapshot = snapshot
+        # What follows every snapshot (the room's ``places`` frame), or None.
+        self._after_snapshot = after_snapshot
         self._max_pending = max_pending
         self._on_closed = on_closed
         self._box = collections.deque()
@@ -60,8 +63,13 @@ class Outbox:
         box = self._box
         if len(box) >= self._max_pending:
             box.clear()
-            message = self._snapshot()
-        box.append(message)
+            box.append(self._snapshot())
+            if self._after_snapshot is None:
+                message = None
+            else:
+                message = self._after_snapshot()
+        if message is not None:
+            box.append(message)
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -72,6 +80,8 @@ class Outbox:
         if not self.closing:
             self._box.clear()
             self.push(self._snapshot())
+            if self._after_snapshot is not None:
+                self.push(self._after_snapshot())
 
     def close_now(self, code):
         """Close the socket with ``code`` from synchronous code (the hub)."""

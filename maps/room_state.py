@@ -47,6 +47,9 @@ class RoomState:
         self._positions = {}
         self._events = []
         self._changed = {}
+        # The room's places (WirePlace dicts), sent as a ``places`` frame after each
+        # snapshot and whenever they change.
+        self.places = []
 
     # -- loading -----------------------------------------------------------------------
 
@@ -66,6 +69,7 @@ class RoomState:
         self.shares_version += 1
         for position in stored["positions"]:
             self.latest[position["member"]] = position
+        self.places = stored.get("places", [])
 
     # -- queries -------------------------------------------------------------------------
 
@@ -193,6 +197,20 @@ class RoomState:
         if self.latest.pop(member_id, None) is not None:
             self._events.append(events.stopped(member_id))
             self._member_changed(member_id)
+
+    def apply_places(self, items):
+        """Take the room's places (all of them); every socket gets them at the next
+        flush."""
+        self.places = items
+        self._events.append(events.places(items))
+
+    def apply_place_event(self, member_id, place_id, kind, ts):
+        """Queue a ``place_event`` frame for every socket."""
+        self._events.append(events.place_event(member_id, place_id, kind, ts))
+
+    def places_frame(self):
+        """Return the ``places`` frame a socket gets right after its snapshot."""
+        return events.places(self.places)
 
     def expire_shares(self, now):
         """End every share whose end time has come; return the members whose did."""

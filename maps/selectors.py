@@ -17,6 +17,7 @@ from .models import (
     Invite,
     LivePosition,
     Member,
+    Place,
     Position,
     Role,
     Room,
@@ -63,7 +64,8 @@ def room_live_state(room_pk):
     """Return what a room hub starts from: its members, shares and live positions.
 
     Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at", "share",
-    "sharing_until"}], "positions": [wire position, ...]}``; times in epoch ms,
+    "sharing_until"}], "positions": [wire position, ...], "places": [WirePlace]}``;
+    times in epoch ms,
     ``share`` as :meth:`Member.share_state` says now.
     """
     members = Member.objects.filter(room_id=room_pk).order_by("pk")
@@ -80,7 +82,8 @@ def room_live_state(room_pk):
             }
         )
     positions = [position_wire(p) for p in live_positions(members)]
-    return {"members": rows, "positions": positions}
+    places = [p.to_dict() for p in Place.objects.filter(room_id=room_pk)]
+    return {"members": rows, "positions": positions, "places": places}
 
 
 def friend_positions(member_id, room_pk):

@@ -7,6 +7,7 @@ single function that broadcasts a position, whichever door it came in by.
 
 import asyncio
 import logging
+import math
 import unicodedata
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import events, selectors
+from . import events, places, selectors
 from .auth import may_publish
 from .fixes import now_ms
 from .history import history_writer
@@ -25,11 +26,14 @@ from .models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
     SECRET_MAX_BYTES,
+    AlertRule,
     Device,
     HistoryVisibility,
     Invite,
     LivePosition,
     Member,
+    Place,
+    PlaceEvent,
     Position,
     Role,
     Room,
@@ -65,6 +69,21 @@ class TooManyDevices(ValueError):
 
 
 MAX_DEVICES_PER_MEMBER = 10
+
+
+class TooManyPlaces(ValueError):
+    """The room already has :data:`MAX_PLACES_PER_ROOM` places."""
+
+
+class PlaceInvalid(ValueError):
+    """A place's field is missing or out of range; ``field`` names it."""
+
+    def __init__(self, field, detail):
+        super().__init__(detail)
+        self.field = field
+
+
+MAX_PLACES_PER_ROOM = 100
 
 
 # -- the publish path ---------------------------------------------------------------
@@ -575,6 +594,8 @@ PRUNE_BATCH = 5_000
 def positions_prune(*, now=None, rooms=None):
     """Delete positions older than their room's retention; return how many went.
 
+    Place events (arrivals and departures) go with them, by the time they were made.
+
     Deletes in batches of :data:`PRUNE_BATCH` rows, each its own short transaction, so
     that the history writer is never held up for long. Rooms that keep history are
     then told (``room.retention``) to drop live positions past it, so nobody who joins
@@ -592,6 +613,7 @@ def positions_prune(*, now=None, rooms=None):
         while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
             count, _ = Position.objects.filter(pk__in=ids).delete()
             deleted += count
+        PlaceEvent.objects.filter(room=room, created__lt=cutoff).delete()
         if room.retention_days:
             LivePosition.objects.filter(member__room=room, received__lt=cutoff).delete()
             _room_event(room.pk, events.room_retention(to_ms(cutoff)))
@@ -611,3 +633,227 @@ def _room_event(room_pk, message):
             raise RuntimeError("call room services through database_sync_to_async")
 
     transaction.on_commit(send)
+
+
+# -- places ----------------------------------------------------------------------------
+
+
+def _place_number(data, field, low, high):
+    value = data.get(field)
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise PlaceInvalid(field, f"{field} must be a number")
+    if not low <= value <= high:
+        raise PlaceInvalid(field, f"{field} must be between {low:g} and {high:g}")
+    return float(value)
+
+
+def place_values(data, *, partial=False):
+    """Return the checked fields of a place from ``data`` (a decoded JSON object).
+
+    ``name`` (1 to 60 characters once cleaned), ``lat`` (-90..90 degrees), ``lon``
+    (-180..180), ``radius`` (25 m to 5 km). With ``partial`` only the fields present.
+    Raises :class:`PlaceInvalid` naming the first bad field.
+    """
+    if type(data) is not dict:
+        raise PlaceInvalid("body", "send a JSON object")
+    limits = {"lat": (-90, 90), "lon": (-180, 180),
+              "radius": (places.MIN_RADIUS_M, places.MAX_RADIUS_M)}
+    values = {}
+    for field in ("name", "lat", "lon", "radius"):
+        if field not in data:
+            if partial:
+                continue
+            raise PlaceInvalid(field, f"{field} is required")
+        if field == "name":
+            if type(data["name"]) is not str:
+                raise PlaceInvalid("name", "name must be text")
+            try:
+                values["name"] = _clean_name(data["name"], limit=60)
+            except ValueError:
+                raise PlaceInvalid("name", "name is required") from None
+        else:
+            values[field] = _place_number(data, field, *limits[field])
+    return values
+
+
+def may_edit_place(member, place):
+    """Return whether ``member`` may change or delete ``place``: its creator or the
+    room's owner."""
+    return member.role == Role.OWNER or place.created_by_id == member.pk
+
+
+def _place_name_taken(room_id, name, exclude=None):
+    found = Place.objects.filter(room_id=room_id, name__iexact=name)
+    if exclude is not None:
+        found = found.exclude(pk=exclude)
+    return found.exists()
+
+
+def _places_changed(room_id):
+    Room.objects.filter(pk=room_id).update(places_changed=timezone.now())
+    wire = [p.to_dict() for p in Place.objects.filter(room_id=room_id)]
+    _room_event(room_id, events.room_places(wire))
+
+
+def place_create(*, member, values):
+    """Create a place of ``member``'s room from checked ``values`` (:func:`place_values`).
+
+    Raises :class:`NotAllowed` for a viewer, :class:`TooManyPlaces` past
+    :data:`MAX_PLACES_PER_ROOM`, :class:`PlaceInvalid` (``name``) for a name the room
+    already has (ignoring case). Every map hears of it (``room.places``).
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers cannot make places")
+    with transaction.atomic():
+        # The room row is the lock: two creations cannot both pass the count.
+        Room.objects.select_for_update().filter(pk=member.room_id).first()
+        if Place.objects.filter(room_id=member.room_id).count() >= MAX_PLACES_PER_ROOM:
+            raise TooManyPlaces(f"a room has at most {MAX_PLACES_PER_ROOM} places")
+        if _place_name_taken(member.room_id, values["name"]):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        place = Place.objects.create(room_id=member.room_id, created_by_id=member.pk,
+                                     **values)
+        _places_changed(member.room_id)
+    return place
+
+
+def place_update(*, member, place, values):
+    """Change ``place`` (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can change it")
+    with transaction.atomic():
+        if "name" in values and _place_name_taken(place.room_id, values["name"],
+                                                  exclude=place.pk):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        for field, value in values.items():
+            setattr(place, field, value)
+        place.updated = timezone.now()
+        place.save(update_fields=[*values, "updated"])
+        _places_changed(place.room_id)
+    return place
+
+
+def place_delete(*, member, place):
+    """Delete ``place`` and its events (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can delete it")
+    with transaction.atomic():
+        room_id = place.room_id
+        place.delete()
+        _places_changed(room_id)
+
+
+async def place_events_announce(created):
+    """Tell each room of its new arrivals and departures (``room.place_event``).
+
+    ``created`` is ``[(room id, member id, place id, kind, device time ms)]`` as the
+    history writer stored them (maps.history.evaluate_places), sent after the commit.
+    """
+    for room_id, member_id, place_id, kind, ts in created:
+        await room_event_send(room_id,
+                              events.room_place_event(member_id, place_id, kind, ts))
+
+
+def place_for_region(*, room_id, rid, desc):
+    """Return the place of room ``room_id`` a phone's region names, or ``None``.
+
+    By the region id geoshare gave it (``geoshare-<id>``, maps.ingest.owntracks), else
+    by name, ignoring case.
+    """
+    if rid.startswith("geoshare-") and rid[9:].isdigit():
+        found = Place.objects.filter(room_id=room_id, pk=int(rid[9:])).first()
+        if found is not None:
+            return found
+    if not desc:
+        return None
+    return Place.objects.filter(room_id=room_id, name__iexact=desc.strip()).first()
+
+
+def place_transition_record(*, member, rid, desc, kind, ts):
+    """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
+    of ``member``'s room (a :class:`maps.auth.MemberRef`); return the events stored
+    (maps.history.place_transition: never a second event for one crossing)."""
+    from .history import place_transition
+
+    place = place_for_region(room_id=member.room_pk, rid=rid, desc=desc)
+    if place is None:
+        return []
+    return place_transition(member.room_pk, member.id, place.pk, kind, ts)
+
+
+def places_import(*, member, waypoints):
+    """Make places of a phone's regions (``[Waypoint]``) the room does not have yet.
+
+    By name, ignoring case; the radius is brought into 25 m..5 km; names cleaned as
+    any place's; stops at :data:`MAX_PLACES_PER_ROOM`. Returns the places made.
+    """
+    made = []
+    for waypoint in waypoints:
+        try:
+            values = place_values({
+                "name": waypoint.desc, "lat": waypoint.lat, "lon": waypoint.lon,
+                "radius": min(max(waypoint.rad, places.MIN_RADIUS_M),
+                              places.MAX_RADIUS_M)})
+        except PlaceInvalid:
+            continue
+        if _place_name_taken(member.room_id, values["name"]):
+            continue
+        try:
+            made.append(place_create(member=member, values=values))
+        except (TooManyPlaces, PlaceInvalid):
+            break
+    return made
+
+
+def places_for_device(*, device):
+    """Return the room's places for the phone of ``device`` if they changed since it
+    last got them (``[dict]`` with ``created`` in epoch seconds), else ``None``; marks
+    them sent."""
+    room = Room.objects.filter(pk=device.member.room_id).only("places_changed").first()
+    if room is None or room.places_changed is None:
+        return None
+    if device.places_sent is not None and device.places_sent >= room.places_changed:
+        return None
+    found = [{**p.to_dict(), "created": int(p.created.timestamp())}
+             for p in Place.objects.filter(room_id=room.pk)]
+    Device.objects.filter(pk=device.pk).update(places_sent=room.places_changed)
+    device.places_sent = room.places_changed
+    return found
+
+
+MAX_ALERT_RULES = 50
+
+
+def alert_rules_set(*, member, rules):
+    """Replace ``member``'s alert rules with ``rules`` (a decoded JSON list of
+    ``{"member": id or null, "place": id or null}``, null meaning any).
+
+    Every id must be a member or a place of the room. At most
+    :data:`MAX_ALERT_RULES`. Raises :class:`PlaceInvalid` naming the bad field
+    (``rules``, ``member`` or ``place``). Returns the stored rules as dicts.
+    """
+    if type(rules) is not list:
+        raise PlaceInvalid("rules", "rules must be a list")
+    if len(rules) > MAX_ALERT_RULES:
+        raise PlaceInvalid("rules", f"at most {MAX_ALERT_RULES} alert rules")
+    members = set(Member.objects.filter(room_id=member.room_id)
+                  .values_list("pk", flat=True))
+    place_ids = set(Place.objects.filter(room_id=member.room_id)
+                    .values_list("pk", flat=True))
+    wanted = []
+    for rule in rules:
+        if type(rule) is not dict or set(rule) - {"member", "place"}:
+            raise PlaceInvalid("rules", 'each rule is {"member": id|null, '
+                                        '"place": id|null}')
+        watched, place = rule.get("member"), rule.get("place")
+        if watched is not None and (type(watched) is not int or watched not in members):
+            raise PlaceInvalid("member", "member must be a member of the room, or null")
+        if place is not None and (type(place) is not int or place not in place_ids):
+            raise PlaceInvalid("place", "place must be a place of the room, or null")
+        if (watched, place) not in wanted:
+            wanted.append((watched, place))
+    with transaction.atomic():
+        AlertRule.objects.filter(member_id=member.pk).delete()
+        AlertRule.objects.bulk_create([
+            AlertRule(member_id=member.pk, watched_id=w, place_id=p) for w, p in wanted])
+    return [{"member": w, "place": p} for w, p in wanted]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api_views, phone_views, probes, views, watch_views
+from . import api_views, phone_views, place_views, probes, views, watch_views
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -21,6 +21,12 @@ urlpatterns = [
          name="export_geojson"),
     path("api/rooms/<str:room_id>/track", api_views.track, name="api_track"),
     path("api/rooms/<str:room_id>/history", api_views.history, name="api_history"),
+    path("api/rooms/<str:room_id>/places", place_views.places, name="api_places"),
+    path("api/rooms/<str:room_id>/places/<int:place_id>", place_views.place,
+         name="api_place"),
+    path("api/rooms/<str:room_id>/events", place_views.place_events,
+         name="api_place_events"),
+    path("api/rooms/<str:room_id>/alerts", place_views.alerts, name="api_alerts"),
     path("me/data.zip", api_views.my_data, name="my_data"),
     path("ingest/owntracks/", ingest.owntracks_view, name="ingest_owntracks"),
     path("ingest/osmand/", ingest.osmand_view, name="ingest_osmand"),

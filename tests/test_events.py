@@ -65,6 +65,9 @@ def test_every_room_event_builder_has_its_shape():
         events.room_retention(5), events.room_presence("hub.a", 1, True),
         events.room_beat("hub.a", [1]), events.room_hello("hub.a"),
         events.room_sync("hub.a", [1], [position], [[1, 5]]),
+        events.room_places([{"id": 3, "name": "School", "lat": 46.0, "lon": 14.5,
+                             "radius": 100.0, "created_by": None}]),
+        events.room_place_event(1, 3, "enter", 5),
     ]
     assert {e["type"] for e in built} == set(events.ROOM_EVENTS)
     for event in built:

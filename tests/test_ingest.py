@@ -203,11 +203,12 @@ async def test_owntracks_answer_leaves_out_members_who_stopped(party, watch):
 @pytest.mark.parametrize("message", [
     {"_type": "transition", "wtst": T - 100, "lat": 45.1, "lon": 13.1, "tst": T,
      "acc": 10, "tid": "an", "event": "enter", "desc": "Home", "t": "c"},
-    {"_type": "waypoint", "desc": "Home", "lat": 45.1, "lon": 13.1, "rad": 50, "tst": T},
     {"_type": "lwt", "tst": T},
     {"_type": "status", "android": {"hib": 1}},
 ])
 async def test_owntracks_other_types_answer_200_and_move_nothing(party, watch, message):
+    # A transition for a region that is no place of the room, and types geoshare does
+    # not use (waypoints make places: tests/test_ingest_owntracks_places.py).
     viewer = await watch(party.room, party.vera_key)
     response = await post_owntracks(AsyncClient(), message, party.ana_key)
     assert response.status_code == 200

@@ -1,6 +1,7 @@
 """OwnTracks HTTP mode: what the app posts, and the friends it is answered with.
 
-Sources: the OwnTracks booklet, ``docs/tech/json.md`` (``_type=location``, ``card``) and
+Sources: the OwnTracks booklet, ``docs/tech/json.md`` (``_type=location``, ``card``,
+``transition``, ``waypoint``, ``waypoints``, ``cmd`` ``setWaypoints``) and
 ``docs/tech/http.md`` (the answer), in https://github.com/owntracks/booklet; the Android
 app's ``project/app/src/main/java/org/owntracks/android/model/Parser.kt`` (an answer
 may be one ``encrypted`` object whose plaintext is the array) and
@@ -10,6 +11,8 @@ https://github.com/owntracks/android.
 
 import base64
 import binascii
+import math
+from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.secret
@@ -76,8 +79,45 @@ NAMES = {"ts": "tst", "accuracy": "acc", "altitude": "alt", "speed": "vel",
          "heading": "cog", "battery": "batt"}
 
 
+@dataclass(frozen=True)
+class Transition:
+    """A ``_type: transition`` message: the app entered (``"enter"``) or left
+    (``"leave"``) its region ``desc`` (region id ``rid``, may be empty) at ``ts``
+    (epoch ms)."""
+
+    kind: str
+    desc: str
+    rid: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """A region the app defined: ``desc``, centre in degrees, ``rad`` in metres."""
+
+    desc: str
+    lat: float
+    lon: float
+    rad: float
+
+
 def parse(body, secret=None):
     """Return the :class:`~maps.fixes.Fix` of an OwnTracks HTTP-mode body, or ``None``.
+
+    :func:`parse_message` with anything but a ``location`` read as ``None``.
+    """
+    kind, value = parse_message(body, secret)
+    return value if kind == "location" else None
+
+
+def parse_message(body, secret=None):
+    """Return ``(kind, value)`` of an OwnTracks HTTP-mode body.
+
+    ``("location", Fix)``; ``("transition", Transition)`` (``event`` ``enter`` or
+    ``leave``, ``tst`` epoch seconds required, ``desc`` and ``rid`` optional);
+    ``("waypoints", [Waypoint])`` for a ``waypoints`` export or one ``waypoint``
+    (waypoints without a usable ``desc``, ``lat``, ``lon`` or ``rad`` > 0 are left
+    out: beacons, for instance); ``(None, None)`` for anything else or an empty body.
 
     ``body`` is the raw request body (bytes). A ``_type: location`` object gives a fix:
     ``lat``, ``lon`` (degrees) and ``tst`` (epoch seconds) required; ``acc`` (m),
@@ -86,11 +126,12 @@ def parse(body, secret=None):
     ``_type`` (and an empty body) gives ``None``. An ``encrypted`` message is opened
     with ``secret`` (the device's, :func:`decrypt`) and read as what it holds.
     Raises :class:`InvalidFix` for garbage, a missing ``_type``, an ``encrypted``
-    message without a secret or under another one.
-    Source: https://owntracks.org/booklet/tech/json/ (``_type=location``).
+    message without a secret or under another one. A transition without a usable
+    ``event`` or ``tst`` is ``(None, None)``.
+    Source: https://owntracks.org/booklet/tech/json/.
     """
     if not body.strip():
-        return None
+        return None, None
     message = load_json(body)
     if type(message) is not dict:
         raise InvalidFix("body", "the body must be a JSON object with a _type")
@@ -105,14 +146,24 @@ def parse(body, secret=None):
                          "page, or clear it in OwnTracks"
             )
         # Without the secret, an encrypted message inside is refused, not opened again.
-        return parse(decrypt(secret, message.get("data")), secret=None)
+        return parse_message(decrypt(secret, message.get("data")), secret=None)
+    if kind == "transition":
+        found = _transition(message)
+        return (None, None) if found is None else ("transition", found)
+    if kind == "waypoints":
+        items = message.get("waypoints")
+        return "waypoints", [w for w in map(_waypoint, items if type(items) is list
+                                            else []) if w is not None]
+    if kind == "waypoint":
+        found = _waypoint(message)
+        return "waypoints", [] if found is None else [found]
     if kind != "location":
-        return None
+        return None, None
     tst = json_number("tst", message.get("tst"))
     if tst is None:
         raise InvalidFix("tst", "tst is required (epoch seconds)")
     vel = unknown_if_negative(json_number("vel", message.get("vel")))
-    return fix_named(
+    return "location", fix_named(
         NAMES,
         lat=message.get("lat"),
         lon=message.get("lon"),
@@ -163,3 +214,60 @@ def friend_messages(member_id, name, position):
     return [{"_type": "card", "tid": tracker, "name": name}, location]
 
 
+
+
+def _transition(message):
+    # One the server cannot use is skipped, not refused: a 400 would jam the app's queue.
+    event = message.get("event")
+    tst = _number(message.get("tst"))
+    if event not in ("enter", "leave") or tst is None:
+        return None
+    desc = message.get("desc")
+    rid = message.get("rid")
+    return Transition(kind=event, desc=desc if type(desc) is str else "",
+                      rid=rid if type(rid) is str else "", ts=round(tst * 1000))
+
+
+def _number(value):
+    # The booklet's own example sends numbers as strings ("rad": "50").
+    if type(value) is str:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _waypoint(item):
+    if type(item) is not dict or type(item.get("desc")) is not str:
+        return None
+    lat, lon, rad = (_number(item.get(k)) for k in ("lat", "lon", "rad"))
+    if lat is None or lon is None or rad is None or rad <= 0:
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return Waypoint(desc=item["desc"], lat=lat, lon=lon, rad=rad)
+
+
+def region_id(place_id):
+    """Return the OwnTracks region id (``rid``) geoshare gives place ``place_id``."""
+    return f"geoshare-{int(place_id)}"
+
+
+def set_waypoints(places):
+    """Return the ``cmd`` that makes the app monitor ``places`` (dicts with ``id``,
+    ``name``, ``lat``, ``lon``, ``radius`` and ``created`` epoch seconds).
+
+    ``setWaypoints`` merges: the app keeps its own regions, and one of the same name
+    (iOS) or creation time ``tst`` (Android) is replaced. Source: the booklet's
+    ``docs/tech/json.md`` (``_type=cmd``, ``_type=waypoint``).
+    """
+    return {"_type": "cmd", "action": "setWaypoints", "waypoints": {
+        "_type": "waypoints",
+        "waypoints": [{"_type": "waypoint", "desc": p["name"], "lat": p["lat"],
+                       "lon": p["lon"], "rad": round(p["radius"]),
+                       "tst": p["created"], "rid": region_id(p["id"])}
+                      for p in places],
+    }}

@@ -26,6 +26,10 @@ from ..services import (
     amember_stop_sharing,
     ashare_start,
     device_seen,
+    place_events_announce,
+    place_transition_record,
+    places_for_device,
+    places_import,
     positions_publish,
 )
 from . import gpslogger, hauk, osmand, overland, owntracks
@@ -107,7 +111,11 @@ async def owntracks_view(request, caller):
     used) or ``?key=``. A device with a secret (payload encryption) may send
     ``_type: encrypted`` messages, and its answers are encrypted the same way. Answers
     200 with a JSON array of ``card`` and ``location``
-    messages of the room's other sharing members (OwnTracks shows them as friends);
+    messages of the room's other sharing members (OwnTracks shows them as friends),
+    and, when the room's places changed since this device last got them, a ``cmd``
+    ``setWaypoints`` with all of them (docs/phones.md, "Places"). A ``transition``
+    for a place of the room records that crossing, once (maps.history.place_transition);
+    ``waypoints`` (or one ``waypoint``) make places the room does not have yet;
     401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}`` for bad
     input, 413 for a body over 256 KiB, 429 past a limit. Source:
     https://owntracks.org/booklet/tech/http/.
@@ -118,16 +126,28 @@ async def owntracks_view(request, caller):
         if content_type and content_type != "application/json":
             raise auth.Refused(400, "the body must be application/json", "Content-Type")
         try:
-            fix = owntracks.parse(body, secret=caller.device.secret)
+            kind, value = owntracks.parse_message(body, secret=caller.device.secret)
         except InvalidFix as exc:
             raise _invalid(exc) from None
-        if fix is not None:
-            await _publish(caller, [fix])
+        if kind == "location":
+            await _publish(caller, [value])
             metrics.POSITIONS_BY_DOOR["owntracks"].inc()
+        elif kind == "transition":
+            created = await database_sync_to_async(place_transition_record)(
+                member=caller.ref, rid=value.rid, desc=value.desc, kind=value.kind,
+                ts=value.ts)
+            if created:
+                await place_events_announce(created)
+        elif kind == "waypoints":
+            await database_sync_to_async(places_import)(member=caller.member,
+                                                        waypoints=value)
     # An empty body is what OwnTracks posts when a friend is deleted in the app.
     friends = await database_sync_to_async(_owntracks_friends)(
         caller.ref.id, caller.ref.room_pk
     )
+    places = await database_sync_to_async(places_for_device)(device=caller.device)
+    if places is not None:
+        friends.append(owntracks.set_waypoints(places))
     return HttpResponse(owntracks.answer(friends, caller.device.secret),
                         content_type="application/json")
 

@@ -7,6 +7,7 @@ import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
+import { Places } from "./places.js";
 import { LocationSharer } from "./share.js";
 import { RoomSocket } from "./socket.js";
 import { WatchLinks } from "./watchlinks.js";
@@ -48,6 +49,12 @@ const elements = {
 const map = createMap(elements.map, config);
 const markers = new MarkerLayer(map, { onClick: follow });
 const historyMode = config.history ? new HistoryMode(map, config.history) : null;
+const places = new Places(map, {
+  config,
+  memberName: (id) => state.members.get(id)?.name ?? "Someone",
+  members: () => state.members,
+  onMessage: showToast,
+});
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
 const socket = new RoomSocket(config.socketPath, {
   onFrame: handleFrame,
@@ -99,6 +106,12 @@ function handleFrame(frame) {
     case "pong":
       syncClock(frame.now);
       break;
+    case "places":
+      places.setPlaces(frame.places);
+      break;
+    case "place_event":
+      places.addEvent(frame);
+      break;
     default:
       break;
   }
@@ -125,6 +138,7 @@ function applySnapshot(frame) {
   if (sharer) sharer.resend();
   resumeShare();
   renderShare();
+  places.renderChoices();
 }
 
 function applyPosition(position) {
@@ -545,6 +559,7 @@ window.addEventListener("resize", handlePanelResize);
 // A small handle for tests and debugging in the console.
 window.geoshare = {
   config,
+  map,
   connection: () => socket.state,
   markers: () => markers.describe(),
   sharing: () => (sharer ? sharer.state : "unavailable"),
@@ -552,6 +567,8 @@ window.geoshare = {
   watchLinks: () => watchLinks,
   following: () => state.following,
   history: () => (historyMode ? historyMode.describe() : null),
+  places: () => [...places.places.values()],
+  alertRules: () => places.rules,
   clockOffset,
 };
 

@@ -1,0 +1,327 @@
+// Places on the map page: the room's places as circles, making one by clicking the
+// map, the activity feed ("Ana arrived at School · 14:02"), and this member's own
+// alerts. Every member of the room receives every place_event frame; which of them
+// alert is chosen here, on the member's own page, from the rules they stored
+// (GET/PUT /api/rooms/<room>/alerts), so nobody who did not ask is shown an alert.
+
+const FEED_MAX = 50;
+const DEFAULT_RADIUS_M = 100;
+
+function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+function timeOf(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// True when the rule (`member`/`place` ids, null meaning any) covers the event.
+export function ruleMatches(rule, event) {
+  return (rule.member === null || rule.member === event.member)
+    && (rule.place === null || rule.place === event.place);
+}
+
+// The feed's line for an event, given names: "Ana arrived at School · 14:02".
+export function describeEvent(event, memberName, placeName) {
+  const verb = event.kind === "enter" ? "arrived at" : "left";
+  return `${memberName} ${verb} ${placeName} · ${timeOf(event.ts)}`;
+}
+
+export class Places {
+  constructor(map, { config, memberName, members, onMessage }) {
+    this.map = map;
+    this.api = `/api/rooms/${config.roomId}`;
+    this.me = config.memberId;
+    this.isOwner = config.isOwner;
+    this.memberName = memberName;
+    this.members = members;
+    this.onMessage = onMessage;
+    this.places = new Map();
+    this.circles = new Map();
+    this.rules = [];
+    this.pending = null;
+    this.layer = L.layerGroup().addTo(map);
+    this.el = {
+      root: document.getElementById("places"),
+      add: document.getElementById("place-add"),
+      form: document.getElementById("place-form"),
+      name: document.getElementById("place-name"),
+      radius: document.getElementById("place-radius"),
+      cancel: document.getElementById("place-cancel"),
+      hint: document.getElementById("place-hint"),
+      list: document.getElementById("place-list"),
+      alertMember: document.getElementById("alert-member"),
+      alertPlace: document.getElementById("alert-place"),
+      alertAdd: document.getElementById("alert-add"),
+      alertList: document.getElementById("alert-list"),
+      notify: document.getElementById("alerts-notify"),
+      feed: document.getElementById("feed-list"),
+    };
+    const places = this;
+    function handleAdd() {
+      places.startPicking();
+    }
+    function handleMapClick(event) {
+      places.picked(event.latlng);
+    }
+    function handleSubmit(event) {
+      event.preventDefault();
+      places.save();
+    }
+    function handleCancel() {
+      places.stopPicking();
+    }
+    function handleAlertAdd() {
+      places.addRule();
+    }
+    function handleAlertListClick(event) {
+      const button = event.target.closest("button[data-rule]");
+      if (button) places.removeRule(Number(button.dataset.rule));
+    }
+    function handlePlaceListClick(event) {
+      const button = event.target.closest("button[data-place]");
+      if (button) places.remove(Number(button.dataset.place));
+    }
+    function handleNotify() {
+      places.askPermission();
+    }
+    this.handleMapClick = handleMapClick;
+    if (this.el.add) this.el.add.addEventListener("click", handleAdd);
+    if (this.el.form) this.el.form.addEventListener("submit", handleSubmit);
+    if (this.el.cancel) this.el.cancel.addEventListener("click", handleCancel);
+    if (this.el.alertAdd) this.el.alertAdd.addEventListener("click", handleAlertAdd);
+    if (this.el.alertList) this.el.alertList.addEventListener("click", handleAlertListClick);
+    if (this.el.list) this.el.list.addEventListener("click", handlePlaceListClick);
+    if (this.el.notify) this.el.notify.addEventListener("click", handleNotify);
+    this.loadRules();
+    this.renderNotify();
+  }
+
+  async request(path, method = "GET", body = undefined) {
+    const options = { method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    if (method !== "GET") options.headers["X-CSRFToken"] = csrfToken();
+    const response = await fetch(this.api + path, options);
+    if (response.status === 204) return {};
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `the server answered ${response.status}`);
+    return data;
+  }
+
+  // -- places -----------------------------------------------------------------------
+
+  setPlaces(list) {
+    const seen = new Set();
+    for (const place of list) {
+      seen.add(place.id);
+      this.places.set(place.id, place);
+      let circle = this.circles.get(place.id);
+      if (circle === undefined) {
+        circle = L.circle([place.lat, place.lon], {
+          radius: place.radius, color: "#0f766e", weight: 2, fillOpacity: 0.08,
+          interactive: false, className: "place-circle",
+        }).addTo(this.layer);
+        this.circles.set(place.id, circle);
+      } else {
+        circle.setLatLng([place.lat, place.lon]);
+        circle.setRadius(place.radius);
+      }
+    }
+    for (const id of [...this.places.keys()]) {
+      if (!seen.has(id)) {
+        this.places.delete(id);
+        this.circles.get(id)?.remove();
+        this.circles.delete(id);
+      }
+    }
+    this.renderList();
+    this.renderChoices();
+  }
+
+  renderList() {
+    const list = this.el.list;
+    if (!list) return;
+    list.replaceChildren();
+    for (const place of this.places.values()) {
+      const item = document.createElement("li");
+      item.dataset.placeId = String(place.id);
+      const label = document.createElement("span");
+      label.textContent = `${place.name} (${Math.round(place.radius)} m)`;
+      item.append(label);
+      if (place.created_by === this.me || this.isOwner) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "link-button";
+        button.dataset.place = String(place.id);
+        button.textContent = "Delete";
+        item.append(" ", button);
+      }
+      list.append(item);
+    }
+  }
+
+  startPicking() {
+    this.el.hint.hidden = false;
+    this.el.add.hidden = true;
+    this.map.getContainer().classList.add("picking-place");
+    this.map.on("click", this.handleMapClick);
+  }
+
+  picked(latlng) {
+    this.pending = latlng;
+    this.el.hint.hidden = true;
+    this.el.form.hidden = false;
+    this.map.off("click", this.handleMapClick);
+    this.map.getContainer().classList.remove("picking-place");
+    this.preview?.remove();
+    this.preview = L.circle(latlng, { radius: Number(this.el.radius.value) || DEFAULT_RADIUS_M,
+      color: "#0f766e", dashArray: "4 4", interactive: false }).addTo(this.layer);
+    this.el.name.focus();
+  }
+
+  stopPicking() {
+    this.pending = null;
+    this.preview?.remove();
+    this.preview = null;
+    this.el.hint.hidden = true;
+    this.el.form.hidden = true;
+    this.el.add.hidden = false;
+    this.map.off("click", this.handleMapClick);
+    this.map.getContainer().classList.remove("picking-place");
+  }
+
+  async save() {
+    if (!this.pending) return;
+    const body = {
+      name: this.el.name.value,
+      lat: Number(this.pending.lat.toFixed(6)),
+      lon: Number(this.pending.lng.toFixed(6)),
+      radius: Number(this.el.radius.value),
+    };
+    try {
+      await this.request("/places", "POST", body);
+      this.el.name.value = "";
+      this.stopPicking();
+    } catch (error) {
+      this.onMessage(`Could not make the place: ${error.message}`);
+    }
+  }
+
+  async remove(id) {
+    try {
+      await this.request(`/places/${id}`, "DELETE");
+    } catch (error) {
+      this.onMessage(`Could not delete the place: ${error.message}`);
+    }
+  }
+
+  // -- the feed and alerts ------------------------------------------------------------
+
+  addEvent(event) {
+    const place = this.places.get(event.place);
+    const text = describeEvent(event, this.memberName(event.member),
+                               place ? place.name : "a place");
+    const alert = event.member !== this.me && this.rules.some((r) => ruleMatches(r, event));
+    if (this.el.feed) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      if (alert) item.className = "alert";
+      this.el.feed.prepend(item);
+      while (this.el.feed.children.length > FEED_MAX) this.el.feed.lastChild.remove();
+    }
+    if (alert && typeof Notification !== "undefined"
+        && Notification.permission === "granted") {
+      new Notification("geoshare", { body: text, tag: `place-${event.member}-${event.ts}` });
+    }
+  }
+
+  async loadRules() {
+    try {
+      this.rules = (await this.request("/alerts")).rules;
+    } catch {
+      this.rules = [];
+    }
+    this.renderRules();
+  }
+
+  async storeRules(rules) {
+    try {
+      this.rules = (await this.request("/alerts", "PUT", { rules })).rules;
+    } catch (error) {
+      this.onMessage(`Could not save the alerts: ${error.message}`);
+    }
+    this.renderRules();
+  }
+
+  addRule() {
+    const pick = (select) => (select.value === "" ? null : Number(select.value));
+    const rule = { member: pick(this.el.alertMember), place: pick(this.el.alertPlace) };
+    this.storeRules([...this.rules, rule]);
+    this.askPermission();
+  }
+
+  removeRule(index) {
+    this.storeRules(this.rules.filter((_rule, i) => i !== index));
+  }
+
+  // Asked only when the member turns alerts on (a click), never on page load.
+  async askPermission() {
+    if (typeof Notification === "undefined") return;
+    if (Notification.permission === "default") await Notification.requestPermission();
+    this.renderNotify();
+  }
+
+  renderNotify() {
+    const button = this.el.notify;
+    if (!button) return;
+    const supported = typeof Notification !== "undefined";
+    button.hidden = !supported || Notification.permission === "granted";
+    button.disabled = supported && Notification.permission === "denied";
+  }
+
+  renderChoices() {
+    const { alertMember, alertPlace } = this.el;
+    if (!alertMember) return;
+    const fill = (select, items) => {
+      const value = select.value;
+      select.replaceChildren();
+      for (const [id, label] of items) {
+        const option = document.createElement("option");
+        option.value = id;
+        option.textContent = label;
+        select.append(option);
+      }
+      select.value = value;
+      if (select.selectedIndex < 0) select.selectedIndex = 0;
+    };
+    fill(alertMember, [["", "Anyone"], ...[...this.members().values()]
+      .filter((m) => m.id !== this.me).map((m) => [String(m.id), m.name])]);
+    fill(alertPlace, [["", "any place"], ...[...this.places.values()]
+      .map((p) => [String(p.id), p.name])]);
+    this.renderRules();
+  }
+
+  renderRules() {
+    const list = this.el.alertList;
+    if (!list) return;
+    list.replaceChildren();
+    this.rules.forEach((rule, index) => {
+      const who = rule.member === null ? "Anyone" : this.memberName(rule.member);
+      const where = rule.place === null ? "any place"
+        : (this.places.get(rule.place)?.name ?? "a place");
+      const item = document.createElement("li");
+      item.textContent = `${who} at ${where} `;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link-button";
+      button.dataset.rule = String(index);
+      button.textContent = "Remove";
+      item.append(button);
+      list.append(item);
+    });
+  }
+}
