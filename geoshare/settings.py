@@ -106,6 +106,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "geoshare.urls"
+CSRF_FAILURE_VIEW = "maps.error_views.csrf_failure"
 ASGI_APPLICATION = "geoshare.asgi.application"
 
 TEMPLATES = [

@@ -4,13 +4,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponseBadRequest
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import auth, selectors, services
+from . import auth, error_views, selectors, services
 from .forms import HistoryVisibilityForm, InviteForm, JoinForm, RetentionForm, RoomForm
 from .models import Invite, Member, Role
 
@@ -36,10 +36,11 @@ def _sentence(exc):
     return text if text.endswith(".") else text + "."
 
 
-def _room_member_or_404(request, room_id):
+def _room_and_member(request, room_id):
+    """Return ``(room, member)``: ``(None, None)`` when there is no such room."""
     room = selectors.room_by_public_id(room_id)
     if room is None:
-        raise Http404("No such room")
+        return None, None
     member = selectors.session_member(request.session, room)
     return room, member
 
@@ -107,7 +108,10 @@ def join(request, token):
 @never_cache  # the page carries the room's invite link
 def room_map(request, room_id):
     """The full-screen live map of a room, for its members."""
-    room, member = _room_member_or_404(request, room_id)
+    room, member = _room_and_member(request, room_id)
+    if room is None:
+        # Rendered, not raised: a deleted room's URL gets the styled page under DEBUG too.
+        return error_views.not_found(request, "room")
     if member is None:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     invite = selectors.map_invite(room)
@@ -179,7 +183,9 @@ def _bad_field(field):
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
     """The owner's page: invites (create, revoke), members (remove), retention."""
-    room, member = _room_member_or_404(request, room_id)
+    room, member = _room_and_member(request, room_id)
+    if room is None:
+        return error_views.not_found(request, "room")
     if member is None or member.role != Role.OWNER:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     invite_form = InviteForm(prefix="invite")
@@ -256,14 +262,19 @@ def room_manage(request, room_id):
         {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable()}
         for i in room.invites.order_by("-created")
     ]
+    last_seen = selectors.members_last_seen(room)
+    members = list(room.members.order_by("created"))
+    for m in members:
+        m.seen = last_seen.get(m.pk)
     return render(
         request,
         "maps/manage.html",
         {
             "room": room,
             "me": member,
-            "invites": invites,
-            "members": room.members.order_by("created"),
+            "invites": [row for row in invites if row["usable"]],
+            "spent_invites": [row for row in invites if not row["usable"]],
+            "members": members,
             "invite_form": invite_form,
             "retention_form": retention_form,
             "visibility_form": visibility_form,
@@ -274,12 +285,14 @@ def room_manage(request, room_id):
 @require_POST
 def room_leave(request, room_id):
     """Leave a room and erase this member's data (positions and membership)."""
-    room, member = _room_member_or_404(request, room_id)
+    room, member = _room_and_member(request, room_id)
     if member is not None:
         if member.role == Role.OWNER:
             services.room_delete(room=room)
+            message = f"The room “{room.name}” and all its data were deleted."
         else:
             services.member_remove(member=member)
+            message = f"You left “{room.name}”; your positions were erased."
         _forget(request, room)
-        messages.success(request, "You left the room; your positions were erased.")
+        messages.success(request, message)
     return redirect("home")

@@ -56,8 +56,8 @@ const socket = new RoomSocket(config.socketPath, {
 const sharer = config.canShare
   ? new LocationSharer({
       send: sendFrame,
-      onChange: renderShare,
-      onError: showToast,
+      onChange: handleShareChange,
+      onError: showShareError,
       keepAliveMs: keepAliveFor(state.room.stale_after_ms),
     })
   : null;
@@ -249,6 +249,7 @@ let toastTimer = 0;
 function showToast(text) {
   const toast = elements.toast;
   toast.textContent = text;
+  toast.dataset.kind = "";
   toast.hidden = false;
   window.clearTimeout(toastTimer);
   toastTimer = window.setTimeout(hideToast, 3500);
@@ -256,6 +257,18 @@ function showToast(text) {
 
 function hideToast() {
   elements.toast.hidden = true;
+  elements.toast.dataset.kind = "";
+}
+
+// A share error (permission refused, no fix yet) stays true only until the share works.
+function showShareError(text) {
+  showToast(text);
+  elements.toast.dataset.kind = "share-error";
+}
+
+function handleShareChange(shareState) {
+  if (shareState === "on" && elements.toast.dataset.kind === "share-error") hideToast();
+  renderShare();
 }
 
 // -- rendering -----------------------------------------------------------------------

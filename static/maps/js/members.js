@@ -1,12 +1,20 @@
 // The member list: who is online, sharing or stale, last seen, distance from me.
 // Rows are kept per member id and updated in place (focus survives a refresh).
 
+// A member whose positions keep coming with no page of the room open is sharing from
+// a phone app (or another device): sharing and fresh, and presence says no socket.
 function statusText(row) {
-  const parts = [row.online ? "Online" : "Offline"];
-  if (row.sharing) {
-    parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
-  } else if (!row.online && row.ago) {
-    parts.push(`last seen ${row.ago}`);
+  const parts = [];
+  if (row.online) {
+    parts.push("Online");
+    if (row.sharing) parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
+  } else if (row.sharing && !row.stale) {
+    parts.push(`Sharing from a phone, ${row.ago}`);
+  } else if (row.sharing) {
+    parts.push("Offline", `stale, last seen ${row.ago}`);
+  } else {
+    parts.push("Offline");
+    if (row.ago) parts.push(`last seen ${row.ago}`);
   }
   if (row.left) parts.push(row.left);
   if (row.distance) parts.push(row.distance);
