@@ -273,3 +273,33 @@ def test_a_deleted_room_is_a_styled_page(site, browse, problems, viewport, label
     screenshot(page, f"12-room-gone-{label}")
     problems.problems = [p for p in problems.problems if "HTTP 404" not in p]
     problems.assert_none()
+
+
+def test_another_device_link_signs_a_second_browser_in_as_the_same_member(
+        site, browse, problems):
+    laptop = browse("laptop", geolocation=HOME)
+    create_room(laptop, site, "Two devices", "Ana")
+    ana = laptop.evaluate("window.geoshare.config.memberId")
+    laptop.get_by_role("link", name="Open on another device").click()
+    laptop.get_by_role("button", name="Make a sign-in link").click()
+    url = laptop.locator("#signin-url").input_value()
+    expect(laptop.locator("#signin-new svg")).to_have_count(1)
+    assert no_sideways_scroll(laptop)
+    screenshot(laptop, "12-other-device-desktop")
+
+    phone = browse("phone", viewport=PHONE_390)
+    phone.goto(url)
+    assert no_sideways_scroll(phone)
+    screenshot(phone, "12-other-device-signin-phone")
+    phone.get_by_role("button", name="Sign in as Ana").click()
+    wait_connected(phone)
+    assert phone.evaluate("window.geoshare.config.memberId") == ana
+    expect(member_row(phone, ana).locator(".member-name")).to_have_text("Ana (you)")
+
+    # Single use: a third browser gets the styled "no longer works" page.
+    third = browse("third")
+    problems.allow.append("404")
+    assert third.goto(url).status == 404
+    expect(third.locator("h1")).to_have_text("This sign-in link no longer works")
+    problems.problems = [p for p in problems.problems if "HTTP 404" not in p]
+    problems.assert_none()
