@@ -334,6 +334,9 @@ GEOSHARE = {
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
     # How often the service deletes positions past their room's retention.
     "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),
+    # The demo walker (maps/demo.py): walks the demo room of `manage.py demo`, if any.
+    "DEMO_WALKER": env_bool("GEOSHARE_DEMO_WALKER", default=True),
+    "DEMO_STEP_MS": env_int("GEOSHARE_DEMO_STEP_MS", default=2000),
     # Usable (not revoked, expired or used up) invites a room may hold at once.
     "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
