@@ -59,7 +59,8 @@ CUT_LABELS_JS = """(selectors) => {
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     template = migrated_db(tmp_path_factory.mktemp("template"))
-    shared = Site(tmp_path_factory.mktemp("site"), template).start()
+    shared = Site(tmp_path_factory.mktemp("site"), template,
+                  GEOSHARE_ROOMS_PER_HOUR=100).start()  # many rooms, one address
     yield shared
     shared.stop()
 
@@ -123,7 +124,9 @@ def phone_report(site, key, lat=45.7722, lon=14.3577):
 def add_device(page, name):
     page.get_by_label("Name of the new device").fill(name)
     page.get_by_role("button", name="Add a device").click()
-    return page.locator("#device-key").input_value()
+    key = page.locator("#device-key").input_value()
+    page.wait_for_load_state("load")  # its modules loaded: leaving aborts nothing
+    return key
 
 
 @pytest.mark.parametrize(("viewport", "label"), VIEWPORTS)
@@ -260,6 +263,8 @@ def test_a_deleted_room_is_a_styled_page(site, browse, problems, viewport, label
     page = browse(f"deleted-{label}", viewport=viewport)
     create_room(page, site, f"Short-lived {label}", "Olga")
     url = page.url
+    if page.locator("#panel").get_attribute("data-open") == "false":
+        page.locator("#panel-toggle").click()  # a phone's sheet starts as one line
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete room and erase all data").click()
     page.wait_for_url(site.url + "/")

@@ -39,3 +39,32 @@ export function formatLeft(untilMs, nowMs) {
   const hours = Math.floor(minutes / 60);
   return minutes % 60 ? `${hours} h ${minutes % 60} min left` : `${hours} h left`;
 }
+
+// Speed on the wire is m/s; people read km/h. "" when unknown.
+export function formatSpeed(metresPerSecond) {
+  if (!Number.isFinite(metresPerSecond)) return "";
+  const kmh = metresPerSecond * 3.6;
+  return `${kmh < 10 ? kmh.toFixed(1) : Math.round(kmh)} km/h`;
+}
+
+const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+// Heading in degrees clockwise from true north: "270° (W)". "" when unknown.
+export function formatHeading(degrees) {
+  if (!Number.isFinite(degrees)) return "";
+  const point = COMPASS[Math.round(degrees / 45) % 8];
+  return `${Math.round(degrees) % 360}° (${point})`;
+}
+
+// A battery level (percent) is low from here on: shown in red, at a glance.
+export const LOW_BATTERY = 20;
+
+export function formatBattery(percent) {
+  if (!Number.isFinite(percent)) return "";
+  return `battery ${Math.round(percent)}%`;
+}
+
+// The local date and time of an epoch-ms moment, in this browser's zone.
+export function formatClock(ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}

@@ -17,6 +17,7 @@ function statusText(row) {
     if (row.ago) parts.push(`last seen ${row.ago}`);
   }
   if (row.left) parts.push(row.left);
+  if (row.battery) parts.push(row.battery);
   if (row.distance) parts.push(row.distance);
   if (row.role === "viewer") parts.push("viewer");
   return parts.join(" · ");
@@ -74,6 +75,7 @@ export class MemberList {
       li.dataset.sharing = String(data.sharing);
       li.dataset.stale = String(data.stale);
       li.dataset.you = String(data.you);
+      li.dataset.lowBattery = String(Boolean(data.lowBattery));
       swatch.style.background = data.color;
       const label = data.you ? `${data.name} (you)` : data.name;
       if (name.textContent !== label) name.textContent = label;
