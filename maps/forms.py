@@ -15,6 +15,8 @@ class JoinForm(forms.Form):
 
 
 class InviteForm(forms.Form):
+    label = forms.CharField(label="Label (only you see it)", required=False, max_length=60,
+                            widget=forms.TextInput(attrs={"placeholder": "Family, Ski club…"}))
     role = forms.ChoiceField(
         choices=[(Role.MEMBER, "Member (shares and views)"), (Role.VIEWER, "Viewer (only views)")]
     )

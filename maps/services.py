@@ -264,11 +264,12 @@ def room_create(*, name, owner_name, user=None, retention_days=None):
     return room, owner
 
 
-def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None):
+def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None, label=""):
     """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``).
 
     ``expires_at`` is an aware datetime or ``None`` (never); ``max_uses`` a count or
-    ``None`` (unlimited). Raises :class:`TooManyInvites` when the room already holds
+    ``None`` (unlimited); ``label`` the owner's name for it (cleaned as a display
+    name, at most 60 characters; empty for none). Raises :class:`TooManyInvites` when the room already holds
     ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another role.
     """
     from django.conf import settings
@@ -284,7 +285,21 @@ def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None):
                 f"This room already has {limit} usable invites: revoke one first."
             )
         return Invite.objects.create(room=room, role=role, expires_at=expires_at,
-                                     max_uses=max_uses)
+                                     max_uses=max_uses, label=_invite_label(label))
+
+
+def _invite_label(label):
+    """Return ``label`` cleaned like a display name; empty (no label) when nothing is left."""
+    try:
+        return _clean_name(label or "", limit=60)
+    except ValueError:
+        return ""
+
+
+def invite_set_label(*, invite, label):
+    """Give an invite the owner's name for it (``""`` removes it)."""
+    invite.label = _invite_label(label)
+    invite.save(update_fields=["label"])
 
 
 def invite_redeem(*, token, name, user=None):

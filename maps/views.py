@@ -182,7 +182,7 @@ def _bad_field(field):
 @never_cache  # the page carries every invite link of the room
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
-    """The owner's page: invites (create, revoke), members (remove), retention."""
+    """The owner's page: invites (create, label, revoke), members (remove), retention."""
     room, member = _room_and_member(request, room_id)
     if room is None:
         return error_views.not_found(request, "room")
@@ -205,6 +205,7 @@ def room_manage(request, room_id):
                         role=invite_form.cleaned_data["role"],
                         expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
                         max_uses=invite_form.cleaned_data["max_uses"],
+                        label=invite_form.cleaned_data["label"],
                     )
                 except services.TooManyInvites as exc:
                     invite_form.add_error(None, str(exc))
@@ -219,6 +220,16 @@ def room_manage(request, room_id):
             if invite is not None:
                 services.invite_revoke(invite=invite)
                 messages.success(request, "Invite revoked; its members were removed.")
+            return redirect("room_manage", room_id=room_id)
+        elif action == "label":
+            invite_pk = _posted_id(request, "invite")
+            if invite_pk is None:
+                return _bad_field("invite")
+            invite = Invite.objects.filter(room=room, pk=invite_pk).first()
+            if invite is not None:
+                services.invite_set_label(invite=invite,
+                                          label=request.POST.get("label", "")[:200])
+                messages.success(request, "Label saved.")
             return redirect("room_manage", room_id=room_id)
         elif action == "remove":
             member_pk = _posted_id(request, "member")

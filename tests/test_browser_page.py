@@ -140,17 +140,32 @@ def test_manage_page_fits_and_last_seen_agrees_with_the_map(site, browse, proble
     key = add_device(owner, "Pixel")
     phone_report(site, key)
     owner.goto(f"{site.url}/r/{room}/manage/")
-    for hours in ("", "24"):
+    for hours, label in (("", "Grandparents watching"), ("24", "")):
         form = owner.locator("#new-invite")
+        form.get_by_label("Label (only you see it)").fill(label)
         form.get_by_role("combobox").select_option("viewer")
         form.get_by_label("Expires after (hours)").fill(hours)
         form.get_by_role("button", name="Create invite").click()
     owner.locator("#invites li").last.get_by_role("button", name="Revoke").click()
-    expect(owner.locator("#spent-invites summary")).to_contain_text("(1)")
+    expect(owner.locator("#spent-invites > summary")).to_contain_text("(1)")
 
     assert no_sideways_scroll(owner), "the owner's page scrolls sideways"
     inside_viewport(owner, owner.locator("#invites").get_by_role("button", name="Revoke"))
-    inside_viewport(owner, owner.locator("#invites").get_by_role("button", name="Copy"))
+    inside_viewport(owner, owner.locator("#invites").get_by_role("button", name="Copy link"))
+    labelled = owner.locator("#invites li", has_text="Grandparents watching")
+    expect(labelled).to_contain_text("Viewer")
+    # The link in full, on demand; a label given later.
+    link = labelled.locator("input.invite-url")
+    expect(link).to_be_hidden()
+    labelled.get_by_text("Show the link").click()
+    expect(link).to_be_visible()
+    assert "/join/" in link.input_value()
+    first = owner.locator("#invites li").first
+    first.get_by_text("Add a label").click()
+    first.get_by_label("Label").fill("School run")
+    first.get_by_role("button", name="Save").click()
+    expect(owner.locator("#invites li", has_text="School run")).to_have_count(1)
+    assert no_sideways_scroll(owner)
     expect(owner.locator("#invites")).to_contain_text("never expires")
     expect(owner.locator("#invites")).to_contain_text("unlimited uses")
     olga = owner.locator("#members li", has_text="Olga (you)")
