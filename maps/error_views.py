@@ -7,21 +7,22 @@ is expected (a deleted room's URL), so it is styled even with ``DEBUG`` on.
 """
 
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 PAGES = {
-    400: ("Bad request", "The browser sent something this site cannot read."),
-    403: ("Not allowed", "You may not open this page."),
-    404: ("Page not found", "There is nothing here: the link may be mistyped, or what it "
-                            "pointed to was deleted."),
-    500: ("Something went wrong", "The server hit an error; it was logged. Try again in "
-                                  "a moment."),
+    400: (_("Bad request"), _("The browser sent something this site cannot read.")),
+    403: (_("Not allowed"), _("You may not open this page.")),
+    404: (_("Page not found"), _("There is nothing here: the link may be mistyped, or what "
+                                 "it pointed to was deleted.")),
+    500: (_("Something went wrong"), _("The server hit an error; it was logged. Try again "
+                                       "in a moment.")),
 }
-ROOM_GONE = ("This room does not exist",
-             "It was deleted by its owner, or the link is mistyped. Rooms you are still "
-             "in are listed on the home page.")
-CSRF = ("The form expired",
-        "This page was open too long, or cookies are blocked for this site. Go back, "
-        "reload the page and send the form again.")
+ROOM_GONE = (_("This room does not exist"),
+             _("It was deleted by its owner, or the link is mistyped. Rooms you are still "
+               "in are listed on the home page."))
+CSRF = (_("The form expired"),
+        _("This page was open too long, or cookies are blocked for this site. Go back, "
+          "reload the page and send the form again."))
 
 
 def error_page(request, status, title=None, message=None):

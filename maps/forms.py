@@ -1,17 +1,18 @@
 """Forms of the pages."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .models import HistoryVisibility, Role
 
 
 class RoomForm(forms.Form):
-    name = forms.CharField(label="Room name", max_length=100)
-    your_name = forms.CharField(label="Your display name", max_length=40)
+    name = forms.CharField(label=_("Room name"), max_length=100)
+    your_name = forms.CharField(label=_("Your display name"), max_length=40)
 
 
 class JoinForm(forms.Form):
-    name = forms.CharField(label="Your display name", max_length=40)
+    name = forms.CharField(label=_("Your display name"), max_length=40)
 
 
 class InviteForm(forms.Form):

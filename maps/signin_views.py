@@ -8,6 +8,7 @@ the member is bound to that browser's session, as joining by invite does.
 
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -16,9 +17,9 @@ from .models import SignInLink, hash_key
 from .phone_views import qr_svg
 from .views import _posted_id, _remember, _room_and_member
 
-GONE = ("This sign-in link no longer works",
-        "A sign-in link works once, for a few minutes. Open “Open on another device” on "
-        "the map where you are signed in, and make a new one.")
+GONE = (_("This sign-in link no longer works"),
+        _("A sign-in link works once, for a few minutes. Open “Open on another device” on "
+          "the map where you are signed in, and make a new one."))
 
 
 @never_cache  # the page shows a fresh sign-in link once

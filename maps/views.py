@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -52,8 +53,9 @@ def home(request):
     if request.method == "POST" and form.is_valid():
         if not auth.limit_hit("room", auth.client_address(request)):
             allowed, window = settings.GEOSHARE["RATE_LIMITS"]["room"]
-            message = (f"Too many rooms were created from this address: at most {allowed} "
-                       f"in {window // 60} minutes. Try again later.")
+            message = _("Too many rooms were created from this address: at most "
+                        "%(allowed)s in %(minutes)s minutes. Try again later.") % {
+                "allowed": allowed, "minutes": window // 60}
             return render(request, "maps/too_many.html", {"message": message}, status=429)
         try:
             room, owner = services.room_create(

@@ -323,3 +323,41 @@ def test_another_device_link_signs_a_second_browser_in_as_the_same_member(
     expect(third.locator("h1")).to_have_text("This sign-in link no longer works")
     problems.problems = [p for p in problems.problems if "HTTP 404" not in p]
     problems.assert_none()
+
+
+def test_the_translated_pages_in_simplified_chinese(site, chromium, problems):
+    english = chromium.new_context(viewport=DESKTOP, locale="en-GB")
+    chinese = chromium.new_context(viewport=PHONE_390, locale="zh-CN",
+                                   timezone_id="Asia/Shanghai")
+    try:
+        for context in (english, chinese):
+            context.route(TILE_PATTERN, lambda route: route.abort("internetdisconnected"))
+        page = problems.watch(english.new_page(), "en")
+        create_room(page, site, "双语", "Ana")
+        page.goto(f"{site.url}/r/{room_id(page)}/other-device/")
+        page.get_by_role("button", name="Make a sign-in link").click()
+        url = page.locator("#signin-url").input_value()
+        page.wait_for_load_state("load")
+
+        zh = problems.watch(chinese.new_page(), "zh")
+        zh.goto(url)
+        expect(zh.locator("html")).to_have_attribute("lang", "zh-hans")
+        zh.get_by_role("button", name="以 Ana 的身份登录").click()
+        wait_connected(zh)
+        room = zh.evaluate("window.geoshare.config.roomId")
+        zh.goto(f"{site.url}/r/{room}/other-device/")
+        expect(zh.locator("h1")).to_contain_text("在另一台设备上打开")
+        # The script's words come from Django's JavaScript catalog.
+        expect(zh.locator("#signin-links time").first).to_have_text(re.compile("刚刚|秒前"))
+        zh.get_by_role("button", name="生成登录链接").click()
+        zh.get_by_role("button", name="复制").click()
+        expect(zh.get_by_role("button", name="已复制")).to_be_visible()
+        assert no_sideways_scroll(zh)
+        screenshot(zh, "12-zh-other-device-phone")
+        zh.goto(f"{site.url}/")
+        expect(zh.get_by_role("heading", name="你的房间")).to_be_visible()
+        screenshot(zh, "12-zh-home-phone")
+    finally:
+        english.close()
+        chinese.close()
+    problems.assert_none()

@@ -1,5 +1,7 @@
 // Copy buttons: <button class="copy" data-copy="input-id"> copies that input's value.
 
+import { t } from "./format.js";
+
 function copyValue(input) {
   if (navigator.clipboard && window.isSecureContext) {
     return navigator.clipboard.writeText(input.value);
@@ -21,12 +23,12 @@ function handleCopyClick(event) {
   button.dataset.label = label;
   copyValue(input).then(
     function copied() {
-      button.textContent = "Copied";
+      button.textContent = t("Copied");
       setTimeout(function reset() { button.textContent = label; }, 2000);
     },
     function failed() {
       input.select();
-      button.textContent = "Select and copy";
+      button.textContent = t("Select and copy");
     },
   );
 }

@@ -2,16 +2,27 @@
 
 const EARTH_RADIUS_M = 6371008.8;
 
+// Translated pages load Django's JavaScript catalog (window.gettext); on the others
+// the strings stay English.
+export function t(text) {
+  return typeof window !== "undefined" && typeof window.gettext === "function"
+    ? window.gettext(text) : text;
+}
+
+function tn(format, value) {
+  return t(format).replace("%s", String(value));
+}
+
 // "just now", "12 s ago", "2 min ago", "3 h ago", "2 d ago".
 export function formatAgo(ms) {
   const seconds = Math.max(0, Math.floor(ms / 1000));
-  if (seconds < 5) return "just now";
-  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 5) return t("just now");
+  if (seconds < 60) return tn("%s s ago", seconds);
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ago`;
+  if (minutes < 60) return tn("%s min ago", minutes);
   const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours} h ago`;
-  return `${Math.floor(hours / 24)} d ago`;
+  if (hours < 48) return tn("%s h ago", hours);
+  return tn("%s d ago", Math.floor(hours / 24));
 }
 
 // Great-circle distance in metres (haversine on the mean Earth radius, IUGG).
