@@ -31,7 +31,15 @@ def _forget(request, room):
 
 
 def _sentence(exc):
-    """Return a service error's message as a sentence for a form."""
+    """Return a service error's message as a sentence for a form, in the page's language.
+
+    The name errors of the translated pages (home, join) are said here, in words the
+    translation catalog knows; any other error keeps the service's English.
+    """
+    if isinstance(exc, services.NameTaken):
+        return _("Someone in this room is already called that: pick another name.")
+    if str(exc) == "a name is required":
+        return _("A name is required: use letters or digits.")
     text = str(exc)
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."

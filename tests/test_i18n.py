@@ -69,3 +69,10 @@ def test_untranslated_pages_say_english_in_their_lang():
     _as(client, owner)
     page = client.get(f"/r/{room.public_id}/", **ZH).content.decode()
     assert '<html lang="en">' in page and "/jsi18n/" not in page
+
+
+def test_a_taken_name_is_refused_in_chinese():
+    room, _owner = room_create(name="周末", owner_name="Olga")
+    invite = invite_create(room=room)
+    response = Client().post(invite.path(), {"name": "olga"}, **ZH)
+    assert "房间里已经有人叫这个名字了" in response.content.decode()

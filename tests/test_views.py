@@ -205,7 +205,7 @@ def test_join_form_refuses_a_name_already_in_the_room(client, room, owner):
     invite = invite_create(room=room)
     response = client.post(invite.path(), {"name": "olga"})
     assert response.status_code == 200
-    assert "Someone in this room is already called" in response.content.decode()
+    assert "Someone in this room is already called that" in response.content.decode()
     assert room.members.count() == 1
     assert "members" not in client.session
 
