@@ -17,6 +17,7 @@ from pathlib import Path
 import gpxpy
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from . import services
 from .auth import member_ref
@@ -71,6 +72,9 @@ async def demo_walker():
     """Walk the demo room's walker around the track until cancelled (or removed)."""
     try:
         member = await database_sync_to_async(_walker)()
+    except DatabaseError:  # not migrated yet, or no database: nothing to walk
+        return
+    try:
         if member is None:
             return
         ref = member_ref(member)

@@ -81,3 +81,19 @@ def test_make_run_steps_print_an_owner_link_and_the_walker_moves(tmp_path):
     finally:
         server.stop()
     problems.assert_none()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_demo_walker_can_be_turned_off(tmp_path):
+    import time
+
+    port = free_port()
+    project = Project(tmp_path, GEOSHARE_DEMO_STEP_MS=200, GEOSHARE_DEMO_WALKER=0).migrate()
+    out = project.manage("demo", "--port", str(port))
+    assert "GEOSHARE_DEMO_WALKER=0" in out
+    count = ("from maps.models import Position, LivePosition; "
+             "print(Position.objects.count() + LivePosition.objects.count())")
+    with Uvicorn(project, port=port):
+        time.sleep(2.5)
+        assert project.manage("shell", "-c", count).strip().splitlines()[-1] == "0"
