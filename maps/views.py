@@ -277,7 +277,8 @@ def room_manage(request, room_id):
         elif action == "delete":
             services.room_delete(room=room)
             _forget(request, room)
-            messages.success(request, "The room and all its data were deleted.")
+            messages.success(request, _("The room “%(name)s” and all its data were deleted.")
+                             % {"name": room.name})
             return redirect("home")
     invites = [
         {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable()}
@@ -310,10 +311,12 @@ def room_leave(request, room_id):
     if member is not None:
         if member.role == Role.OWNER:
             services.room_delete(room=room)
-            message = f"The room “{room.name}” and all its data were deleted."
+            message = _("The room “%(name)s” and all its data were deleted.") % {
+                "name": room.name}
         else:
             services.member_remove(member=member)
-            message = f"You left “{room.name}”; your positions were erased."
+            message = _("You left “%(name)s”; your positions were erased.") % {
+                "name": room.name}
         _forget(request, room)
         messages.success(request, message)
     return redirect("home")

@@ -76,3 +76,11 @@ def test_a_taken_name_is_refused_in_chinese():
     invite = invite_create(room=room)
     response = Client().post(invite.path(), {"name": "olga"}, **ZH)
     assert "房间里已经有人叫这个名字了" in response.content.decode()
+
+
+def test_leaving_and_deleting_say_so_in_chinese_on_the_home_page():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    page = client.post(f"/r/{room.public_id}/leave/", follow=True, **ZH).content.decode()
+    assert "房间“周末”及其所有数据已删除。" in page
