@@ -21,6 +21,7 @@ from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from maps import metrics  # noqa: E402
+from maps.demo import demo_walker  # noqa: E402
 from maps.history import history_writer  # noqa: E402
 from maps.maintenance import maintenance_loop  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
@@ -38,15 +39,16 @@ def start_metrics_server():
 
 
 async def lifespan(scope, receive, send):
-    """ASGI lifespan: start the maintenance loop (and the metrics server, if asked for);
-    on shutdown, write buffered history.
+    """ASGI lifespan: start the maintenance loop (and the metrics server, if asked for;
+    and the demo walker, maps.demo, unless ``GEOSHARE_DEMO_WALKER=0``); on shutdown,
+    write buffered history.
 
     uvicorn closes the sockets first, then sends ``lifespan.shutdown``; the history
     still buffered is written then, so a graceful stop loses nothing. A metrics port
     that cannot be bound fails the start (``lifespan.startup.failed``): uvicorn then
     exits instead of serving without the metrics it was asked for.
     """
-    maintenance = metrics_server = None
+    maintenance = walker = metrics_server = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -58,10 +60,13 @@ async def lifespan(scope, receive, send):
                             f"{settings.GEOSHARE['METRICS_PORT']}: {exc}"})
                 return
             maintenance = asyncio.get_running_loop().create_task(maintenance_loop())
+            if settings.GEOSHARE["DEMO_WALKER"]:
+                walker = asyncio.get_running_loop().create_task(demo_walker())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if maintenance is not None:
-                maintenance.cancel()
+            for task in (maintenance, walker):
+                if task is not None:
+                    task.cancel()
             await history_writer().flush()
             if metrics_server is not None:
                 metrics_server.shutdown()

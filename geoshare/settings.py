@@ -63,12 +63,47 @@ def env_list(name, default):
 
 DEBUG = env_bool("DEBUG", default=False)
 
+# Files geoshare writes for itself (the SQLite database, a generated SECRET_KEY).
+DATA_DIR = Path(env_str("GEOSHARE_DATA_DIR", str(BASE_DIR / "data")))
+
+
+def generated_secret_key(data_dir):
+    """Return the key in ``data_dir/secret_key``, made once (mode 0600) if missing.
+
+    So that ``manage.py`` works from a plain shell on a fresh machine with DEBUG off;
+    a line on stderr says when a key is generated. ``SECRET_KEY`` in the environment
+    always wins.
+    """
+    path = Path(data_dir) / "secret_key"
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        return key
+    import secrets
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    sys.stderr.write(f"geoshare: SECRET_KEY is not set; generated one into {path} "
+                     "(mode 0600) and using it\n")
+    return key
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    # A development key only: `make run` and the tests run with DEBUG=1.
-    SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+    if DEBUG:
+        # A development key only: `make run` and the tests run with DEBUG=1.
+        SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+    else:
+        SECRET_KEY = generated_secret_key(DATA_DIR)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if "*" in ALLOWED_HOSTS and not DEBUG:
@@ -98,6 +133,8 @@ MIDDLEWARE = [
     # Static files from the same process: `make run` is the whole deployment for many.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page's language from the browser's Accept-Language (English, Simplified Chinese).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -106,6 +143,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "geoshare.urls"
+CSRF_FAILURE_VIEW = "maps.error_views.csrf_failure"
 ASGI_APPLICATION = "geoshare.asgi.application"
 
 TEMPLATES = [
@@ -125,7 +163,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'data' / 'geoshare.sqlite3'}"),
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'geoshare.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", default=0),
     )
 }
@@ -183,7 +221,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -298,6 +338,9 @@ GEOSHARE = {
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
     # How often the service deletes positions past their room's retention.
     "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),
+    # The demo walker (maps/demo.py): walks the demo room of `manage.py demo`, if any.
+    "DEMO_WALKER": env_bool("GEOSHARE_DEMO_WALKER", default=True),
+    "DEMO_STEP_MS": env_int("GEOSHARE_DEMO_STEP_MS", default=2000),
     # Usable (not revoked, expired or used up) invites a room may hold at once.
     "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),

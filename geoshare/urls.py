@@ -2,8 +2,16 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The JavaScript strings of the translated pages (locale/*/LC_MESSAGES/djangojs.po).
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("maps.urls")),
 ]
+
+handler400 = "maps.error_views.bad_request"
+handler403 = "maps.error_views.forbidden"
+handler404 = "maps.error_views.page_not_found"
+handler500 = "maps.error_views.server_error"

@@ -1,20 +1,23 @@
 """Forms of the pages."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .models import HistoryVisibility, Role
 
 
 class RoomForm(forms.Form):
-    name = forms.CharField(label="Room name", max_length=100)
-    your_name = forms.CharField(label="Your display name", max_length=40)
+    name = forms.CharField(label=_("Room name"), max_length=100)
+    your_name = forms.CharField(label=_("Your display name"), max_length=40)
 
 
 class JoinForm(forms.Form):
-    name = forms.CharField(label="Your display name", max_length=40)
+    name = forms.CharField(label=_("Your display name"), max_length=40)
 
 
 class InviteForm(forms.Form):
+    label = forms.CharField(label="Label (only you see it)", required=False, max_length=60,
+                            widget=forms.TextInput(attrs={"placeholder": "Family, Ski club…"}))
     role = forms.ChoiceField(
         choices=[(Role.MEMBER, "Member (shares and views)"), (Role.VIEWER, "Viewer (only views)")]
     )

@@ -131,6 +131,8 @@ class Invite(models.Model):
     max_uses = models.PositiveIntegerField(null=True, blank=True)
     uses = models.PositiveIntegerField(default=0)
     revoked = models.BooleanField(default=False)
+    # What the owner calls it ("Family", "Weekend group"); empty for none.
+    label = models.CharField(max_length=60, blank=True, default="")
 
     def __str__(self):
         return f"{self.get_role_display()} invite to {self.room}"
@@ -300,6 +302,31 @@ class WatchLink(models.Model):
         if self.revoked:
             return False
         return self.expires_at is None or (now or timezone.now()) < self.expires_at
+
+
+class SignInLink(models.Model):
+    """A one-time link that signs another browser in as the same member.
+
+    Only the token's hash is stored; the link is shown once, works for a few minutes
+    (:data:`maps.services.SIGNIN_MINUTES`), and once: opening it binds the member to
+    that browser's session, as joining does.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="signin_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"sign-in link of {self.member_id}"
+
+    def is_usable(self, now=None):
+        """Return whether the link still signs a browser in."""
+        return (not self.revoked and self.used_at is None
+                and (now or timezone.now()) < self.expires_at)
 
 
 class Position(Reading):

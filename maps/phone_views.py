@@ -15,13 +15,13 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import segno
-from django.http import Http404, HttpResponseBadRequest
+from django.http import HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from . import auth, selectors, services
+from . import auth, error_views, selectors, services
 from .models import SECRET_MAX_BYTES, Device, key_groups
 
 # Placeholders the apps replace before each request (docs/phones.md has the sources).
@@ -215,7 +215,7 @@ def connect_phone(request, room_id):
     """
     room = selectors.room_by_public_id(room_id)
     if room is None:
-        raise Http404("No such room")
+        return error_views.not_found(request, "room")
     member = selectors.session_member(request.session, room)
     if member is None or not auth.may_publish(member):
         return render(request, "maps/not_member.html", {"room": room}, status=403)

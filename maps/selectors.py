@@ -60,6 +60,31 @@ def live_positions(members, now=None):
     return list(live)
 
 
+def members_last_seen(room):
+    """Return member id -> when the server last received a position of theirs.
+
+    One answer for every page: the newest of the member's ``last_seen`` (written in
+    batches by the history writer), their live position's receive time (written at
+    once) and their devices' ``last_seen``; a member with none is absent. Aware UTC
+    datetimes.
+    """
+    seen = {}
+
+    def newer(member_id, when):
+        if when is not None and (member_id not in seen or when > seen[member_id]):
+            seen[member_id] = when
+
+    for pk, when in Member.objects.filter(room=room).values_list("pk", "last_seen"):
+        newer(pk, when)
+    for pk, when in LivePosition.objects.filter(member__room=room).values_list(
+            "member_id", "received"):
+        newer(pk, when)
+    for pk, when in Device.objects.filter(member__room=room).values_list(
+            "member_id", "last_seen"):
+        newer(pk, when)
+    return seen
+
+
 def room_live_state(room_pk):
     """Return what a room hub starts from: its members, shares and live positions.
 

@@ -38,9 +38,11 @@ from .models import (
     Role,
     Room,
     Share,
+    SignInLink,
     WatchLink,
     hash_key,
     new_device_key,
+    new_invite_token,
     new_watch_token,
 )
 from .selectors import from_ms, to_ms
@@ -281,11 +283,12 @@ def room_create(*, name, owner_name, user=None, retention_days=None):
     return room, owner
 
 
-def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None):
+def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None, label=""):
     """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``).
 
     ``expires_at`` is an aware datetime or ``None`` (never); ``max_uses`` a count or
-    ``None`` (unlimited). Raises :class:`TooManyInvites` when the room already holds
+    ``None`` (unlimited); ``label`` the owner's name for it (cleaned as a display
+    name, at most 60 characters; empty for none). Raises :class:`TooManyInvites` when the room already holds
     ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another role.
     """
     from django.conf import settings
@@ -301,7 +304,21 @@ def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None):
                 f"This room already has {limit} usable invites: revoke one first."
             )
         return Invite.objects.create(room=room, role=role, expires_at=expires_at,
-                                     max_uses=max_uses)
+                                     max_uses=max_uses, label=_invite_label(label))
+
+
+def _invite_label(label):
+    """Return ``label`` cleaned like a display name; empty (no label) when nothing is left."""
+    try:
+        return _clean_name(label or "", limit=60)
+    except ValueError:
+        return ""
+
+
+def invite_set_label(*, invite, label):
+    """Give an invite the owner's name for it (``""`` removes it)."""
+    invite.label = _invite_label(label)
+    invite.save(update_fields=["label"])
 
 
 def invite_redeem(*, token, name, user=None):
@@ -557,6 +574,57 @@ def watch_link_revoke(*, link):
     """Revoke a watch link: whoever watches through it is closed out (4403)."""
     WatchLink.objects.filter(pk=link.pk).update(revoked=True)
     _room_event(link.member.room_id, events.room_unwatch(link.pk))
+
+
+# "Open on another device": how long a sign-in link works, and how many at a time.
+SIGNIN_MINUTES = 10
+MAX_SIGNIN_LINKS = 5
+
+
+class SignInUnusable(Exception):
+    """The sign-in link is unknown, used, expired or revoked."""
+
+
+def signin_link_create(*, member, minutes=SIGNIN_MINUTES):
+    """Make a one-time link that signs another browser in as ``member``.
+
+    Returns ``(link, token)``; the token (192 random bits) is shown once, only its
+    SHA-256 is stored. Works ``minutes`` minutes (1 to 1,440) and once. Raises
+    ``ValueError`` for a duration out of range or past :data:`MAX_SIGNIN_LINKS`
+    usable links.
+    """
+    if not 1 <= minutes <= 1440:
+        raise ValueError("a sign-in link lasts 1 to 1,440 minutes")
+    now = timezone.now()
+    usable = [link for link in member.signin_links.all() if link.is_usable(now)]
+    if len(usable) >= MAX_SIGNIN_LINKS:
+        raise ValueError(f"at most {MAX_SIGNIN_LINKS} sign-in links at a time: revoke one")
+    token = new_invite_token()
+    link = SignInLink.objects.create(member=member, token_hash=hash_key(token),
+                                     expires_at=now + timedelta(minutes=minutes))
+    return link, token
+
+
+def signin_link_redeem(*, token):
+    """Use a sign-in link: return its member, and the link never works again.
+
+    Raises :class:`SignInUnusable` for an unknown, used, expired or revoked token.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked: two browsers opening the same link at once must not both get in.
+        link = (SignInLink.objects.select_for_update()
+                .select_related("member__room").filter(token_hash=hash_key(token)).first())
+        if link is None or not link.is_usable(now):
+            raise SignInUnusable("this sign-in link is used, expired or revoked")
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+    return link.member
+
+
+def signin_link_revoke(*, link):
+    """Revoke a sign-in link that has not been used yet."""
+    SignInLink.objects.filter(pk=link.pk).update(revoked=True)
 
 
 def room_delete(*, room):

@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-from . import api_views, phone_views, place_views, probes, views, watch_views
+from . import (
+    api_views,
+    phone_views,
+    place_views,
+    probes,
+    signin_views,
+    views,
+    watch_views,
+)
 from .ingest import views as ingest
 
 urlpatterns = [
@@ -12,6 +20,8 @@ urlpatterns = [
     path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),
     path("r/<str:room_id>/leave/", views.room_leave, name="room_leave"),
     path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
+    path("r/<str:room_id>/other-device/", signin_views.other_device, name="other_device"),
+    path("signin/<str:token>/", signin_views.signin, name="signin"),
     path("r/<str:room_id>/watch-links/", watch_views.watch_links, name="watch_links"),
     path("r/<str:room_id>/watch-links/<int:link_id>/revoke/",
          watch_views.watch_link_revoke, name="watch_link_revoke"),

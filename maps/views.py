@@ -4,13 +4,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponseBadRequest
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import auth, selectors, services
+from . import auth, error_views, selectors, services
 from .forms import HistoryVisibilityForm, InviteForm, JoinForm, RetentionForm, RoomForm
 from .models import Invite, Member, Role
 
@@ -30,16 +31,25 @@ def _forget(request, room):
 
 
 def _sentence(exc):
-    """Return a service error's message as a sentence for a form."""
+    """Return a service error's message as a sentence for a form, in the page's language.
+
+    The name errors of the translated pages (home, join) are said here, in words the
+    translation catalog knows; any other error keeps the service's English.
+    """
+    if isinstance(exc, services.NameTaken):
+        return _("Someone in this room is already called that: pick another name.")
+    if str(exc) == "a name is required":
+        return _("A name is required: use letters or digits.")
     text = str(exc)
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
 
 
-def _room_member_or_404(request, room_id):
+def _room_and_member(request, room_id):
+    """Return ``(room, member)``: ``(None, None)`` when there is no such room."""
     room = selectors.room_by_public_id(room_id)
     if room is None:
-        raise Http404("No such room")
+        return None, None
     member = selectors.session_member(request.session, room)
     return room, member
 
@@ -51,8 +61,9 @@ def home(request):
     if request.method == "POST" and form.is_valid():
         if not auth.limit_hit("room", auth.client_address(request)):
             allowed, window = settings.GEOSHARE["RATE_LIMITS"]["room"]
-            message = (f"Too many rooms were created from this address: at most {allowed} "
-                       f"in {window // 60} minutes. Try again later.")
+            message = _("Too many rooms were created from this address: at most "
+                        "%(allowed)s in %(minutes)s minutes. Try again later.") % {
+                "allowed": allowed, "minutes": window // 60}
             return render(request, "maps/too_many.html", {"message": message}, status=429)
         try:
             room, owner = services.room_create(
@@ -107,7 +118,10 @@ def join(request, token):
 @never_cache  # the page carries the room's invite link
 def room_map(request, room_id):
     """The full-screen live map of a room, for its members."""
-    room, member = _room_member_or_404(request, room_id)
+    room, member = _room_and_member(request, room_id)
+    if room is None:
+        # Rendered, not raised: a deleted room's URL gets the styled page under DEBUG too.
+        return error_views.not_found(request, "room")
     if member is None:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     invite = selectors.map_invite(room)
@@ -178,8 +192,10 @@ def _bad_field(field):
 @never_cache  # the page carries every invite link of the room
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
-    """The owner's page: invites (create, revoke), members (remove), retention."""
-    room, member = _room_member_or_404(request, room_id)
+    """The owner's page: invites (create, label, revoke), members (remove), retention."""
+    room, member = _room_and_member(request, room_id)
+    if room is None:
+        return error_views.not_found(request, "room")
     if member is None or member.role != Role.OWNER:
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     invite_form = InviteForm(prefix="invite")
@@ -199,6 +215,7 @@ def room_manage(request, room_id):
                         role=invite_form.cleaned_data["role"],
                         expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
                         max_uses=invite_form.cleaned_data["max_uses"],
+                        label=invite_form.cleaned_data["label"],
                     )
                 except services.TooManyInvites as exc:
                     invite_form.add_error(None, str(exc))
@@ -213,6 +230,16 @@ def room_manage(request, room_id):
             if invite is not None:
                 services.invite_revoke(invite=invite)
                 messages.success(request, "Invite revoked; its members were removed.")
+            return redirect("room_manage", room_id=room_id)
+        elif action == "label":
+            invite_pk = _posted_id(request, "invite")
+            if invite_pk is None:
+                return _bad_field("invite")
+            invite = Invite.objects.filter(room=room, pk=invite_pk).first()
+            if invite is not None:
+                services.invite_set_label(invite=invite,
+                                          label=request.POST.get("label", "")[:200])
+                messages.success(request, "Label saved.")
             return redirect("room_manage", room_id=room_id)
         elif action == "remove":
             member_pk = _posted_id(request, "member")
@@ -250,20 +277,26 @@ def room_manage(request, room_id):
         elif action == "delete":
             services.room_delete(room=room)
             _forget(request, room)
-            messages.success(request, "The room and all its data were deleted.")
+            messages.success(request, _("The room “%(name)s” and all its data were deleted.")
+                             % {"name": room.name})
             return redirect("home")
     invites = [
         {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable()}
         for i in room.invites.order_by("-created")
     ]
+    last_seen = selectors.members_last_seen(room)
+    members = list(room.members.order_by("created"))
+    for m in members:
+        m.seen = last_seen.get(m.pk)
     return render(
         request,
         "maps/manage.html",
         {
             "room": room,
             "me": member,
-            "invites": invites,
-            "members": room.members.order_by("created"),
+            "invites": [row for row in invites if row["usable"]],
+            "spent_invites": [row for row in invites if not row["usable"]],
+            "members": members,
             "invite_form": invite_form,
             "retention_form": retention_form,
             "visibility_form": visibility_form,
@@ -274,12 +307,16 @@ def room_manage(request, room_id):
 @require_POST
 def room_leave(request, room_id):
     """Leave a room and erase this member's data (positions and membership)."""
-    room, member = _room_member_or_404(request, room_id)
+    room, member = _room_and_member(request, room_id)
     if member is not None:
         if member.role == Role.OWNER:
             services.room_delete(room=room)
+            message = _("The room “%(name)s” and all its data were deleted.") % {
+                "name": room.name}
         else:
             services.member_remove(member=member)
+            message = _("You left “%(name)s”; your positions were erased.") % {
+                "name": room.name}
         _forget(request, room)
-        messages.success(request, "You left the room; your positions were erased.")
+        messages.success(request, message)
     return redirect("home")

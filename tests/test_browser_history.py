@@ -76,6 +76,9 @@ def local_input(ms):
 
 def open_history(page, points):
     """Open History and choose the span around the walk; wait until it is drawn."""
+    if page.locator("#panel").get_attribute("data-open") == "false":
+        # A phone's bottom sheet starts as one line: open it first.
+        page.locator("#panel-toggle").click()
     page.get_by_role("button", name="History").click()
     expect(page.locator("#history-panel")).to_be_visible()
     page.locator("#history-range").select_option("span")

@@ -87,7 +87,7 @@ def test_dockerfile_keeps_its_promises():
     sources = [a.split()[0] for k, a in instructions if k == "COPY"]
     for source in sources:
         assert (ROOT / source).exists(), source
-    for needed in ("manage.py", "geoshare", "maps", "templates", "static"):
+    for needed in ("manage.py", "geoshare", "maps", "templates", "static", "locale"):
         assert needed in sources, needed
 
 

@@ -71,3 +71,11 @@ def test_uvicorn_access_log_record_is_redacted():
     assert KEY not in message
     assert message.startswith('203.0.113.9:51234 - "GET /ingest/owntracks/?key=[redacted]')
     assert message.endswith(' HTTP/1.1" 200')
+
+
+def test_sign_in_link_tokens_are_redacted():
+    from maps.logging import redact
+
+    line = '127.0.0.1:5 - "GET /signin/AbC-123_xyz/ HTTP/1.1" 200'
+    assert "AbC-123_xyz" not in redact(line)
+    assert "/signin/[redacted]/" in redact(line)

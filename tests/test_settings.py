@@ -47,3 +47,29 @@ def test_good_values_and_defaults_still_work():
                     DEBUG=" Yes ", GEOSHARE_TICK_MS=" 250 ", GEOSHARE_FLOOD_PER_S="")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "250", "200"]
+
+
+def test_without_secret_key_and_debug_off_a_key_is_generated_once(tmp_path):
+    env = {"DEBUG": "0", "SECRET_KEY": "", "ALLOWED_HOSTS": "maps.example.org",
+           "GEOSHARE_DATA_DIR": str(tmp_path)}
+    first = _start("print(s.SECRET_KEY)", **env)
+    assert first.returncode == 0, first.stderr
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) >= 50 and first.stdout.strip() == key
+    assert "generated one into" in first.stderr
+    second = _start("print(s.SECRET_KEY)", **env)
+    assert second.stdout.strip() == key
+    assert "generated" not in second.stderr
+
+
+def test_management_commands_run_from_a_plain_shell_with_debug_off(tmp_path):
+    env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "maps.example.org",
+           "GEOSHARE_DATA_DIR": str(tmp_path)}
+    env.pop("SECRET_KEY", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "SECRET_KEY must be set" not in result.stderr

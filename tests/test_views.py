@@ -205,7 +205,7 @@ def test_join_form_refuses_a_name_already_in_the_room(client, room, owner):
     invite = invite_create(room=room)
     response = client.post(invite.path(), {"name": "olga"})
     assert response.status_code == 200
-    assert "Someone in this room is already called" in response.content.decode()
+    assert "Someone in this room is already called that" in response.content.decode()
     assert room.members.count() == 1
     assert "members" not in client.session
 
@@ -258,3 +258,39 @@ def test_manage_page_refuses_an_invite_past_the_room_limit(client, room, owner, 
     assert response.status_code == 200
     assert "2 usable invites" in response.content.decode()
     assert room.invites.count() == 2
+
+
+def test_owner_labels_invites_and_sees_them_in_words(client, room, owner):
+    _as_owner(client, room, owner)
+    url = f"/r/{room.public_id}/manage/"
+    client.post(url, {"action": "invite", "invite-role": "viewer",
+                      "invite-label": "  Grandparents\u200b  "})
+    invite = room.invites.get(role=Role.VIEWER)
+    assert invite.label == "Grandparents"
+    client.post(url, {"action": "label", "invite": invite.pk, "label": "Family"})
+    invite.refresh_from_db()
+    assert invite.label == "Family"
+    page = client.get(url).content.decode()
+    assert "Family" in page and "never expires" in page and "unlimited uses" in page
+    spent = invite_create(room=room)
+    Invite.objects.filter(pk=spent.pk).update(revoked=True)
+    page = client.get(url).content.decode()
+    assert 'id="spent-invites"' in page
+
+
+def test_your_rooms_come_before_the_create_form(client, room, owner):
+    _as_owner(client, room, owner)
+    page = client.get("/").content.decode()
+    assert page.index("<h2>Your rooms</h2>") < page.index("<h2>Create a room</h2>")
+
+
+def test_manage_page_says_last_position_in_the_maps_words(client, room, owner, member):
+    from maps.models import LivePosition
+
+    LivePosition.objects.create(member=member, lat=45.0, lon=14.0,
+                                device_time=timezone.now(), received=timezone.now())
+    _as_owner(client, room, owner)
+    page = client.get(f"/r/{room.public_id}/manage/").content.decode()
+    assert 'class="last-seen" data-format="ago"' in page
+    assert "none yet" in page  # the owner has sent no position
+    assert "(you)" in page

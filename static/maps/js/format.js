@@ -2,16 +2,27 @@
 
 const EARTH_RADIUS_M = 6371008.8;
 
+// Translated pages load Django's JavaScript catalog (window.gettext); on the others
+// the strings stay English.
+export function t(text) {
+  return typeof window !== "undefined" && typeof window.gettext === "function"
+    ? window.gettext(text) : text;
+}
+
+function tn(format, value) {
+  return t(format).replace("%s", String(value));
+}
+
 // "just now", "12 s ago", "2 min ago", "3 h ago", "2 d ago".
 export function formatAgo(ms) {
   const seconds = Math.max(0, Math.floor(ms / 1000));
-  if (seconds < 5) return "just now";
-  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 5) return t("just now");
+  if (seconds < 60) return tn("%s s ago", seconds);
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ago`;
+  if (minutes < 60) return tn("%s min ago", minutes);
   const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours} h ago`;
-  return `${Math.floor(hours / 24)} d ago`;
+  if (hours < 48) return tn("%s h ago", hours);
+  return tn("%s d ago", Math.floor(hours / 24));
 }
 
 // Great-circle distance in metres (haversine on the mean Earth radius, IUGG).
@@ -38,4 +49,33 @@ export function formatLeft(untilMs, nowMs) {
   if (minutes < 60) return `${minutes} min left`;
   const hours = Math.floor(minutes / 60);
   return minutes % 60 ? `${hours} h ${minutes % 60} min left` : `${hours} h left`;
+}
+
+// Speed on the wire is m/s; people read km/h. "" when unknown.
+export function formatSpeed(metresPerSecond) {
+  if (!Number.isFinite(metresPerSecond)) return "";
+  const kmh = metresPerSecond * 3.6;
+  return `${kmh < 10 ? kmh.toFixed(1) : Math.round(kmh)} km/h`;
+}
+
+const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+// Heading in degrees clockwise from true north: "270° (W)". "" when unknown.
+export function formatHeading(degrees) {
+  if (!Number.isFinite(degrees)) return "";
+  const point = COMPASS[Math.round(degrees / 45) % 8];
+  return `${Math.round(degrees) % 360}° (${point})`;
+}
+
+// A battery level (percent) is low from here on: shown in red, at a glance.
+export const LOW_BATTERY = 20;
+
+export function formatBattery(percent) {
+  if (!Number.isFinite(percent)) return "";
+  return `battery ${Math.round(percent)}%`;
+}
+
+// The local date and time of an epoch-ms moment, in this browser's zone.
+export function formatClock(ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 }

@@ -1,8 +1,16 @@
 // The map page: wires the socket, the map, the markers, the member list and the
 // share control together, and keeps the room's state as the server last told it.
 
+import { MarkerCard } from "./card.js";
 import { clockOffset, serverNow, syncClock } from "./clock.js";
-import { distanceMeters, formatAgo, formatDistance, formatLeft } from "./format.js";
+import {
+  LOW_BATTERY,
+  distanceMeters,
+  formatAgo,
+  formatBattery,
+  formatDistance,
+  formatLeft,
+} from "./format.js";
 import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
@@ -21,6 +29,8 @@ const state = {
   positions: new Map(),
   following: null,
   fitted: false,
+  // The view follows everyone until the user pans or zooms the map themselves.
+  userMoved: false,
 };
 
 const elements = {
@@ -36,7 +46,12 @@ const elements = {
   shareToggle: document.getElementById("share-toggle"),
   shareDuration: document.getElementById("share-duration"),
   shareDurationLabel: document.querySelector(".share-duration-label"),
-  fitEveryone: document.getElementById("fit-everyone"),
+  fitEveryone: document.getElementById("map-fit"),
+  centreOnMe: document.getElementById("map-me"),
+  retryNow: document.getElementById("retry-now"),
+  shareInvite: document.getElementById("share-invite"),
+  sheetHandle: document.getElementById("sheet-handle"),
+  markerCard: document.getElementById("marker-card"),
   copyInvite: document.getElementById("copy-invite"),
   inviteUrl: document.getElementById("invite-url"),
   followNote: document.getElementById("follow-note"),
@@ -47,7 +62,8 @@ const elements = {
 };
 
 const map = createMap(elements.map, config);
-const markers = new MarkerLayer(map, { onClick: follow });
+const markers = new MarkerLayer(map, { onClick: openCard, me: config.memberId });
+const card = new MarkerCard(elements.markerCard, { onFollow: toggleFollow, onClose: scheduleRender });
 const historyMode = config.history ? new HistoryMode(map, config.history) : null;
 const places = new Places(map, {
   config,
@@ -63,8 +79,8 @@ const socket = new RoomSocket(config.socketPath, {
 const sharer = config.canShare
   ? new LocationSharer({
       send: sendFrame,
-      onChange: renderShare,
-      onError: showToast,
+      onChange: handleShareChange,
+      onError: showShareError,
       keepAliveMs: keepAliveFor(state.room.stale_after_ms),
     })
   : null;
@@ -132,9 +148,7 @@ function applySnapshot(frame) {
   state.positions = new Map();
   for (const position of frame.positions) applyPosition(position);
   if (state.following !== null && !state.positions.has(state.following)) unfollow();
-  if (!state.fitted && state.positions.size > 0) {
-    state.fitted = fitPoints(map, markers.targets(), fitOptions());
-  }
+  if (!state.userMoved && state.positions.size > 0) fitEveryone();
   if (sharer) sharer.resend();
   resumeShare();
   renderShare();
@@ -149,11 +163,13 @@ function applyPosition(position) {
     state.members.set(id, member);
   }
   member.sharing = true;
+  const joined = !state.positions.has(id);
   state.positions.set(id, position);
   markers.update(member, position, position.seen ?? serverNow());
   if (state.following === id) centerOn(markers.targetOf(id));
-  if (!state.fitted) {
-    state.fitted = fitPoints(map, markers.targets(), fitOptions());
+  // Someone new on the map: show everyone again, unless the user has moved the map.
+  if ((joined || !state.fitted) && !state.userMoved && state.following === null) {
+    fitEveryone();
   }
   if (id === state.me) renderShare();
 }
@@ -243,6 +259,7 @@ function renderConnection() {
   element.replaceChildren(label, detail);
   // While not connected, the list and markers may be out of date: say so.
   document.body.classList.toggle("is-offline", socket.state !== "connected");
+  elements.retryNow.hidden = socket.state !== "reconnecting";
   if (elements.shareToggle) elements.shareToggle.disabled = socket.state === "closed";
 }
 
@@ -263,6 +280,7 @@ let toastTimer = 0;
 function showToast(text) {
   const toast = elements.toast;
   toast.textContent = text;
+  toast.dataset.kind = "";
   toast.hidden = false;
   window.clearTimeout(toastTimer);
   toastTimer = window.setTimeout(hideToast, 3500);
@@ -270,6 +288,18 @@ function showToast(text) {
 
 function hideToast() {
   elements.toast.hidden = true;
+  elements.toast.dataset.kind = "";
+}
+
+// A share error (permission refused, no fix yet) stays true only until the share works.
+function showShareError(text) {
+  showToast(text);
+  elements.toast.dataset.kind = "share-error";
+}
+
+function handleShareChange(shareState) {
+  if (shareState === "on" && elements.toast.dataset.kind === "share-error") hideToast();
+  renderShare();
 }
 
 // -- rendering -----------------------------------------------------------------------
@@ -327,6 +357,8 @@ function render() {
       online: Boolean(member.online),
       sharing,
       left: member.sharing ? formatLeft(member.sharing_until, now) : "",
+      battery: sharing && Number.isFinite(position.battery) ? formatBattery(position.battery) : "",
+      lowBattery: sharing && Number.isFinite(position.battery) && position.battery <= LOW_BATTERY,
       stale,
       ago,
       distance,
@@ -336,6 +368,14 @@ function render() {
   rows.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   memberList.render(rows);
   markers.refresh(now, staleIds, labels);
+  card.render({
+    member: state.members.get(card.memberId),
+    position: state.positions.get(card.memberId),
+    now,
+    you: card.memberId === state.me,
+    following: state.following !== null && state.following === card.memberId,
+    sendingHere: Boolean(sharer && sharer.active),
+  });
   elements.memberCount.textContent = String(rows.length);
   renderConnection();
   renderFollow();
@@ -480,19 +520,89 @@ function handleShareClick() {
   }
 }
 
-function handleFitClick() {
+// Fit the view to every marker (and my own position); false when there is none.
+function fitEveryone() {
   const points = markers.targets();
   const me = sharer ? sharer.myPosition() : null;
   if (me) points.push([me.lat, me.lon]);
-  unfollow();
-  if (!fitPoints(map, points, fitOptions())) showToast("Nobody is sharing a position yet.");
+  const fitted = fitPoints(map, points, fitOptions());
+  if (fitted) state.fitted = true;
+  return fitted;
 }
 
-function handlePanelToggle() {
-  const open = elements.panel.dataset.open !== "true";
+function handleFitClick() {
+  unfollow();
+  // Asked for: the view follows everyone again, until the user moves it.
+  state.userMoved = false;
+  if (!fitEveryone()) showToast("Nobody is sharing a position yet.");
+}
+
+function handleCentreOnMe() {
+  const me = myPosition();
+  if (me === null) {
+    showToast(config.canShare ? "Share your location to see yourself on the map."
+                              : "You are not sharing a position.");
+    return;
+  }
+  unfollow();
+  state.userMoved = true;
+  centerOn(L.latLng(me.lat, me.lon), Math.max(map.getZoom(), 16));
+}
+
+// The user moved the map: stop fitting it to everyone by itself.
+function handleUserMove() {
+  state.userMoved = true;
+  if (state.following !== null) unfollow();
+}
+
+function openCard(id) {
+  card.show(id);
+  scheduleRender();
+}
+
+function handleRetryNow() {
+  socket.retryNow();
+  renderConnection();
+}
+
+async function handleShareInvite() {
+  try {
+    await navigator.share({
+      title: `Join “${config.roomName}” on geoshare`,
+      text: `See where we are, live: join “${config.roomName}”.`,
+      url: elements.inviteUrl.value,
+    });
+  } catch (error) {
+    // AbortError: the person closed the share sheet; nothing to say.
+    if (error && error.name !== "AbortError") showToast("Could not share: copy the link instead.");
+  }
+}
+
+function setPanelOpen(open) {
   elements.panel.dataset.open = String(open);
   elements.panelToggle.setAttribute("aria-expanded", String(open));
   elements.panelBody.hidden = !open;
+}
+
+function handlePanelToggle() {
+  setPanelOpen(elements.panel.dataset.open !== "true");
+}
+
+// The bottom sheet's handle: drag up to open, down to close; a tap toggles.
+let dragStartY = null;
+
+function handleHandleDown(event) {
+  dragStartY = event.clientY;
+  elements.sheetHandle.setPointerCapture(event.pointerId);
+}
+
+function handleHandleUp(event) {
+  if (dragStartY === null) return;
+  const moved = event.clientY - dragStartY;
+  dragStartY = null;
+  if (moved < -20) setPanelOpen(true);
+  else if (moved > 20) setPanelOpen(false);
+  else handlePanelToggle();
 }
 
 async function handleCopyInvite() {
@@ -523,9 +633,6 @@ function handleLeaveSubmit(event) {
   if (sharer) sharer.stop({ tellServer: false });
 }
 
-function handleMapDrag() {
-  if (state.following !== null) unfollow();
-}
 
 function handleClockTick() {
   render();
@@ -537,6 +644,8 @@ function handlePanelResize() {
   const narrow = window.matchMedia("(max-width: 700px)").matches;
   const height = narrow ? elements.panel.getBoundingClientRect().height : 0;
   document.documentElement.style.setProperty("--panel-height", `${Math.round(height)}px`);
+  const top = elements.topbar.getBoundingClientRect().height;
+  document.documentElement.style.setProperty("--topbar-height", `${Math.round(top)}px`);
 }
 
 if (elements.shareToggle) elements.shareToggle.addEventListener("click", handleShareClick);
@@ -547,13 +656,30 @@ const watchLinks = config.canShare
     })
   : null;
 elements.fitEveryone.addEventListener("click", handleFitClick);
+elements.centreOnMe.addEventListener("click", handleCentreOnMe);
+elements.retryNow.addEventListener("click", handleRetryNow);
+elements.sheetHandle.addEventListener("pointerdown", handleHandleDown);
+elements.sheetHandle.addEventListener("pointerup", handleHandleUp);
+if (elements.shareInvite && typeof navigator.share === "function") {
+  elements.shareInvite.hidden = false;
+  elements.shareInvite.addEventListener("click", handleShareInvite);
+}
+// On a phone the sheet starts as one line: the share control and the count of people.
+if (window.matchMedia("(max-width: 700px)").matches) setPanelOpen(false);
 elements.panelToggle.addEventListener("click", handlePanelToggle);
 elements.followStop.addEventListener("click", unfollow);
 if (elements.copyInvite) elements.copyInvite.addEventListener("click", handleCopyInvite);
 elements.leaveForm.addEventListener("submit", handleLeaveSubmit);
-map.on("dragstart", handleMapDrag);
+map.on("dragstart", handleUserMove);
+elements.map.addEventListener("wheel", handleUserMove, { passive: true });
+map.on("dblclick", handleUserMove);
+for (const zoomButton of document.querySelectorAll(".leaflet-control-zoom a")) {
+  zoomButton.addEventListener("click", handleUserMove);
+}
 window.setInterval(handleClockTick, 1000);
-new ResizeObserver(handlePanelResize).observe(elements.panel);
+const resizeObserver = new ResizeObserver(handlePanelResize);
+resizeObserver.observe(elements.panel);
+resizeObserver.observe(elements.topbar);
 window.addEventListener("resize", handlePanelResize);
 
 // A small handle for tests and debugging in the console.
@@ -566,6 +692,13 @@ window.geoshare = {
   share: myShare,
   watchLinks: () => watchLinks,
   following: () => state.following,
+  userMoved: () => state.userMoved,
+  retryAt: () => socket.retryAt,
+  bounds: () => {
+    const b = map.getBounds();
+    return [[b.getSouth(), b.getWest()], [b.getNorth(), b.getEast()]];
+  },
+  card: () => card.memberId,
   history: () => (historyMode ? historyMode.describe() : null),
   places: () => [...places.places.values()],
   alertRules: () => places.rules,

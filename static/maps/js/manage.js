@@ -1,6 +1,9 @@
-// The owner's page: ask before a form whose button carries data-confirm is sent
-// (deleting the room). A listener, not an onsubmit attribute: the Content-Security-Policy
-// runs no inline script.
+// The owner's page: copy buttons, times in this browser's zone, and a question before
+// a form whose button carries data-confirm is sent (deleting the room). Listeners, not
+// attributes: the Content-Security-Policy runs no inline script.
+
+import { wireCopyButtons } from "./copy.js";
+import { startTimes } from "./times.js";
 
 function confirmSubmit(event) {
   const question = event.submitter ? event.submitter.dataset.confirm : "";
@@ -10,3 +13,5 @@ function confirmSubmit(event) {
 }
 
 document.addEventListener("submit", confirmSubmit);
+wireCopyButtons();
+startTimes();

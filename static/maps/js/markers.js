@@ -9,9 +9,9 @@ function easeOut(t) {
   return 1 - (1 - t) ** 3;
 }
 
-function buildIcon(member) {
+function buildIcon(member, you) {
   const root = document.createElement("div");
-  root.className = "gs-pin";
+  root.className = you ? "gs-pin is-you" : "gs-pin";
   root.dataset.memberId = String(member.id);
   const arrow = document.createElement("div");
   arrow.className = "gs-arrow";
@@ -32,19 +32,21 @@ function buildIcon(member) {
     iconSize: [22, 22],
     iconAnchor: [11, 11],
   });
-  const parts = { root, arrow, dot, name, ago };
+  const parts = { root, arrow, dot, name, ago, you };
   paint(parts, member);
   return { icon, parts };
 }
 
 function paint(parts, member) {
   parts.root.style.setProperty("--member-color", member.color || "#2563eb");
-  parts.name.textContent = member.name ?? "?";
+  // My own marker says so: "Ana (you)", with a ring of its own (map.css .is-you).
+  parts.name.textContent = parts.you ? `${member.name ?? "?"} (you)` : (member.name ?? "?");
 }
 
 export class MarkerLayer {
-  constructor(map, { trailMs = 600000, onClick = null } = {}) {
+  constructor(map, { trailMs = 600000, onClick = null, me = null } = {}) {
     this.map = map;
+    this.me = me;
     this.trailMs = trailMs;
     this.onClick = onClick;
     this.items = new Map();
@@ -74,7 +76,7 @@ export class MarkerLayer {
   }
 
   create(member, target) {
-    const { icon, parts } = buildIcon(member);
+    const { icon, parts } = buildIcon(member, member.id === this.me);
     const color = member.color || "#2563eb";
     const circle = L.circle(target, {
       radius: 0,
@@ -244,6 +246,7 @@ export class MarkerLayer {
         stale: item.stale,
         heading: item.parts.arrow.hidden ? null : item.position.heading,
         accuracy: item.position.accuracy ?? null,
+        you: item.parts.you,
       };
     }
     return result;

@@ -1,14 +1,23 @@
 // The member list: who is online, sharing or stale, last seen, distance from me.
 // Rows are kept per member id and updated in place (focus survives a refresh).
 
+// A member whose positions keep coming with no page of the room open is sharing from
+// a phone app (or another device): sharing and fresh, and presence says no socket.
 function statusText(row) {
-  const parts = [row.online ? "Online" : "Offline"];
-  if (row.sharing) {
-    parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
-  } else if (!row.online && row.ago) {
-    parts.push(`last seen ${row.ago}`);
+  const parts = [];
+  if (row.online) {
+    parts.push("Online");
+    if (row.sharing) parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
+  } else if (row.sharing && !row.stale) {
+    parts.push(`Sharing from a phone, ${row.ago}`);
+  } else if (row.sharing) {
+    parts.push("Offline", `stale, last seen ${row.ago}`);
+  } else {
+    parts.push("Offline");
+    if (row.ago) parts.push(`last seen ${row.ago}`);
   }
   if (row.left) parts.push(row.left);
+  if (row.battery) parts.push(row.battery);
   if (row.distance) parts.push(row.distance);
   if (row.role === "viewer") parts.push("viewer");
   return parts.join(" · ");
@@ -66,6 +75,7 @@ export class MemberList {
       li.dataset.sharing = String(data.sharing);
       li.dataset.stale = String(data.stale);
       li.dataset.you = String(data.you);
+      li.dataset.lowBattery = String(Boolean(data.lowBattery));
       swatch.style.background = data.color;
       const label = data.you ? `${data.name} (you)` : data.name;
       if (name.textContent !== label) name.textContent = label;

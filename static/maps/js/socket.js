@@ -11,7 +11,17 @@ const FINAL_CLOSE_CODES = new Map([
   [4404, "This room does not exist any more."],
 ]);
 const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 15000;
+// While the page is visible the wait never grows past this; a hidden tab waits longer
+// (nobody is looking), and catches up as soon as it is shown again.
+export const BACKOFF_MAX_MS = 10000;
+const BACKOFF_HIDDEN_MAX_MS = 60000;
+
+// The wait before reconnect attempt number `attempt` (0-based), jitter included.
+export function backoffDelay(attempt, { hidden = false, random = Math.random } = {}) {
+  const max = hidden ? BACKOFF_HIDDEN_MAX_MS : BACKOFF_MAX_MS;
+  const base = Math.min(max, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 20));
+  return Math.min(max, Math.round(base * (0.75 + random() * 0.5)));
+}
 // With nothing heard for this long the connection is presumed dead (the server
 // answers pings at once, and sends WebSocket pings of its own).
 const PING_EVERY_MS = 20000;
@@ -33,10 +43,12 @@ export class RoomSocket {
     this.pingTimer = 0;
     this.lastHeard = 0;
     this.handleOnline = this.handleOnline.bind(this);
+    this.handleVisible = this.handleVisible.bind(this);
   }
 
   start() {
     window.addEventListener("online", this.handleOnline);
+    document.addEventListener("visibilitychange", this.handleVisible);
     this.open();
   }
 
@@ -89,8 +101,7 @@ export class RoomSocket {
   }
 
   scheduleRetry() {
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    const delay = backoffDelay(this.attempt, { hidden: document.hidden });
     this.attempt += 1;
     this.retryAt = Date.now() + delay;
     this.retryTimer = window.setTimeout(this.open.bind(this), delay);
@@ -106,6 +117,11 @@ export class RoomSocket {
 
   handleOnline() {
     this.retryNow();
+  }
+
+  // Shown again after a long hidden wait: no more than the visible maximum from now.
+  handleVisible() {
+    if (!document.hidden && this.retryAt - Date.now() > BACKOFF_MAX_MS) this.retryNow();
   }
 
   startPinging() {

@@ -1,0 +1,99 @@
+// The marker card: what is known about one member's latest fix, opened by tapping
+// their marker (or their row). Filled from the room's state on every render.
+
+import {
+  LOW_BATTERY,
+  formatAgo,
+  formatBattery,
+  formatClock,
+  formatHeading,
+  formatLeft,
+  formatSpeed,
+} from "./format.js";
+
+function row(label, value, className = "") {
+  const item = document.createElement("div");
+  item.className = `card-row ${className}`.trim();
+  const term = document.createElement("dt");
+  term.textContent = label;
+  const detail = document.createElement("dd");
+  detail.textContent = value;
+  item.append(term, detail);
+  return item;
+}
+
+export class MarkerCard {
+  constructor(element, { onFollow, onClose }) {
+    this.element = element;
+    this.title = element.querySelector(".marker-card-name");
+    this.facts = element.querySelector(".marker-card-facts");
+    this.follow = element.querySelector(".marker-card-follow");
+    this.close = element.querySelector(".marker-card-close");
+    this.memberId = null;
+    const card = this;
+    function handleFollow() {
+      if (card.memberId !== null) onFollow(card.memberId);
+    }
+    function handleClose() {
+      card.hide();
+      onClose();
+    }
+    this.follow.addEventListener("click", handleFollow);
+    this.close.addEventListener("click", handleClose);
+  }
+
+  show(memberId) {
+    this.memberId = memberId;
+    this.element.hidden = false;
+  }
+
+  hide() {
+    this.memberId = null;
+    this.element.hidden = true;
+  }
+
+  // `member` (snapshot member), `position` (wire position or undefined), `now` (server
+  // ms), `you` (this page's member), `following` (this card's member is followed),
+  // `sendingHere` (this page sends my position).
+  render({ member, position, now, you, following, sendingHere = false }) {
+    if (this.memberId === null) return;
+    if (member === undefined) {
+      this.hide();
+      return;
+    }
+    const name = you ? `${member.name} (you)` : member.name;
+    if (this.title.textContent !== name) this.title.textContent = name;
+    const rows = [];
+    // The wire does not say which device sent a fix: say only what is sure.
+    let device = member.online ? "a browser or a phone app" : "a phone app";
+    if (you) device = sendingHere ? "this browser" : "a phone app or another browser";
+    if (position === undefined) {
+      rows.push(row("Position", "not sharing"));
+    } else {
+      const seen = position.seen ?? position.ts;
+      rows.push(row("Device", device, "card-device"));
+      rows.push(row("Fix", `${formatClock(position.ts)} (${formatAgo(now - seen)})`, "card-fix"));
+      if (Number.isFinite(position.accuracy)) {
+        rows.push(row("Accuracy", `± ${Math.round(position.accuracy)} m`, "card-accuracy"));
+      }
+      if (Number.isFinite(position.speed)) {
+        rows.push(row("Speed", formatSpeed(position.speed), "card-speed"));
+      }
+      if (Number.isFinite(position.heading)) {
+        rows.push(row("Heading", formatHeading(position.heading), "card-heading"));
+      }
+      if (Number.isFinite(position.battery)) {
+        const low = position.battery <= LOW_BATTERY ? " low-battery" : "";
+        rows.push(row("Battery", formatBattery(position.battery), `card-battery${low}`));
+      }
+    }
+    if (member.sharing) {
+      const left = formatLeft(member.sharing_until, now);
+      rows.push(row("Sharing", left || "until they stop", "card-left"));
+    }
+    this.facts.replaceChildren(...rows);
+    this.follow.hidden = position === undefined;
+    this.follow.textContent = following ? "Stop following" : "Follow";
+    this.follow.setAttribute("aria-pressed", String(following));
+  }
+}

@@ -1,0 +1,99 @@
+"""The first five minutes: `make run`'s steps on a free port (migrate, the demo
+command, the server), then the printed owner link in Chromium, and the demo walker's
+marker moving with no other step. And the demo command on its own."""
+
+import re
+
+import pytest
+from django.core.management import call_command
+from playwright.sync_api import expect, sync_playwright
+
+from maps.demo import WALKER_NAME, track_points
+from maps.models import Member, SignInLink
+from tests.browser_helpers import (
+    CHROMIUM_ARGS,
+    DESKTOP,
+    TILE_PATTERN,
+    PageProblems,
+    chromium_or_skip,
+    screenshot,
+    wait_connected,
+    wait_for_function,
+)
+from tests.servers import Project, Uvicorn, free_port
+
+OWNER_LINK = re.compile(r"http://127\.0\.0\.1:\d+/signin/[A-Za-z0-9_-]+/")
+
+
+@pytest.mark.django_db
+def test_demo_command_prints_a_one_time_owner_link_and_a_track_in_the_repository(capsys):
+    call_command("demo", "--port", "8123")
+    out = capsys.readouterr().out
+    assert OWNER_LINK.search(out)
+    assert "maps/demo_data/park-loop.gpx" in out and "../shared" not in out
+    link = SignInLink.objects.get()
+    assert link.member.role == "owner" and link.member.room.name == "Demo room"
+    assert Member.objects.filter(name=WALKER_NAME).count() == 1
+    call_command("demo", "--port", "8123")  # again: the same room, a new link
+    assert Member.objects.filter(name=WALKER_NAME).count() == 1
+    assert SignInLink.objects.count() == 2
+
+
+def test_the_demo_track_ships_with_the_project_as_a_loop():
+    points = track_points()
+    assert len(points) > 100
+    (lat0, lon0), (lat1, lon1) = points[0], points[-1]
+    assert abs(lat0 - lat1) < 0.0005 and abs(lon0 - lon1) < 0.0005
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_make_run_steps_print_an_owner_link_and_the_walker_moves(tmp_path):
+    executable = chromium_or_skip()
+    port = free_port()
+    project = Project(tmp_path, GEOSHARE_DEMO_STEP_MS=500).migrate()
+    out = project.manage("demo", "--host", "127.0.0.1", "--port", str(port))
+    link = OWNER_LINK.search(out).group(0)
+    assert f":{port}/" in link
+    server = Uvicorn(project, port=port).start()
+    problems = PageProblems()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable,
+                                                 args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport=DESKTOP, locale="en-GB")
+            context.route(TILE_PATTERN, lambda route: route.abort("internetdisconnected"))
+            page = problems.watch(context.new_page(), "newcomer")
+            page.goto(link)
+            page.get_by_role("button", name="Sign in as Demo owner").click()
+            wait_connected(page)
+            assert page.evaluate("window.geoshare.config.isOwner") is True
+            first = wait_for_function(page, """() => {
+                const m = Object.values(window.geoshare.markers());
+                return m.length ? [m[0].lat, m[0].lon] : null; }""", timeout=10_000)
+            wait_for_function(page, """([lat, lon]) => {
+                const m = Object.values(window.geoshare.markers());
+                return m.length && (m[0].lat !== lat || m[0].lon !== lon); }""",
+                              arg=first, timeout=10_000)
+            expect(page.locator("#member-list")).to_contain_text(WALKER_NAME)
+            screenshot(page, "12-first-minutes-demo")
+            browser.close()
+    finally:
+        server.stop()
+    problems.assert_none()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_demo_walker_can_be_turned_off(tmp_path):
+    import time
+
+    port = free_port()
+    project = Project(tmp_path, GEOSHARE_DEMO_STEP_MS=200, GEOSHARE_DEMO_WALKER=0).migrate()
+    out = project.manage("demo", "--port", str(port))
+    assert "GEOSHARE_DEMO_WALKER=0" in out
+    count = ("from maps.models import Position, LivePosition; "
+             "print(Position.objects.count() + LivePosition.objects.count())")
+    with Uvicorn(project, port=port):
+        time.sleep(2.5)
+        assert project.manage("shell", "-c", count).strip().splitlines()[-1] == "0"

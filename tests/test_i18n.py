@@ -1,0 +1,86 @@
+"""Languages: the translated pages in English and Simplified Chinese, by the browser's
+Accept-Language, with Django's JavaScript catalog for their scripts' strings."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from maps import services
+from maps.services import invite_create, room_create
+
+pytestmark = pytest.mark.django_db
+
+ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
+
+
+def _as(client, member):
+    session = client.session
+    session["members"] = {member.room.public_id: member.pk}
+    session.save()
+
+
+def test_home_is_english_by_default_and_chinese_for_a_chinese_browser():
+    english = Client().get("/").content.decode()
+    assert '<html lang="en">' in english and "Create room" in english
+    chinese = Client().get("/", **ZH).content.decode()
+    assert '<html lang="zh-hans">' in chinese
+    assert "创建房间" in chinese and "房间名称" in chinese and "你的显示名称" in chinese
+    assert "Create room" not in chinese and "Room name" not in chinese
+    assert '<script src="/jsi18n/"></script>' in chinese
+
+
+def test_the_javascript_catalog_carries_the_scripts_strings():
+    body = Client().get("/jsi18n/", **ZH).content.decode()
+    for text in ("刚刚", "%s 秒前", "%s 分钟前", "已复制"):
+        assert json.dumps(text) in body  # the catalog escapes non-ASCII
+
+
+@pytest.mark.parametrize("path", ["/no/such/page/", "/r/nope/", "/join/nope/",
+                                  "/signin/nope/"])
+def test_not_found_pages_are_chinese_for_a_chinese_browser(path):
+    response = Client().get(path, **ZH)
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert '<html lang="zh-hans">' in body
+    assert "前往首页和你的房间" in body and "Go to the home page" not in body
+
+
+def test_join_not_member_sign_in_and_other_device_pages_in_chinese():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    invite = invite_create(room=room)
+    client = Client()
+    join = client.get(invite.path(), **ZH).content.decode()
+    assert "加入并打开地图" in join and "Join and open the map" not in join
+    stranger = client.get(f"/r/{room.public_id}/", **ZH)
+    assert stranger.status_code == 403 and "你不在这个房间里" in stranger.content.decode()
+    _as(client, owner)
+    other = client.post(f"/r/{room.public_id}/other-device/", {"action": "create"}, **ZH)
+    text = other.content.decode()
+    assert "生成登录链接" in text and "你的登录链接" in text and "Make a sign-in" not in text
+    _link, token = services.signin_link_create(member=owner)
+    signin = Client().get(f"/signin/{token}/", **ZH).content.decode()
+    assert "以 Olga 的身份登录" in signin
+
+
+def test_untranslated_pages_say_english_in_their_lang():
+    room, owner = room_create(name="Weekend", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    page = client.get(f"/r/{room.public_id}/", **ZH).content.decode()
+    assert '<html lang="en">' in page and "/jsi18n/" not in page
+
+
+def test_a_taken_name_is_refused_in_chinese():
+    room, _owner = room_create(name="周末", owner_name="Olga")
+    invite = invite_create(room=room)
+    response = Client().post(invite.path(), {"name": "olga"}, **ZH)
+    assert "房间里已经有人叫这个名字了" in response.content.decode()
+
+
+def test_leaving_and_deleting_say_so_in_chinese_on_the_home_page():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    page = client.post(f"/r/{room.public_id}/leave/", follow=True, **ZH).content.decode()
+    assert "房间“周末”及其所有数据已删除。" in page
