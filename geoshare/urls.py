@@ -7,6 +7,8 @@ from django.views.i18n import JavaScriptCatalog
 urlpatterns = [
     path("admin/", admin.site.urls),
     # The JavaScript strings of the translated pages (locale/*/LC_MESSAGES/djangojs.po).
+    # The language switcher's form posts to Django's set_language view.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("maps.urls")),
 ]

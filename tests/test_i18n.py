@@ -84,3 +84,28 @@ def test_leaving_and_deleting_say_so_in_chinese_on_the_home_page():
     _as(client, owner)
     page = client.post(f"/r/{room.public_id}/leave/", follow=True, **ZH).content.decode()
     assert "房间“周末”及其所有数据已删除。" in page
+
+
+def test_the_language_switcher_is_on_every_page_and_sets_the_language():
+    client = Client()
+    home = client.get("/?x=1").content.decode()
+    assert 'action="/i18n/setlang/"' in home and 'name="next" value="/?x=1"' in home
+    assert '<option value="en" selected lang="en">English</option>' in home
+    assert "简体中文" in home
+    response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    chinese = client.get("/").content.decode()
+    assert '<html lang="zh-hans">' in chinese and "创建房间" in chinese
+    assert '<option value="zh-hans" selected lang="zh-hans">简体中文</option>' in chinese
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    english = client.get("/", **ZH).content.decode()  # the cookie wins over the browser
+    assert '<html lang="en">' in english and "Create room" in english
+
+
+def test_the_map_page_has_the_language_switcher():
+    room, owner = room_create(name="Weekend", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    page = client.get(f"/r/{room.public_id}/").content.decode()
+    assert 'action="/i18n/setlang/"' in page
+    assert f'name="next" value="/r/{room.public_id}/"' in page
