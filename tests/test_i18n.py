@@ -64,11 +64,30 @@ def test_join_not_member_sign_in_and_other_device_pages_in_chinese():
 
 
 def test_untranslated_pages_say_english_in_their_lang():
-    room, owner = room_create(name="Weekend", owner_name="Olga")
+    page = Client().get("/w/nope/", **ZH).content.decode()
+    assert '<html lang="en">' in page and "/jsi18n/" not in page
+
+
+def test_the_map_page_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
     client = Client()
     _as(client, owner)
+    english = client.get(f"/r/{room.public_id}/").content.decode()
+    assert '<html lang="en">' in english
+    for text in ("Share my location", "Fit everyone", "Centre on me",
+                 "Watch-me links", "Places and alerts", "Manage room", "Connect a phone",
+                 "Delete room and erase all data", "Back to live", "Download my data",
+                 "aria-label=\"Map of 周末\""):
+        assert text in english
     page = client.get(f"/r/{room.public_id}/", **ZH).content.decode()
-    assert '<html lang="en">' in page and "/jsi18n/" not in page
+    assert '<html lang="zh-hans">' in page
+    assert page.index('<script src="/jsi18n/"></script>') < page.index('type="module"')
+    for text in ("共享我的位置", "显示所有人", "以我为中心", "“看着我”链接",
+                 "地点与提醒", "管理房间", "连接手机", "删除房间并清除所有数据", "返回实时",
+                 "下载我的数据", "aria-label=\"周末 的地图\"", "直到我停止"):
+        assert text in page
+    for text in ("Share my location", "Fit everyone", "Manage room", "Back to live"):
+        assert text not in page
 
 
 def test_a_taken_name_is_refused_in_chinese():
