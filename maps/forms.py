@@ -16,26 +16,33 @@ class JoinForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    label = forms.CharField(label="Label (only you see it)", required=False, max_length=60,
-                            widget=forms.TextInput(attrs={"placeholder": "Family, Ski club…"}))
+    label = forms.CharField(label=_("Label (only you see it)"), required=False, max_length=60,
+                            widget=forms.TextInput(attrs={"placeholder": _("Family, Ski club…")}))
     role = forms.ChoiceField(
-        choices=[(Role.MEMBER, "Member (shares and views)"), (Role.VIEWER, "Viewer (only views)")]
+        label=_("Role"),
+        choices=[(Role.MEMBER, _("Member (shares and views)")),
+                 (Role.VIEWER, _("Viewer (only views)"))],
     )
     expires_in_hours = forms.IntegerField(
-        label="Expires after (hours)", required=False, min_value=1, max_value=24 * 365
+        label=_("Expires after (hours)"), required=False, min_value=1, max_value=24 * 365
     )
-    max_uses = forms.IntegerField(label="Use limit", required=False, min_value=1,
+    max_uses = forms.IntegerField(label=_("Use limit"), required=False, min_value=1,
                                   max_value=100_000)
 
 
 class RetentionForm(forms.Form):
     retention_days = forms.IntegerField(
-        label="Keep history (days, 0 = live only)", min_value=0, max_value=3650
+        label=_("Keep history (days, 0 = live only)"), min_value=0, max_value=3650
     )
 
 
 class HistoryVisibilityForm(forms.Form):
     history_visibility = forms.ChoiceField(
-        label="Who may see the room's history", choices=HistoryVisibility.choices,
+        label=_("Who may see the room's history"),
+        choices=[
+            (HistoryVisibility.EVERYONE, _("Everyone in the room, viewers too")),
+            (HistoryVisibility.MEMBERS, _("Members, not viewers")),
+            (HistoryVisibility.OWN, _("Each member only their own")),
+        ],
         widget=forms.RadioSelect,
     )

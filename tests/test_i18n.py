@@ -128,3 +128,25 @@ def test_the_map_page_has_the_language_switcher():
     page = client.get(f"/r/{room.public_id}/").content.decode()
     assert 'action="/i18n/setlang/"' in page
     assert f'name="next" value="/r/{room.public_id}/"' in page
+
+
+def test_the_owners_page_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    invite_create(room=room)
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    english = client.get(url).content.decode()
+    assert '<html lang="en">' in english
+    for text in ("Manage “周末”", "Create invite", "Label (only you see it)", "Member invite",
+                 "Copy link", "Revoke", "Keep history (days, 0 = live only)",
+                 "Everyone in the room, viewers too", "Delete room", "(you)", "Owner"):
+        assert text in english
+    page = client.get(url, **ZH).content.decode()
+    assert '<html lang="zh-hans">' in page and '<script src="/jsi18n/"></script>' in page
+    for text in ("管理“周末”", "创建邀请", "标签（只有你能看到）", "成员邀请", "复制链接", "撤销",
+                 "保留历史记录（天，0 = 仅实时）", "房间里的所有人，包括查看者", "删除房间",
+                 "（你）", "所有者", "← 返回地图"):
+        assert text in page
+    for text in ("Create invite", "Copy link", "Keep history", "Delete room", "Member invite"):
+        assert text not in page
