@@ -150,3 +150,24 @@ def test_the_owners_page_in_chinese_and_unchanged_in_english():
         assert text in page
     for text in ("Create invite", "Copy link", "Keep history", "Delete room", "Member invite"):
         assert text not in page
+
+
+def test_the_connect_page_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/connect/"
+    english = client.get(url).content.decode()
+    assert '<html lang="en">' in english
+    assert "Connect a phone to “周末”" in english and "Add a device" in english
+    assert "No device yet." in english and "Name of the new device" in english
+    page = client.get(url, **ZH).content.decode()
+    assert '<html lang="zh-hans">' in page
+    for text in ("将手机连接到“周末”", "你的设备", "还没有设备。", "新设备的名称", "添加设备",
+                 "<strong>Olga</strong>"):
+        assert text in page
+    assert "Add a device" not in page and "Your devices" not in page
+    added = client.post(url, {"action": "add", "name": "Phone"}, **ZH).content.decode()
+    for text in ("“Phone”的密钥", "设备密钥", "新密钥和设置", "尚未上报", "成功了吗？", "移除"):
+        assert text in added
+    assert "Device key" not in added and "New key and setup" not in added
