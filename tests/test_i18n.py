@@ -34,6 +34,10 @@ def test_the_javascript_catalog_carries_the_scripts_strings():
     body = Client().get("/jsi18n/", **ZH).content.decode()
     for text in ("刚刚", "%s 秒前", "%s 分钟前", "已复制"):
         assert json.dumps(text) in body  # the catalog escapes non-ASCII
+    # The map page's scripts (main.js, members.js, share.js, watchlinks.js, format.js).
+    for text in ("共享我的位置", "正在跟随 %(name)s", "在线", "离线", "还剩 %s 分钟",
+                 "还没有链接。", "已重新连接", "邀请链接已复制", "电量 %s%"):
+        assert json.dumps(text) in body
 
 
 @pytest.mark.parametrize("path", ["/no/such/page/", "/r/nope/", "/join/nope/",

@@ -13,6 +13,11 @@ function tn(format, value) {
   return t(format).replace("%s", String(value));
 }
 
+// A translated text with named values: tf("Follow %(name)s", { name }).
+export function tf(text, values) {
+  return t(text).replace(/%\((\w+)\)s/g, (_match, key) => String(values[key]));
+}
+
 // "just now", "12 s ago", "2 min ago", "3 h ago", "2 d ago".
 export function formatAgo(ms) {
   const seconds = Math.max(0, Math.floor(ms / 1000));
@@ -37,18 +42,20 @@ export function distanceMeters(a, b) {
 }
 
 export function formatDistance(meters) {
-  if (meters < 1000) return `${Math.round(meters)} m`;
-  if (meters < 10000) return `${(meters / 1000).toFixed(1)} km`;
-  return `${Math.round(meters / 1000)} km`;
+  if (meters < 1000) return tn("%s m", Math.round(meters));
+  if (meters < 10000) return tn("%s km", (meters / 1000).toFixed(1));
+  return tn("%s km", Math.round(meters / 1000));
 }
 
 // A share's time left: "12 min left", "3 h 5 min left"; "" for an open-ended share.
 export function formatLeft(untilMs, nowMs) {
   if (!Number.isFinite(untilMs)) return "";
   const minutes = Math.max(0, Math.ceil((untilMs - nowMs) / 60000));
-  if (minutes < 60) return `${minutes} min left`;
+  if (minutes < 60) return tn("%s min left", minutes);
   const hours = Math.floor(minutes / 60);
-  return minutes % 60 ? `${hours} h ${minutes % 60} min left` : `${hours} h left`;
+  return minutes % 60
+    ? tf("%(hours)s h %(minutes)s min left", { hours, minutes: minutes % 60 })
+    : tn("%s h left", hours);
 }
 
 // Speed on the wire is m/s; people read km/h. "" when unknown.
@@ -72,7 +79,7 @@ export const LOW_BATTERY = 20;
 
 export function formatBattery(percent) {
   if (!Number.isFinite(percent)) return "";
-  return `battery ${Math.round(percent)}%`;
+  return tn("battery %s%", Math.round(percent));
 }
 
 // The local date and time of an epoch-ms moment, in this browser's zone.

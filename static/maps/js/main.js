@@ -10,6 +10,8 @@ import {
   formatBattery,
   formatDistance,
   formatLeft,
+  t,
+  tf,
 } from "./format.js";
 import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
@@ -67,7 +69,7 @@ const card = new MarkerCard(elements.markerCard, { onFollow: toggleFollow, onClo
 const historyMode = config.history ? new HistoryMode(map, config.history) : null;
 const places = new Places(map, {
   config,
-  memberName: (id) => state.members.get(id)?.name ?? "Someone",
+  memberName: (id) => state.members.get(id)?.name ?? t("Someone"),
   members: () => state.members,
   onMessage: showToast,
 });
@@ -195,7 +197,7 @@ function applyStopped(id) {
     // Ended by its end time, or from another tab or device: stop watching here too.
     if (sharer && sharer.active) {
       sharer.stop({ tellServer: false });
-      showToast("Your share has ended.");
+      showToast(t("Your share has ended."));
     }
     renderShare();
   }
@@ -211,7 +213,7 @@ function applyError(frame) {
     sharer.dropDeviceTime();
     sharer.resend();
   } else if (frame.code === "forbidden") {
-    showToast(frame.detail || "Not allowed.");
+    showToast(frame.detail || t("Not allowed."));
   } else if (frame.code === "not_sharing" && sharer) {
     sharer.stop({ tellServer: false });
     renderShare();
@@ -233,7 +235,7 @@ function handleConnectionState(connection, detail) {
   elements.connection.dataset.state = connection;
   renderConnection();
   if (connection === "connected") {
-    if (wasConnected) showToast("Reconnected");
+    if (wasConnected) showToast(t("Reconnected"));
     wasConnected = true;
   } else if (connection === "closed") {
     if (sharer) sharer.stop({ tellServer: false });
@@ -242,11 +244,11 @@ function handleConnectionState(connection, detail) {
 }
 
 function renderConnection() {
-  const text = CONNECTION_TEXT[socket.state] || socket.state;
+  const text = CONNECTION_TEXT[socket.state] ? t(CONNECTION_TEXT[socket.state]) : socket.state;
   let countdown = "";
   if (socket.state === "reconnecting") {
     const seconds = Math.ceil((socket.retryAt - Date.now()) / 1000);
-    if (seconds > 0) countdown = ` in ${seconds} s`;
+    if (seconds > 0) countdown = tf(" in %(seconds)s s", { seconds });
   }
   const element = elements.connection;
   if (element.dataset.text === text + countdown) return;
@@ -270,7 +272,7 @@ function showNotice(text) {
   message.textContent = text;
   const home = document.createElement("a");
   home.href = "/";
-  home.textContent = "Go to your rooms";
+  home.textContent = t("Go to your rooms");
   notice.append(message, home);
   notice.hidden = false;
 }
@@ -396,16 +398,16 @@ function renderShare() {
   const share = myShare();
   const left = share.on ? formatLeft(share.until, serverNow()) : "";
   const elsewhere = !sharer.active && share.on;
-  let label = "Share my location";
+  let label = t("Share my location");
   let mode = "off";
   if (sharer.state === "locating") {
-    label = "Finding you… Stop";
+    label = t("Finding you… Stop");
     mode = "locating";
   } else if (sharer.state === "on") {
-    label = left ? `Sharing · ${left} · Stop` : "Sharing · Stop";
+    label = left ? tf("Sharing · %(left)s · Stop", { left }) : t("Sharing · Stop");
     mode = "on";
   } else if (elsewhere) {
-    label = left ? `Share on · ${left} · Resume` : "Share on · Resume";
+    label = left ? tf("Share on · %(left)s · Resume", { left }) : t("Share on · Resume");
     mode = "elsewhere";
   }
   button.dataset.mode = mode;
@@ -433,7 +435,7 @@ async function resumeShare() {
   }
   if (granted && myShare().on && !sharer.active) {
     sharer.start();
-    showToast("Still sharing your location.");
+    showToast(t("Still sharing your location."));
   } else {
     renderShare();
   }
@@ -443,7 +445,7 @@ function renderFollow() {
   const member = state.members.get(state.following);
   const following = state.following !== null && member !== undefined;
   elements.followNote.hidden = !following;
-  if (following) elements.followText.textContent = `Following ${member.name}`;
+  if (following) elements.followText.textContent = tf("Following %(name)s", member);
 }
 
 // -- follow and fit --------------------------------------------------------------
@@ -534,14 +536,14 @@ function handleFitClick() {
   unfollow();
   // Asked for: the view follows everyone again, until the user moves it.
   state.userMoved = false;
-  if (!fitEveryone()) showToast("Nobody is sharing a position yet.");
+  if (!fitEveryone()) showToast(t("Nobody is sharing a position yet."));
 }
 
 function handleCentreOnMe() {
   const me = myPosition();
   if (me === null) {
-    showToast(config.canShare ? "Share your location to see yourself on the map."
-                              : "You are not sharing a position.");
+    showToast(config.canShare ? t("Share your location to see yourself on the map.")
+                              : t("You are not sharing a position."));
     return;
   }
   unfollow();
@@ -568,13 +570,13 @@ function handleRetryNow() {
 async function handleShareInvite() {
   try {
     await navigator.share({
-      title: `Join “${config.roomName}” on geoshare`,
-      text: `See where we are, live: join “${config.roomName}”.`,
+      title: tf("Join “%(name)s” on geoshare", { name: config.roomName }),
+      text: tf("See where we are, live: join “%(name)s”.", { name: config.roomName }),
       url: elements.inviteUrl.value,
     });
   } catch (error) {
     // AbortError: the person closed the share sheet; nothing to say.
-    if (error && error.name !== "AbortError") showToast("Could not share: copy the link instead.");
+    if (error && error.name !== "AbortError") showToast(t("Could not share: copy the link instead."));
   }
 }
 
@@ -615,13 +617,13 @@ async function handleCopyInvite() {
     elements.inviteUrl.select();
     copied = document.execCommand("copy");
   }
-  showToast(copied ? "Invite link copied" : "Select the link and copy it");
-  elements.copyInvite.textContent = copied ? "Copied" : "Copy invite link";
+  showToast(copied ? t("Invite link copied") : t("Select the link and copy it"));
+  elements.copyInvite.textContent = copied ? t("Copied") : t("Copy invite link");
   window.setTimeout(resetCopyLabel, 2000);
 }
 
 function resetCopyLabel() {
-  elements.copyInvite.textContent = "Copy invite link";
+  elements.copyInvite.textContent = t("Copy invite link");
 }
 
 function handleLeaveSubmit(event) {

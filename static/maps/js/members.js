@@ -1,25 +1,29 @@
 // The member list: who is online, sharing or stale, last seen, distance from me.
 // Rows are kept per member id and updated in place (focus survives a refresh).
 
+import { t, tf } from "./format.js";
+
 // A member whose positions keep coming with no page of the room open is sharing from
 // a phone app (or another device): sharing and fresh, and presence says no socket.
 function statusText(row) {
   const parts = [];
   if (row.online) {
-    parts.push("Online");
-    if (row.sharing) parts.push(row.stale ? `stale, last seen ${row.ago}` : `sharing, ${row.ago}`);
+    parts.push(t("Online"));
+    if (row.sharing) {
+      parts.push(row.stale ? tf("stale, last seen %(ago)s", row) : tf("sharing, %(ago)s", row));
+    }
   } else if (row.sharing && !row.stale) {
-    parts.push(`Sharing from a phone, ${row.ago}`);
+    parts.push(tf("Sharing from a phone, %(ago)s", row));
   } else if (row.sharing) {
-    parts.push("Offline", `stale, last seen ${row.ago}`);
+    parts.push(t("Offline"), tf("stale, last seen %(ago)s", row));
   } else {
-    parts.push("Offline");
-    if (row.ago) parts.push(`last seen ${row.ago}`);
+    parts.push(t("Offline"));
+    if (row.ago) parts.push(tf("last seen %(ago)s", row));
   }
   if (row.left) parts.push(row.left);
   if (row.battery) parts.push(row.battery);
   if (row.distance) parts.push(row.distance);
-  if (row.role === "viewer") parts.push("viewer");
+  if (row.role === "viewer") parts.push(t("viewer"));
   return parts.join(" · ");
 }
 
@@ -77,13 +81,14 @@ export class MemberList {
       li.dataset.you = String(data.you);
       li.dataset.lowBattery = String(Boolean(data.lowBattery));
       swatch.style.background = data.color;
-      const label = data.you ? `${data.name} (you)` : data.name;
+      const label = data.you ? tf("%(name)s (you)", data) : data.name;
       if (name.textContent !== label) name.textContent = label;
       const text = statusText(data);
       if (status.textContent !== text) status.textContent = text;
       button.disabled = !data.sharing;
       button.setAttribute("aria-pressed", String(data.following));
-      button.title = data.sharing ? `Follow ${data.name} on the map` : `${data.name} is not sharing`;
+      button.title = data.sharing
+        ? tf("Follow %(name)s on the map", data) : tf("%(name)s is not sharing", data);
     }
     for (const [id, row] of this.rows) {
       if (!seen.has(id)) {

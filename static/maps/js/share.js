@@ -4,6 +4,8 @@
 // Browsers give heading NaN when standing still and null for what they do not know;
 // such fields are left out of the frame (docs/protocol.md).
 
+import { t } from "./format.js";
+
 const OPTIONAL = ["accuracy", "altitude", "speed", "heading"];
 
 export function frameFromPosition(position, { withTs = true } = {}) {
@@ -47,7 +49,7 @@ export class LocationSharer {
   start() {
     if (this.active) return;
     if (!("geolocation" in navigator)) {
-      this.onError("This browser cannot tell its location.");
+      this.onError(t("This browser cannot tell its location."));
       return;
     }
     const sharer = this;
@@ -58,11 +60,11 @@ export class LocationSharer {
     function handleError(error) {
       if (error.code === error.PERMISSION_DENIED) {
         sharer.stop({ tellServer: false });
-        sharer.onError("Location permission was refused; allow it in the browser to share.");
+        sharer.onError(t("Location permission was refused; allow it in the browser to share."));
       } else if (sharer.lastFix === null) {
         // Transient (no signal, timeout): the watch goes on; say so only while
         // there is no position at all yet.
-        sharer.onError("Waiting for a location fix…");
+        sharer.onError(t("Waiting for a location fix…"));
       }
     }
     this.state = "locating";

@@ -2,15 +2,18 @@
 // minutes), copy it, list and revoke them. The server keeps only each link's hash, so
 // a link's URL is shown once, right after it is made.
 
+import { t, tf } from "./format.js";
+
 function csrfToken() {
   const input = document.querySelector("input[name=csrfmiddlewaretoken]");
   return input ? input.value : "";
 }
 
 function describe(link) {
-  if (link.ends_with_share) return "until your share ends";
+  if (link.ends_with_share) return t("Link until your share ends");
   const until = new Date(link.expires);
-  return `until ${until.toLocaleString([], { dateStyle: "short", timeStyle: "short" })}`;
+  const time = until.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  return tf("Link until %(time)s", { time });
 }
 
 export class WatchLinks {
@@ -65,7 +68,7 @@ export class WatchLinks {
       const data = await this.request(this.url);
       this.render(data.links);
     } catch (error) {
-      this.onMessage(`Could not load your links: ${error.message}`);
+      this.onMessage(tf("Could not load your links: %(error)s", { error: error.message }));
     }
   }
 
@@ -75,19 +78,19 @@ export class WatchLinks {
       li.className = "watch-link";
       li.dataset.link = String(link.id);
       const text = document.createElement("span");
-      text.textContent = `Link ${describe(link)}`;
+      text.textContent = describe(link);
       const revoke = document.createElement("button");
       revoke.type = "button";
       revoke.className = "link-button";
       revoke.dataset.link = String(link.id);
-      revoke.textContent = "Revoke";
+      revoke.textContent = t("Revoke");
       li.append(text, revoke);
       return li;
     });
     if (items.length === 0) {
       const empty = document.createElement("li");
       empty.className = "watch-empty";
-      empty.textContent = "No links yet.";
+      empty.textContent = t("No links yet.");
       items.push(empty);
     }
     this.list.replaceChildren(...items);
@@ -116,14 +119,14 @@ export class WatchLinks {
       this.freshUrl.select();
       copied = document.execCommand("copy");
     }
-    this.onMessage(copied ? "Watch link copied" : "Select the link and copy it");
+    this.onMessage(copied ? t("Watch link copied") : t("Select the link and copy it"));
   }
 
   async revoke(id) {
     try {
       await this.request(`${this.url}${id}/revoke/`, {});
       this.fresh.hidden = true;
-      this.onMessage("Link revoked");
+      this.onMessage(t("Link revoked"));
       await this.load();
     } catch (error) {
       this.onMessage(error.message);
