@@ -345,6 +345,13 @@ def test_the_translated_pages_in_simplified_chinese(site, chromium, problems):
         zh.get_by_role("button", name="以 Ana 的身份登录").click()
         wait_connected(zh)
         room = zh.evaluate("window.geoshare.config.roomId")
+        # The map page: its template and its scripts (main.js, members.js) in Chinese.
+        expect(zh.locator("#connection")).to_have_text("实时")
+        expect(zh.locator("#member-list")).to_contain_text("Ana（你）")
+        expect(zh.locator("#member-list")).to_contain_text("在线")
+        expect(zh.locator("#share-toggle .share-label")).to_have_text("共享我的位置")
+        expect(zh.locator("#map-fit")).to_have_text("显示所有人")
+        screenshot(zh, "12-zh-map-phone")
         zh.goto(f"{site.url}/r/{room}/other-device/")
         expect(zh.locator("h1")).to_contain_text("在另一台设备上打开")
         # The script's words come from Django's JavaScript catalog.
