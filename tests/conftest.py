@@ -23,6 +23,8 @@ from maps.models import Role
 from maps.services import member_create, room_create
 from tests.servers import PERSONAS
 
+pytest_plugins = ["tests.browser_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():

@@ -16,22 +16,16 @@ import sys
 
 import gpxpy
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser_helpers import (
-    CHROMIUM_ARGS,
-    DESKTOP,
     PHONE,
-    TILE_PATTERN,
-    PageProblems,
     Site,
-    chromium_or_skip,
     create_room,
     join_room,
     marker,
     member_id,
     member_row,
-    migrated_db,
     room_id,
     screenshot,
     start_sharing,
@@ -50,21 +44,6 @@ A_MOVED = {"latitude": 45.77405, "longitude": 14.36192, "accuracy": 8}
 B_HOME = {"latitude": 45.76502, "longitude": 14.35001, "accuracy": 20}
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    executable = chromium_or_skip()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory):
-    """One migrated database per module; each test's server gets a copy."""
-    return migrated_db(tmp_path_factory.mktemp("template"))
-
-
 @pytest.fixture
 def make_site(tmp_path, template_db):
     """Start a server of the test's own: ``make_site(**env)``; stopped after the test."""
@@ -80,49 +59,6 @@ def make_site(tmp_path, template_db):
     yield make
     for site in sites:
         site.stop()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, template_db):
-    """The module's shared server: for tests that neither stop it nor change settings."""
-    shared = Site(tmp_path_factory.mktemp("site"), template_db).start()
-    yield shared
-    shared.stop()
-
-
-@pytest.fixture
-def problems():
-    return PageProblems()
-
-
-@pytest.fixture
-def browse(chromium, problems):
-    """Open a page in a fresh browser context: ``browse(label, viewport=, geolocation=)``."""
-    contexts = []
-
-    def block_tiles(route):
-        route.abort("internetdisconnected")
-
-    def open_page(label, *, viewport=DESKTOP, geolocation=None, permissions=()):
-        permissions = list(permissions)
-        if geolocation is not None:
-            permissions.append("geolocation")
-        context = chromium.new_context(
-            viewport=viewport, geolocation=geolocation, permissions=permissions,
-            locale="en-GB", timezone_id="Europe/Ljubljana",
-        )
-        context.set_default_timeout(10_000)
-        context.route(TILE_PATTERN, block_tiles)
-        contexts.append(context)
-        page = context.new_page()
-        return problems.watch(page, label)
-
-    yield open_page
-    for context in contexts:
-        try:
-            context.close()
-        except Exception:
-            pass
 
 
 def invite_url_of(page):

@@ -10,17 +10,13 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser_helpers import (
-    CHROMIUM_ARGS,
     DESKTOP,
     TILE_PATTERN,
     PageProblems,
-    Site,
-    chromium_or_skip,
     create_room,
-    migrated_db,
     screenshot,
 )
 from tests.phone_payloads import T
@@ -28,23 +24,6 @@ from tests.phone_payloads import T
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 PHONE_390 = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    template = migrated_db(tmp_path_factory.mktemp("template"))
-    shared = Site(tmp_path_factory.mktemp("site"), template).start()
-    yield shared
-    shared.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable = chromium_or_skip()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def no_sideways_scroll(page):

@@ -25,7 +25,6 @@ from tests.browser_helpers import (
     screenshot,
     wait_for_function,
 )
-from tests.test_browser import browse, chromium, problems, site, template_db  # noqa: F401
 from tests.test_tracks import cerknica_points
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -10,21 +10,16 @@ import time
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser_helpers import (
-    CHROMIUM_ARGS,
     DESKTOP,
-    TILE_PATTERN,
-    PageProblems,
     Site,
-    chromium_or_skip,
     create_room,
     join_room,
     marker,
     member_id,
     member_row,
-    migrated_db,
     room_id,
     screenshot,
     start_sharing,
@@ -39,55 +34,6 @@ PHONE_390 = {"width": 390, "height": 844}
 HOME = {"latitude": 45.77218, "longitude": 14.35766, "accuracy": 12}
 NEAR = {"latitude": 45.78000, "longitude": 14.37000, "accuracy": 10}
 FAR = {"latitude": 45.90000, "longitude": 14.60000, "accuracy": 10}
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_or_skip(),
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return migrated_db(tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, template):
-    shared = Site(tmp_path_factory.mktemp("site"), template,
-                  GEOSHARE_ROOMS_PER_HOUR=100).start()  # many rooms, one address
-    yield shared
-    shared.stop()
-
-
-@pytest.fixture
-def problems():
-    return PageProblems()
-
-
-@pytest.fixture
-def browse(chromium, problems):
-    contexts = []
-
-    def open_page(label, *, viewport=DESKTOP, geolocation=None, init_script=None):
-        context = chromium.new_context(
-            viewport=viewport, geolocation=geolocation,
-            permissions=["geolocation"] if geolocation else [],
-            locale="en-GB", timezone_id="Europe/Ljubljana",
-        )
-        context.set_default_timeout(10_000)
-        context.route(TILE_PATTERN, lambda route: route.abort("internetdisconnected"))
-        if init_script:
-            context.add_init_script(init_script)
-        contexts.append(context)
-        return problems.watch(context.new_page(), label)
-
-    yield open_page
-    for context in contexts:
-        context.close()
 
 
 def in_view(page, point):
@@ -259,9 +205,9 @@ def test_the_invite_goes_through_the_web_share_api_where_there_is_one(
     problems.assert_none()
 
 
-def test_reconnecting_offers_retry_now_and_waits_at_most_10_s(tmp_path, template, browse,
+def test_reconnecting_offers_retry_now_and_waits_at_most_10_s(tmp_path, template_db, browse,
                                                              problems):
-    site = Site(tmp_path, template).start()
+    site = Site(tmp_path, template_db).start()
     try:
         page = browse("Ana")
         create_room(page, site, "Retry walk", "Ana")

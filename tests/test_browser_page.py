@@ -10,18 +10,13 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser_helpers import (
-    CHROMIUM_ARGS,
     DESKTOP,
     TILE_PATTERN,
-    PageProblems,
-    Site,
-    chromium_or_skip,
     create_room,
     member_row,
-    migrated_db,
     room_id,
     screenshot,
     wait_connected,
@@ -56,47 +51,10 @@ CUT_LABELS_JS = """(selectors) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    template = migrated_db(tmp_path_factory.mktemp("template"))
-    shared = Site(tmp_path_factory.mktemp("site"), template,
-                  GEOSHARE_ROOMS_PER_HOUR=100).start()  # many rooms, one address
-    yield shared
-    shared.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable = chromium_or_skip()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def problems():
-    return PageProblems()
-
-
-@pytest.fixture
-def browse(chromium, problems):
-    contexts = []
-
-    def open_page(label, *, viewport=DESKTOP, geolocation=None):
-        context = chromium.new_context(
-            viewport=viewport, geolocation=geolocation,
-            permissions=["geolocation"] if geolocation else [],
-            locale="en-GB", timezone_id="Asia/Shanghai",
-        )
-        context.set_default_timeout(10_000)
-        context.route(TILE_PATTERN, lambda route: route.abort("internetdisconnected"))
-        contexts.append(context)
-        return problems.watch(context.new_page(), label)
-
-    yield open_page
-    for context in contexts:
-        context.close()
+def browser_timezone():
+    # The viewer's zone, far from UTC: times must be shown in it.
+    return "Asia/Shanghai"
 
 
 def no_sideways_scroll(page):

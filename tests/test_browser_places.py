@@ -16,7 +16,6 @@ from tests.browser_helpers import (
     start_sharing,
     wait_for_function,
 )
-from tests.test_browser_shares import browse, chromium, problems, site  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

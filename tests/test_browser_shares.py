@@ -4,21 +4,14 @@ Fixtures as in test_browser.py (a module-shared server, a fresh context per page
 """
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser_helpers import (
-    CHROMIUM_ARGS,
-    DESKTOP,
     PHONE,
-    TILE_PATTERN,
-    PageProblems,
-    Site,
-    chromium_or_skip,
     create_room,
     join_room,
     marker,
     member_id,
-    migrated_db,
     screenshot,
     wait_for_function,
     wait_marker_at,
@@ -29,51 +22,6 @@ pytestmark = pytest.mark.slow
 
 HOME = {"latitude": 45.77218, "longitude": 14.35766, "accuracy": 12}
 MOVED = {"latitude": 45.77405, "longitude": 14.36192, "accuracy": 8}
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_or_skip(),
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    template = migrated_db(tmp_path_factory.mktemp("template"))
-    shared = Site(tmp_path_factory.mktemp("site"), template).start()
-    yield shared
-    shared.stop()
-
-
-@pytest.fixture
-def problems():
-    return PageProblems()
-
-
-@pytest.fixture
-def browse(chromium, problems):
-    contexts = []
-
-    def block_tiles(route):
-        route.abort("internetdisconnected")
-
-    def open_page(label, *, viewport=DESKTOP, geolocation=None):
-        context = chromium.new_context(
-            viewport=viewport, geolocation=geolocation,
-            permissions=["geolocation"] if geolocation else [],
-            locale="en-GB", timezone_id="Europe/Ljubljana",
-        )
-        context.set_default_timeout(10_000)
-        context.route(TILE_PATTERN, block_tiles)
-        contexts.append(context)
-        return problems.watch(context.new_page(), label)
-
-    yield open_page
-    for context in contexts:
-        context.close()
 
 
 def share_for(page, minutes_label):
