@@ -42,6 +42,10 @@ def test_the_javascript_catalog_carries_the_scripts_strings():
     for text in ("浏览器或手机应用", "未共享", "定位时间", "精度", "停止跟随", "直到对方停止",
                  "地图图块无法加载；位置仍会更新。"):
         assert json.dumps(text) in body
+    # Places and history (places.js, history.js).
+    for text in ("%(member)s 到达了 %(place)s · %(time)s", "任何人", "无法保存提醒：%(error)s",
+                 "此范围内没有位置。", "正在加载…", "播放", "暂停"):
+        assert json.dumps(text) in body
 
 
 @pytest.mark.parametrize("path", ["/no/such/page/", "/r/nope/", "/join/nope/",
