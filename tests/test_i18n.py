@@ -75,9 +75,39 @@ def test_join_not_member_sign_in_and_other_device_pages_in_chinese():
     assert "以 Olga 的身份登录" in signin
 
 
-def test_untranslated_pages_say_english_in_their_lang():
+def test_the_watch_gone_page_in_chinese_and_unchanged_in_english():
+    english = Client().get("/w/nope/")
+    text = english.content.decode()
+    assert english.status_code == 404 and '<html lang="en">' in text
+    assert "This link has ended" in text and "Ask them for a new one." in text
     page = Client().get("/w/nope/", **ZH).content.decode()
-    assert '<html lang="en">' in page and "/jsi18n/" not in page
+    assert '<html lang="zh-hans">' in page and '<script src="/jsi18n/"></script>' in page
+    assert "此链接已结束" in page and "链接已结束 · geoshare" in page
+    assert "请向对方要一个新的链接。" in page and "This link has ended" not in page
+
+
+def test_the_watch_page_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    _link, token = services.watch_link_create(member=owner, minutes=60)
+    response = Client().get(f"/w/{token}/")
+    english = response.content.decode()
+    assert response.status_code == 200 and '<html lang="en">' in english
+    for text in ("Shared location", "Waiting for a position…", "Connecting…",
+                 "Map of a shared location", "Live location · geoshare"):
+        assert text in english
+    page = Client().get(f"/w/{token}/", **ZH).content.decode()
+    assert '<html lang="zh-hans">' in page
+    assert page.index('<script src="/jsi18n/"></script>') < page.index('type="module"')
+    for text in ("共享的位置", "正在等待位置…", "正在连接…", "共享位置的地图", "实时位置 · geoshare"):
+        assert text in page
+    assert "Waiting for a position" not in page and "Shared location" not in page
+
+
+def test_the_watch_pages_script_strings_are_in_the_catalog():
+    body = Client().get("/jsi18n/", **ZH).content.decode()
+    for text in ("分享此链接的人已将其撤销。", "最后出现于 %(ago)s", "目前未共享位置",
+                 "正在重新连接…", "已结束"):
+        assert json.dumps(text) in body
 
 
 def test_the_map_page_in_chinese_and_unchanged_in_english():
