@@ -147,6 +147,20 @@ def test_leaving_and_deleting_say_so_in_chinese_on_the_home_page():
     assert "房间“周末”及其所有数据已删除。" in page
 
 
+def test_the_owners_page_messages_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    bo, _key = services.member_create(room=room, name="Bo")
+    ana, _key = services.member_create(room=room, name="Ana")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    english = client.post(url, {"action": "remove", "member": bo.pk}, follow=True)
+    assert "Bo was removed." in english.content.decode()
+    page = client.post(url, {"action": "remove", "member": ana.pk}, follow=True, **ZH)
+    text = page.content.decode()
+    assert "Ana 已被移除。" in text and "was removed" not in text
+
+
 def test_the_language_switcher_is_on_every_page_and_sets_the_language():
     client = Client()
     home = client.get("/?x=1").content.decode()
