@@ -227,3 +227,28 @@ def test_the_connect_page_in_chinese_and_unchanged_in_english():
     for text in ("“Phone”的密钥", "设备密钥", "新密钥和设置", "尚未上报", "成功了吗？", "移除"):
         assert text in added
     assert "Device key" not in added and "New key and setup" not in added
+
+
+def test_the_connect_pages_app_setup_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/connect/"
+    english = client.post(url, {"action": "add", "name": "Car"}).content.decode()
+    for text in ("Turn on Tracking on the main screen.", "Server URL", "Device identifier",
+                 "OwnTracks opens and sets itself up.",
+                 "Open this page on the phone and copy the web address.",
+                 "Receiver endpoint", "shows the time of its last report."):
+        assert text in english
+    page = client.post(url, {"action": "add", "name": "Phone"}, **ZH).content.decode()
+    for text in ("在主屏幕上打开 Tracking。", "服务器 URL", "设备标识符",
+                 "用手机相机扫描：OwnTracks 会打开并自动完成设置。",
+                 "在手机上打开此页面并复制网址。", "接收端点", "最后一次上报的时间",
+                 "Traccar Client (Android, iPhone)"):
+        assert text in page
+    for text in ("Turn on Tracking", "Server URL", "Receiver endpoint",
+                 "shows the time of its last report"):
+        assert text not in page
+    device = owner.devices.get(name="Phone")
+    removed = client.post(url, {"action": "remove", "device": device.pk}, **ZH)
+    assert "“Phone”已移除：它的密钥不再有效。" in removed.content.decode()
