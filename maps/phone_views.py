@@ -18,6 +18,7 @@ import segno
 from django.http import HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -81,54 +82,54 @@ def phone_apps(base_url, key, device_name="Phone", secret=""):
     osmand_url = f"{traccar_url}?{urlencode({'id': key})}&{OSMAND_PLACEHOLDERS}"
     gpslogger_url = f"{base_url}/ingest/gpslogger/{key}/?{GPSLOGGER_PLACEHOLDERS}"
     overland_url = f"{base_url}/ingest/overland/"
-    check = ("Walk a few steps or tap the app's send button, then reload this page: "
-             f"“{device_name}” shows the time of its last report.")
+    check = _("Walk a few steps or tap the app's send button, then reload this page: "
+              "“%(device)s” shows the time of its last report.") % {"device": device_name}
     return [
         {
             "id": "owntracks",
             "name": "OwnTracks (Android, iPhone)",
             "fields": [("URL", owntracks_url)] + (
-                [("Encryption key", secret)] if secret else []),
+                [(_("Encryption key"), secret)] if secret else []),
             "qr": {"text": owntracks_config_link(owntracks_url, secret),
-                   "label": "Scan with the phone's camera: OwnTracks opens and sets "
-                            "itself up."},
+                   "label": _("Scan with the phone's camera: OwnTracks opens and sets "
+                              "itself up.")},
             "steps": [
-                "On Android, first allow it: in OwnTracks open Preferences, then Remote "
-                "Control, and switch on “Allow external configuration”.",
-                "Scan the QR code with the phone's camera and accept the import. "
-                "Or by hand: Preferences, Connection, Mode: choose HTTP; paste the URL "
-                "above into URL (Host on iPhone); leave user name and password empty.",
-                "Leave the encryption key empty, unless you set a secret for this device "
-                "below (Preferences, Advanced, Encryption key).",
-                "The others in this room who share appear under Friends.",
+                _("On Android, first allow it: in OwnTracks open Preferences, then Remote "
+                  "Control, and switch on “Allow external configuration”."),
+                _("Scan the QR code with the phone's camera and accept the import. "
+                  "Or by hand: Preferences, Connection, Mode: choose HTTP; paste the URL "
+                  "above into URL (Host on iPhone); leave user name and password empty."),
+                _("Leave the encryption key empty, unless you set a secret for this device "
+                  "below (Preferences, Advanced, Encryption key)."),
+                _("The others in this room who share appear under Friends."),
             ],
             "check": check,
         },
         {
             "id": "traccar",
             "name": "Traccar Client (Android, iPhone)",
-            "fields": [("Server URL", traccar_url), ("Device identifier", key)],
+            "fields": [(_("Server URL"), traccar_url), (_("Device identifier"), key)],
             "qr": {"text": f"{traccar_url}?{urlencode({'id': key})}",
-                   "label": "Scan it from Traccar Client's settings (the QR icon at the "
-                            "top): it fills in the server URL and the identifier."},
+                   "label": _("Scan it from Traccar Client's settings (the QR icon at the "
+                              "top): it fills in the server URL and the identifier.")},
             "steps": [
-                "Open Settings and tap the QR icon at the top, then scan the code. "
-                "Or type the server URL and replace the device identifier with the key.",
-                "Turn on Tracking on the main screen.",
+                _("Open Settings and tap the QR icon at the top, then scan the code. "
+                  "Or type the server URL and replace the device identifier with the key."),
+                _("Turn on Tracking on the main screen."),
             ],
             "check": check,
         },
         {
             "id": "osmand",
             "name": "OsmAnd (Android, iPhone)",
-            "fields": [("Web address", osmand_url)],
+            "fields": [(_("Web address"), osmand_url)],
             "qr": None,
             "steps": [
-                "Open this page on the phone and copy the web address.",
-                "Menu, Plugins: switch on Trip recording. In its settings, open Online "
-                "tracking and paste the address into Web address. OsmAnd fills in the "
-                "parts in curly brackets itself: leave them as they are.",
-                "Switch on Online tracking and start a trip recording.",
+                _("Open this page on the phone and copy the web address."),
+                _("Menu, Plugins: switch on Trip recording. In its settings, open Online "
+                  "tracking and paste the address into Web address. OsmAnd fills in the "
+                  "parts in curly brackets itself: leave them as they are."),
+                _("Switch on Online tracking and start a trip recording."),
             ],
             "check": check,
         },
@@ -138,42 +139,42 @@ def phone_apps(base_url, key, device_name="Phone", secret=""):
             "fields": [("URL", gpslogger_url)],
             "qr": None,
             "steps": [
-                "Open this page on the phone and copy the URL.",
-                "Menu, Logging details, Log to custom URL: switch it on and paste the "
-                "URL. GPSLogger fills in the words that start with % itself.",
-                "HTTP method: GET. Leave the HTTP body and headers empty. Then start "
-                "logging.",
+                _("Open this page on the phone and copy the URL."),
+                _("Menu, Logging details, Log to custom URL: switch it on and paste the "
+                  "URL. GPSLogger fills in the words that start with % itself."),
+                _("HTTP method: GET. Leave the HTTP body and headers empty. Then start "
+                  "logging."),
             ],
             "check": check,
         },
         {
             "id": "hauk",
             "name": "Hauk (Android)",
-            "fields": [("Server", f"{base_url}/hauk/"), ("Password", key)],
+            "fields": [(_("Server"), f"{base_url}/hauk/"), (_("Password"), key)],
             "qr": None,
             "steps": [
-                "On Hauk's start screen enter the server and the password above (the "
-                "password is this device's key). Leave the user name empty.",
-                "Pick how long to share and tap Start sharing. Leave “password "
-                "protect” (end-to-end encryption) off: geoshare must read the "
-                "position to show it. Group shares are not available here.",
-                "Tap Stop sharing when you are done: your marker goes from the map.",
+                _("On Hauk's start screen enter the server and the password above (the "
+                  "password is this device's key). Leave the user name empty."),
+                _("Pick how long to share and tap Start sharing. Leave “password "
+                  "protect” (end-to-end encryption) off: geoshare must read the "
+                  "position to show it. Group shares are not available here."),
+                _("Tap Stop sharing when you are done: your marker goes from the map."),
             ],
             "check": check,
         },
         {
             "id": "overland",
             "name": "Overland (iPhone)",
-            "fields": [("Receiver endpoint", overland_url), ("Access token", key),
-                       ("Device ID", device_name)],
+            "fields": [(_("Receiver endpoint"), overland_url), (_("Access token"), key),
+                       (_("Device ID"), device_name)],
             "qr": {"text": overland_setup_link(overland_url, key, device_name),
-                   "label": "Scan with the iPhone's camera: Overland opens and saves the "
-                            "endpoint and token."},
+                   "label": _("Scan with the iPhone's camera: Overland opens and saves the "
+                              "endpoint and token.")},
             "steps": [
-                "Scan the QR code with the camera and open it in Overland. Or in "
-                "Overland's settings tap Receiver Endpoint and enter the endpoint, the "
-                "access token and the device ID above.",
-                "Set Tracking to on, and Send Interval to a few seconds or minutes.",
+                _("Scan the QR code with the camera and open it in Overland. Or in "
+                  "Overland's settings tap Receiver Endpoint and enter the endpoint, the "
+                  "access token and the device ID above."),
+                _("Set Tracking to on, and Send Interval to a few seconds or minutes."),
             ],
             "check": check,
         },
@@ -183,7 +184,8 @@ def phone_apps(base_url, key, device_name="Phone", secret=""):
 def _with_qr(apps):
     for app in apps:
         if app["qr"] is not None:
-            app["qr"]["svg"] = qr_svg(app["qr"]["text"], f"QR code for {app['name']}")
+            app["qr"]["svg"] = qr_svg(app["qr"]["text"],
+                                      _("QR code for %(app)s") % {"app": app["name"]})
     return apps
 
 
@@ -229,7 +231,7 @@ def connect_phone(request, room_id):
                                                     name=request.POST.get("name", ""))
             except ValueError as exc:  # an empty name, or too many devices
                 error = str(exc) if str(exc) != "a name is required" else (
-                    "Give the device a name, such as “Phone” or “Car”.")
+                    _("Give the device a name, such as “Phone” or “Car”."))
         elif action in ("rotate", "remove", "secret"):
             device = _device_of(member, request.POST.get("device"))
             if device is None:
@@ -238,7 +240,8 @@ def connect_phone(request, room_id):
                 shown, key = device, services.device_rotate_key(device=device)
             elif action == "remove":
                 services.device_revoke(device=device)
-                notice = f"“{device.name}” is removed: its key no longer works."
+                notice = _("“%(name)s” is removed: its key no longer works.") % {
+                    "name": device.name}
             else:
                 try:
                     services.device_set_secret(device=device,
@@ -246,10 +249,12 @@ def connect_phone(request, room_id):
                 except ValueError as exc:
                     error = str(exc)
                 else:
-                    notice = (f"The OwnTracks encryption key of “{device.name}” is "
-                              + ("set: enter the same one in OwnTracks (Preferences, "
-                                 "Advanced, Encryption key)." if device.secret
-                                 else "cleared: clear it in OwnTracks too."))
+                    notice = (_("The OwnTracks encryption key of “%(name)s” is set: enter "
+                                "the same one in OwnTracks (Preferences, Advanced, "
+                                "Encryption key).") if device.secret
+                              else _("The OwnTracks encryption key of “%(name)s” is "
+                                     "cleared: clear it in OwnTracks too.")) % {
+                                         "name": device.name}
         else:
             return _bad("action", "must be add, rotate, remove or secret")
     if key is not None:

@@ -220,7 +220,7 @@ def room_manage(request, room_id):
                 except services.TooManyInvites as exc:
                     invite_form.add_error(None, str(exc))
                 else:
-                    messages.success(request, "Invite created.")
+                    messages.success(request, _("Invite created."))
                     return redirect("room_manage", room_id=room_id)
         elif action == "revoke":
             invite_pk = _posted_id(request, "invite")
@@ -229,7 +229,7 @@ def room_manage(request, room_id):
             invite = Invite.objects.filter(room=room, pk=invite_pk).first()
             if invite is not None:
                 services.invite_revoke(invite=invite)
-                messages.success(request, "Invite revoked; its members were removed.")
+                messages.success(request, _("Invite revoked; its members were removed."))
             return redirect("room_manage", room_id=room_id)
         elif action == "label":
             invite_pk = _posted_id(request, "invite")
@@ -239,7 +239,7 @@ def room_manage(request, room_id):
             if invite is not None:
                 services.invite_set_label(invite=invite,
                                           label=request.POST.get("label", "")[:200])
-                messages.success(request, "Label saved.")
+                messages.success(request, _("Label saved."))
             return redirect("room_manage", room_id=room_id)
         elif action == "remove":
             member_pk = _posted_id(request, "member")
@@ -252,10 +252,11 @@ def room_manage(request, room_id):
             if target is not None:
                 replaced = services.member_remove(member=target, replace_invite=True)
                 if replaced:
-                    messages.success(request, f"{target.name} was removed; the invite link "
-                                              "they used was replaced by a new one.")
+                    messages.success(request, _(
+                        "%(name)s was removed; the invite link they used was replaced by "
+                        "a new one.") % {"name": target.name})
                 else:
-                    messages.success(request, f"{target.name} was removed.")
+                    messages.success(request, _("%(name)s was removed.") % {"name": target.name})
             return redirect("room_manage", room_id=room_id)
         elif action == "retention":
             retention_form = RetentionForm(request.POST, prefix="retention")
@@ -263,7 +264,7 @@ def room_manage(request, room_id):
                 services.room_set_retention(
                     room=room, days=retention_form.cleaned_data["retention_days"]
                 )
-                messages.success(request, "History retention saved.")
+                messages.success(request, _("History retention saved."))
                 return redirect("room_manage", room_id=room_id)
         elif action == "visibility":
             visibility_form = HistoryVisibilityForm(request.POST, prefix="visibility")
@@ -272,7 +273,7 @@ def room_manage(request, room_id):
                     room=room,
                     visibility=visibility_form.cleaned_data["history_visibility"],
                 )
-                messages.success(request, "Who may see the history was saved.")
+                messages.success(request, _("Who may see the history was saved."))
                 return redirect("room_manage", room_id=room_id)
         elif action == "delete":
             services.room_delete(room=room)

@@ -38,6 +38,14 @@ def test_the_javascript_catalog_carries_the_scripts_strings():
     for text in ("共享我的位置", "正在跟随 %(name)s", "在线", "离线", "还剩 %s 分钟",
                  "还没有链接。", "已重新连接", "邀请链接已复制", "电量 %s%"):
         assert json.dumps(text) in body
+    # The marker card, the markers and the map (card.js, markers.js, map.js).
+    for text in ("浏览器或手机应用", "未共享", "定位时间", "精度", "停止跟随", "直到对方停止",
+                 "地图图块无法加载；位置仍会更新。"):
+        assert json.dumps(text) in body
+    # Places and history (places.js, history.js).
+    for text in ("%(member)s 到达了 %(place)s · %(time)s", "任何人", "无法保存提醒：%(error)s",
+                 "此范围内没有位置。", "正在加载…", "播放", "暂停"):
+        assert json.dumps(text) in body
 
 
 @pytest.mark.parametrize("path", ["/no/such/page/", "/r/nope/", "/join/nope/",
@@ -67,9 +75,39 @@ def test_join_not_member_sign_in_and_other_device_pages_in_chinese():
     assert "以 Olga 的身份登录" in signin
 
 
-def test_untranslated_pages_say_english_in_their_lang():
+def test_the_watch_gone_page_in_chinese_and_unchanged_in_english():
+    english = Client().get("/w/nope/")
+    text = english.content.decode()
+    assert english.status_code == 404 and '<html lang="en">' in text
+    assert "This link has ended" in text and "Ask them for a new one." in text
     page = Client().get("/w/nope/", **ZH).content.decode()
-    assert '<html lang="en">' in page and "/jsi18n/" not in page
+    assert '<html lang="zh-hans">' in page and '<script src="/jsi18n/"></script>' in page
+    assert "此链接已结束" in page and "链接已结束 · geoshare" in page
+    assert "请向对方要一个新的链接。" in page and "This link has ended" not in page
+
+
+def test_the_watch_page_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    _link, token = services.watch_link_create(member=owner, minutes=60)
+    response = Client().get(f"/w/{token}/")
+    english = response.content.decode()
+    assert response.status_code == 200 and '<html lang="en">' in english
+    for text in ("Shared location", "Waiting for a position…", "Connecting…",
+                 "Map of a shared location", "Live location · geoshare"):
+        assert text in english
+    page = Client().get(f"/w/{token}/", **ZH).content.decode()
+    assert '<html lang="zh-hans">' in page
+    assert page.index('<script src="/jsi18n/"></script>') < page.index('type="module"')
+    for text in ("共享的位置", "正在等待位置…", "正在连接…", "共享位置的地图", "实时位置 · geoshare"):
+        assert text in page
+    assert "Waiting for a position" not in page and "Shared location" not in page
+
+
+def test_the_watch_pages_script_strings_are_in_the_catalog():
+    body = Client().get("/jsi18n/", **ZH).content.decode()
+    for text in ("分享此链接的人已将其撤销。", "最后出现于 %(ago)s", "目前未共享位置",
+                 "正在重新连接…", "已结束"):
+        assert json.dumps(text) in body
 
 
 def test_the_map_page_in_chinese_and_unchanged_in_english():
@@ -107,6 +145,20 @@ def test_leaving_and_deleting_say_so_in_chinese_on_the_home_page():
     _as(client, owner)
     page = client.post(f"/r/{room.public_id}/leave/", follow=True, **ZH).content.decode()
     assert "房间“周末”及其所有数据已删除。" in page
+
+
+def test_the_owners_page_messages_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    bo, _key = services.member_create(room=room, name="Bo")
+    ana, _key = services.member_create(room=room, name="Ana")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    english = client.post(url, {"action": "remove", "member": bo.pk}, follow=True)
+    assert "Bo was removed." in english.content.decode()
+    page = client.post(url, {"action": "remove", "member": ana.pk}, follow=True, **ZH)
+    text = page.content.decode()
+    assert "Ana 已被移除。" in text and "was removed" not in text
 
 
 def test_the_language_switcher_is_on_every_page_and_sets_the_language():
@@ -175,3 +227,28 @@ def test_the_connect_page_in_chinese_and_unchanged_in_english():
     for text in ("“Phone”的密钥", "设备密钥", "新密钥和设置", "尚未上报", "成功了吗？", "移除"):
         assert text in added
     assert "Device key" not in added and "New key and setup" not in added
+
+
+def test_the_connect_pages_app_setup_in_chinese_and_unchanged_in_english():
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/connect/"
+    english = client.post(url, {"action": "add", "name": "Car"}).content.decode()
+    for text in ("Turn on Tracking on the main screen.", "Server URL", "Device identifier",
+                 "OwnTracks opens and sets itself up.",
+                 "Open this page on the phone and copy the web address.",
+                 "Receiver endpoint", "shows the time of its last report."):
+        assert text in english
+    page = client.post(url, {"action": "add", "name": "Phone"}, **ZH).content.decode()
+    for text in ("在主屏幕上打开 Tracking。", "服务器 URL", "设备标识符",
+                 "用手机相机扫描：OwnTracks 会打开并自动完成设置。",
+                 "在手机上打开此页面并复制网址。", "接收端点", "最后一次上报的时间",
+                 "Traccar Client (Android, iPhone)"):
+        assert text in page
+    for text in ("Turn on Tracking", "Server URL", "Receiver endpoint",
+                 "shows the time of its last report"):
+        assert text not in page
+    device = owner.devices.get(name="Phone")
+    removed = client.post(url, {"action": "remove", "device": device.pk}, **ZH)
+    assert "“Phone”已移除：它的密钥不再有效。" in removed.content.decode()

@@ -9,6 +9,8 @@ import {
   formatHeading,
   formatLeft,
   formatSpeed,
+  t,
+  tf,
 } from "./format.js";
 
 function row(label, value, className = "") {
@@ -61,39 +63,39 @@ export class MarkerCard {
       this.hide();
       return;
     }
-    const name = you ? `${member.name} (you)` : member.name;
+    const name = you ? tf("%(name)s (you)", { name: member.name }) : member.name;
     if (this.title.textContent !== name) this.title.textContent = name;
     const rows = [];
     // The wire does not say which device sent a fix: say only what is sure.
-    let device = member.online ? "a browser or a phone app" : "a phone app";
-    if (you) device = sendingHere ? "this browser" : "a phone app or another browser";
+    let device = member.online ? t("a browser or a phone app") : t("a phone app");
+    if (you) device = sendingHere ? t("this browser") : t("a phone app or another browser");
     if (position === undefined) {
-      rows.push(row("Position", "not sharing"));
+      rows.push(row(t("Position"), t("not sharing")));
     } else {
       const seen = position.seen ?? position.ts;
-      rows.push(row("Device", device, "card-device"));
-      rows.push(row("Fix", `${formatClock(position.ts)} (${formatAgo(now - seen)})`, "card-fix"));
+      rows.push(row(t("Device"), device, "card-device"));
+      rows.push(row(t("Fix"), `${formatClock(position.ts)} (${formatAgo(now - seen)})`, "card-fix"));
       if (Number.isFinite(position.accuracy)) {
-        rows.push(row("Accuracy", `± ${Math.round(position.accuracy)} m`, "card-accuracy"));
+        rows.push(row(t("Accuracy"), `± ${Math.round(position.accuracy)} m`, "card-accuracy"));
       }
       if (Number.isFinite(position.speed)) {
-        rows.push(row("Speed", formatSpeed(position.speed), "card-speed"));
+        rows.push(row(t("Speed"), formatSpeed(position.speed), "card-speed"));
       }
       if (Number.isFinite(position.heading)) {
-        rows.push(row("Heading", formatHeading(position.heading), "card-heading"));
+        rows.push(row(t("Heading"), formatHeading(position.heading), "card-heading"));
       }
       if (Number.isFinite(position.battery)) {
         const low = position.battery <= LOW_BATTERY ? " low-battery" : "";
-        rows.push(row("Battery", formatBattery(position.battery), `card-battery${low}`));
+        rows.push(row(t("Battery"), formatBattery(position.battery), `card-battery${low}`));
       }
     }
     if (member.sharing) {
       const left = formatLeft(member.sharing_until, now);
-      rows.push(row("Sharing", left || "until they stop", "card-left"));
+      rows.push(row(t("Sharing"), left || t("until they stop"), "card-left"));
     }
     this.facts.replaceChildren(...rows);
     this.follow.hidden = position === undefined;
-    this.follow.textContent = following ? "Stop following" : "Follow";
+    this.follow.textContent = following ? t("Stop following") : t("Follow");
     this.follow.setAttribute("aria-pressed", String(following));
   }
 }

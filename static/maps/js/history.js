@@ -19,6 +19,7 @@ import {
   positionAt,
   rangeFor,
 } from "./timeline.js";
+import { t, tf } from "./format.js";
 
 const LINES_PANE = "gsHistoryLines";
 const MARKERS_PANE = "gsHistoryMarkers";
@@ -193,13 +194,13 @@ export class HistoryMode {
   async load({ keepTime = false, fit = true } = {}) {
     const selection = this.selection();
     if (selection === null) {
-      this.setStatus("Pick a day, or a start before the end.");
+      this.setStatus(t("Pick a day, or a start before the end."));
       return;
     }
     this.pause();
     const zoom = this.map.getZoom();
     const ticket = ++this.request;
-    this.setStatus("Loading…");
+    this.setStatus(t("Loading…"));
     this.ui.gpx.href = `${this.options.gpxUrl}?${this.query(selection)}`;
     this.ui.geojson.href = `${this.options.geojsonUrl}?${this.query(selection)}`;
     let data;
@@ -211,7 +212,7 @@ export class HistoryMode {
       data = await response.json();
       if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     } catch (error) {
-      if (ticket === this.request) this.setStatus(`History could not load: ${error.message}`);
+      if (ticket === this.request) this.setStatus(tf("History could not load: %(error)s", { error: error.message }));
       return;
     }
     if (ticket !== this.request || !this.active) return;
@@ -280,12 +281,15 @@ export class HistoryMode {
     slider.step = "1000";
     slider.disabled = this.tracks.size === 0;
     this.ui.play.disabled = this.tracks.size === 0;
-    const total = [...this.tracks.values()].reduce((sum, t) => sum + t.points, 0);
+    const total = [...this.tracks.values()].reduce((sum, track) => sum + track.points, 0);
     if (this.tracks.size === 0) {
-      this.setStatus("No positions in this range.");
+      this.setStatus(t("No positions in this range."));
     } else {
-      const who = this.tracks.size === 1 ? "1 person" : `${this.tracks.size} people`;
-      this.setStatus(`${total.toLocaleString()} positions of ${who}; ${stays.length} ${stays.length === 1 ? "stay" : "stays"} (5 min or more within 50 m).`);
+      const who = this.tracks.size === 1 ? t("1 person") : tf("%(count)s people", { count: this.tracks.size });
+      const values = { positions: total.toLocaleString(), who, stays: stays.length };
+      this.setStatus(stays.length === 1
+        ? tf("%(positions)s positions of %(who)s; %(stays)s stay (5 min or more within 50 m).", values)
+        : tf("%(positions)s positions of %(who)s; %(stays)s stays (5 min or more within 50 m).", values));
     }
   }
 
@@ -358,7 +362,7 @@ export class HistoryMode {
     if (!this.data || this.tracks.size === 0) return;
     if (this.time >= this.data.until) this.seek(this.firstTime());
     this.playing = true;
-    this.ui.play.textContent = "Pause";
+    this.ui.play.textContent = t("Pause");
     this.ui.play.setAttribute("aria-pressed", "true");
     this.lastFrame = performance.now();
     const self = this;
@@ -380,7 +384,7 @@ export class HistoryMode {
     this.playing = false;
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
-    this.ui.play.textContent = "Play";
+    this.ui.play.textContent = t("Play");
     this.ui.play.setAttribute("aria-pressed", "false");
   }
 

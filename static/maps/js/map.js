@@ -1,6 +1,8 @@
 // The Leaflet map and its tiles. Leaflet is the classic script loaded before the
 // modules (global L, from django-leaflet's static files).
 
+import { t } from "./format.js";
+
 const WORLD_CENTER = [30, 10];
 const WORLD_ZOOM = 2;
 
@@ -12,7 +14,7 @@ function addOfflineNote(map) {
     onAdd() {
       const element = L.DomUtil.create("div", "tiles-offline-note");
       element.id = "tiles-offline";
-      element.textContent = "Map tiles could not load; positions still update.";
+      element.textContent = t("Map tiles could not load; positions still update.");
       return element;
     },
   });

@@ -3,6 +3,8 @@
 // created once and then moved with setLatLng (animated between fixes), never
 // re-created; it is removed when its member stops sharing.
 
+import { tf } from "./format.js";
+
 const MOVE_MS = 700;
 
 function easeOut(t) {
@@ -40,7 +42,7 @@ function buildIcon(member, you) {
 function paint(parts, member) {
   parts.root.style.setProperty("--member-color", member.color || "#2563eb");
   // My own marker says so: "Ana (you)", with a ring of its own (map.css .is-you).
-  parts.name.textContent = parts.you ? `${member.name ?? "?"} (you)` : (member.name ?? "?");
+  parts.name.textContent = parts.you ? tf("%(name)s (you)", { name: member.name ?? "?" }) : (member.name ?? "?");
 }
 
 export class MarkerLayer {

@@ -4,6 +4,8 @@
 // alert is chosen here, on the member's own page, from the rules they stored
 // (GET/PUT /api/rooms/<room>/alerts), so nobody who did not ask is shown an alert.
 
+import { t, tf } from "./format.js";
+
 const FEED_MAX = 50;
 const DEFAULT_RADIUS_M = 100;
 
@@ -24,8 +26,9 @@ export function ruleMatches(rule, event) {
 
 // The feed's line for an event, given names: "Ana arrived at School · 14:02".
 export function describeEvent(event, memberName, placeName) {
-  const verb = event.kind === "enter" ? "arrived at" : "left";
-  return `${memberName} ${verb} ${placeName} · ${timeOf(event.ts)}`;
+  const values = { member: memberName, place: placeName, time: timeOf(event.ts) };
+  return event.kind === "enter" ? tf("%(member)s arrived at %(place)s · %(time)s", values)
+    : tf("%(member)s left %(place)s · %(time)s", values);
 }
 
 export class Places {
@@ -157,7 +160,7 @@ export class Places {
         button.type = "button";
         button.className = "link-button";
         button.dataset.place = String(place.id);
-        button.textContent = "Delete";
+        button.textContent = t("Delete");
         item.append(" ", button);
       }
       list.append(item);
@@ -207,7 +210,7 @@ export class Places {
       this.el.name.value = "";
       this.stopPicking();
     } catch (error) {
-      this.onMessage(`Could not make the place: ${error.message}`);
+      this.onMessage(tf("Could not make the place: %(error)s", { error: error.message }));
     }
   }
 
@@ -215,7 +218,7 @@ export class Places {
     try {
       await this.request(`/places/${id}`, "DELETE");
     } catch (error) {
-      this.onMessage(`Could not delete the place: ${error.message}`);
+      this.onMessage(tf("Could not delete the place: %(error)s", { error: error.message }));
     }
   }
 
@@ -224,7 +227,7 @@ export class Places {
   addEvent(event) {
     const place = this.places.get(event.place);
     const text = describeEvent(event, this.memberName(event.member),
-                               place ? place.name : "a place");
+                               place ? place.name : t("a place"));
     const alert = event.member !== this.me && this.rules.some((r) => ruleMatches(r, event));
     if (this.el.feed) {
       const item = document.createElement("li");
@@ -252,7 +255,7 @@ export class Places {
     try {
       this.rules = (await this.request("/alerts", "PUT", { rules })).rules;
     } catch (error) {
-      this.onMessage(`Could not save the alerts: ${error.message}`);
+      this.onMessage(tf("Could not save the alerts: %(error)s", { error: error.message }));
     }
     this.renderRules();
   }
@@ -298,9 +301,9 @@ export class Places {
       select.value = value;
       if (select.selectedIndex < 0) select.selectedIndex = 0;
     };
-    fill(alertMember, [["", "Anyone"], ...[...this.members().values()]
+    fill(alertMember, [["", t("Anyone")], ...[...this.members().values()]
       .filter((m) => m.id !== this.me).map((m) => [String(m.id), m.name])]);
-    fill(alertPlace, [["", "any place"], ...[...this.places.values()]
+    fill(alertPlace, [["", t("any place")], ...[...this.places.values()]
       .map((p) => [String(p.id), p.name])]);
     this.renderRules();
   }
@@ -310,16 +313,16 @@ export class Places {
     if (!list) return;
     list.replaceChildren();
     this.rules.forEach((rule, index) => {
-      const who = rule.member === null ? "Anyone" : this.memberName(rule.member);
-      const where = rule.place === null ? "any place"
-        : (this.places.get(rule.place)?.name ?? "a place");
+      const who = rule.member === null ? t("Anyone") : this.memberName(rule.member);
+      const where = rule.place === null ? t("any place")
+        : (this.places.get(rule.place)?.name ?? t("a place"));
       const item = document.createElement("li");
-      item.textContent = `${who} at ${where} `;
+      item.textContent = `${tf("%(who)s at %(where)s", { who, where })} `;
       const button = document.createElement("button");
       button.type = "button";
       button.className = "link-button";
       button.dataset.rule = String(index);
-      button.textContent = "Remove";
+      button.textContent = t("Remove");
       item.append(button);
       list.append(item);
     });

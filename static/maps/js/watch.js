@@ -2,15 +2,15 @@
 // seen and time left; nothing else of the room (docs/protocol.md, "Watch links").
 
 import { serverNow, syncClock } from "./clock.js";
-import { formatAgo } from "./format.js";
+import { formatAgo, t, tf } from "./format.js";
 import { createMap } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { RoomSocket } from "./socket.js";
 
 const config = JSON.parse(document.getElementById("geoshare-config").textContent);
 const ENDED = new Map([
-  [4403, "The person who shared this link revoked it."],
-  [4404, "This link has ended."],
+  [4403, t("The person who shared this link revoked it.")],
+  [4404, t("This link has ended.")],
 ]);
 
 const elements = {
@@ -73,8 +73,8 @@ function show(position) {
 
 function timeLeft(until) {
   const minutes = Math.max(0, Math.round((until - serverNow()) / 60000));
-  if (minutes < 60) return `${minutes} min left`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min left`;
+  if (minutes < 60) return t("%s min left").replace("%s", String(minutes));
+  return tf("%(hours)s h %(minutes)s min left", { hours: Math.floor(minutes / 60), minutes: minutes % 60 });
 }
 
 function render() {
@@ -82,12 +82,12 @@ function render() {
   const now = serverNow();
   if (state.position) {
     const seen = state.position.seen ?? state.position.ts;
-    parts.push(`Last seen ${formatAgo(now - seen)}`);
+    parts.push(tf("Last seen %(ago)s", { ago: formatAgo(now - seen) }));
     if (state.position.accuracy !== undefined) {
       parts.push(`±${Math.round(state.position.accuracy)} m`);
     }
   } else {
-    parts.push("Not sharing a position right now");
+    parts.push(t("Not sharing a position right now"));
   }
   if (state.member && state.member.sharing_until) parts.push(timeLeft(state.member.sharing_until));
   elements.status.textContent = parts.join(" · ");
@@ -104,10 +104,10 @@ function render() {
 function handleConnectionState(connection, detail) {
   elements.connection.dataset.state = connection;
   elements.connection.textContent = {
-    connecting: "Connecting…",
-    connected: "Live",
-    reconnecting: "Reconnecting…",
-    closed: "Ended",
+    connecting: t("Connecting…"),
+    connected: t("Live"),
+    reconnecting: t("Reconnecting…"),
+    closed: t("Ended"),
   }[connection];
   if (connection === "closed") {
     elements.notice.textContent = detail;
