@@ -143,10 +143,13 @@ class LocationConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.outbox is not None:
             self.outbox.stop()
-            self.hub.detach(self.outbox)
+            self._detach()
         if self._counted:
             self._counted = False
             registry().address_closed(self.address)
+
+    def _detach(self):
+        self.hub.detach(self.outbox)
 
     def _reply(self, frame):
         if self.outbox is not None:
@@ -340,16 +343,11 @@ class WatchConsumer(LocationConsumer):
             self._expiry = asyncio.get_running_loop().call_later(
                 delay, self.outbox.close_now, events.CLOSE_NO_ROOM)
 
-    async def disconnect(self, code):
+    def _detach(self):
         expiry = getattr(self, "_expiry", None)
         if expiry is not None:
             expiry.cancel()
-        if self.outbox is not None:
-            self.outbox.stop()
-            self.hub.detach_watcher(self.outbox)
-        if self._counted:
-            self._counted = False
-            registry().address_closed(self.address)
+        self.hub.detach_watcher(self.outbox)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.outbox is None or self.outbox.closing or self._flooding():
