@@ -23,6 +23,8 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 from maps import metrics  # noqa: E402
 from maps.demo import demo_walker  # noqa: E402
 from maps.history import history_writer  # noqa: E402
+from maps.ingest.front import front  # noqa: E402
+from maps.keycache import listen as keys_listen  # noqa: E402
 from maps.maintenance import maintenance_loop  # noqa: E402
 from maps.routing import websocket_urlpatterns  # noqa: E402
 
@@ -39,7 +41,8 @@ def start_metrics_server():
 
 
 async def lifespan(scope, receive, send):
-    """ASGI lifespan: start the maintenance loop (and the metrics server, if asked for;
+    """ASGI lifespan: start the maintenance loop and the key cache's listener
+    (maps.keycache) (and the metrics server, if asked for;
     and the demo walker, maps.demo, unless ``GEOSHARE_DEMO_WALKER=0``); on shutdown,
     write buffered history.
 
@@ -48,7 +51,7 @@ async def lifespan(scope, receive, send):
     that cannot be bound fails the start (``lifespan.startup.failed``): uvicorn then
     exits instead of serving without the metrics it was asked for.
     """
-    maintenance = walker = metrics_server = None
+    maintenance = keys = walker = metrics_server = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -60,11 +63,12 @@ async def lifespan(scope, receive, send):
                             f"{settings.GEOSHARE['METRICS_PORT']}: {exc}"})
                 return
             maintenance = asyncio.get_running_loop().create_task(maintenance_loop())
+            keys = asyncio.get_running_loop().create_task(keys_listen())
             if settings.GEOSHARE["DEMO_WALKER"]:
                 walker = asyncio.get_running_loop().create_task(demo_walker())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            for task in (maintenance, walker):
+            for task in (maintenance, keys, walker):
                 if task is not None:
                     task.cancel()
             await history_writer().flush()
@@ -171,7 +175,8 @@ gc.set_threshold(50_000, 20, 100)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The phone doors skip Django's request handler (maps/ingest/front.py).
+        "http": front(django_asgi_app),
         "lifespan": lifespan,
         # Cookies only: the consumer reads the session once, to authenticate, and never
         # writes it, so Channels' session middleware (which wraps every send) is not used.

@@ -350,6 +350,13 @@ GEOSHARE = {
     "METRICS_TOKEN": env_str("GEOSHARE_METRICS_TOKEN", ""),
     "METRICS_PORT": env_int("GEOSHARE_METRICS_PORT", default=0),
     "METRICS_ADDR": env_str("GEOSHARE_METRICS_ADDR", "127.0.0.1"),
+    # How long a process trusts a device key it looked up without hearing of a change
+    # in the key's room (maps/keycache.py): the longest a revoked key can keep working
+    # on a process that missed the channel-layer message.
+    "KEY_CACHE_S": env_int("GEOSHARE_KEY_CACHE_S", default=10),
+    # Phone doors (/ingest/, /hauk/api/) served by their own ASGI front instead of
+    # Django's request handler and middleware (maps/ingest/front.py); 0 for the latter.
+    "INGEST_FRONT": env_bool("GEOSHARE_INGEST_FRONT", default=True),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

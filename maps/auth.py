@@ -24,11 +24,13 @@ import binascii
 import functools
 import hashlib
 import ipaddress
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
@@ -37,8 +39,8 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import events, metrics, selectors
-from .models import HistoryVisibility, Member, Role
+from . import events, keycache, metrics, selectors
+from .models import HistoryVisibility, Member, Role, hash_key
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
 # Device keys are 26 characters (32 before devices); anything much longer is not one
@@ -124,6 +126,79 @@ def retry_after(bucket):
     return max(1, int(window - time.time() % window + 0.999))
 
 
+class _Counts:
+    """The limiter's counters: Django's cache, or this process's memory when that is
+    what the cache is anyway (``LocMemCache``, one process: the embedded default).
+
+    Both count per ``(bucket, ident)`` in windows of ``window`` seconds aligned to the
+    clock. The in-process counters skip the cache's key hashing, validation and
+    pickling, which on the phone doors cost more than the rest of the limiter.
+    """
+
+    def __init__(self):
+        self._local = {}  # (bucket, ident) -> (window index, count)
+        self._lock = threading.Lock()
+
+    def clear(self):
+        """Forget every count (tests start from none)."""
+        with self._lock:
+            self._local.clear()
+
+    def add(self, bucket, ident, window, count):
+        """Add ``count`` (may be negative) to the current window; return its total."""
+        if not _cache_in_process():
+            return self._cache_add(bucket, ident, window, count)
+        index = int(time.time() // window)
+        key = (bucket, ident)
+        with self._lock:
+            found = self._local.get(key)
+            total = count + (found[1] if found is not None and found[0] == index else 0)
+            if found is None and len(self._local) >= _LOCAL_COUNTS_PRUNE_AT:
+                self._prune()
+            self._local[key] = (index, total)
+        return total
+
+    def peek(self, bucket, ident, window):
+        """Return the current window's total without counting."""
+        if not _cache_in_process():
+            return cache.get(_limit_key(bucket, ident, window)) or 0
+        found = self._local.get((bucket, ident))
+        return found[1] if found is not None and found[0] == int(time.time() // window) else 0
+
+    def _prune(self):
+        now = time.time()
+        windows = {bucket: window for bucket, (_allowed, window)
+                   in geoshare_setting("RATE_LIMITS").items()}
+        for key, (index, _count) in list(self._local.items()):
+            window = windows.get(key[0])
+            if window is None or index != int(now // window):
+                del self._local[key]
+
+    @staticmethod
+    def _cache_add(bucket, ident, window, count):
+        key = _limit_key(bucket, ident, window)
+        if count > 0 and cache.add(key, count, timeout=window + 1):
+            return count
+        try:
+            return cache.incr(key, count)
+        except ValueError:  # expired between add and incr
+            if count <= 0:
+                return 0
+            cache.add(key, count, timeout=window + 1)
+            return count
+
+
+# Past this many counters in memory, those of past windows are dropped.
+_LOCAL_COUNTS_PRUNE_AT = 50_000
+counts = _Counts()
+
+
+def _cache_in_process():
+    """Return whether Django's default cache lives in this process (no I/O to wait for)."""
+    return settings.CACHES["default"]["BACKEND"] == (
+        "django.core.cache.backends.locmem.LocMemCache")
+
+
 def limit_hit(bucket, ident, count=1):
     """Count ``count`` events of ``bucket`` for ``ident``; return whether still allowed.
 
@@ -132,15 +207,7 @@ def limit_hit(bucket, ident, count=1):
     does not help.
     """
     allowed, window = limit(bucket)
-    key = _limit_key(bucket, ident, window)
-    if cache.add(key, count, timeout=window + 1):
-        return metrics.allowed(bucket, count <= allowed)
-    try:
-        total = cache.incr(key, count)
-    except ValueError:  # expired between add and incr
-        cache.add(key, count, timeout=window + 1)
-        total = count
-    return metrics.allowed(bucket, total <= allowed)
+    return metrics.allowed(bucket, counts.add(bucket, ident, window, count) <= allowed)
 
 
 def limit_take(bucket, ident, count=1):
@@ -153,16 +220,8 @@ def limit_take(bucket, ident, count=1):
     if count > allowed:
         metrics.refused(bucket)
         return False
-    key = _limit_key(bucket, ident, window)
-    if cache.add(key, count, timeout=window + 1):
-        return True
-    try:
-        total = cache.incr(key, count)
-    except ValueError:
-        cache.add(key, count, timeout=window + 1)
-        return True
-    if total > allowed:
-        cache.decr(key, count)
+    if counts.add(bucket, ident, window, count) > allowed:
+        counts.add(bucket, ident, window, -count)
         metrics.refused(bucket)
         return False
     return True
@@ -171,7 +230,7 @@ def limit_take(bucket, ident, count=1):
 def limit_blocked(bucket, ident):
     """Return whether ``ident`` is over the limit of ``bucket`` (without counting)."""
     allowed, window = limit(bucket)
-    return (cache.get(_limit_key(bucket, ident, window)) or 0) > allowed
+    return counts.peek(bucket, ident, window) > allowed
 
 
 # -- members -------------------------------------------------------------------------------
@@ -404,6 +463,27 @@ def basic_password(request):
 _key_member = database_sync_to_async(key_member)
 
 
+async def akey_member(key, address, *, key_hash=None):
+    """:func:`key_member` from the event loop, answered from memory when it can be.
+
+    A key this process looked up in the last ``GEOSHARE["KEY_CACHE_S"]`` seconds, with
+    nothing changed in its room since (:mod:`maps.keycache`), needs no query. Wrong
+    keys always go to the database, and count against ``address`` there.
+    """
+    if key_hash is None:
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return await _key_member(key, address)
+        key_hash = hash_key(key)
+    cached = keycache.keys.get(key_hash)
+    if cached is not None:
+        return cached
+    generation = keycache.keys.generation
+    member = await _key_member(None, address, key_hash=key_hash)
+    if member is not None and member is not BLOCKED:
+        keycache.keys.put(key_hash, member, generation)
+    return member
+
+
 def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
     """Decorate an async ingest view with the one prologue: size, key, rate, role.
 
@@ -434,7 +514,7 @@ def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
                     raise Refused(claim.missing_status or claim.unknown_status,
                                   f"{claim.field or 'a key'} (the device key) is required",
                                   claim.field, claim.headers)
-                member = await _key_member(claim.key, address, key_hash=claim.key_hash)
+                member = await akey_member(claim.key, address, key_hash=claim.key_hash)
                 if member is BLOCKED:
                     raise Refused(429, "too many wrong device keys from this address; "
                                   "wait a minute",
@@ -452,9 +532,20 @@ def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
             except Refused as exc:
                 return refuse(exc)
 
+        # Served by the phone doors' own front (maps.ingest.front); functools.wraps
+        # carries the mark to the decorators outside this one.
+        door.ingest_door = True
         return door
 
     return decorator
+
+
+async def in_cache_thread(function, *args):
+    """Call a limiter ``function`` from the event loop: directly when the cache is in
+    this process (a dict and a lock: microseconds), else in a worker thread (Redis)."""
+    if _cache_in_process():
+        return function(*args)
+    return await sync_to_async(function, thread_sensitive=False)(*args)
 
 
 def limit_take_positions(member_id, count):

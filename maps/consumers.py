@@ -12,7 +12,6 @@ import time
 from urllib.parse import parse_qs
 
 import orjson
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -32,7 +31,6 @@ MAX_SHARE_MS = 30 * 86_400_000
 # Positions a socket takes from its member's budget at a time.
 BUDGET_CHUNK = 20
 
-_take_budget = sync_to_async(auth.limit_take_positions, thread_sensitive=False)
 
 
 class LocationConsumer(AsyncWebsocketConsumer):
@@ -287,7 +285,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         """
         if self._budget <= 0:
             for chunk in (BUDGET_CHUNK, 1):
-                if await _take_budget(self.member.id, chunk):
+                if await auth.in_cache_thread(auth.limit_take_positions, self.member.id, chunk):
                     self._budget = chunk
                     break
             else:

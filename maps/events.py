@@ -392,6 +392,16 @@ class RoomSync(TypedDict):
     stopped: list[list[int]]
 
 
+class KeysForget(TypedDict):
+    """Every process forgets the device keys it keeps of room ``room`` (maps.keycache).
+
+    Sent to the group ``geoshare.keys``, not to the room's.
+    """
+
+    type: Literal["keys.forget"]
+    room: int
+
+
 ROOM_EVENTS = {
     "room.fix": RoomFix,
     "room.stop": RoomStop,
@@ -409,6 +419,8 @@ ROOM_EVENTS = {
     "room.hello": RoomHello,
     "room.sync": RoomSync,
 }
+# Channel-layer messages that are not for a room's hubs.
+PROCESS_EVENTS = {"keys.forget": KeysForget}
 
 
 def room_fix(position):
@@ -473,6 +485,10 @@ def room_sync(hub, online, positions, stopped):
             "stopped": stopped}
 
 
+def keys_forget(room_pk):
+    return {"type": "keys.forget", "room": room_pk}
+
+
 # -- shape checking (tests) -----------------------------------------------------------------
 
 
@@ -491,9 +507,10 @@ def check_frame(frame):
 def check_room_event(message):
     """Check a channel-layer room event against its TypedDict; raise :class:`ShapeError`."""
     kind = message.get("type") if type(message) is dict else None
-    if kind not in ROOM_EVENTS:
+    expected = ROOM_EVENTS.get(kind) or PROCESS_EVENTS.get(kind)
+    if expected is None:
         raise ShapeError(f"unknown room event {kind!r}")
-    _check(ROOM_EVENTS[kind], message, kind)
+    _check(expected, message, kind)
 
 
 def _check(expected, value, where):

@@ -18,7 +18,7 @@ import time
 import weakref
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 
 from . import metrics, places
 from .models import LivePosition, Member, Place, PlaceEvent, PlaceState, Position, Room
@@ -291,8 +291,7 @@ def evaluate_places(batch, rooms):
     if not room_ids:
         return []
     circles = {}
-    for pk, room_id, lat, lon, radius in Place.objects.filter(
-            room_id__in=room_ids).values_list("pk", "room_id", "lat", "lon", "radius"):
+    for pk, room_id, lat, lon, radius in _room_places(room_ids):
         circles.setdefault(room_id, []).append((pk, places.Circle(lat, lon, radius)))
     if not circles:
         return []
@@ -327,6 +326,25 @@ def evaluate_places(batch, rooms):
     if not created:
         return []
     return place_events_insert(created)
+
+
+def _room_places(room_ids):
+    """Return ``[(place id, room id, lat, lon, radius)]`` of the rooms ``room_ids``.
+
+    Plain SQL: it runs for every batch, and most rooms have no places; the ORM's
+    query building cost more than the query (make bench, phone ingest).
+    """
+    quote = connection.ops.quote_name
+    table = quote(Place._meta.db_table)
+    found = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(room_ids), 500):
+            chunk = room_ids[start:start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT id, room_id, lat, lon, radius FROM {table} "
+                           f"WHERE room_id IN ({marks})", chunk)
+            found.extend(cursor.fetchall())
+    return found
 
 
 def place_events_insert(created):
@@ -418,12 +436,34 @@ def _executor():
 
 
 def _write_batch_in_thread(batch, persisted, place_events):
-    # As database_sync_to_async does: no connection outlives its usefulness.
-    close_old_connections()
+    """Write a batch on the history thread's own connection, kept open between batches.
+
+    Opening a connection per batch (``CONN_MAX_AGE = 0`` as database_sync_to_async
+    applies it) cost more than the batch at thousands of phone positions a second
+    (PostgreSQL: a new backend each time). The one thread keeps one connection; it is
+    closed, and opened again by the next batch, after an error that left it unusable.
+    """
+    global _last_batch
+    now = time.monotonic()
+    if connection.connection is not None and (
+            connection.errors_occurred or now - _last_batch > IDLE_CHECK_S):
+        # As Django's CONN_HEALTH_CHECKS: a server restart or an idle timeout may have
+        # closed it meanwhile.
+        if not connection.is_usable():
+            connection.close()
+        connection.errors_occurred = False
+    _last_batch = now
     try:
         return write_batch(batch, persisted, place_events)
-    finally:
-        close_old_connections()
+    except Exception:
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+        raise
+
+
+# The history thread checks its connection when it was idle this long (seconds).
+IDLE_CHECK_S = 30
+_last_batch = 0.0
 
 
 _writers = weakref.WeakKeyDictionary()

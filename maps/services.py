@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import events, places, selectors
+from . import events, keycache, places, selectors
 from .auth import may_publish
 from .fixes import now_ms
 from .history import history_writer
@@ -193,8 +193,16 @@ def shares_expire(*, now=None):
 
 
 async def room_event_send(room_pk, event):
-    """Send a room event (a :mod:`maps.events` builder's dict) to the room's hubs."""
-    await get_channel_layer().group_send(events.room_group(room_pk), event)
+    """Send a room event (a :mod:`maps.events` builder's dict) to the room's hubs.
+
+    An event that changes what the doors rely on (a share, a member, a key) makes
+    every process load the room's device keys again (:mod:`maps.keycache`).
+    """
+    layer = get_channel_layer()
+    forget = keycache.room_changed(room_pk, event["type"])
+    await layer.group_send(events.room_group(room_pk), event)
+    if forget is not None:
+        await layer.group_send(keycache.GROUP, forget)
 
 
 # -- rooms, invites, members ----------------------------------------------------------
@@ -430,12 +438,32 @@ def device_set_secret(*, device, secret):
         raise ValueError(f"The secret may be at most {SECRET_MAX_BYTES} bytes long.")
     device.secret = secret
     device.save(update_fields=["secret"])
+    _keys_changed(device.member.room_id)
     return device
+
+
+def _keys_changed(room_pk):
+    """Make every process load room ``room_pk``'s device keys again, after the commit."""
+
+    def send():
+        forget = keycache.room_changed(room_pk)
+        try:
+            async_to_sync(get_channel_layer().group_send)(keycache.GROUP, forget)
+        except Exception:  # the keys still expire (KEY_CACHE_S)
+            log.warning("room %s: other processes not told of a key change", room_pk)
+
+    transaction.on_commit(send)
 
 
 # A device's last report is shown to the minute; writing it more often costs a write
 # per position for nothing.
 DEVICE_SEEN_EVERY_S = 5
+
+
+def device_seen_due(device, at=None):
+    """Return whether :func:`device_seen` would write (no database access)."""
+    return device.last_seen is None or ((at or timezone.now()) - device.last_seen
+                                        ).total_seconds() >= DEVICE_SEEN_EVERY_S
 
 
 def device_seen(*, device, at=None):
@@ -444,8 +472,7 @@ def device_seen(*, device, at=None):
     Skipped when the stored time is less than :data:`DEVICE_SEEN_EVERY_S` old.
     """
     at = at or timezone.now()
-    if device.last_seen is not None and (at - device.last_seen).total_seconds() < (
-            DEVICE_SEEN_EVERY_S):
+    if not device_seen_due(device, at):
         return
     device.last_seen = at
     Device.objects.filter(pk=device.pk).update(last_seen=at)
@@ -696,7 +723,10 @@ def _room_event(room_pk, message):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            forget = keycache.room_changed(room_pk, message["type"])
             async_to_sync(layer.group_send)(events.room_group(room_pk), message)
+            if forget is not None:
+                async_to_sync(layer.group_send)(keycache.GROUP, forget)
         else:  # pragma: no cover - sync services are not called on the loop thread
             raise RuntimeError("call room services through database_sync_to_async")
 

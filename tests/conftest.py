@@ -31,9 +31,13 @@ def _fresh_rate_limits():
     """Rate-limit counters live in the cache; each test starts from none."""
     from django.core.cache import cache
 
+    from maps.auth import counts
+
     cache.clear()
+    counts.clear()
     yield
     cache.clear()
+    counts.clear()
 
 
 @pytest.fixture

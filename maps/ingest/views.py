@@ -10,7 +10,6 @@ request is valid and fits the member's position budget
 (:func:`maps.auth.positions_allowed`), and the member's share is not ended.
 """
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core import signing
 from django.http import HttpResponse, JsonResponse, QueryDict
@@ -26,6 +25,7 @@ from ..services import (
     amember_stop_sharing,
     ashare_start,
     device_seen,
+    device_seen_due,
     place_events_announce,
     place_transition_record,
     places_for_device,
@@ -35,7 +35,6 @@ from ..services import (
 from . import gpslogger, hauk, osmand, overland, owntracks
 from .common import load_json
 
-_positions_allowed = sync_to_async(auth.positions_allowed, thread_sensitive=False)
 _device_seen = database_sync_to_async(device_seen)
 
 
@@ -66,7 +65,7 @@ async def _publish(caller, fixes):
     gate = auth.share_gate(caller.member.share_state())
     if gate == "refuse":
         return
-    await _positions_allowed(caller.ref.id, len(fixes))
+    await auth.in_cache_thread(auth.positions_allowed, caller.ref.id, len(fixes))
     try:
         if gate == "start":
             await ashare_start(member=caller.ref)
@@ -76,7 +75,7 @@ async def _publish(caller, fixes):
     except StoreFailed:
         raise auth.Refused(503, "the positions could not be stored; send them again",
                            headers={"Retry-After": "5"}) from None
-    if caller.device is not None:
+    if caller.device is not None and device_seen_due(caller.device):
         await _device_seen(device=caller.device)
 
 
@@ -440,3 +439,6 @@ async def hauk_unsupported(request, name):
     """Other Hauk endpoints (``adopt.php``, ``new-link.php``, ...): a clear line."""
     return hauk_lines(f"geoshare does not offer Hauk's {name}.php: only sharing your "
                       "own location alone")
+
+
+hauk_unsupported.ingest_door = True  # served by maps.ingest.front, as the doors are

@@ -1,0 +1,184 @@
+"""What a device key names, kept in memory so that a phone's request needs no query.
+
+Every phone request names its device by key; looking the key up is one indexed query,
+which on the ingest path cost a hop to a database thread per request (about a fifth of
+the server's time in ``make bench``'s ingest, docs/benchmarks.md). This process keeps
+the answer, the member with its room and device, per key hash, and forgets it:
+
+- at once in this process, and through the channel layer in every other, when
+  something a door relies on changes in the member's room: a share starts or ends
+  (``room.share``, ``room.stop``), a member is added, changed or removed
+  (``room.member``, ``room.kick``), a key is replaced or a device deleted
+  (``room.rekey``), the room is deleted (``room.deleted``), a device's OwnTracks
+  secret changes, the room's places change (``room.places``, which OwnTracks answers
+  carry). :func:`room_changed` is called by the services that send those events
+  (``maps.services.room_event_send`` and ``_room_event``), after the commit;
+- in any case ``GEOSHARE["KEY_CACHE_S"]`` seconds after it was loaded. That bounds how long a
+  revoked key can still work on a process that missed the message (the channel layer
+  was away, or the change was made by a process without it, as ``manage.py`` with the
+  in-memory layer): docs/security.md.
+
+A timed share's end needs no message: the cached member's ``share_state()`` compares
+its end time with the clock, as the database row would.
+
+Loads that raced a change are not kept: each forget bumps a generation and notes it
+for the room, and a load of that room started under an older generation is used for
+its own request but not cached. Wrong
+keys are never cached (they count against the address instead, maps.auth).
+"""
+
+import asyncio
+import logging
+import threading
+import time
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import events
+
+log = logging.getLogger(__name__)
+
+# The channel-layer group every process listens to for changes (maps.keycache.listen).
+GROUP = "geoshare.keys"
+# The room events after which a room's keys are loaded again.
+FORGETTING_EVENTS = frozenset({"room.share", "room.stop", "room.member", "room.kick",
+                               "room.rekey", "room.deleted", "room.places"})
+# How often the listener joins its group again (seconds).
+REJOIN_S = 60.0
+# At most this many keys are kept; past it the oldest are dropped.
+MAX_ENTRIES = 100_000
+
+
+class KeyCache:
+    """Key hash -> member (room and device loaded), per room, with a time to live.
+
+    Thread-safe: services forget from database threads, doors read on the loop.
+    """
+
+    def __init__(self, ttl_s=None, max_entries=MAX_ENTRIES):
+        self._ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.generation = 0
+        self._entries = {}  # key hash -> (member, loaded at (monotonic s))
+        self._rooms = {}  # room pk -> set of key hashes
+        self._forgotten = {}  # room pk -> the generation that last forgot it
+        self._cleared = 0  # the generation that last forgot everything
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._entries)
+
+    @property
+    def ttl_s(self):
+        """Seconds an entry is trusted: ``GEOSHARE["KEY_CACHE_S"]`` unless given."""
+        if self._ttl_s is not None:
+            return self._ttl_s
+        return settings.GEOSHARE.get("KEY_CACHE_S", 10)
+
+    def get(self, key_hash, now=None):
+        """Return the member cached for ``key_hash``, or ``None`` (unknown or expired)."""
+        found = self._entries.get(key_hash)
+        if found is None:
+            return None
+        member, loaded = found
+        if (now if now is not None else time.monotonic()) - loaded >= self.ttl_s:
+            return None
+        return member
+
+    def put(self, key_hash, member, generation):
+        """Keep ``member`` for ``key_hash`` unless something changed since ``generation``
+        (the value of :attr:`generation` when its load started); return whether kept."""
+        with self._lock:
+            if max(self._cleared, self._forgotten.get(member.room_id, 0)) > generation:
+                return False
+            if len(self._entries) >= self.max_entries and key_hash not in self._entries:
+                self._drop_oldest()
+            self._entries[key_hash] = (member, time.monotonic())
+            self._rooms.setdefault(member.room_id, set()).add(key_hash)
+            return True
+
+    def _drop_oldest(self):
+        oldest = sorted(self._entries.items(), key=lambda item: item[1][1])
+        for key_hash, (member, _loaded) in oldest[: max(1, len(oldest) // 10)]:
+            del self._entries[key_hash]
+            hashes = self._rooms.get(member.room_id)
+            if hashes is not None:
+                hashes.discard(key_hash)
+
+    def forget_room(self, room_pk):
+        """Forget every key of room ``room_pk`` (and any load under way)."""
+        with self._lock:
+            self.generation += 1
+            if len(self._forgotten) >= self.max_entries:
+                self._forgotten.clear()
+                self._cleared = self.generation
+            self._forgotten[room_pk] = self.generation
+            for key_hash in self._rooms.pop(room_pk, ()):
+                self._entries.pop(key_hash, None)
+
+    def clear(self):
+        """Forget everything."""
+        with self._lock:
+            self.generation += 1
+            self._cleared = self.generation
+            self._entries.clear()
+            self._rooms.clear()
+            self._forgotten.clear()
+
+
+keys = KeyCache()
+
+
+def room_changed(room_pk, event_type=None):
+    """Forget room ``room_pk``'s keys here and in every other process.
+
+    ``event_type`` is the room event being sent (``None``: always forget); events that
+    change nothing a door relies on (positions, presence) forget nothing. Synchronous
+    callers must call this after their transaction commits. Returns the message to
+    send to :data:`GROUP` (``None`` when there is nothing to forget): the caller sends
+    it with the event.
+    """
+    if event_type is not None and event_type not in FORGETTING_EVENTS:
+        return None
+    keys.forget_room(room_pk)
+    return events.keys_forget(room_pk)
+
+
+async def listen():
+    """Forget what other processes say changed; runs for the life of the process.
+
+    Started by the ASGI lifespan (geoshare.asgi). Reads :data:`GROUP` on its own
+    channel. While it cannot (the channel layer is away), entries still expire after
+    ``GEOSHARE["KEY_CACHE_S"]``; when it comes back everything is forgotten, since messages may have
+    been missed.
+    """
+    layer = get_channel_layer()
+    channel = None
+    while True:
+        try:
+            if channel is None:
+                channel = await layer.new_channel("keys.")
+                await layer.group_add(GROUP, channel)
+                keys.clear()
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), REJOIN_S)
+            except TimeoutError:
+                # Re-joining refreshes the group's expiry (the in-memory layer drops
+                # members after a day) and, after Redis restarted empty, subscribes again.
+                await layer.group_add(GROUP, channel)
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("key cache: channel layer away; keys expire after %ss", keys.ttl_s)
+            channel = None
+            keys.clear()
+            await asyncio.sleep(1)
+            continue
+        if message.get("type") == "keys.forget":
+            room = message.get("room")
+            if room is None:
+                keys.clear()
+            else:
+                keys.forget_room(room)

@@ -1,0 +1,123 @@
+"""The phone doors' own ASGI front (maps/ingest/front.py): the answers Django's handler
+and middleware gave, without them. Driven through the project's ASGI application."""
+
+import base64
+
+import orjson
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
+
+from geoshare.asgi import application
+from maps.history import history_writer
+from maps.ingest import front, osmand
+from maps.models import Position
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def call(path, *, method="GET", query=b"", body=b"", headers=(), host=b"testserver",
+               scheme="http", chunks=None):
+    """Send one HTTP request to the ASGI application; return ``(status, headers, body)``."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+        "method": method, "scheme": scheme, "path": path, "raw_path": path.encode(),
+        "query_string": query, "root_path": "",
+        "headers": [(b"host", host), *headers],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+    }
+    app = ApplicationCommunicator(application, scope)
+    parts = chunks or [body]
+    for i, part in enumerate(parts):
+        await app.send_input({"type": "http.request", "body": part,
+                              "more_body": i < len(parts) - 1})
+    start = await app.receive_output(10)
+    assert start["type"] == "http.response.start"
+    content = b""
+    while True:
+        message = await app.receive_output(10)
+        content += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await app.wait(10)
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, content
+
+
+async def test_a_phone_position_goes_through_the_front_and_is_stored(member, member_key):
+    status, headers, body = await call(
+        "/ingest/osmand/", query=f"id={member_key}&lat=46.05&lon=14.5".encode())
+    assert (status, body) == (200, b"")
+    assert headers["content-length"] == "0"
+    assert headers["x-content-type-options"] == "nosniff"  # SecurityMiddleware's
+    await history_writer().flush()
+    stored = await database_sync_to_async(list)(
+        Position.objects.filter(member=member).values_list("lat", "lon"))
+    assert stored == [(46.05, 14.5)]
+
+
+async def test_a_form_post_and_a_body_in_pieces_are_read_whole(member, member_key):
+    form = f"id={member_key}&lat=46.06&lon=14.51".encode()
+    status, _, _ = await call("/ingest/osmand/", method="POST", chunks=[form[:7], form[7:]],
+                              headers=[(b"content-type",
+                                        b"application/x-www-form-urlencoded")])
+    assert status == 200
+    await history_writer().flush()
+    assert await database_sync_to_async(
+        Position.objects.filter(member=member, lat=46.06).exists)()
+
+
+async def test_refusals_keep_each_doors_format(member_key, viewer_key):
+    status, _, body = await call("/ingest/osmand/", query=b"id=nobody&lat=1&lon=1")
+    assert status == 400 and orjson.loads(body)["field"] == "id"
+    auth = base64.b64encode(f"x:{viewer_key}".encode())
+    status, _, body = await call("/ingest/owntracks/", method="POST",
+                                 headers=[(b"authorization", b"Basic " + auth)],
+                                 body=b'{"_type":"location","lat":1,"lon":1,"tst":1}')
+    assert status == 403 and "viewer" in orjson.loads(body)["error"]
+    status, headers, body = await call("/hauk/api/create.php", method="POST",
+                                       body=b"pwd=wrong&dur=60&int=1")
+    assert status == 200 and body.startswith(b"Incorrect password!")
+    assert headers["x-hauk-version"]
+
+
+async def test_a_body_over_the_limit_is_refused_without_being_kept(member_key):
+    big = b"a=" + b"x" * (front.MAX_BODY + 10_000)
+    status, _, body = await call(
+        "/ingest/osmand/", method="POST", query=f"id={member_key}".encode(),
+        chunks=[big[:300_000], big[300_000:]],
+        headers=[(b"content-type", b"application/x-www-form-urlencoded")])
+    assert status == 413 and orjson.loads(body)["field"] == "body"
+
+
+async def test_another_host_is_refused(member_key):
+    status, _, body = await call("/ingest/osmand/", host=b"evil.example",
+                                 query=f"id={member_key}&lat=1&lon=1".encode())
+    assert status == 400 and b"host" in body
+
+
+async def test_plain_http_is_sent_to_https_when_the_site_says_so(member_key, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    status, headers, _ = await call("/ingest/osmand/",
+                                    query=f"id={member_key}&lat=1&lon=1".encode())
+    assert status == 301
+    assert headers["location"].startswith("https://testserver/ingest/osmand/")
+
+
+async def test_a_crash_in_a_door_is_a_500_in_json_and_logged(member_key, monkeypatch,
+                                                             caplog):
+    def broken(params):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(osmand, "parse_params", broken)
+    status, _, body = await call("/ingest/osmand/",
+                                 query=f"id={member_key}&lat=1&lon=1".encode())
+    assert status == 500 and orjson.loads(body) == {"error": "internal error; try again later"}
+    assert any("Internal Server Error" in r.getMessage() for r in caplog.records)
+
+
+async def test_other_paths_are_still_djangos(db):
+    status, headers, _ = await call("/ingest/nothing-here/")
+    assert status == 404 and headers["content-type"].startswith("text/html")
+    status, _, _ = await call("/healthz")
+    assert status == 200
