@@ -68,7 +68,7 @@ class Fix:
     device: str | None = None
 
     def from_device(self, name):
-        """Return this fix as sent by the device named ``name`` (``None``: a browser tab)."""
+        """Return this fix as sent by the device called ``name`` (``None``: browser)."""
         return replace(self, device=name)
 
     def to_wire(self, member_id, seen_ms):

@@ -264,9 +264,9 @@ def history_tracks(members, *, since, until, floor, full=True):
     Positions with ``since <= device_time < until`` (aware datetimes) that are newer
     than ``floor`` (:attr:`maps.auth.HistoryScope.floor`) by device and receive time,
     oldest first (device time, then id). ``full``: with altitude, speed, heading,
-    accuracy, battery and charging; else positions and times only (for drawing). Read per
-    member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time, id)
-    index, times as integers (:class:`EpochUs`), so memory holds rows, never model
+    accuracy, battery and charging; else positions and times only (for drawing). Read
+    per member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time,
+    id) index, times as integers (:class:`EpochUs`), so memory holds rows, never model
     instances.
     """
     from .tracks import Track

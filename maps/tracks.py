@@ -322,9 +322,9 @@ def track_feature(track, *, tolerance_m=None, extras=True):
     ``properties``: ``member`` (id), ``name``, ``color``, ``times`` (epoch ms, the
     coordinates' shape: a list, or a list per line), ``points`` (positions in the
     track); with ``extras`` also ``altitude``, ``speed``, ``heading``, ``accuracy``,
-    ``battery`` and ``charging`` (booleans) in the same shape (``null`` unknown). With ``tolerance_m`` the
-    lines are simplified for drawing (:func:`simplify_indices`). ``None`` for an
-    empty track.
+    ``battery`` and ``charging`` (booleans) in the same shape (``null`` unknown). With
+    ``tolerance_m`` the lines are simplified for drawing (:func:`simplify_indices`).
+    ``None`` for an empty track.
     """
     if not len(track):
         return None
@@ -412,8 +412,8 @@ def _ms_datetime(ms):
 
 
 def _extension(track, i):
-    """The ``<extensions>`` children of position ``i``: speed, course, accuracy, battery,
-    charging."""
+    """The ``<extensions>`` children of position ``i``: speed, course, accuracy,
+    battery, charging."""
     elements = []
     speed, heading = track.speed[i], track.heading[i]
     if speed is not None or heading is not None:

@@ -59,8 +59,7 @@ RACE = textwrap.dedent("""
     django.setup()
     from django.db import connection
     from maps import history
-    from maps import selectors, tracks
-from maps.fixes import Fix
+    from maps.fixes import Fix
     from maps.models import Member, Position
     from maps.services import member_create, member_remove, room_create
 

@@ -88,6 +88,9 @@ def unknown_if_zero(value):
     return None if value is None or value == 0 else value
 
 
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
 def text_bool(value):
     """Return a query-string flag as ``bool``: ``true``/``1`` and ``false``/``0`` (any
     case; a JSON ``true``/``false`` as it is), ``None`` for anything else.
@@ -103,11 +106,8 @@ def text_bool(value):
     return _FLAGS.get(value.strip().lower())
 
 
-_FLAGS = {"true": True, "1": True, "false": False, "0": False}
-
-
 def json_bool(value):
-    """Return a JSON ``true``/``false`` as it is, anything else (absent too) as ``None``."""
+    """Return a JSON ``true``/``false`` as it is; anything else (or absent): ``None``."""
     return value if type(value) is bool else None
 
 

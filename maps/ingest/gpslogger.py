@@ -4,8 +4,8 @@ Source: ``CustomUrlManager.getFormattedTextblock`` in https://github.com/mendhak
 (``gpslogger/src/main/java/com/mendhak/gpslogger/senders/customurl/CustomUrlManager.java``)
 and its test ``CustomUrlManagerTest.getFormattedUrl_WhenValuesMissing_UrlReturnsWhatsAvailable``,
 which shows a value GPSLogger lacks written as ``0.0`` (``acc=0.0``, ``battery=0.0``).
-``%ISCHARGING`` is ``String.valueOf`` of the phone's "battery charging" flag: ``true`` or
-``false``.
+``%ISCHARGING`` is ``String.valueOf`` of the phone's "battery charging" flag: ``true``
+or ``false``.
 """
 
 from .common import (

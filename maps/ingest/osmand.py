@@ -186,8 +186,8 @@ def parse_json(obj):
     - Traccar Client's object (Traccar's ``decodeJson``): ``{"device_id", "location":
       {"timestamp": ISO 8601, "coords": {"latitude", "longitude", "accuracy" (m),
       "speed" (m/s, -1 unknown), "heading" (degrees, -1 unknown), "altitude" (m)},
-      "battery": {"level": 0..1 (-1 unknown), "is_charging": true/false}}}``; ``location`` may
-      also be a list of such objects (the SDK's batch sync);
+      "battery": {"level": 0..1 (-1 unknown), "is_charging": true/false}}}``;
+      ``location`` may also be a list of such objects (the SDK's batch sync);
     - a list of flat objects with the query-string parameters of
       :func:`parse_osmand_params` (a batch queued while offline), all with the same
       ``id``.

@@ -76,8 +76,9 @@ def parse(obj):
     holds when its queue is long (not one of the batch), is read as one more. Units:
     degrees, m, m/s, degrees, ``battery_level`` 0..1 to percent; negative speed,
     course, accuracy and battery are unknown; ``battery_state`` ``charging`` and
-    ``full`` are charging, ``unplugged`` not, anything else unknown. Raises :class:`InvalidFix` naming the
-    field (``locations``, ``geometry``, ``coordinates``, ``timestamp``, ``speed``...).
+    ``full`` are charging, ``unplugged`` not, anything else unknown. Raises
+    :class:`InvalidFix` naming the field (``locations``, ``geometry``, ``coordinates``,
+    ``timestamp``, ``speed``...).
     """
     if type(obj) is not dict:
         raise InvalidFix("body", "the body must be a JSON object with locations")
