@@ -237,7 +237,8 @@ members.json        your membership of each room this browser is in: the room, y
                     seen and stopped sharing (UTC epoch milliseconds), whether a
                     device key is set, how many positions are kept
 positions.geojson   your positions, one track per room (RFC 7946, [longitude, latitude];
-                    times, altitude, speed, heading, accuracy, battery per point)
+                    times, altitude, speed, heading, accuracy, battery, charging
+                    per point)
 positions.gpx       the same as GPX 1.1, one track per room
 
 Only positions within each room's retention are kept; older ones are deleted.

@@ -47,6 +47,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.member = None
         self.hub = None
+        self.device_name = None
         self.outbox = None
         self.address = None
         self._counted = False
@@ -124,6 +125,9 @@ class LocationConsumer(AsyncWebsocketConsumer):
             await self._refuse(events.CLOSE_FLOOD)
             return
         self.member = auth.member_ref(member)
+        # A socket opened with a device key speaks for that device; a browser tab
+        # (session cookie) has no device name.
+        self.device_name = member.device.name if key else None
         self.hub = hub
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
@@ -198,6 +202,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
             return
         try:
             fix = fix_from_frame(frame)
+            if self.device_name is not None:
+                fix = fix.from_device(self.device_name)
         except InvalidFix as exc:
             self._reply(events.error("invalid", exc.detail, field=exc.field))
             return

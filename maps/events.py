@@ -50,6 +50,8 @@ class WirePosition(TypedDict):
     speed: NotRequired[float]
     heading: NotRequired[float]
     battery: NotRequired[float]
+    charging: NotRequired[bool]
+    device: NotRequired[str]
     ts: int
     seen: int
 
@@ -93,7 +95,8 @@ class WirePlace(TypedDict):
     created_by: int | None
 
 
-_OPTIONAL_POSITION_FIELDS = ("accuracy", "altitude", "speed", "heading", "battery")
+_OPTIONAL_POSITION_FIELDS = ("accuracy", "altitude", "speed", "heading", "battery",
+                             "charging", "device")
 
 
 def wire_position(member_id, source, ts, seen):

@@ -8,16 +8,19 @@ A *fix* is one position report of one device, in geoshare's units:
 - ``speed``: metres per second, ``0 <= speed <= 1_000``;
 - ``heading``: degrees clockwise from true north, ``0 <= heading < 360`` (360 folds to 0);
 - ``battery``: percent, ``0 <= battery <= 100``;
+- ``charging``: whether the device is on a charger (``True`` also when full), a bool;
 - ``ts``: device time, integer UTC epoch milliseconds.
 
 The WebSocket consumer and every phone ingest view build a :class:`Fix` through
 :func:`fix_from_values`, so one set of rules decides what is stored and broadcast
-(docs/protocol.md, docs/phones.md).
+(docs/protocol.md, docs/phones.md). ``device``, the name of the device whose key sent
+the fix, is not the payload's to say: the door that checked the key fills it in
+(:meth:`Fix.from_device`).
 """
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .events import wire_position
 
@@ -61,6 +64,12 @@ class Fix:
     speed: float | None = None
     heading: float | None = None
     battery: float | None = None
+    charging: bool | None = None
+    device: str | None = None
+
+    def from_device(self, name):
+        """Return this fix as sent by the device called ``name`` (``None``: browser)."""
+        return replace(self, device=name)
 
     def to_wire(self, member_id, seen_ms):
         """Return the :class:`~maps.events.WirePosition` of this fix."""
@@ -95,12 +104,14 @@ def fix_from_values(
     speed=None,
     heading=None,
     battery=None,
+    charging=None,
     now=None,
 ):
     """Validate already-converted values and return a :class:`Fix`.
 
     Every argument is a JSON-style number (``int`` or ``float``, never ``bool`` or
-    ``str``) in geoshare's units, or ``None`` for the optional ones. ``ts`` is device
+    ``str``) in geoshare's units, or ``None`` for the optional ones; ``charging`` is a
+    ``bool`` or ``None``. ``ts`` is device
     time in epoch milliseconds (``None``: the server's time ``now``, or the clock).
 
     Raises :class:`InvalidFix` naming the first offending field.
@@ -120,6 +131,9 @@ def fix_from_values(
         ("battery", battery),
     ):
         optional[field] = None if value is None else _number(field, value)
+    if charging is not None and type(charging) is not bool:
+        raise InvalidFix("charging", "charging must be true or false")
+    optional["charging"] = charging
     if optional["heading"] == 360.0:
         optional["heading"] = 0.0
     server_now = now_ms() if now is None else now
@@ -141,8 +155,8 @@ def fix_from_frame(frame, *, now=None):
     """Return the :class:`Fix` of a WebSocket ``position`` frame (a decoded JSON object).
 
     The frame's shape is docs/protocol.md's: ``lat`` and ``lon`` required; ``accuracy``,
-    ``altitude``, ``speed``, ``heading``, ``battery``, ``ts`` optional (``null`` is
-    absent). Unknown keys are ignored. Raises :class:`InvalidFix`.
+    ``altitude``, ``speed``, ``heading``, ``battery``, ``charging``, ``ts`` optional
+    (``null`` is absent). Unknown keys are ignored. Raises :class:`InvalidFix`.
     """
     get = frame.get
     return fix_from_values(
@@ -154,5 +168,6 @@ def fix_from_frame(frame, *, now=None):
         speed=get("speed"),
         heading=get("heading"),
         battery=get("battery"),
+        charging=get("charging"),
         now=now,
     )

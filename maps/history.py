@@ -175,7 +175,7 @@ def _member_rooms(member_ids):
 
 
 _COLUMNS = ("member_id", "lat", "lon", "accuracy", "altitude", "speed", "heading",
-            "battery", "device_time", "received")
+            "battery", "charging", "device", "device_time", "received")
 
 
 def _live_upsert_sql():
@@ -411,7 +411,7 @@ def _lock_place_states(pairs):
 def _row(ops, member_id, fix, received_ms):
     return (
         member_id, fix.lat, fix.lon, fix.accuracy, fix.altitude, fix.speed,
-        fix.heading, fix.battery,
+        fix.heading, fix.battery, fix.charging, fix.device,
         ops.adapt_datetimefield_value(from_ms(fix.ts)),
         ops.adapt_datetimefield_value(from_ms(received_ms)),
     )

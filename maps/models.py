@@ -247,8 +247,10 @@ class Device(models.Model):
 class Reading(models.Model):
     """The fields of one position as stored, in geoshare's units (maps.fixes).
 
-    Degrees (WGS84), metres, m/s, degrees clockwise from true north, percent; the
-    device's time and the server's receive time. ``None`` is unknown.
+    Degrees (WGS84), metres, m/s, degrees clockwise from true north, percent; whether
+    the device was on a charger; the name of the device whose key sent it (``None``: a
+    browser tab, or a position stored before names were kept); the device's time and
+    the server's receive time. ``None`` is unknown.
     """
 
     lat = models.FloatField()
@@ -258,6 +260,9 @@ class Reading(models.Model):
     speed = models.FloatField(null=True, blank=True)
     heading = models.FloatField(null=True, blank=True)
     battery = models.FloatField(null=True, blank=True)
+    charging = models.BooleanField(null=True, blank=True)
+    # A copy of Device.name as it was: the device may be renamed or removed later.
+    device = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001
     device_time = models.DateTimeField()
     received = models.DateTimeField()
 

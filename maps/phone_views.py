@@ -33,7 +33,8 @@ OSMAND_PLACEHOLDERS = (
     "&bearing={6}&batt={11}"
 )
 GPSLOGGER_PLACEHOLDERS = (
-    "lat=%LAT&lon=%LON&acc=%ACC&alt=%ALT&spd=%SPD&dir=%DIR&batt=%BATT&timestamp=%TIMESTAMP"
+    "lat=%LAT&lon=%LON&acc=%ACC&alt=%ALT&spd=%SPD&dir=%DIR&batt=%BATT"
+    "&charging=%ISCHARGING&timestamp=%TIMESTAMP"
 )
 # OwnTracks' ConnectionMode.HTTP (owntracks/android preferences/types/ConnectionMode.kt).
 OWNTRACKS_MODE_HTTP = 3

@@ -254,7 +254,8 @@ class EpochUs(Func):
                 params * 2)
 
 
-_TRACK_FIELDS = ("lat", "lon", "altitude", "speed", "heading", "accuracy", "battery")
+_TRACK_FIELDS = ("lat", "lon", "altitude", "speed", "heading", "accuracy", "battery",
+                 "charging")
 
 
 def history_tracks(members, *, since, until, floor, full=True):
@@ -263,9 +264,9 @@ def history_tracks(members, *, since, until, floor, full=True):
     Positions with ``since <= device_time < until`` (aware datetimes) that are newer
     than ``floor`` (:attr:`maps.auth.HistoryScope.floor`) by device and receive time,
     oldest first (device time, then id). ``full``: with altitude, speed, heading,
-    accuracy and battery; else positions and times only (for drawing). Read per
-    member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time, id)
-    index, times as integers (:class:`EpochUs`), so memory holds rows, never model
+    accuracy, battery and charging; else positions and times only (for drawing). Read
+    per member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time,
+    id) index, times as integers (:class:`EpochUs`), so memory holds rows, never model
     instances.
     """
     from .tracks import Track
@@ -290,6 +291,9 @@ def history_tracks(members, *, since, until, floor, full=True):
                 columns = list(zip(*batch))
                 track.ts.extend(us // 1000 for us in columns[-1])
                 for name, values in zip(fields, columns[1:-1]):
+                    if name == "charging":
+                        # Raw rows: SQLite gives its booleans as 0 and 1.
+                        values = [None if v is None else bool(v) for v in values]
                     getattr(track, name).extend(values)
                 if not full:
                     for name in _TRACK_FIELDS[2:]:
@@ -336,7 +340,7 @@ def decode_cursor(cursor):
 
 
 _PAGE_FIELDS = ("id", "member_id", "us", "seen_us", "lat", "lon", "accuracy",
-                "altitude", "speed", "heading", "battery")
+                "altitude", "speed", "heading", "battery", "charging", "device")
 
 
 def history_page(member_ids, *, since, until, floor, after=None, limit=1000):

@@ -52,9 +52,9 @@ EARTH_RADIUS_M = 6_371_008.8
 EQUATOR_M = 40_075_016.686
 TILE_PX = 256
 
-# GPX 1.1 has no element for speed, heading, accuracy or battery. Speed and course go
-# where Garmin's TrackPointExtension v2 puts them (read by most GPX tools); accuracy
-# and battery in geoshare's own namespace.
+# GPX 1.1 has no element for speed, heading, accuracy, battery or charging. Speed and
+# course go where Garmin's TrackPointExtension v2 puts them (read by most GPX tools);
+# accuracy, battery and charging in geoshare's own namespace.
 GPXTPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
 GEOSHARE_NS = "urn:geoshare:gpx:1"
 
@@ -77,12 +77,13 @@ class Track:
     heading: list = field(default_factory=list)
     accuracy: list = field(default_factory=list)
     battery: list = field(default_factory=list)
+    charging: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.ts)
 
     def append(self, lat, lon, ts, altitude=None, speed=None, heading=None,
-               accuracy=None, battery=None):
+               accuracy=None, battery=None, charging=None):
         """Add one position (the next in device time)."""
         self.lat.append(lat)
         self.lon.append(lon)
@@ -92,6 +93,7 @@ class Track:
         self.heading.append(heading)
         self.accuracy.append(accuracy)
         self.battery.append(battery)
+        self.charging.append(charging)
 
 
 @dataclass(slots=True, frozen=True)
@@ -300,7 +302,7 @@ def _core(x, y, ts, first, last, radius_m):
 
 # -- GeoJSON (RFC 7946) ------------------------------------------------------------------
 
-_EXTRAS = ("altitude", "speed", "heading", "accuracy", "battery")
+_EXTRAS = ("altitude", "speed", "heading", "accuracy", "battery", "charging")
 
 
 def _line(track, index):
@@ -319,10 +321,10 @@ def track_feature(track, *, tolerance_m=None, extras=True):
 
     ``properties``: ``member`` (id), ``name``, ``color``, ``times`` (epoch ms, the
     coordinates' shape: a list, or a list per line), ``points`` (positions in the
-    track); with ``extras`` also ``altitude``, ``speed``, ``heading``, ``accuracy``
-    and ``battery`` in the same shape (``null`` unknown). With ``tolerance_m`` the
-    lines are simplified for drawing (:func:`simplify_indices`). ``None`` for an
-    empty track.
+    track); with ``extras`` also ``altitude``, ``speed``, ``heading``, ``accuracy``,
+    ``battery`` and ``charging`` (booleans) in the same shape (``null`` unknown). With
+    ``tolerance_m`` the lines are simplified for drawing (:func:`simplify_indices`).
+    ``None`` for an empty track.
     """
     if not len(track):
         return None
@@ -410,7 +412,8 @@ def _ms_datetime(ms):
 
 
 def _extension(track, i):
-    """The ``<extensions>`` children of position ``i``: speed, course, accuracy, battery."""
+    """The ``<extensions>`` children of position ``i``: speed, course, accuracy,
+    battery, charging."""
     elements = []
     speed, heading = track.speed[i], track.heading[i]
     if speed is not None or heading is not None:
@@ -427,6 +430,11 @@ def _extension(track, i):
             element = ElementTree.Element(f"{{{GEOSHARE_NS}}}{name}")
             element.text = repr(float(value))
             elements.append(element)
+    charging = track.charging[i]
+    if charging is not None:
+        element = ElementTree.Element(f"{{{GEOSHARE_NS}}}charging")
+        element.text = "true" if charging else "false"
+        elements.append(element)
     return elements
 
 
@@ -435,9 +443,9 @@ def gpx_document(tracks: Iterable[Track], *, name=None):
 
     Written by gpxpy: a ``trkseg`` per segment (:func:`segment_bounds`), each point with
     ``lat``, ``lon``, ``ele`` (altitude, when known) and ``time`` (UTC); speed (m/s) and
-    course (degrees) in Garmin's ``gpxtpx:TrackPointExtension``, accuracy (m) and
-    battery (%) as ``geoshare:accuracy`` and ``geoshare:battery`` (namespace
-    ``urn:geoshare:gpx:1``).
+    course (degrees) in Garmin's ``gpxtpx:TrackPointExtension``, accuracy (m), battery
+    (%) and charging (``true``/``false``) as ``geoshare:accuracy``, ``geoshare:battery``
+    and ``geoshare:charging`` (namespace ``urn:geoshare:gpx:1``).
     """
     gpx = gpxpy.gpx.GPX()
     gpx.creator = "geoshare"

@@ -35,7 +35,8 @@ def traccar_json(key, **coords):
 def gpslogger_params(**fields):
     """What GPSLogger puts in place of the template's placeholders (Java formatting)."""
     params = {"lat": "45.2735188", "lon": "13.7142099", "acc": "4.5", "alt": "211.15",
-              "spd": "12.5", "dir": "93.0", "batt": "77.0", "timestamp": str(T)}
+              "spd": "12.5", "dir": "93.0", "batt": "77.0", "charging": "false",
+              "timestamp": str(T)}
     params.update(fields)
     return {k: v for k, v in params.items() if v is not None}
 

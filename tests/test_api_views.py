@@ -118,7 +118,8 @@ async def test_real_walk_through_the_osmand_door_comes_back_whole(replayed_point
         if cursor is None:
             break
     assert [(p["lat"], p["lon"], p["altitude"], p["ts"]) for p in seen] == replayed_points
-    assert set(seen[0]) == {"member", "lat", "lon", "altitude", "ts", "seen"}
+    assert set(seen[0]) == {"member", "lat", "lon", "altitude", "device", "ts", "seen"}
+    assert seen[0]["device"] == "Phone"  # the name of the device whose key sent it
 
     # The map's history finds the walk's stops (the recording has pauses of minutes).
     history = json.loads((await client.get(

@@ -90,7 +90,7 @@ def test_the_view_fits_everyone_until_the_user_moves_it(site, browse, problems):
     problems.assert_none()
 
 
-def test_a_marker_card_says_what_is_known_and_the_list_shows_battery(
+def test_a_marker_card_says_what_is_known_and_the_list_shows_battery_and_device(
         site, browse, problems):
     page = browse("Olga", viewport=PHONE_390, geolocation=HOME)
     create_room(page, site, "Card walk", "Olga")
@@ -105,25 +105,27 @@ def test_a_marker_card_says_what_is_known_and_the_list_shows_battery(
     wait_connected(page)
     response = httpx.get(f"{site.url}/ingest/osmand/", params={
         "id": key, "lat": "45.7722", "lon": "14.3577", "timestamp": str(int(time.time())),
-        "speed": "10", "bearing": "90", "accuracy": "8", "batt": "12"})
+        "speed": "10", "bearing": "90", "accuracy": "8", "batt": "12", "charge": "true"})
     assert response.status_code == 200
     wait_marker_at(page, olga, 45.7722, 14.3577)
     # The list shows the battery, low in red, with the sheet collapsed or open.
     status = member_row(page, olga).locator(".member-status")
-    expect(status).to_contain_text("battery 12%")
+    expect(status).to_contain_text("battery 12% · ⚡ charging")
+    expect(status).to_contain_text("sharing from Pixel")  # the device that sent it
     expect(member_row(page, olga)).to_have_attribute("data-low-battery", "true")
 
     page.locator(f'.gs-pin[data-member-id="{olga}"]').click()
     card = page.locator("#marker-card")
     expect(card).to_be_visible()
     expect(card.locator(".marker-card-name")).to_have_text("Olga (you)")
-    expect(card.locator(".card-device")).to_contain_text("phone")
+    expect(card.locator(".card-device")).to_contain_text("Pixel")
     expect(card.locator(".card-fix")).to_contain_text(re.compile(r"just now|s ago"))
     expect(card.locator(".card-accuracy")).to_contain_text("± 8 m")
     expect(card.locator(".card-speed")).to_contain_text("19 km/h")
     expect(card.locator(".card-heading")).to_contain_text("90° (E)")
-    expect(card.locator(".card-battery")).to_contain_text("12%")
+    expect(card.locator(".card-battery")).to_contain_text("12% · ⚡ charging")
     expect(card.locator(".card-battery")).to_have_class(re.compile("low-battery"))
+    expect(card.locator(".card-battery")).to_have_class(re.compile(r"\bcharging\b"))
     expect(card.locator(".card-left")).to_be_visible()
     screenshot(page, "12-map-marker-card-phone")
     card.get_by_role("button", name="Follow").click()

@@ -3,9 +3,10 @@
 import pytest
 from channels.db import database_sync_to_async
 
+from maps.events import check_frame
 from maps.history import history_writer
-from maps.models import Position
-from maps.services import member_remove
+from maps.models import LivePosition, Position
+from maps.services import device_create, member_remove
 from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -283,3 +284,38 @@ async def test_new_device_key_closes_sockets_of_old_key(room, member, member_key
     assert await client.close_code() == 4401
     again = await connect(room, key=new_key)
     assert again.snapshot["you"] == member.pk
+
+
+async def test_a_key_socket_names_its_device_and_charging_survives_a_hub_restart(
+    room, member, other_key, connect, hubs
+):
+    _device, key = await database_sync_to_async(device_create)(
+        member=member, name="Ana's Pixel")
+    watcher = await connect(room, key=other_key)
+    sender = await connect(room, key=key)
+    # The frame cannot name a device: the key does.
+    await sender.send({**SAMPLE, "charging": True, "device": "Bo's phone"})
+    frame = await watcher.receive_type("positions")
+    check_frame(frame)
+    (position,) = frame["positions"]
+    assert (position["device"], position["charging"]) == ("Ana's Pixel", True)
+    await sender.disconnect()
+    await history_writer().flush()
+    row = await Position.objects.aget(member=member)
+    live = await LivePosition.objects.aget(member=member)
+    assert (row.device, row.charging, live.device, live.charging) == (
+        "Ana's Pixel", True, "Ana's Pixel", True)
+    await hubs.close()  # the next connection loads the room from the database
+    late = await connect(room, key=other_key)
+    check_frame(late.snapshot)
+    (position,) = late.snapshot["positions"]
+    assert (position["device"], position["charging"]) == ("Ana's Pixel", True)
+
+
+async def test_charging_that_is_not_a_boolean_is_refused_on_the_socket(
+    room, member_key, connect
+):
+    sender = await connect(room, key=member_key)
+    await sender.send({**SAMPLE, "charging": "yes"})
+    error = await sender.receive_type("error")
+    assert (error["code"], error["field"]) == ("invalid", "charging")

@@ -17,6 +17,30 @@ def test_full_frame_becomes_fix_in_project_units():
                       heading=270.0, battery=81.0)
 
 
+def test_charging_is_a_boolean_and_kept():
+    assert fix_from_frame({"lat": 1, "lon": 2, "charging": True}, now=NOW).charging is True
+    assert fix_from_values(1, 2, charging=False, now=NOW).charging is False
+    assert fix_from_frame({"lat": 1, "lon": 2, "charging": None}, now=NOW).charging is None
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "false", 1.0, [], {}])
+def test_charging_that_is_not_a_boolean_is_refused(value):
+    with pytest.raises(InvalidFix) as caught:
+        fix_from_frame({"lat": 1, "lon": 2, "charging": value}, now=NOW)
+    assert caught.value.field == "charging"
+
+
+def test_a_frame_cannot_name_its_device_only_the_door_can():
+    fix = fix_from_frame({"lat": 1, "lon": 2, "device": "Someone's phone"}, now=NOW)
+    assert fix.device is None
+    assert fix.from_device("Pixel").to_wire(7, NOW)["device"] == "Pixel"
+
+
+def test_wire_form_carries_charging_false_and_omits_it_when_unknown():
+    assert fix_from_values(1, 2, charging=False, now=NOW).to_wire(7, NOW)["charging"] is False
+    assert "charging" not in fix_from_values(1, 2, now=NOW).to_wire(7, NOW)
+
+
 def test_missing_ts_is_filled_with_server_time():
     assert fix_from_frame({"lat": 0, "lon": 0}, now=NOW).ts == NOW
 

@@ -8,9 +8,10 @@ import textwrap
 import pytest
 from channels.db import database_sync_to_async
 
+from maps import selectors, tracks
 from maps.fixes import Fix
 from maps.history import LAST_SEEN_RESOLUTION_MS, history_writer, write_batch
-from maps.models import Position
+from maps.models import LivePosition, Member, Position
 from maps.services import room_set_retention
 from tests.servers import ROOT, Project, postgres_database
 
@@ -101,3 +102,39 @@ def test_a_member_deleted_mid_batch_does_not_lose_the_batch_on_postgres(tmp_path
     # Both rows written (the delete waited for the commit), the kept member's row
     # stays, and the doomed member is gone with its row.
     assert result.stdout.split()[-3:] == ["2", "1", "False"]
+
+
+def test_charging_and_device_are_stored_and_read_back_everywhere(member):
+    fixes = [Fix(lat=1.0, lon=2.0, ts=NOW - 2000, battery=62.0, charging=True,
+                 device="Ana's Pixel"),
+             Fix(lat=1.1, lon=2.1, ts=NOW - 1000, charging=False, device="Ana's Pixel"),
+             Fix(lat=1.2, lon=2.2, ts=NOW)]
+    write_batch([(member.pk, fix, NOW) for fix in fixes])
+    # The live position: what a hub that starts loads and every snapshot shows.
+    live = LivePosition.objects.get(member=member)
+    assert "charging" not in selectors.position_wire(live)
+    assert "device" not in selectors.position_wire(live)
+    # The track API's pages, in the wire shape.
+    floor = selectors.from_ms(0)
+    until = selectors.from_ms(NOW + 1)
+    positions, _cursor = selectors.history_page([member.pk], since=floor, until=until,
+                                                floor=floor)
+    assert [(p.get("charging"), p.get("device")) for p in positions] == [
+        (True, "Ana's Pixel"), (False, "Ana's Pixel"), (None, None)]
+    # The exports: booleans (SQLite hands its raw rows back as 0 and 1).
+    (track,) = selectors.history_tracks(Member.objects.filter(pk=member.pk), since=floor,
+                                        until=until, floor=floor)
+    assert track.charging == [True, False, None]
+    feature = tracks.track_feature(track)
+    assert feature["properties"]["charging"] == [True, False, None]
+    document = tracks.gpx_document([track])
+    assert "<geoshare:charging>true</geoshare:charging>" in document
+    assert "<geoshare:charging>false</geoshare:charging>" in document
+    assert document.count("<geoshare:charging>") == 2
+
+
+def test_the_live_position_keeps_the_newest_fixs_charging_and_device(member):
+    write_batch([(member.pk, Fix(lat=1.0, lon=2.0, ts=NOW, charging=True,
+                                 device="Ana's Pixel"), NOW)])
+    wire = selectors.position_wire(LivePosition.objects.get(member=member))
+    assert (wire["charging"], wire["device"]) == (True, "Ana's Pixel")

@@ -39,7 +39,7 @@ def test_the_javascript_catalog_carries_the_scripts_strings():
                  "还没有链接。", "已重新连接", "邀请链接已复制", "电量 %s%"):
         assert json.dumps(text) in body
     # The marker card, the markers and the map (card.js, markers.js, map.js).
-    for text in ("浏览器或手机应用", "未共享", "定位时间", "精度", "停止跟随", "直到对方停止",
+    for text in ("其他浏览器", "充电中", "正在通过手机（%(device)s）共享，%(ago)s", "未共享", "定位时间", "精度", "停止跟随", "直到对方停止",
                  "地图图块无法加载；位置仍会更新。"):
         assert json.dumps(text) in body
     # Places and history (places.js, history.js).

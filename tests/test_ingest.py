@@ -26,7 +26,12 @@ from maps.history import history_writer
 from maps.hub import registry
 from maps.models import Position, Role
 from maps.selectors import member_for_key
-from maps.services import amember_stop_sharing, member_create, room_create
+from maps.services import (
+    amember_stop_sharing,
+    device_create,
+    member_create,
+    room_create,
+)
 from tests.phone_payloads import (
     T,
     gpslogger_params,
@@ -350,8 +355,32 @@ async def test_osmand_query_get_is_stored_and_broadcast(party, watch):
     (position,) = await viewer.positions()
     assert position["member"] == party.ana.pk
     assert position["speed"] == pytest.approx(20 * 1852 / 3600)
+    assert "charging" not in position
     (row,) = await stored(party.ana)
     assert (row.lat, row.heading, row.altitude) == (45.2735, 180, 211)
+
+
+@db_async
+async def test_a_phones_charging_and_device_name_are_stored_and_broadcast(party, watch):
+    _device, key = await database_sync_to_async(device_create)(
+        member=party.ana, name="Ana's Pixel")
+    viewer = await watch(party.room, party.vera_key)
+    response = await AsyncClient().get("/ingest/osmand/", {
+        "id": key, "lat": "45.2735", "lon": "13.7142", "timestamp": str(T),
+        "batt": "62", "charge": "true"})
+    assert response.status_code == 200
+    (position,) = await viewer.positions()
+    assert (position["battery"], position["charging"], position["device"]) == (
+        62, True, "Ana's Pixel")
+    (row,) = await stored(party.ana)
+    assert (row.charging, row.device) == (True, "Ana's Pixel")
+    # The member's first device ("Phone") reports too: each fix names its own.
+    response = await AsyncClient().get("/ingest/osmand/", {
+        "id": party.ana_key, "lat": "45.2736", "lon": "13.7142",
+        "timestamp": str(T + 1), "charge": "false"})
+    assert response.status_code == 200
+    (position,) = await viewer.positions()
+    assert (position["charging"], position["device"]) == (False, "Phone")
 
 
 @db_async

@@ -71,3 +71,11 @@ def test_gpslogger_timestamp_in_seconds_or_milliseconds():
     base = {"lat": "12.193", "lon": "19.456"}
     assert gpslogger.parse({**base, "timestamp": "1457205869"}).ts == 1457205869000
     assert gpslogger.parse({**base, "timestamp": "1457205869000"}).ts == 1457205869000
+
+
+@pytest.mark.parametrize(("value", "charging"), [
+    ("true", True), ("false", False), ("TRUE", True), ("1", True), ("0", False),
+    ("", None), (None, None), ("%ISCHARGING", None), ("maybe", None),
+])
+def test_gpslogger_ischarging_is_charging(value, charging):
+    assert gpslogger.parse(gpslogger_params(charging=value)).charging is charging

@@ -213,3 +213,31 @@ def test_traccar_client_token_upload_is_not_a_position():
     assert not osmand.is_token_upload({"id": "k", "notificationToken": "t", "lat": "1",
                                        "lon": "1"})
     assert not osmand.is_token_upload({"id": "k", "lat": "1", "lon": "1"})
+
+
+@pytest.mark.parametrize(("value", "charging"), [
+    ("true", True), ("false", False), ("True", True), (None, None), ("", None),
+    ("yes", None),
+])
+def test_osmand_charge_is_charging(value, charging):
+    params = {"id": "k", "lat": "45.2735", "lon": "13.7142", "timestamp": str(T),
+              "charge": value}
+    assert osmand.parse_params({k: v for k, v in params.items() if v is not None}
+                               ).charging is charging
+
+
+@pytest.mark.parametrize(("battery", "charging"), [
+    ({"level": 0.5, "is_charging": True}, True),
+    ({"level": 0.5, "is_charging": False}, False),
+    ({"level": 0.5}, None),
+    ({"level": 0.5, "is_charging": "true"}, None),
+    (None, None),
+])
+def test_traccar_client_is_charging_is_charging(battery, charging):
+    body = traccar_json("k")
+    if battery is None:
+        del body["location"]["battery"]
+    else:
+        body["location"]["battery"] = battery
+    (fix,) = osmand.parse_json(body)[1]
+    assert fix.charging is charging

@@ -70,3 +70,12 @@ def test_overland_bad_input_names_the_field(body, field):
     with pytest.raises(InvalidFix) as caught:
         overland.parse(body)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(("state", "charging"), [
+    ("charging", True), ("full", True), ("unplugged", False), ("unknown", None),
+    (None, None), (2, None),
+])
+def test_overland_battery_state_is_charging(state, charging):
+    (fix,) = overland.parse({"locations": [overland_feature(battery_state=state)]})
+    assert fix.charging is charging

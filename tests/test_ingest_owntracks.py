@@ -163,3 +163,12 @@ def test_friend_messages_fit_the_android_parser():
     _, location = owntracks.friend_messages(3, "Ćiro", bare)
     assert location == {"_type": "location", "tid": "ĆI3", "lat": 1.0, "lon": 2.0,
                         "tst": T}
+
+
+@pytest.mark.parametrize(("bs", "charging"), [
+    (0, None), (1, False), (2, True), (3, True), (None, None), (4, None), ("2", None),
+    (True, None),
+])
+def test_owntracks_battery_status_is_charging(bs, charging):
+    body = json.dumps(owntracks_location(bs=bs)).encode()
+    assert owntracks.parse(body).charging is charging

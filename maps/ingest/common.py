@@ -88,6 +88,29 @@ def unknown_if_zero(value):
     return None if value is None or value == 0 else value
 
 
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def text_bool(value):
+    """Return a query-string flag as ``bool``: ``true``/``1`` and ``false``/``0`` (any
+    case; a JSON ``true``/``false`` as it is), ``None`` for anything else.
+
+    Used for charging, which the apps write with Java's ``String.valueOf(boolean)``.
+    Unrecognised text is unknown, not a refusal: a phone would resend the position
+    forever for the sake of a flag.
+    """
+    if type(value) is bool:
+        return value
+    if type(value) is not str:
+        return None
+    return _FLAGS.get(value.strip().lower())
+
+
+def json_bool(value):
+    """Return a JSON ``true``/``false`` as it is; anything else (or absent): ``None``."""
+    return value if type(value) is bool else None
+
+
 def iso_ms(field, text):
     """Return an ISO 8601 date-time as epoch ms; a naive one is taken as UTC."""
     try:

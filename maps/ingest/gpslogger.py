@@ -4,12 +4,15 @@ Source: ``CustomUrlManager.getFormattedTextblock`` in https://github.com/mendhak
 (``gpslogger/src/main/java/com/mendhak/gpslogger/senders/customurl/CustomUrlManager.java``)
 and its test ``CustomUrlManagerTest.getFormattedUrl_WhenValuesMissing_UrlReturnsWhatsAvailable``,
 which shows a value GPSLogger lacks written as ``0.0`` (``acc=0.0``, ``battery=0.0``).
+``%ISCHARGING`` is ``String.valueOf`` of the phone's "battery charging" flag: ``true``
+or ``false``.
 """
 
 from .common import (
     fix_named,
     iso_ms,
     parse_timestamp,
+    text_bool,
     text_number,
     unknown_if_negative,
     unknown_if_zero,
@@ -25,7 +28,8 @@ def parse(params):
     ``params`` maps the names of the template on the "Connect a phone" page to the
     strings GPSLogger put in place of its placeholders: ``lat`` (``%LAT``), ``lon``
     (``%LON``), ``acc`` (``%ACC``, m), ``alt`` (``%ALT``, m), ``spd`` (``%SPD``, m/s),
-    ``dir`` (``%DIR``, degrees), ``batt`` (``%BATT``, %), ``timestamp``
+    ``dir`` (``%DIR``, degrees), ``batt`` (``%BATT``, %), ``charging`` (``%ISCHARGING``,
+    ``true``/``false``; anything else is unknown), ``timestamp``
     (``%TIMESTAMP``, epoch seconds) or ``time`` (``%TIME``, ISO 8601). Empty values
     are absent; negative speed, direction or battery are unknown; GPSLogger writes
     ``0.0`` for a value it does not have, so ``acc`` 0 and ``batt`` 0 are unknown too
@@ -49,6 +53,7 @@ def parse(params):
         speed=unknown_if_negative(text_number("spd", get("spd"))),
         heading=unknown_if_negative(text_number("dir", get("dir"))),
         battery=unknown_if_zero(unknown_if_negative(text_number("batt", get("batt")))),
+        charging=text_bool(get("charging")),
     )
 
 

@@ -4,7 +4,8 @@ Sources:
 
 - Traccar's server decoder, ``src/main/java/org/traccar/protocol/OsmAndProtocolDecoder.java``
   (``decodeQuery``, ``decodeJson``) in https://github.com/traccar/traccar: ``speed`` in
-  knots, ``accuracy`` in metres, ``batt`` in percent;
+  knots, ``accuracy`` in metres, ``batt`` in percent, ``charge`` a boolean
+  (``Boolean.parseBoolean``: ``true``/``false``); in JSON ``battery.is_charging``;
 - the OsmAnd app itself, ``OsmAnd/src/net/osmand/plus/plugins/monitoring/live/``
   ``LiveSender.java`` (``getLiveUrl``) and ``LiveMonitoringData.java`` in
   https://github.com/osmandapp/OsmAnd: it fills a URL template with ``{0}`` lat,
@@ -24,8 +25,10 @@ from .common import (
     KNOT_MS,
     fix_named,
     iso_ms,
+    json_bool,
     json_number,
     parse_timestamp,
+    text_bool,
     text_number,
     unknown_if_negative,
     unknown_if_zero,
@@ -82,8 +85,9 @@ def parse_params(params):
     ``lat`` + ``lon`` or ``location=lat,lon`` (degrees), ``timestamp`` (see
     :func:`parse_timestamp`; absent: the server's time), ``speed`` (knots, to m/s),
     ``bearing`` or ``heading`` (degrees), ``altitude`` (m), ``accuracy`` (m),
-    ``batt`` (%). geoshare's own ``speed_mps`` (m/s, the OsmAnd app's ``{5}``) wins
-    over ``speed``. ``hdop``, ``charge`` and other keys are accepted and not kept.
+    ``batt`` (%), ``charge`` (``true``/``false``, Traccar Client; anything else is
+    unknown). geoshare's own ``speed_mps`` (m/s, the OsmAnd app's ``{5}``) wins over
+    ``speed``. ``hdop`` and other keys are accepted and not kept.
     Negative speed, heading or battery are unknown, so is an accuracy of 0 (Android's
     ``Location.getAccuracy()`` without one) and a placeholder the app left unfilled
     (``{11}``). Raises :class:`InvalidFix`.
@@ -118,6 +122,7 @@ def parse_params(params):
         speed=speed,
         heading=unknown_if_negative(text_number(heading_name, get(heading_name))),
         battery=unknown_if_negative(text_number("batt", get("batt"))),
+        charging=text_bool(get("charge")),
     )
 
 
@@ -132,11 +137,12 @@ def _traccar_location(location):
     if type(coords) is not dict:
         raise InvalidFix("coords", "coords is required (an object)")
     battery = location.get("battery")
-    level = None
+    level = charging = None
     if battery is not None:
         if type(battery) is not dict:
             raise InvalidFix("battery", "battery must be an object")
         level = unknown_if_negative(json_number("battery.level", battery.get("level")))
+        charging = json_bool(battery.get("is_charging"))
     speed = unknown_if_negative(json_number("speed", coords.get("speed")))
     return fix_named(
         JSON_NAMES,
@@ -148,6 +154,7 @@ def _traccar_location(location):
         speed=speed,
         heading=unknown_if_negative(json_number("heading", coords.get("heading"))),
         battery=None if level is None else level * 100,
+        charging=charging,
     )
 
 
@@ -179,8 +186,8 @@ def parse_json(obj):
     - Traccar Client's object (Traccar's ``decodeJson``): ``{"device_id", "location":
       {"timestamp": ISO 8601, "coords": {"latitude", "longitude", "accuracy" (m),
       "speed" (m/s, -1 unknown), "heading" (degrees, -1 unknown), "altitude" (m)},
-      "battery": {"level": 0..1 (-1 unknown), "is_charging"}}}``; ``location`` may
-      also be a list of such objects (the SDK's batch sync);
+      "battery": {"level": 0..1 (-1 unknown), "is_charging": true/false}}}``;
+      ``location`` may also be a list of such objects (the SDK's batch sync);
     - a list of flat objects with the query-string parameters of
       :func:`parse_osmand_params` (a batch queued while offline), all with the same
       ``id``.

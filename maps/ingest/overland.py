@@ -11,10 +11,15 @@ the app deletes its queue only when the answer is ``{"result": "ok"}``. A Featur
 ``battery_level`` (0..1), ``battery_state``, ``motion``, ``wifi``, ``device_id``...
 Core Location's negative speed, course and accuracies mean "not available"
 (``CLLocation``), and so does UIKit's battery level of -1 (``UIDevice.batteryLevel``).
+``battery_state`` is UIKit's ``UIDevice.BatteryState`` by name: ``unknown``,
+``unplugged``, ``charging``, ``full`` (plugged in and full).
 """
 
 from ..fixes import InvalidFix
 from .common import fix_named, iso_ms, json_number, unknown_if_negative
+
+# UIDevice.BatteryState by name; "unknown" and anything else: unknown.
+_CHARGING = {"charging": True, "full": True, "unplugged": False}
 
 NAMES = {"lat": "coordinates", "lon": "coordinates", "ts": "timestamp",
          "accuracy": "horizontal_accuracy", "altitude": "altitude", "speed": "speed",
@@ -48,6 +53,7 @@ def _feature_fix(feature):
     if (json_number("vertical_accuracy", get("vertical_accuracy")) or 0) < 0:
         altitude = None  # Core Location: a negative vertical accuracy voids the altitude
     level = unknown_if_negative(json_number("battery_level", get("battery_level")))
+    state = get("battery_state")
     return fix_named(
         NAMES,
         lat=coordinates[1],
@@ -59,6 +65,7 @@ def _feature_fix(feature):
         speed=unknown_if_negative(json_number("speed", get("speed"))),
         heading=unknown_if_negative(json_number("course", get("course"))),
         battery=None if level is None else level * 100,
+        charging=_CHARGING.get(state) if type(state) is str else None,
     )
 
 
@@ -68,8 +75,10 @@ def parse(obj):
     Features without a geometry are skipped; ``current``, the newest point the app
     holds when its queue is long (not one of the batch), is read as one more. Units:
     degrees, m, m/s, degrees, ``battery_level`` 0..1 to percent; negative speed,
-    course, accuracy and battery are unknown. Raises :class:`InvalidFix` naming the
-    field (``locations``, ``geometry``, ``coordinates``, ``timestamp``, ``speed``...).
+    course, accuracy and battery are unknown; ``battery_state`` ``charging`` and
+    ``full`` are charging, ``unplugged`` not, anything else unknown. Raises
+    :class:`InvalidFix` naming the field (``locations``, ``geometry``, ``coordinates``,
+    ``timestamp``, ``speed``...).
     """
     if type(obj) is not dict:
         raise InvalidFix("body", "the body must be a JSON object with locations")

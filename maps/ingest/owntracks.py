@@ -75,6 +75,9 @@ def answer(messages, secret=None):
         return plain
     return orjson.dumps(encrypt(secret, plain))
 
+# ``bs`` (booklet, docs/tech/json.md): 0 unknown, 1 unplugged, 2 charging, 3 full.
+_BATTERY_STATUS = {1: False, 2: True, 3: True}
+
 NAMES = {"ts": "tst", "accuracy": "acc", "altitude": "alt", "speed": "vel",
          "heading": "cog", "battery": "batt"}
 
@@ -122,7 +125,9 @@ def parse_message(body, secret=None):
     ``body`` is the raw request body (bytes). A ``_type: location`` object gives a fix:
     ``lat``, ``lon`` (degrees) and ``tst`` (epoch seconds) required; ``acc`` (m),
     ``alt`` (m), ``vel`` (km/h, to m/s), ``cog`` (degrees), ``batt`` (%) optional,
-    absent when zero. Negative ``vel``, ``cog`` or ``batt`` are unknown. Any other
+    absent when zero; ``bs``, the battery status (0 unknown, 1 unplugged, 2 charging,
+    3 full), gives charging (2 and 3 are on a charger). Negative ``vel``, ``cog`` or
+    ``batt`` are unknown, so is any other ``bs``. Any other
     ``_type`` (and an empty body) gives ``None``. An ``encrypted`` message is opened
     with ``secret`` (the device's, :func:`decrypt`) and read as what it holds.
     Raises :class:`InvalidFix` for garbage, a missing ``_type``, an ``encrypted``
@@ -163,6 +168,7 @@ def parse_message(body, secret=None):
     if tst is None:
         raise InvalidFix("tst", "tst is required (epoch seconds)")
     vel = unknown_if_negative(json_number("vel", message.get("vel")))
+    status = message.get("bs")
     return "location", fix_named(
         NAMES,
         lat=message.get("lat"),
@@ -173,6 +179,7 @@ def parse_message(body, secret=None):
         speed=None if vel is None else vel * KMH_MS,
         heading=unknown_if_negative(json_number("cog", message.get("cog"))),
         battery=unknown_if_negative(json_number("batt", message.get("batt"))),
+        charging=_BATTERY_STATUS.get(status) if type(status) is int else None,
     )
 
 

@@ -52,7 +52,8 @@ def _form(body, field="body"):
 async def _publish(caller, fixes):
     """Store, then broadcast, validated fixes of the caller.
 
-    Returns once they are committed (a success answer means stored). A member whose
+    Returns once they are committed (a success answer means stored); each fix carries
+    the name of the caller's device. A member whose
     share has ended is answered as usual, but nothing is stored or shown
     (:func:`maps.auth.share_gate`): the app's upload queue must not jam. The member's
     position budget applies; the device's ``last_seen`` (its "last report" on the
@@ -62,6 +63,10 @@ async def _publish(caller, fixes):
     """
     if not fixes:
         return
+    if caller.device is not None:
+        # The key says which device sent them, not the payload: phones cannot claim
+        # another device's name.
+        fixes = [fix.from_device(caller.device.name) for fix in fixes]
     gate = auth.share_gate(caller.member.share_state())
     if gate == "refuse":
         return

@@ -4,10 +4,10 @@
 import {
   LOW_BATTERY,
   formatAgo,
-  formatBattery,
   formatClock,
   formatHeading,
   formatLeft,
+  formatPower,
   formatSpeed,
   t,
   tf,
@@ -66,9 +66,11 @@ export class MarkerCard {
     const name = you ? tf("%(name)s (you)", { name: member.name }) : member.name;
     if (this.title.textContent !== name) this.title.textContent = name;
     const rows = [];
-    // The wire does not say which device sent a fix: say only what is sure.
-    let device = member.online ? t("a browser or a phone app") : t("a phone app");
-    if (you) device = sendingHere ? t("this browser") : t("a phone app or another browser");
+    // A fix sent with a device key names its device; one without came from a browser
+    // tab (or was stored before device names were kept).
+    let device = t("a browser");
+    if (you) device = sendingHere ? t("this browser") : t("another browser");
+    if (position !== undefined && position.device) device = position.device;
     if (position === undefined) {
       rows.push(row(t("Position"), t("not sharing")));
     } else {
@@ -84,9 +86,11 @@ export class MarkerCard {
       if (Number.isFinite(position.heading)) {
         rows.push(row(t("Heading"), formatHeading(position.heading), "card-heading"));
       }
-      if (Number.isFinite(position.battery)) {
+      const power = formatPower(position.battery, position.charging);
+      if (power) {
         const low = position.battery <= LOW_BATTERY ? " low-battery" : "";
-        rows.push(row(t("Battery"), formatBattery(position.battery), `card-battery${low}`));
+        const charging = position.charging === true ? " charging" : "";
+        rows.push(row(t("Battery"), power, `card-battery${low}${charging}`));
       }
     }
     if (member.sharing) {

@@ -82,6 +82,16 @@ export function formatBattery(percent) {
   return tn("battery %s%", Math.round(percent));
 }
 
+// The battery and whether the phone is on a charger (full counts): "battery 62% · ⚡
+// charging". Either part may be unknown; "" when both are.
+export function formatPower(percent, charging) {
+  const parts = [];
+  if (Number.isFinite(percent)) parts.push(formatBattery(percent));
+  if (charging === true) parts.push(`⚡ ${t("charging")}`);
+  else if (charging === false) parts.push(t("not charging"));
+  return parts.join(" · ");
+}
+
 // The local date and time of an epoch-ms moment, in this browser's zone.
 export function formatClock(ms) {
   return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });

@@ -5,15 +5,20 @@ import { t, tf } from "./format.js";
 
 // A member whose positions keep coming with no page of the room open is sharing from
 // a phone app (or another device): sharing and fresh, and presence says no socket.
+// `device` is the name of the device that sent the latest fix ("" for a browser tab).
 function statusText(row) {
   const parts = [];
   if (row.online) {
     parts.push(t("Online"));
-    if (row.sharing) {
-      parts.push(row.stale ? tf("stale, last seen %(ago)s", row) : tf("sharing, %(ago)s", row));
+    if (row.sharing && row.stale) {
+      parts.push(tf("stale, last seen %(ago)s", row));
+    } else if (row.sharing) {
+      parts.push(row.device ? tf("sharing from %(device)s, %(ago)s", row)
+        : tf("sharing, %(ago)s", row));
     }
   } else if (row.sharing && !row.stale) {
-    parts.push(tf("Sharing from a phone, %(ago)s", row));
+    parts.push(row.device ? tf("Sharing from a phone (%(device)s), %(ago)s", row)
+      : tf("Sharing from a phone, %(ago)s", row));
   } else if (row.sharing) {
     parts.push(t("Offline"), tf("stale, last seen %(ago)s", row));
   } else {
@@ -67,8 +72,9 @@ export class MemberList {
     return row;
   }
 
-  // `rows`: [{id, name, color, role, you, online, sharing, stale, ago, left,
-  // distance, following}], already in display order; `left` is the share's time left.
+  // `rows`: [{id, name, color, role, you, online, sharing, stale, ago, left, battery,
+  // device, distance, following}], already in display order; `left` is the share's
+  // time left, `battery` the battery and charging text.
   render(rows) {
     const seen = new Set();
     for (const data of rows) {
