@@ -210,6 +210,18 @@ def snapshot(*, you, now, room, members, positions):
             "members": members, "positions": positions}
 
 
+def snapshot_text(you, now, parts_text):
+    """Return the JSON text of a :class:`Snapshot` for ``you`` at ``now`` (epoch ms).
+
+    ``parts_text`` is :func:`encode` of the snapshot's shared parts (``room``,
+    ``members``, ``positions``): encoded once for every socket that joins in a tick,
+    only ``you`` and ``now`` are written per socket. The same object as
+    :func:`snapshot` gives.
+    """
+    head = orjson.dumps({"type": "snapshot", "you": you, "now": now}).decode()
+    return head[:-1] + "," + parts_text[1:] if parts_text != "{}" else head
+
+
 def positions(items):
     """Return a :class:`Positions` frame of :class:`WirePosition` dicts."""
     return {"type": "positions", "positions": items}

@@ -72,6 +72,11 @@ class RoomHub:
         self._share_at = None
         self._shares_seen = -1
         self._flush_handle = None
+        # Flushes so far; the encoded snapshot parts and places frame, with what they
+        # were encoded from (snapshot_message, places_message).
+        self._ticks = 0
+        self._snapshot_parts = None
+        self._places_message = None
         self._idle_handle = None
         self._tasks = []
         self._healthy = True
@@ -190,17 +195,33 @@ class RoomHub:
             self.registry.retire(self)
 
     def snapshot_message(self, member_id):
-        """Return the ASGI send message of a ``snapshot`` frame for ``member_id``."""
-        frame = self.state.snapshot(member_id, now_ms())
-        text = events.encode(frame)
+        """Return the ASGI send message of a ``snapshot`` frame for ``member_id``.
+
+        The room's state is encoded once per tick for every socket that joins in it
+        (a reconnect storm: 2,000 sockets of a 2,000-member room encoded it 2,000
+        times); only ``you`` and ``now`` are per socket. A snapshot encoded earlier in
+        the tick may miss changes made since: those are in the tick's frames, which
+        every socket attached by then gets at the flush. Nothing taken away (a stopped
+        share, a removed member, expired positions) is handed out after it went: that
+        drops the encoded state at once.
+        """
+        key = (self._ticks, self.state.removals)
+        if self._snapshot_parts is None or self._snapshot_parts[0] != key:
+            self._snapshot_parts = (key, events.encode(self.state.snapshot_parts()))
+        text = events.snapshot_text(member_id, now_ms(), self._snapshot_parts[1])
         metrics.sent_one(text)
         return events.send_message(text)
 
     def places_message(self):
-        """Return the ASGI send message of the ``places`` frame sent after a snapshot."""
-        text = events.encode(self.state.places_frame())
-        metrics.sent_one(text)
-        return events.send_message(text)
+        """Return the ASGI send message of the ``places`` frame sent after a snapshot
+        (encoded once per change of the places)."""
+        places = self.state.places
+        if self._places_message is None or self._places_message[0] is not places:
+            text = events.encode(self.state.places_frame())
+            self._places_message = (places, events.send_message(text))
+        message = self._places_message[1]
+        metrics.sent_one(message["text"])
+        return message
 
     def resync_all(self):
         """Send every local socket a fresh snapshot (after the layer came back)."""
@@ -331,6 +352,7 @@ class RoomHub:
         (:func:`~maps.room_state.watch_frames`), encoded once per watched member.
         """
         self._flush_handle = None
+        self._ticks += 1
         started, count, size = time.perf_counter(), 0, 0
         frames = self.state.flush()
         for frame in frames:

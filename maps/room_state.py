@@ -42,6 +42,9 @@ class RoomState:
         # Bumped whenever a share starts, changes or ends: the hub re-arms its timer
         # only then, not on every fix.
         self.shares_version = 0
+        # Bumped whenever something is taken away (a position, a member): a snapshot
+        # encoded before must not be handed out after (maps.hub.RoomHub.snapshot_message).
+        self.removals = 0
         self.local = {}
         self.remote = {}
         self._positions = {}
@@ -128,9 +131,12 @@ class RoomState:
 
     def snapshot(self, you, now):
         """Return the :class:`~maps.events.Snapshot` frame for member ``you``."""
-        return events.snapshot(
-            you=you,
-            now=now,
+        return events.snapshot(you=you, now=now, **self.snapshot_parts())
+
+    def snapshot_parts(self):
+        """Return what a snapshot holds for everyone alike: ``room``, ``members`` and
+        ``positions`` (:meth:`snapshot` adds whom it is for and the time)."""
+        return dict(
             room={
                 "id": self.room["public_id"],
                 "name": self.room["name"],
@@ -187,6 +193,7 @@ class RoomState:
 
     def apply_stop(self, member_id, at):
         """The member's share ended at server time ``at``: drop the live position."""
+        self.removals += 1
         if at > self.stopped_at.get(member_id, 0):
             self.stopped_at[member_id] = at
         self.ended.add(member_id)
@@ -236,6 +243,7 @@ class RoomState:
 
     def expire(self, before):
         """Drop live positions received before ``before`` (epoch ms): past retention."""
+        self.removals += 1
         for member_id in [m for m, p in self.latest.items() if p["seen"] < before]:
             del self.latest[member_id]
             self._positions.pop(member_id, None)

@@ -1,5 +1,7 @@
 """The WebSocket door, driven with channels' WebsocketCommunicator."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -319,3 +321,47 @@ async def test_charging_that_is_not_a_boolean_is_refused_on_the_socket(
     await sender.send({**SAMPLE, "charging": "yes"})
     error = await sender.receive_type("error")
     assert (error["code"], error["field"]) == ("invalid", "charging")
+
+
+async def test_sockets_joining_in_one_tick_share_one_encoding_of_the_room(
+    room, owner, member, member_key, other, other_key, viewer_key, connect, settings,
+    monkeypatch, hubs,
+):
+    """A reconnect storm encodes the room's state once per tick, not once per socket;
+    each socket still learns who it is, and nothing taken away is handed out after."""
+    from maps.room_state import RoomState
+
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    await sender.send(SAMPLE)
+    await watcher.receive_type("positions")
+    settings.GEOSHARE = {**settings.GEOSHARE, "TICK_MS": 60_000}  # one long tick now
+    watcher = await connect(room, key=other_key)
+    assert [p["member"] for p in watcher.snapshot["positions"]] == [member.pk]
+    encoded = []
+    original = RoomState.snapshot_parts
+
+    def counted(state):
+        encoded.append(1)
+        return original(state)
+
+    monkeypatch.setattr(RoomState, "snapshot_parts", counted)
+    joiners = [await connect(room, key=key) for key in (viewer_key, other_key, other_key)]
+    assert len(encoded) <= 1  # none: the watcher's, a moment ago in this tick, served
+    before_stop = len(encoded)
+    for joiner in joiners:
+        check_frame(joiner.snapshot)
+        assert joiner.snapshot["positions"] == watcher.snapshot["positions"]
+        assert {m["id"] for m in joiner.snapshot["members"]} >= {owner.pk, member.pk}
+    assert joiners[1].snapshot["you"] == other.pk
+    assert joiners[0].snapshot["you"] not in (other.pk, member.pk)
+    # The member stops sharing: the next socket's snapshot is encoded again, without it.
+    removals = hubs.get(room.pk).state.removals
+    await sender.send({"type": "stop"})
+    for _ in range(200):  # the hub hears of it (the frame itself waits for the tick)
+        if hubs.get(room.pk).state.removals > removals:
+            break
+        await asyncio.sleep(0.01)
+    late = await connect(room, key=other_key)
+    assert late.snapshot["positions"] == []
+    assert len(encoded) == before_stop + 1
