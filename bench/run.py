@@ -159,42 +159,49 @@ def _reader(stream, q: queue.Queue) -> None:
     q.put(None)
 
 
-def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
-    """``py-spy record`` each server for the publishing window (collapsed stacks,
-    one file per server in ``out``; summarise with ``python -m bench.stacks FILE``)."""
+def py_spy(pid: int, seconds: float, path: Path):
+    """Start ``py-spy record`` of process ``pid`` for ``seconds`` into ``path`` (raw
+    collapsed stacks, only the thread holding the GIL); return the Popen, or ``None``
+    when py-spy is not installed. Summarise with ``python -m bench.stacks FILE``."""
     exe = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
     if exe is None:
         print("(py-spy not installed: no profile)", file=sys.stderr)
-        return []
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            # Only the thread holding the GIL: where the CPU goes, not where
+            # threads wait.
+            "--gil",
+            "--duration",
+            str(max(1, int(seconds))),
+            "--pid",
+            str(pid),
+            "-o",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
+    """``py-spy record`` each server for the publishing window (one file per server in
+    ``out``, see :func:`py_spy`)."""
     procs = []
     for s in servers:
         name = (
             f"{point.scenario}-{point.app}-{point.ws}-{sum(point.sizes)}-{s.port}.txt"
         )
-        procs.append(
-            subprocess.Popen(
-                [
-                    exe,
-                    "record",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "200",
-                    "--nonblocking",
-                    # Only the thread holding the GIL: where the CPU goes, not
-                    # where threads wait.
-                    "--gil",
-                    "--duration",
-                    str(int(point.duration_s)),
-                    "--pid",
-                    str(s.process.pid),
-                    "-o",
-                    str(out / name),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        proc = py_spy(s.process.pid, point.duration_s, out / name)
+        if proc is not None:
+            procs.append(proc)
     return procs
 
 
