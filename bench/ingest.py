@@ -165,12 +165,14 @@ def _db_counts(db: str) -> tuple[int, dict[int, int]]:
     return stored, live
 
 
-def delivery(sampled: list[dict], live: dict[int, int], devices) -> tuple[int, int]:
-    """``(pairs reached, pairs checked)``: a (sampled viewer, device) pair is reached
-    when the viewer's latest ``ts`` of the device is at least that of the device's
-    stored live position (1 ms of rounding allowed). Devices with no live position
-    (none answered) are not checked."""
+def delivery(sampled: list[dict], live: dict[int, int], devices) -> tuple[int, int, list]:
+    """``(pairs reached, pairs checked, up to 5 misses)``: a (sampled viewer, device)
+    pair is reached when the viewer's latest ``ts`` of the device is at least that of
+    the device's stored live position (1 ms of rounding allowed). Devices with no live
+    position (none answered) are not checked. A miss is ``{"member", "stored_ts",
+    "viewer_ts"}``."""
     reached = checked = 0
+    missed: list[dict] = []
     for latest in sampled:
         for member in devices:
             want = live.get(member)
@@ -180,18 +182,20 @@ def delivery(sampled: list[dict], live: dict[int, int], devices) -> tuple[int, i
             got = latest.get(str(member), latest.get(member))
             if got is not None and got >= want - 1:
                 reached += 1
-    return reached, checked
+            elif len(missed) < 5:
+                missed.append({"member": member, "stored_ts": want, "viewer_ts": got})
+    return reached, checked, missed
 
 
 def settle(server, timeout: float = 60.0, idle_pct: float = 10.0) -> float:
-    """Wait until ``server`` uses under ``idle_pct`` % of a core over half a second;
-    return the seconds waited (at most ``timeout``)."""
+    """Wait until ``server`` used under ``idle_pct`` % of a core in each of two half
+    seconds in a row; return the seconds waited (at most ``timeout``)."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    quiet = 0
+    while quiet < 2 and time.monotonic() - started < timeout:
         cpu0 = server.cpu()
         time.sleep(0.5)
-        if (server.cpu() - cpu0) / 0.5 * 100 < idle_pct:
-            break
+        quiet = quiet + 1 if (server.cpu() - cpu0) / 0.5 * 100 < idle_pct else 0
     return round(time.monotonic() - started, 1)
 
 
@@ -279,10 +283,12 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
         result["answered_not_stored"] = max(0, result["answered_200"]
                                             - result["stored_at_kill"])
     if viewers is not None:
-        reached, checked = delivery(seen.get("sampled", []), live, ids)
+        reached, checked, missed = delivery(seen.get("sampled", []), live, ids)
         result.update(
             delivered=round(reached / checked, 4) if checked else None,
             delivered_pairs=f"{reached}/{checked}",
+            missed=missed,
+            viewers_stopped_ms=seen.get("stopped_ms"),
             viewer_frames_min=seen.get("frames_min"),
             viewer_frames_max=seen.get("frames_max"),
             viewer_positions=seen.get("positions"),

@@ -106,6 +106,7 @@ async def _main(spec: dict) -> None:
     t0 = time.monotonic()
     await loop.run_in_executor(None, sys.stdin.readline)
     await asyncio.sleep(float(spec.get("drain_s", 2.0)))
+    stopped_ms = int(time.time() * 1000)
     cpu_pct = 100 * (time.process_time() - cpu0) / max(time.monotonic() - t0, 1e-9)
     for t in readers:
         t.cancel()
@@ -126,6 +127,7 @@ async def _main(spec: dict) -> None:
         "viewers_without_frames": sum(1 for f in frames if f == 0),
         "closed": closes,
         "cpu_pct": round(cpu_pct, 1),
+        "stopped_ms": stopped_ms,
         "sampled": [v.latest for v in live if v.latest is not None],
     })
     for v in live:

@@ -226,7 +226,10 @@ def test_delivery_counts_viewers_holding_each_devices_last_stored_position():
 
     live = {1: 1000, 2: 2000}  # device 3 stored nothing: not checked
     sampled = [{"1": 1000, "2": 2000}, {"1": 1000, "2": 1900}, {"1": 999}]
-    assert delivery(sampled, live, [1, 2, 3]) == (4, 6)
+    reached, checked, missed = delivery(sampled, live, [1, 2, 3])
+    assert (reached, checked) == (4, 6)
+    assert missed == [{"member": 2, "stored_ts": 2000, "viewer_ts": 1900},
+                      {"member": 2, "stored_ts": 2000, "viewer_ts": None}]
 
 
 def test_summary_table_marks_targets_met_or_not():
