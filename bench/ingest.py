@@ -282,6 +282,9 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
         result["stored_at_kill"] = stored1 - stored0
         result["answered_not_stored"] = max(0, result["answered_200"]
                                             - result["stored_at_kill"])
+        # Requests wrk gave up on at its deadline that the server still stored.
+        result["stored_not_answered"] = max(0, result["stored_at_kill"]
+                                            - result["answered_200"])
     if viewers is not None:
         reached, checked, missed = delivery(seen.get("sampled", []), live, ids)
         result.update(

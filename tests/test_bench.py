@@ -291,3 +291,28 @@ def test_tiny_storm_gives_every_socket_its_snapshot():
         # The browser sessions (cookie and Origin) are let in like the keys.
         assert r["first_frame_types"] == {"snapshot": n}
         assert r["seconds"] is not None
+
+
+def test_s1_and_s2_rows_compare_geoshare_p99_with_bare():
+    from bench.run import Point, headline_rows, ratio_row
+
+    def point(app, size, p99, delivery=1.0, scenario="S1"):
+        p = Point(scenario, app, [size], [size], 1.0, 1.0)
+        p.result = {"latency": {"p99": p99}, "delivery": delivery}
+        return p
+
+    row = ratio_row([point("geoshare", 50, 140), point("naive", 50, 900),
+                     point("bare", 50, 100)])
+    assert (row["geoshare"], row["bare"], row["ratio"], row["met"]) == (140, 100, 1.4, True)
+    worse = ratio_row([point("geoshare", 500, 150), point("bare", 500, 100)])
+    assert worse["met"] is False
+    lossy = ratio_row([point("geoshare", 700, 100, delivery=0.9), point("bare", 700, 100)])
+    assert lossy["met"] is False and "delivery" in lossy["name"]
+    skipped = point("geoshare", 2000, None)
+    skipped.result = {"skipped": "stopped after 1500"}
+    stopped = ratio_row([skipped, point("bare", 2000, 300)])
+    assert stopped["geoshare"] is None and stopped["met"] is False
+    assert ratio_row([point("geoshare", 5, 1, scenario="S3"), point("bare", 5, 1)]) is None
+    assert [r["name"].split()[1] for r in headline_rows([row, worse, lossy, stopped])] == [
+        "2000"
+    ]
