@@ -239,6 +239,8 @@ def storm(
 ) -> dict:
     """Open ``sockets`` (``{"path", "cookie"}``) at once on a fresh server; return the
     merged client results with ``seconds`` (first connect to last first frame)."""
+    from django.conf import settings
+
     from bench.run import Server, _child_setup, py_spy
     from tests.servers import pinned
 
@@ -251,8 +253,6 @@ def storm(
         for i, s in enumerate(sockets):
             c = {"url": f"ws://127.0.0.1:{server.port}{s['path']}"}
             if s.get("cookie"):
-                from django.conf import settings
-
                 c["cookie"] = f"{settings.SESSION_COOKIE_NAME}={s['cookie']}"
                 c["origin"] = origin
             specs[i % clients].append(c)
