@@ -42,12 +42,16 @@ test-quick: install-test
 lint: install-test
 	$(VENV)/bin/ruff check .
 
+# Both end with the table of issue 16's targets (geoshare, bare control, ratio, met).
+# Quick: S1 to 500, S2 at 2,000, S3, phone ingest (5 s a door), storms of 2,000+500
+# sockets and a room of 500. Full: the whole grid, ingest 10 s a door, storms of
+# 10,000+2,000 sockets and a room of 2,000. Both run bench.history last.
 bench: install-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) -m bench.run --quick
-	$(PY) -m bench.ingest
 
 bench-full: install-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) -m bench.run --full
 
 clean:

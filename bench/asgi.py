@@ -4,6 +4,8 @@ Routes by path:
 
 - ``/ws/naive/<room>/?member=<n>``: the floor, ``bench.naive`` (Channels tutorial design);
 - ``/ws/bare/<room>/?member=<n>``: the ceiling, ``bench.bare`` (no Django, no Channels);
+- ``/bare/ingest/osmand/``, ``/bare/ingest/owntracks/``: the phone doors' ceiling,
+  ``bench.bare.http_application`` (parse the request, answer 200, nothing else);
 - everything else: geoshare itself, ``geoshare.asgi:application``
   (``/ws/rooms/<room_id>/?key=<device key>``).
 
@@ -51,6 +53,8 @@ async def application(scope, receive, send):
             return await naive.application(scope, receive, send)
         if path.startswith("/ws/bare/"):
             return await bare.application(scope, receive, send)
+    elif scope["type"] == "http" and path.startswith("/bare/ingest/"):
+        return await bare.http_application(scope, receive, send)
     if geoshare_application is None:
         if scope["type"] == "lifespan":
             while True:

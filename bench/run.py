@@ -16,9 +16,17 @@ naive floor and the bare ceiling side by side. Scenarios (issue 6):
 - S1-redis (``--redis``, on in ``--full``): geoshare with ``REDIS_URL`` (channels_redis)
   on two uvicorn processes (one per core; the generator then shares the cores), clients
   split between them.
+- ingest: ``bench.ingest`` (issue 16): positions/s through the phone doors with 500
+  viewers in the room, against a bare HTTP control;
+- storm: ``bench.storm`` (issue 16): sockets connecting at once until each holds its
+  snapshot, against the bare hub;
 - history: ``bench.history`` in its own process (a million positions on PostgreSQL:
   the day's drawable track, GPX, API pages, a prune under inserts), after the rest;
   ``--scenarios history`` runs it alone.
+
+S1 and S2 rows are followed by a line comparing geoshare's p99 with bare's (issue 16's
+ratio targets), and the run ends with the table of every target (``bench.report``):
+name, geoshare, bare, ratio, target, met.
 
 geoshare runs on a fresh SQLite database in a temporary directory (``DATABASE_URL``),
 migrated first; its rooms and members are made through ``maps.services`` in this
@@ -51,6 +59,11 @@ PY = sys.executable
 APPS = ("geoshare", "naive", "bare")
 P99_LIMIT_MS = 1000
 DELIVERY_MIN = 0.99
+#: Issue 16: geoshare's p99 over bare's, at most this, at the headline point of each
+#: scenario (S1 at 2,000 members, S2 at 10,000 sockets in ``--full``).
+RATIO_TARGETS = {"S1": 1.4, "S2": 1.5}
+#: Apps that S1's stopping rule never stops: the control of those ratios.
+UNSTOPPED = ("bare",)
 
 
 # -- servers ------------------------------------------------------------------------
@@ -159,42 +172,49 @@ def _reader(stream, q: queue.Queue) -> None:
     q.put(None)
 
 
-def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
-    """``py-spy record`` each server for the publishing window (collapsed stacks,
-    one file per server in ``out``; summarise with ``python -m bench.stacks FILE``)."""
+def py_spy(pid: int, seconds: float, path: Path):
+    """Start ``py-spy record`` of process ``pid`` for ``seconds`` into ``path`` (raw
+    collapsed stacks, only the thread holding the GIL); return the Popen, or ``None``
+    when py-spy is not installed. Summarise with ``python -m bench.stacks FILE``."""
     exe = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
     if exe is None:
         print("(py-spy not installed: no profile)", file=sys.stderr)
-        return []
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            # Only the thread holding the GIL: where the CPU goes, not where
+            # threads wait.
+            "--gil",
+            "--duration",
+            str(max(1, int(seconds))),
+            "--pid",
+            str(pid),
+            "-o",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
+    """``py-spy record`` each server for the publishing window (one file per server in
+    ``out``, see :func:`py_spy`)."""
     procs = []
     for s in servers:
         name = (
             f"{point.scenario}-{point.app}-{point.ws}-{sum(point.sizes)}-{s.port}.txt"
         )
-        procs.append(
-            subprocess.Popen(
-                [
-                    exe,
-                    "record",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "200",
-                    "--nonblocking",
-                    # Only the thread holding the GIL: where the CPU goes, not
-                    # where threads wait.
-                    "--gil",
-                    "--duration",
-                    str(int(point.duration_s)),
-                    "--pid",
-                    str(s.process.pid),
-                    "-o",
-                    str(out / name),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        proc = py_spy(s.process.pid, point.duration_s, out / name)
+        if proc is not None:
+            procs.append(proc)
     return procs
 
 
@@ -497,6 +517,71 @@ def header() -> str:
     return line + "\n" + "-" * len(line)
 
 
+# -- geoshare against bare ---------------------------------------------------------------
+
+
+def ratio_row(row: list[Point]) -> dict | None:
+    """S1 / S2: geoshare's p99 against bare's on one row of side-by-side points, as a
+    target row (``bench.report``); ``None`` for other scenarios or a row without both."""
+    by_app = {p.app: p for p in row}
+    first = row[0]
+    target = RATIO_TARGETS.get(first.scenario)
+    if target is None or "geoshare" not in by_app or "bare" not in by_app:
+        return None
+
+    def p99(p: Point):
+        r = p.result
+        if r.get("skipped") or r.get("error"):
+            return None
+        return r["latency"]["p99"]
+
+    g, b = p99(by_app["geoshare"]), p99(by_app["bare"])
+    ratio = round(g / b, 2) if g is not None and b else None
+    # A p99 of what was delivered says little when much was not.
+    delivered = all(
+        (p.result.get("delivery") or 0) >= DELIVERY_MIN
+        for p in (by_app["geoshare"], by_app["bare"])
+    )
+    name = f"{first.scenario} {sum(first.sizes)}"
+    if first.scenario == "S2":
+        name += f" {first.ws}"
+    why = by_app["geoshare"].result.get("skipped") or by_app["geoshare"].result.get(
+        "error"
+    )
+    if not why and g is not None and not delivered:
+        why = f"delivery under {DELIVERY_MIN:.0%}"
+    return {
+        "name": f"{name} (p99 ms{'; ' + why[:40] if why else ''})",
+        "geoshare": g,
+        "bare": b,
+        "ratio": ratio,
+        "target": f"ratio <= {target:g}",
+        "met": ratio is not None and ratio <= target and delivered,
+    }
+
+
+def ratio_line(row: dict) -> str:
+    """``S1 2000: p99 geoshare X / bare Y = Z x, target 1.4x (met)``."""
+    name = row["name"].split(" (")[0]
+    g = "-" if row["geoshare"] is None else f"{row['geoshare']} ms"
+    b = "-" if row["bare"] is None else f"{row['bare']} ms"
+    r = "-" if row["ratio"] is None else f"{row['ratio']}x"
+    met = "met" if row["met"] else "NOT met"
+    return f"  {name}: p99 geoshare {g} / bare {b} = {r}, {row['target']}x ({met})"
+
+
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The target rows of the largest point of each scenario (per ``--ws`` for S2)."""
+    best: dict[str, tuple[int, dict]] = {}
+    for r in rows:
+        parts = r["name"].split(" (")[0].split()
+        key = parts[0] + (" " + parts[2] if len(parts) > 2 else "")
+        size = int(parts[1])
+        if key not in best or size > best[key][0]:
+            best[key] = (size, r)
+    return [r for _, r in best.values()]
+
+
 # -- main -----------------------------------------------------------------------------
 
 
@@ -535,8 +620,10 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --quick: add S1 at M=500 on Redis and two processes",
     )
-    parser.add_argument("--scenarios",
-                        help="comma-separated subset: S1,S2,S3,S1-redis,history")
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated subset: S1,S2,S3,S1-redis,ingest,storm,history",
+    )
     parser.add_argument("--apps", help="comma-separated subset of geoshare,naive,bare")
     parser.add_argument("--sizes", help="only points with these socket counts")
     parser.add_argument(
@@ -551,6 +638,11 @@ def main(argv=None) -> int:
         "--profile",
         metavar="DIR",
         help="py-spy the geoshare servers while publishing (raw stacks)",
+    )
+    parser.add_argument(
+        "--ingest-seconds",
+        type=int,
+        help="wrk's seconds per door (default 10 in --full, 5 in --quick)",
     )
     args = parser.parse_args(argv)
 
@@ -572,6 +664,8 @@ def main(argv=None) -> int:
     )
     print(header(), flush=True)
     done: list[Point] = []
+    targets: list[dict] = []
+    wanted = {x.strip() for x in args.scenarios.split(",")} if args.scenarios else None
     try:
         for _name, rows, ascending in plan:
             stopped: dict[str, str] = {}
@@ -586,11 +680,42 @@ def main(argv=None) -> int:
                             )
                         except Exception as exc:  # noqa: BLE001 - one bad point, not all
                             p.result = {"error": f"{type(exc).__name__}: {exc}"}
-                        if ascending and (p.result.get("error") or failed(p.result)):
+                        # bare is the control of the ratio targets (issue 16): it is
+                        # measured at every size, so each row has its ratio.
+                        if (
+                            ascending
+                            and p.app not in UNSTOPPED
+                            and (p.result.get("error") or failed(p.result))
+                        ):
                             stopped[p.app] = f"{sum(p.sizes)}"
                     done.append(p)
                     print(row_text(p), flush=True)
-        wanted = {x.strip() for x in args.scenarios.split(",")} if args.scenarios else None
+                target = ratio_row(row)
+                if target is not None:
+                    targets.append(target)
+                    print(ratio_line(target), flush=True)
+        targets = headline_rows(targets)
+        if wanted is None or "ingest" in wanted:
+            from bench import ingest
+
+            print("\nPhone ingest (bench.ingest)", flush=True)
+            seconds = args.ingest_seconds or (10 if args.full else 5)
+            targets += ingest.run(
+                seconds=seconds, profile_dir=profile_dir, work=work, env=env
+            )
+        if wanted is None or "storm" in wanted:
+            from bench import storm
+
+            print("\nReconnect storm (bench.storm)", flush=True)
+            sizes = (10_000, 2_000, 2_000) if args.full else (2_000, 500, 500)
+            targets += storm.run(
+                key_sockets=sizes[0],
+                session_sockets=sizes[1],
+                room_sockets=sizes[2],
+                profile_dir=profile_dir,
+                work=work,
+                env=env,
+            )
         if wanted is None or "history" in wanted:
             # Its own process: it sets Django up on a PostgreSQL database of its own.
             subprocess.run([PY, "-m", "bench.history"], cwd=ROOT, check=False)
@@ -605,6 +730,10 @@ def main(argv=None) -> int:
             )
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if targets:
+        from bench.report import print_summary
+
+        print_summary(targets)
     print(f"({time.monotonic() - started:.0f} s)")
     return 0
 
