@@ -210,8 +210,13 @@ def _wrk(url: str, script: Path, connections: int, seconds: float) -> str:
 
 
 def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seconds,
-             sample_viewers=50, profile_dir=None) -> dict:
-    """One wrk run of ``door`` on ``app`` (``geoshare`` or ``bare``) on a fresh server."""
+             sample_viewers=50, profile_dir=None, warmup=3.0) -> dict:
+    """One wrk run of ``door`` on ``app`` (``geoshare`` or ``bare``) on a fresh server.
+
+    ``warmup`` seconds of the same load go first, not counted: phones that already
+    report (their shares started, their keys looked up), the steady state a running
+    server is in. The stored count is taken after them.
+    """
     from bench.run import Server, _child_setup, py_spy
     from tests.servers import pinned
 
@@ -243,6 +248,10 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
             result.update(viewers=len(viewer_paths), viewers_connected=connected["ok"],
                           viewers_first_error=connected["first_error"],
                           viewers_connect_s=connected["connect_s"])
+        if warmup > 0:
+            _wrk(url, script, connections, warmup)
+            settle(server)
+            stored0, _ = _db_counts(db)
         if profile_dir is not None and app == "geoshare":
             profiler = py_spy(server.process.pid, seconds,
                               profile_dir / f"ingest-{door}.txt")
@@ -305,7 +314,7 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
 
 def run(doors=DOORS, devices=1000, viewers=500, connections=50, seconds=10,
         room_size=0, sample_viewers=50, profile_dir=None, work=None, env=None,
-        emit=print) -> list[dict]:
+        emit=print, warmup=3.0) -> list[dict]:
     """Run every door on geoshare and bare; return the summary rows."""
     from bench.run import prepare_env
 
@@ -322,7 +331,7 @@ def run(doors=DOORS, devices=1000, viewers=500, connections=50, seconds=10,
     rows = []
     for door in doors:
         kw = dict(connections=connections, seconds=seconds,
-                  sample_viewers=sample_viewers)
+                  sample_viewers=sample_viewers, warmup=warmup)
         g = run_door(door, "geoshare", env, work, keys, ids, viewer_paths,
                      profile_dir=profile_dir, **kw)
         emit(json.dumps(g))
@@ -365,6 +374,8 @@ def main(argv=None):
                         help="viewers that parse every frame for the delivery check")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds of the same load first, not counted")
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the geoshare server while wrk runs")
     args = parser.parse_args(argv)
@@ -381,6 +392,7 @@ def main(argv=None):
         devices=args.devices, viewers=args.viewers, connections=args.connections,
         seconds=args.seconds, room_size=args.room_size,
         sample_viewers=args.sample_viewers, profile_dir=profile_dir,
+        warmup=args.warmup,
     )
     print_summary(rows)
 

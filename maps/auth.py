@@ -478,7 +478,7 @@ async def akey_member(key, address, *, key_hash=None):
     if cached is not None:
         return cached
     generation = keycache.keys.generation
-    member = await _key_member(None, address, key_hash=key_hash)
+    member = await keycache.loader.run(key_member, None, address, key_hash=key_hash)
     if member is not None and member is not BLOCKED:
         keycache.keys.put(key_hash, member, generation)
     return member

@@ -408,13 +408,15 @@ class RoomSync(TypedDict):
 
 
 class KeysForget(TypedDict):
-    """Every process forgets the device keys it keeps of room ``room`` (maps.keycache).
+    """Every process forgets the device keys it keeps of member ``member`` of room
+    ``room``, or with no ``member`` of the whole room (maps.keycache).
 
     Sent to the group ``geoshare.keys``, not to the room's.
     """
 
     type: Literal["keys.forget"]
     room: int
+    member: NotRequired[int]
 
 
 ROOM_EVENTS = {
@@ -500,8 +502,10 @@ def room_sync(hub, online, positions, stopped):
             "stopped": stopped}
 
 
-def keys_forget(room_pk):
-    return {"type": "keys.forget", "room": room_pk}
+def keys_forget(room_pk, member_pk=None):
+    if member_pk is None:
+        return {"type": "keys.forget", "room": room_pk}
+    return {"type": "keys.forget", "room": room_pk, "member": member_pk}
 
 
 # -- shape checking (tests) -----------------------------------------------------------------

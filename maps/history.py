@@ -11,7 +11,6 @@ computed in the same transaction (:func:`evaluate_places`) and announced after i
 """
 
 import asyncio
-import concurrent.futures
 import contextvars
 import logging
 import time
@@ -21,7 +20,17 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from . import metrics, places
-from .models import LivePosition, Member, Place, PlaceEvent, PlaceState, Position, Room
+from .dbthread import DatabaseThread
+from .models import (
+    Device,
+    LivePosition,
+    Member,
+    Place,
+    PlaceEvent,
+    PlaceState,
+    Position,
+    Room,
+)
 from .selectors import from_ms, to_ms
 
 log = logging.getLogger(__name__)
@@ -47,19 +56,27 @@ class HistoryWriter:
         self.waiters = []
         # member id -> the last_seen (epoch ms) last written, within the resolution.
         self.persisted = {}
+        # device id -> the newest receive time (epoch ms) of the buffered positions,
+        # and the last_seen last written per device.
+        self.devices = {}
+        self.devices_persisted = {}
         self._handle = None
         self._soon = False
         self._flushing = None
         self._tasks = set()
 
-    def add(self, member_id, fixes, received_ms, *, durable=False):
+    def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None):
         """Queue positions of one member (``fixes``, a list of :class:`Fix`).
 
-        Returns ``None``, or with ``durable`` a future that resolves when they are
-        committed, or fails with :class:`StoreFailed`.
+        ``device_id``: the device that sent them, whose ``last_seen`` the batch writes
+        (at :data:`DEVICE_SEEN_RESOLUTION_MS`). Returns ``None``, or with ``durable`` a
+        future that resolves when they are committed, or fails with
+        :class:`StoreFailed`.
         """
         for fix in fixes:
             self.buffer.append((member_id, fix, received_ms))
+        if device_id is not None and received_ms > self.devices.get(device_id, 0):
+            self.devices[device_id] = received_ms
         loop = asyncio.get_running_loop()
         if durable:
             future = loop.create_future()
@@ -98,13 +115,15 @@ class HistoryWriter:
             return
         batch, self.buffer = self.buffer, []
         waiters, self.waiters = self.waiters, []
+        devices, self.devices = self.devices, {}
         loop = asyncio.get_running_loop()
         self._flushing = loop.create_future()
         try:
             started = time.perf_counter()
             place_events = []
             await loop.run_in_executor(_executor(), _write_batch_in_thread, batch,
-                                       self.persisted, place_events)
+                                       self.persisted, place_events, devices,
+                                       self.devices_persisted)
             metrics.history_written(len(batch), time.perf_counter() - started)
         except Exception:
             metrics.HISTORY_ERRORS.inc()
@@ -200,7 +219,8 @@ def _live_upsert_sql():
     )
 
 
-def write_batch(batch, persisted=None, place_events=None):
+def write_batch(batch, persisted=None, place_events=None, *, devices=None,
+                devices_persisted=None):
     """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
 
     Each member's newest fix of the batch becomes their :class:`LivePosition` (in every
@@ -213,6 +233,10 @@ def write_batch(batch, persisted=None, place_events=None):
     updated, and entries older than :data:`LAST_SEEN_RESOLUTION_MS` are dropped, so it
     stays as small as the set of members who reported lately. Returns the number of
     history rows written.
+
+    ``devices`` maps device id to the newest receive time (epoch ms) of its positions
+    in the batch: their ``last_seen`` is written in the same transaction, when it moved
+    by :data:`DEVICE_SEEN_RESOLUTION_MS` since ``devices_persisted`` (updated).
 
     In the same transaction every fix is held against its room's places
     (:func:`evaluate_places`), live-only rooms included; the arrivals and departures
@@ -258,9 +282,16 @@ def write_batch(batch, persisted=None, place_events=None):
         members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()
                    if ms - persisted.get(pk, 0) >= LAST_SEEN_RESOLUTION_MS]
         Member.objects.bulk_update(members, ["last_seen"], batch_size=500)
+        seen = _devices_seen(devices or {}, devices_persisted)
         created = evaluate_places(batch, retention)
     if place_events is not None:
         place_events.extend(created)
+    if devices_persisted is not None:
+        devices_persisted.update(seen)
+        if len(devices_persisted) > 10_000:
+            horizon = max(seen.values(), default=0) - DEVICE_SEEN_RESOLUTION_MS
+            for pk in [pk for pk, ms in devices_persisted.items() if ms < horizon]:
+                del devices_persisted[pk]
     for member in members:
         persisted[member.pk] = last_seen[member.pk]
     if last_seen:
@@ -268,6 +299,24 @@ def write_batch(batch, persisted=None, place_events=None):
         for pk in [pk for pk, ms in persisted.items() if ms < horizon]:
             del persisted[pk]
     return len(rows)
+
+
+# A device's last report ("Connect a phone") is shown to the minute: it is written at
+# most this often per device.
+DEVICE_SEEN_RESOLUTION_MS = 5_000
+
+
+def _devices_seen(devices, persisted):
+    """Write the ``last_seen`` of ``devices`` ({id: epoch ms}) that moved enough;
+    return ``{id: ms}`` of those written. Devices deleted meanwhile match no row."""
+    persisted = persisted if persisted is not None else {}
+    due = {pk: ms for pk, ms in devices.items()
+           if ms - persisted.get(pk, 0) >= DEVICE_SEEN_RESOLUTION_MS}
+    if due:
+        Device.objects.bulk_update([Device(pk=pk, last_seen=from_ms(ms))
+                                    for pk, ms in due.items()], ["last_seen"],
+                                   batch_size=500)
+    return due
 
 
 def evaluate_places(batch, rooms):
@@ -417,53 +466,24 @@ def _row(ops, member_id, fix, received_ms):
     )
 
 
-_writer_thread = None
+# The history's own database thread (maps.dbthread), not channels'
+# ``database_sync_to_async`` thread: an HTTP request whose sync middleware runs in that
+# thread waits there for its view, and the view waits for this commit (the "a 200 means
+# stored" rule); sharing the thread would deadlock. One thread: batches are written one
+# after the other, never racing each other, on one kept connection.
+_thread = DatabaseThread("geoshare-history")
 
 
 def _executor():
-    """Return the history's own database thread, started on first use.
-
-    Not channels' ``database_sync_to_async`` thread: an HTTP request whose sync
-    middleware runs in that thread waits there for its view, and the view waits for
-    this commit (the "a 200 means stored" rule); sharing the thread would deadlock.
-    One thread: batches are written one after the other, never racing each other.
-    """
-    global _writer_thread
-    if _writer_thread is None:
-        _writer_thread = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="geoshare-history")
-    return _writer_thread
+    """Return the history's own database thread (an executor), started on first use."""
+    return _thread.executor()
 
 
-def _write_batch_in_thread(batch, persisted, place_events):
-    """Write a batch on the history thread's own connection, kept open between batches.
-
-    Opening a connection per batch (``CONN_MAX_AGE = 0`` as database_sync_to_async
-    applies it) cost more than the batch at thousands of phone positions a second
-    (PostgreSQL: a new backend each time). The one thread keeps one connection; it is
-    closed, and opened again by the next batch, after an error that left it unusable.
-    """
-    global _last_batch
-    now = time.monotonic()
-    if connection.connection is not None and (
-            connection.errors_occurred or now - _last_batch > IDLE_CHECK_S):
-        # As Django's CONN_HEALTH_CHECKS: a server restart or an idle timeout may have
-        # closed it meanwhile.
-        if not connection.is_usable():
-            connection.close()
-        connection.errors_occurred = False
-    _last_batch = now
-    try:
-        return write_batch(batch, persisted, place_events)
-    except Exception:
-        if connection.connection is not None and not connection.is_usable():
-            connection.close()
-        raise
-
-
-# The history thread checks its connection when it was idle this long (seconds).
-IDLE_CHECK_S = 30
-_last_batch = 0.0
+def _write_batch_in_thread(batch, persisted, place_events, devices=None,
+                           devices_persisted=None):
+    """Write a batch on the history thread, on its kept connection (maps.dbthread)."""
+    return _thread.call(write_batch, batch, persisted, place_events, devices=devices,
+                        devices_persisted=devices_persisted)
 
 
 _writers = weakref.WeakKeyDictionary()

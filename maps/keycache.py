@@ -6,7 +6,8 @@ the server's time in ``make bench``'s ingest, docs/benchmarks.md). This process 
 the answer, the member with its room and device, per key hash, and forgets it:
 
 - at once in this process, and through the channel layer in every other, when
-  something a door relies on changes in the member's room: a share starts or ends
+  something a door relies on changes for the member (only that member's keys are
+  forgotten) or for the room (all of the room's): a share starts or ends
   (``room.share``, ``room.stop``), a member is added, changed or removed
   (``room.member``, ``room.kick``), a key is replaced or a device deleted
   (``room.rekey``), the room is deleted (``room.deleted``), a device's OwnTracks
@@ -36,6 +37,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import events
+from .dbthread import DatabaseThread
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class KeyCache:
         self.generation = 0
         self._entries = {}  # key hash -> (member, loaded at (monotonic s))
         self._rooms = {}  # room pk -> set of key hashes
+        self._members = {}  # member pk -> set of key hashes
         self._forgotten = {}  # room pk -> the generation that last forgot it
         self._cleared = 0  # the generation that last forgot everything
         self._lock = threading.Lock()
@@ -90,31 +93,43 @@ class KeyCache:
         """Keep ``member`` for ``key_hash`` unless something changed since ``generation``
         (the value of :attr:`generation` when its load started); return whether kept."""
         with self._lock:
-            if max(self._cleared, self._forgotten.get(member.room_id, 0)) > generation:
+            if max(self._cleared, self._forgotten.get(member.room_id, 0),
+                   self._forgotten.get(("member", member.pk), 0)) > generation:
                 return False
             if len(self._entries) >= self.max_entries and key_hash not in self._entries:
                 self._drop_oldest()
             self._entries[key_hash] = (member, time.monotonic())
             self._rooms.setdefault(member.room_id, set()).add(key_hash)
+            self._members.setdefault(member.pk, set()).add(key_hash)
             return True
 
     def _drop_oldest(self):
         oldest = sorted(self._entries.items(), key=lambda item: item[1][1])
         for key_hash, (member, _loaded) in oldest[: max(1, len(oldest) // 10)]:
             del self._entries[key_hash]
-            hashes = self._rooms.get(member.room_id)
-            if hashes is not None:
-                hashes.discard(key_hash)
+            for index, pk in ((self._rooms, member.room_id), (self._members, member.pk)):
+                hashes = index.get(pk)
+                if hashes is not None:
+                    hashes.discard(key_hash)
+                    if not hashes:
+                        del index[pk]
 
     def forget_room(self, room_pk):
-        """Forget every key of room ``room_pk`` (and any load under way)."""
+        """Forget every key of room ``room_pk`` (and any load of it under way)."""
+        self._forget(room_pk, self._rooms)
+
+    def forget_member(self, member_pk):
+        """Forget every key of member ``member_pk`` (and any load of it under way)."""
+        self._forget(("member", member_pk), self._members, member_pk)
+
+    def _forget(self, mark, index, pk=None):
         with self._lock:
             self.generation += 1
             if len(self._forgotten) >= self.max_entries:
                 self._forgotten.clear()
                 self._cleared = self.generation
-            self._forgotten[room_pk] = self.generation
-            for key_hash in self._rooms.pop(room_pk, ()):
+            self._forgotten[mark] = self.generation
+            for key_hash in index.pop(mark if pk is None else pk, ()):
                 self._entries.pop(key_hash, None)
 
     def clear(self):
@@ -124,23 +139,36 @@ class KeyCache:
             self._cleared = self.generation
             self._entries.clear()
             self._rooms.clear()
+            self._members.clear()
             self._forgotten.clear()
 
 
 keys = KeyCache()
+# Keys are looked up on a thread of their own whose connection stays open (a lookup
+# per key per KEY_CACHE_S, not per request; maps.dbthread).
+loader = DatabaseThread("geoshare-keys")
 
 
-def room_changed(room_pk, event_type=None):
-    """Forget room ``room_pk``'s keys here and in every other process.
+def room_changed(room_pk, event=None):
+    """Forget keys of room ``room_pk`` here, and return the message that makes every
+    other process forget them.
 
-    ``event_type`` is the room event being sent (``None``: always forget); events that
-    change nothing a door relies on (positions, presence) forget nothing. Synchronous
-    callers must call this after their transaction commits. Returns the message to
-    send to :data:`GROUP` (``None`` when there is nothing to forget): the caller sends
-    it with the event.
+    ``event`` is the room event being sent (``None``: forget the whole room). Events
+    that change nothing a door relies on (positions, presence) forget nothing; those
+    about one member (a share, a stop, a change, a removal, a key) forget that
+    member's keys only; the rest (the room deleted, its places changed) the room's.
+    Synchronous callers must call this after their transaction commits. Returns the
+    message to send to :data:`GROUP` (``None`` when there is nothing to forget): the
+    caller sends it with the event.
     """
-    if event_type is not None and event_type not in FORGETTING_EVENTS:
+    if event is not None and event["type"] not in FORGETTING_EVENTS:
         return None
+    member = event.get("member") if event is not None else None
+    if type(member) is dict:  # room.member carries the member's info
+        member = member.get("id")
+    if type(member) is int:
+        keys.forget_member(member)
+        return events.keys_forget(room_pk, member)
     keys.forget_room(room_pk)
     return events.keys_forget(room_pk)
 
@@ -177,8 +205,9 @@ async def listen():
             await asyncio.sleep(1)
             continue
         if message.get("type") == "keys.forget":
-            room = message.get("room")
-            if room is None:
-                keys.clear()
+            if message.get("member") is not None:
+                keys.forget_member(message["member"])
+            elif message.get("room") is not None:
+                keys.forget_room(message["room"])
             else:
-                keys.forget_room(room)
+                keys.clear()

@@ -91,7 +91,8 @@ MAX_PLACES_PER_ROOM = 100
 # -- the publish path ---------------------------------------------------------------
 
 
-async def positions_publish(*, member, fixes, durable=False, received_ms=None):
+async def positions_publish(*, member, fixes, durable=False, received_ms=None,
+                            device_id=None):
     """Record and broadcast positions of ``member`` (a :class:`maps.auth.MemberRef`).
 
     ``fixes`` are validated :class:`maps.fixes.Fix` values (several: a phone's offline
@@ -101,7 +102,9 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None):
     returns only once they are committed (group commit, maps.history), and the room
     hears of them after that, so a hub that starts meanwhile loads them; a channel
     layer that is away then does not undo the answer (the hubs resync when it is back).
-    Returns the :class:`~maps.events.WirePosition` broadcast.
+    Returns the :class:`~maps.events.WirePosition` broadcast. ``device_id`` is the
+    :class:`~maps.models.Device` whose key sent them: its ``last_seen`` (the "last
+    report" of "Connect a phone") is written with them.
 
     Raises :class:`NotAllowed` for a member who may not publish (a viewer), and
     :class:`maps.history.StoreFailed` when a durable batch could not be committed.
@@ -110,7 +113,8 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None):
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
-    committed = history_writer().add(member.id, fixes, received_ms, durable=durable)
+    committed = history_writer().add(member.id, fixes, received_ms, durable=durable,
+                                     device_id=device_id)
     if committed is not None:
         await committed
     newest = max(fixes, key=lambda f: f.ts)
@@ -199,7 +203,7 @@ async def room_event_send(room_pk, event):
     every process load the room's device keys again (:mod:`maps.keycache`).
     """
     layer = get_channel_layer()
-    forget = keycache.room_changed(room_pk, event["type"])
+    forget = keycache.room_changed(room_pk, event)
     await layer.group_send(events.room_group(room_pk), event)
     if forget is not None:
         await layer.group_send(keycache.GROUP, forget)
@@ -438,44 +442,22 @@ def device_set_secret(*, device, secret):
         raise ValueError(f"The secret may be at most {SECRET_MAX_BYTES} bytes long.")
     device.secret = secret
     device.save(update_fields=["secret"])
-    _keys_changed(device.member.room_id)
+    _keys_changed(device.member.room_id, device.member_id)
     return device
 
 
-def _keys_changed(room_pk):
-    """Make every process load room ``room_pk``'s device keys again, after the commit."""
+def _keys_changed(room_pk, member_pk):
+    """Make every process load the member's device keys again, after the commit."""
 
     def send():
-        forget = keycache.room_changed(room_pk)
+        keycache.keys.forget_member(member_pk)
+        forget = events.keys_forget(room_pk, member_pk)
         try:
             async_to_sync(get_channel_layer().group_send)(keycache.GROUP, forget)
         except Exception:  # the keys still expire (KEY_CACHE_S)
             log.warning("room %s: other processes not told of a key change", room_pk)
 
     transaction.on_commit(send)
-
-
-# A device's last report is shown to the minute; writing it more often costs a write
-# per position for nothing.
-DEVICE_SEEN_EVERY_S = 5
-
-
-def device_seen_due(device, at=None):
-    """Return whether :func:`device_seen` would write (no database access)."""
-    return device.last_seen is None or ((at or timezone.now()) - device.last_seen
-                                        ).total_seconds() >= DEVICE_SEEN_EVERY_S
-
-
-def device_seen(*, device, at=None):
-    """Record that ``device`` sent a position that was accepted (``last_seen``).
-
-    Skipped when the stored time is less than :data:`DEVICE_SEEN_EVERY_S` old.
-    """
-    at = at or timezone.now()
-    if not device_seen_due(device, at):
-        return
-    device.last_seen = at
-    Device.objects.filter(pk=device.pk).update(last_seen=at)
 
 
 def member_remove(*, member, replace_invite=False):
@@ -723,7 +705,7 @@ def _room_event(room_pk, message):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            forget = keycache.room_changed(room_pk, message["type"])
+            forget = keycache.room_changed(room_pk, message)
             async_to_sync(layer.group_send)(events.room_group(room_pk), message)
             if forget is not None:
                 async_to_sync(layer.group_send)(keycache.GROUP, forget)

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Member:
-    def __init__(self, room_id):
+    def __init__(self, room_id, pk=None):
         self.room_id = room_id
+        self.pk = pk if pk is not None else id(self)
 
 
 @pytest.fixture(autouse=True)
@@ -83,14 +84,36 @@ def test_a_full_cache_drops_its_oldest_entries():
     assert cache.get("k24") is not None and cache.get("k0") is None
 
 
-def test_only_changes_that_matter_to_a_door_forget():
-    assert keycache.room_changed(5, "room.fix") is None
-    assert keycache.room_changed(5, "room.presence") is None
-    for kind in ("room.share", "room.stop", "room.member", "room.kick", "room.rekey",
-                 "room.deleted", "room.places"):
-        message = keycache.room_changed(5, kind)
+def test_only_changes_that_matter_to_a_door_forget_and_only_whom_they_concern():
+    assert keycache.room_changed(5, events.room_fix({"member": 7})) is None
+    assert keycache.room_changed(5, events.room_presence("hub", 7, True)) is None
+    about_one = [events.room_share(7, None), events.room_stop(7, 1),
+                 events.room_member({"id": 7, "name": "Ana", "color": "#000",
+                                     "role": "member"}),
+                 events.room_kick(7), events.room_rekey(7, 3)]
+    for event in about_one:
+        message = keycache.room_changed(5, event)
+        assert message == {"type": "keys.forget", "room": 5, "member": 7}
+        events.check_room_event(message)
+    for event in (events.room_deleted(), events.room_places([])):
+        message = keycache.room_changed(5, event)
         assert message == {"type": "keys.forget", "room": 5}
         events.check_room_event(message)
+
+
+def test_forgetting_a_member_leaves_the_rest_of_the_room():
+    cache = keycache.KeyCache(ttl_s=10)
+    ana, bo = Member(1), Member(1)
+    ana.pk, bo.pk = 10, 11
+    cache.put("ana-phone", ana, cache.generation)
+    cache.put("ana-tablet", ana, cache.generation)
+    cache.put("bo", bo, cache.generation)
+    started = cache.generation
+    cache.forget_member(10)
+    assert cache.get("ana-phone") is None and cache.get("ana-tablet") is None
+    assert cache.get("bo") is bo
+    assert not cache.put("ana-phone", ana, started)  # a load that raced it
+    assert cache.put("bo", bo, started)
 
 
 # -- the doors, in this process ---------------------------------------------------------
@@ -192,7 +215,8 @@ async def test_changes_are_announced_to_every_process(member, member_key, on_com
     device = await database_sync_to_async(Device.objects.get)(member=member)
     await on_commit(device_rotate_key, device=device)
     message = await asyncio.wait_for(layer.receive(channel), 5)
-    assert message == {"type": "keys.forget", "room": member.room_id}
+    assert message == {"type": "keys.forget", "room": member.room_id,
+                       "member": member.pk}
     await layer.group_discard(keycache.GROUP, channel)
 
 
@@ -204,7 +228,7 @@ async def test_the_listener_forgets_what_another_process_announces(member, membe
         await warm(async_client, member_key)
         # As another process's services send it, without touching this one's memory.
         await get_channel_layer().group_send(keycache.GROUP,
-                                             events.keys_forget(member.room_id))
+                                             events.keys_forget(member.room_id, member.pk))
         for _ in range(50):
             if keycache.keys.get(hash_key(member_key)) is None:
                 break
@@ -257,3 +281,21 @@ def test_a_key_replaced_through_one_process_stops_on_the_other_at_once(tmp_path)
                     time.sleep(0.05)
                 statuses.add(status)
             assert statuses == {400}
+
+
+def test_the_key_lookup_reads_what_the_orm_reads(member, member_key):
+    """The plain query (maps.selectors.member_for_key) gives the models the ORM gives,
+    field for field, converted alike (aware datetimes, booleans)."""
+    from django.utils import timezone
+
+    from maps.selectors import member_for_key
+
+    Device.objects.filter(member=member).update(last_seen=timezone.now(), secret="s")
+    found = member_for_key(member_key)
+    device = Device.objects.select_related("member__room").get(key_hash=hash_key(member_key))
+    for mine, theirs in ((found.device, device), (found, device.member),
+                         (found.room, device.member.room)):
+        for field in type(theirs)._meta.concrete_fields:
+            assert getattr(mine, field.attname) == getattr(theirs, field.attname), field
+    assert found.device.last_seen.tzinfo is not None
+    assert member_for_key("not a key") is None

@@ -24,8 +24,6 @@ from ..services import (
     NotAllowed,
     amember_stop_sharing,
     ashare_start,
-    device_seen,
-    device_seen_due,
     place_events_announce,
     place_transition_record,
     places_for_device,
@@ -34,8 +32,6 @@ from ..services import (
 )
 from . import gpslogger, hauk, osmand, overland, owntracks
 from .common import load_json
-
-_device_seen = database_sync_to_async(device_seen)
 
 
 def _content_type(request):
@@ -57,7 +53,7 @@ async def _publish(caller, fixes):
     share has ended is answered as usual, but nothing is stored or shown
     (:func:`maps.auth.share_gate`): the app's upload queue must not jam. The member's
     position budget applies; the device's ``last_seen`` (its "last report" on the
-    "Connect a phone" page) is recorded once they are stored. Raises
+    "Connect a phone" page) is written in the same commit. Raises
     :class:`maps.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
     (with ``Retry-After``) when the database could not commit them.
     """
@@ -74,14 +70,13 @@ async def _publish(caller, fixes):
     try:
         if gate == "start":
             await ashare_start(member=caller.ref)
-        await positions_publish(member=caller.ref, fixes=fixes, durable=True)
+        await positions_publish(member=caller.ref, fixes=fixes, durable=True,
+                                device_id=caller.device.pk if caller.device else None)
     except NotAllowed as exc:
         raise auth.Refused(403, str(exc)) from None
     except StoreFailed:
         raise auth.Refused(503, "the positions could not be stored; send them again",
                            headers={"Retry-After": "5"}) from None
-    if caller.device is not None and device_seen_due(caller.device):
-        await _device_seen(device=caller.device)
 
 
 def _invalid(exc):
