@@ -128,6 +128,7 @@ class Fixtures:
     def _geoshare_rooms(self, sizes: list[int]) -> list[list[str]]:
         from django.db import transaction
 
+        from maps.models import Member, Share
         from maps.services import member_create, room_create
 
         out = []
@@ -141,6 +142,12 @@ class Fixtures:
                     _, key = member_create(room=room, name=f"m{m + 1}", role="member")
                     keys.append(key)
                 out.append([f"/ws/rooms/{room.public_id}/?key={k}" for k in keys])
+            # The members are sharing already, as in a room in use: a member's first
+            # position would otherwise start their share (a write and a room.share
+            # event, once per member), and in a run of a few seconds nearly every
+            # position would be someone's first.
+            Member.objects.filter(room__name__startswith=f"bench {self.seq}-").update(
+                share=Share.ON)
         return out
 
 

@@ -351,6 +351,28 @@ def socket_member(room_id, session_key, key, address):
     return None, member, room
 
 
+async def asocket_member(room_id, session_key, key, address):
+    """:func:`socket_member` from the event loop (the WebSocket handshake).
+
+    A device key this process looked up lately is answered from memory
+    (:mod:`maps.keycache`), as on the phone doors; everything else is looked up on the
+    reads thread, whose connection stays open (:mod:`maps.dbthread`), and a key found
+    there is kept. A reconnect storm after a restart pays one query per socket, not a
+    new database connection per socket.
+    """
+    key_hash = hash_key(key) if key and len(key) <= MAX_KEY_LENGTH else None
+    if key_hash is not None:
+        cached = keycache.keys.get(key_hash)
+        if cached is not None and cached.room.public_id == room_id:
+            return None, cached, cached.room
+    generation = keycache.keys.generation
+    code, member, room = await keycache.loader.run(socket_member, room_id, session_key,
+                                                   key, address)
+    if code is None and key_hash is not None:
+        keycache.keys.put(key_hash, member, generation)
+    return code, member, room
+
+
 def watch_link(token):
     """Return the usable watch link of ``token`` (member and room loaded), or ``None``.
 

@@ -110,9 +110,8 @@ class LocationConsumer(AsyncWebsocketConsumer):
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
         key = key[0] if key else None
         session_key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        code, member, room = await database_sync_to_async(auth.socket_member)(
-            room_id, session_key, key, self.address
-        )
+        code, member, room = await auth.asocket_member(room_id, session_key, key,
+                                                       self.address)
         if code is not None:
             await self._refuse(code)
             return

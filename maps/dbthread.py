@@ -57,3 +57,9 @@ class DatabaseThread:
             if connection.connection is not None and not connection.is_usable():
                 connection.close()
             raise
+
+
+# The thread the event loop's common reads go to: device keys (maps.keycache), the
+# WebSocket handshake's authentication, a hub's starting state. Like channels'
+# thread-sensitive thread, one at a time; unlike it, on a kept connection.
+reads = DatabaseThread("geoshare-reads")

@@ -29,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import events, metrics
+from .dbthread import reads
 from .fixes import now_ms
 from .room_state import RoomState, watch_frames
 
@@ -93,7 +94,7 @@ class RoomHub:
 
         self.channel = await self.layer.new_channel("hub.")
         await self.layer.group_add(self.group, self.channel)
-        self.state.load(await database_sync_to_async(room_live_state)(self.room_pk))
+        self.state.load(await reads.run(room_live_state, self.room_pk))
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._receive_loop(), name=f"hub-receive-{self.room_pk}"),

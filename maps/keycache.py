@@ -37,7 +37,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import events
-from .dbthread import DatabaseThread
+from .dbthread import reads
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,9 @@ class KeyCache:
 
 
 keys = KeyCache()
-# Keys are looked up on a thread of their own whose connection stays open (a lookup
-# per key per KEY_CACHE_S, not per request; maps.dbthread).
-loader = DatabaseThread("geoshare-keys")
+# Keys are looked up on the reads thread, whose connection stays open (a lookup per
+# key per KEY_CACHE_S, not per request; maps.dbthread).
+loader = reads
 
 
 def room_changed(room_pk, event=None):
