@@ -314,7 +314,7 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
 
 def run(doors=DOORS, devices=1000, viewers=500, connections=50, seconds=10,
         room_size=0, sample_viewers=50, profile_dir=None, work=None, env=None,
-        emit=print, warmup=3.0) -> list[dict]:
+        emit=print, warmup=3.0, extra_env=None) -> list[dict]:
     """Run every door on geoshare and bare; return the summary rows."""
     from bench.run import prepare_env
 
@@ -326,7 +326,7 @@ def run(doors=DOORS, devices=1000, viewers=500, connections=50, seconds=10,
         # Production mode, but plain HTTP on loopback: without this every request would
         # be a 301 to https (which wrk does not count as an error).
         env = prepare_env(work)
-    env = {**env, "SECURE_SSL_REDIRECT": "0"}
+    env = {**env, "SECURE_SSL_REDIRECT": "0", **(extra_env or {})}
     keys, ids, viewer_paths = make_devices(devices, viewers, room_size)
     rows = []
     for door in doors:
@@ -378,6 +378,9 @@ def main(argv=None):
                         help="seconds of the same load first, not counted")
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the geoshare server while wrk runs")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the servers (e.g. GEOSHARE_INGEST_FRONT=0), "
+                        "to measure what a step is worth")
     args = parser.parse_args(argv)
     from bench.loadgen import raise_nofile
     from bench.report import print_summary
@@ -393,6 +396,7 @@ def main(argv=None):
         seconds=args.seconds, room_size=args.room_size,
         sample_viewers=args.sample_viewers, profile_dir=profile_dir,
         warmup=args.warmup,
+        extra_env=dict(item.split("=", 1) for item in args.set),
     )
     print_summary(rows)
 
