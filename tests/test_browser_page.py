@@ -315,8 +315,17 @@ def test_the_translated_pages_in_simplified_chinese(site, chromium, problems):
         # The script's words come from Django's JavaScript catalog.
         expect(zh.locator("#signin-links time").first).to_have_text(re.compile("刚刚|秒前"))
         zh.get_by_role("button", name="生成登录链接").click()
-        zh.get_by_role("button", name="复制").click()
-        expect(zh.get_by_role("button", name="已复制")).to_be_visible()
+        # "已复制" shows for 2 s only: record every label the button takes, so that a
+        # slow machine cannot miss it between two polls.
+        copy = zh.get_by_role("button", name="复制")
+        expect(copy).to_be_visible()
+        copy.evaluate("""button => {
+            window.copyLabels = [];
+            new MutationObserver(() => window.copyLabels.push(button.textContent))
+                .observe(button, {childList: true, characterData: true, subtree: true});
+        }""")
+        copy.click()
+        zh.wait_for_function("() => window.copyLabels.includes('已复制')", timeout=10_000)
         assert no_sideways_scroll(zh)
         screenshot(zh, "12-zh-other-device-phone")
         zh.goto(f"{site.url}/")
