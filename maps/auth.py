@@ -31,7 +31,6 @@ from datetime import datetime
 from importlib import import_module
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
@@ -482,9 +481,6 @@ def basic_password(request):
     return password if sep else None
 
 
-_key_member = database_sync_to_async(key_member)
-
-
 async def akey_member(key, address, *, key_hash=None):
     """:func:`key_member` from the event loop, answered from memory when it can be.
 
@@ -494,7 +490,7 @@ async def akey_member(key, address, *, key_hash=None):
     """
     if key_hash is None:
         if not key or len(key) > MAX_KEY_LENGTH:
-            return await _key_member(key, address)
+            return await keycache.loader.run(key_member, key, address)
         key_hash = hash_key(key)
     cached = keycache.keys.get(key_hash)
     if cached is not None:

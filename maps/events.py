@@ -219,7 +219,7 @@ def snapshot_text(you, now, parts_text):
     :func:`snapshot` gives.
     """
     head = orjson.dumps({"type": "snapshot", "you": you, "now": now}).decode()
-    return head[:-1] + "," + parts_text[1:] if parts_text != "{}" else head
+    return head[:-1] + "," + parts_text[1:]
 
 
 def positions(items):

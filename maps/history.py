@@ -121,9 +121,8 @@ class HistoryWriter:
         try:
             started = time.perf_counter()
             place_events = []
-            await loop.run_in_executor(_executor(), _write_batch_in_thread, batch,
-                                       self.persisted, place_events, devices,
-                                       self.devices_persisted)
+            await _thread.run(write_batch, batch, self.persisted, place_events,
+                              devices=devices, devices_persisted=self.devices_persisted)
             metrics.history_written(len(batch), time.perf_counter() - started)
         except Exception:
             metrics.HISTORY_ERRORS.inc()
@@ -486,18 +485,6 @@ def _row(ops, member_id, fix, received_ms):
 # stored" rule); sharing the thread would deadlock. One thread: batches are written one
 # after the other, never racing each other, on one kept connection.
 _thread = DatabaseThread("geoshare-history")
-
-
-def _executor():
-    """Return the history's own database thread (an executor), started on first use."""
-    return _thread.executor()
-
-
-def _write_batch_in_thread(batch, persisted, place_events, devices=None,
-                           devices_persisted=None):
-    """Write a batch on the history thread, on its kept connection (maps.dbthread)."""
-    return _thread.call(write_batch, batch, persisted, place_events, devices=devices,
-                        devices_persisted=devices_persisted)
 
 
 _writers = weakref.WeakKeyDictionary()

@@ -167,10 +167,16 @@ def room_changed(room_pk, event=None):
     if type(member) is dict:  # room.member carries the member's info
         member = member.get("id")
     if type(member) is int:
-        keys.forget_member(member)
-        return events.keys_forget(room_pk, member)
+        return member_changed(room_pk, member)
     keys.forget_room(room_pk)
     return events.keys_forget(room_pk)
+
+
+def member_changed(room_pk, member_pk):
+    """Forget member ``member_pk``'s keys here; return the message that makes every
+    other process forget them (the caller sends it to :data:`GROUP`)."""
+    keys.forget_member(member_pk)
+    return events.keys_forget(room_pk, member_pk)
 
 
 async def listen():

@@ -450,8 +450,7 @@ def _keys_changed(room_pk, member_pk):
     """Make every process load the member's device keys again, after the commit."""
 
     def send():
-        keycache.keys.forget_member(member_pk)
-        forget = events.keys_forget(room_pk, member_pk)
+        forget = keycache.member_changed(room_pk, member_pk)
         try:
             async_to_sync(get_channel_layer().group_send)(keycache.GROUP, forget)
         except Exception:  # the keys still expire (KEY_CACHE_S)
