@@ -78,6 +78,11 @@ class PageProblems:
         def handle_request_failed(request):
             if request.url.startswith(TILE_PREFIX):
                 return
+            # The browser cancelled it itself (the page navigated away or closed while
+            # the request was in flight): not the server's failure. A server that
+            # fails answers an error status (handle_response) or drops the connection.
+            if request.failure == "net::ERR_ABORTED":
+                return
             self.problems.append(
                 f"{label}: request failed: {request.method} {request.url}: {request.failure}"
             )
