@@ -297,6 +297,14 @@ class RoomFix(TypedDict):
     p: WirePosition
 
 
+class RoomFixes(TypedDict):
+    """Positions of several members, stored in one history batch (sent once per room by
+    ``maps.history``'s writer after the commit, instead of a ``room.fix`` each)."""
+
+    type: Literal["room.fixes"]
+    ps: list[WirePosition]
+
+
 class RoomStop(TypedDict):
     """A member's share ended at server time ``at`` (they stopped, or it ran out)."""
 
@@ -421,6 +429,7 @@ class KeysForget(TypedDict):
 
 ROOM_EVENTS = {
     "room.fix": RoomFix,
+    "room.fixes": RoomFixes,
     "room.stop": RoomStop,
     "room.share": RoomShare,
     "room.unwatch": RoomUnwatch,
@@ -442,6 +451,10 @@ PROCESS_EVENTS = {"keys.forget": KeysForget}
 
 def room_fix(position):
     return {"type": "room.fix", "p": position}
+
+
+def room_fixes(positions):
+    return {"type": "room.fixes", "ps": positions}
 
 
 def room_stop(member_id, at):

@@ -20,7 +20,7 @@ the fix, is not the payload's to say: the door that checked the key fills it in
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .events import wire_position
 
@@ -69,7 +69,11 @@ class Fix:
 
     def from_device(self, name):
         """Return this fix as sent by the device called ``name`` (``None``: browser)."""
-        return replace(self, device=name)
+        # Field by field rather than dataclasses.replace, which builds its keyword
+        # arguments from the fields' metadata on every call: this runs for every
+        # position a phone sends (tests/test_fixes.py checks that no field is lost).
+        return Fix(self.lat, self.lon, self.ts, self.accuracy, self.altitude, self.speed,
+                   self.heading, self.battery, self.charging, name)
 
     def to_wire(self, member_id, seen_ms):
         """Return the :class:`~maps.events.WirePosition` of this fix."""

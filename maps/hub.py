@@ -253,6 +253,12 @@ class RoomHub:
             # removed member's fix must not show.
             self._spawn(self._reload_member(position))
 
+    def room_fixes(self, message):
+        apply_fix = self.state.apply_fix
+        for position in message["ps"]:
+            if not apply_fix(position):
+                self._spawn(self._reload_member(position))
+
     def room_stop(self, message):
         self.state.apply_stop(message["member"], message["at"])
         # Links that ended with the share end now (the service revoked them).

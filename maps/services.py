@@ -100,7 +100,8 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None,
     member's live position, and the newest goes once to the room's channel-layer group,
     whose hubs show it on every member's map. With ``durable`` (the phone doors) this
     returns only once they are committed (group commit, maps.history), and the room
-    hears of them after that, so a hub that starts meanwhile loads them; a channel
+    hears of them after that, with the rest of the batch's positions in one
+    ``room.fixes`` event per room, so a hub that starts meanwhile loads them; a channel
     layer that is away then does not undo the answer (the hubs resync when it is back).
     Returns the :class:`~maps.events.WirePosition` broadcast. ``device_id`` is the
     :class:`~maps.models.Device` whose key sent them: its ``last_seen`` (the "last
@@ -113,20 +114,21 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None,
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
-    committed = history_writer().add(member.id, fixes, received_ms, durable=durable,
-                                     device_id=device_id)
-    if committed is not None:
-        await committed
-    newest = max(fixes, key=lambda f: f.ts)
+    newest = max(fixes, key=_fix_time) if len(fixes) > 1 else fixes[0]
     wire = newest.to_wire(member.id, received_ms)
-    try:
-        await room_event_send(member.room_pk, events.room_fix(wire))
-    except Exception:
-        if not durable:
-            raise
-        log.warning("room %s: stored positions not announced (channel layer away)",
-                    member.room_pk)
+    writer = history_writer()
+    if durable:
+        # The writer announces the batch's positions per room after the commit.
+        await writer.add(member.id, fixes, received_ms, durable=True,
+                         device_id=device_id, announce=(member.room_pk, wire))
+        return wire
+    writer.add(member.id, fixes, received_ms, device_id=device_id)
+    await room_event_send(member.room_pk, events.room_fix(wire))
     return wire
+
+
+def _fix_time(fix):
+    return fix.ts
 
 
 async def position_publish(*, member, fix, durable=False, received_ms=None):

@@ -106,3 +106,17 @@ def test_minutes_of_clock_skew_are_allowed_hours_are_not():
         with pytest.raises(InvalidFix) as refused:
             fix_from_values(1, 2, ts=NOW + ahead, now=NOW)
         assert refused.value.field == "ts" and "10 minutes" in refused.value.detail
+
+
+def test_from_device_keeps_every_other_field():
+    """``Fix.from_device`` copies field by field: a field added to ``Fix`` and not
+    copied there fails here."""
+    import dataclasses
+
+    values = {}
+    for number, field in enumerate(dataclasses.fields(Fix)):
+        values[field.name] = {"charging": True, "device": "old", "ts": 1_763_700_000_000,
+                              }.get(field.name, float(number + 1))
+    fix = Fix(**values)
+    assert fix.from_device("Pixel") == dataclasses.replace(fix, device="Pixel")
+    assert fix.from_device(None) == dataclasses.replace(fix, device=None)

@@ -1,6 +1,7 @@
 """The history writer (maps.history): retention at write time, bounded memory, no lost
 batches when a member is deleted mid-batch (PostgreSQL)."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -138,3 +139,54 @@ def test_the_live_position_keeps_the_newest_fixs_charging_and_device(member):
                                  device="Ana's Pixel"), NOW)])
     wire = selectors.position_wire(LivePosition.objects.get(member=member))
     assert (wire["charging"], wire["device"]) == (True, "Ana's Pixel")
+
+
+def test_time_param_sends_what_the_orm_would_send():
+    """The batch's own datetime adapter gives Django's parameter for every millisecond:
+    the stored text is what the ORM writes and reads back."""
+    from django.db import connection
+
+    from maps.history import time_param
+    from maps.selectors import from_ms
+
+    stamp = time_param()
+    samples = [0, 1, 999, 1_000, 86_399_999, 1_700_000_000_000, 1_795_327_466_680,
+               1_795_327_466_001, 4_102_444_799_999]
+    samples += [1_600_000_000_000 + step * 7_919_777 for step in range(500)]
+    for ms in samples:
+        assert stamp(ms) == connection.ops.adapt_datetimefield_value(from_ms(ms)), ms
+        # And again from the batch's memory of that millisecond.
+        assert stamp(ms) == connection.ops.adapt_datetimefield_value(from_ms(ms)), ms
+
+
+async def test_a_batch_of_phone_positions_reaches_the_room_in_one_event(member, other):
+    """Durable positions committed together are announced together: one ``room.fixes``
+    per room and batch, each request's newest position in it, after the commit."""
+    from channels.layers import get_channel_layer
+
+    from maps.auth import member_ref
+    from maps.events import room_group
+    from maps.services import positions_publish
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(room_group(member.room_id), channel)
+    mine, theirs = (await database_sync_to_async(
+        lambda: [member_ref(m) for m in Member.objects.select_related("room")
+                 .filter(pk__in=[member.pk, other.pk]).order_by("pk")])())
+    first = Fix(lat=1.0, lon=2.0, ts=NOW)
+    newer = Fix(lat=1.5, lon=2.5, ts=NOW + 5_000)
+    await asyncio.gather(
+        positions_publish(member=mine, fixes=[first, newer], durable=True,
+                          received_ms=NOW + 6_000),
+        positions_publish(member=theirs, fixes=[first], durable=True,
+                          received_ms=NOW + 6_000),
+    )
+    message = await asyncio.wait_for(layer.receive(channel), 5)
+    assert message["type"] == "room.fixes"
+    assert [(p["member"], p["lat"], p["ts"]) for p in message["ps"]] == [
+        (mine.id, 1.5, NOW + 5_000), (theirs.id, 1.0, NOW)]
+    stored = await database_sync_to_async(
+        lambda: sorted(Position.objects.values_list("member_id", "lat")))()
+    assert stored == sorted([(mine.id, 1.0), (mine.id, 1.5), (theirs.id, 1.0)])
+    await layer.group_discard(room_group(member.room_id), channel)

@@ -96,6 +96,48 @@ async def test_another_host_is_refused(member_key):
     assert status == 400 and b"host" in body
 
 
+async def test_the_host_answer_follows_the_settings(member_key, settings):
+    """The front keeps get_host's answer per host header, and forgets it when a
+    setting changes: a host allowed a moment ago is refused once it is not."""
+    query = f"id={member_key}&lat=1&lon=1".encode()
+    settings.ALLOWED_HOSTS = ["phones.example"]
+    assert (await call("/ingest/osmand/", host=b"phones.example", query=query))[0] == 200
+    settings.ALLOWED_HOSTS = ["maps.example"]
+    assert (await call("/ingest/osmand/", host=b"phones.example", query=query))[0] == 400
+    assert (await call("/ingest/osmand/", host=b"maps.example", query=query))[0] == 200
+
+
+async def test_https_answers_carry_hsts_and_every_answer_the_security_headers(
+        member_key, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    query = f"id={member_key}&lat=1&lon=1".encode()
+    _, secure, _ = await call("/ingest/osmand/", scheme="https", query=query)
+    _, plain, _ = await call("/ingest/osmand/", query=query)
+    assert secure["strict-transport-security"].startswith("max-age=3600")
+    assert "strict-transport-security" not in plain
+    for headers in (secure, plain):
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == settings.SECURE_REFERRER_POLICY
+    _, refused, _ = await call("/ingest/osmand/", query=b"id=nobody&lat=1&lon=1")
+    assert refused["x-content-type-options"] == "nosniff"
+
+
+async def test_query_parameters_as_the_doors_read_them(member, member_key):
+    """The last of a repeated parameter wins (as QueryDict.get); percent-escapes are
+    decoded; more than 1,000 parameters are refused, naming the query."""
+    status, _, _ = await call("/ingest/osmand/", query=(
+        f"id={member_key}&lat=10&lat=46.07&lon=14.52&accuracy=%38").encode())
+    assert status == 200
+    await history_writer().flush()
+    stored = await database_sync_to_async(list)(
+        Position.objects.filter(member=member).values_list("lat", "lon", "accuracy"))
+    assert stored == [(46.07, 14.52, 8.0)]
+    crowded = f"id={member_key}&lat=1&lon=1&".encode() + b"&".join(
+        b"x%d=1" % n for n in range(1000))
+    status, _, body = await call("/ingest/osmand/", query=crowded)
+    assert status == 400 and orjson.loads(body)["field"] == "query"
+
+
 async def test_plain_http_is_sent_to_https_when_the_site_says_so(member_key, settings):
     settings.SECURE_SSL_REDIRECT = True
     status, headers, _ = await call("/ingest/osmand/",

@@ -8,6 +8,7 @@ in geoshare's units for :func:`maps.fixes.fix_from_values`, the one gate, or rai
 import math
 import re
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -24,6 +25,24 @@ SECONDS_BELOW = 2**31 - 1
 _DECIMAL = re.compile(r"[+-]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,4})?",
                       re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d{1,20}", re.ASCII)
+# The most parameters a query string or form body may carry (as Django's
+# DATA_UPLOAD_MAX_NUMBER_FIELDS): the doors read a dozen.
+MAX_PARAMETERS = 1000
+
+
+def form_params(text, field="body"):
+    """Return the parameters of a query string or form body (``text``) as a ``dict``.
+
+    Parsed as ``application/x-www-form-urlencoded`` (:func:`urllib.parse.parse_qsl`,
+    blank values kept, percent-escapes as UTF-8 with U+FFFD for bad bytes, as Django's
+    ``QueryDict`` parses them); of a repeated name the last value wins, which is what
+    ``QueryDict.get`` answers. More than :data:`MAX_PARAMETERS` raise
+    :class:`InvalidFix` naming ``field``.
+    """
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMETERS))
+    except ValueError:
+        raise InvalidFix(field, f"at most {MAX_PARAMETERS} parameters") from None
 
 
 def fix_named(names, **values):

@@ -12,7 +12,7 @@ request is valid and fits the member's position budget
 
 from channels.db import database_sync_to_async
 from django.core import signing
-from django.http import HttpResponse, JsonResponse, QueryDict
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -31,7 +31,7 @@ from ..services import (
     positions_publish,
 )
 from . import gpslogger, hauk, osmand, overland, owntracks
-from .common import load_json
+from .common import form_params, load_json
 
 
 def _content_type(request):
@@ -40,7 +40,7 @@ def _content_type(request):
 
 def _form(body, field="body"):
     try:
-        return QueryDict(body.decode("utf-8"))
+        return form_params(body.decode("utf-8"), field)
     except UnicodeDecodeError:
         raise InvalidFix(field, "the body is not UTF-8 form data") from None
 
@@ -220,17 +220,17 @@ async def gpslogger_view(request, caller, key):
     body; 401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}``
     for bad input, 413 for a body over 256 KiB, 429 past a limit.
     """
-    params = dict(request.GET.items())
     body = caller.body
     content_type = _content_type(request)
     try:
+        params = dict(request.GET.items())
         if body.strip():
             if content_type == "application/json":
                 extra = load_json(body)
                 if type(extra) is not dict:
                     raise InvalidFix("body", "a JSON body must be an object")
             elif content_type in ("", "application/x-www-form-urlencoded"):
-                extra = dict(_form(body).items())
+                extra = _form(body)
             else:
                 raise InvalidFix(
                     "Content-Type", "send a query string, a form body or application/json"
