@@ -135,6 +135,10 @@ class RoomFriends:
     def _loaded(self, room_pk, task):
         if self._loading.get(room_pk) is task:
             del self._loading[room_pk]
+        if not task.cancelled():
+            # Seen here, so that a failed load whose requests all went away is not
+            # logged as "never retrieved"; its waiters still get the error.
+            task.exception()
 
     def _put(self, room_pk, entry, generation):
         with self._lock:

@@ -265,6 +265,27 @@ async def test_requests_for_a_room_being_loaded_share_one_load(party, watch, clo
 
 
 @db_async
+async def test_a_failed_load_fails_its_requests_and_is_not_kept(party, watch, clock,
+                                                                 monkeypatch):
+    await osmand_post(party.bo_key, 45.3)
+    real = friends.room_entry
+    calls = []
+
+    def broken(room_pk, started, keep_s):
+        calls.append(room_pk)
+        if len(calls) == 1:
+            raise RuntimeError("database away")
+        return real(room_pk, started, keep_s)
+
+    monkeypatch.setattr(friends, "room_entry", broken)
+    results = await asyncio.gather(*[friends.rooms.get(party.room.pk) for _ in range(3)],
+                                   return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError] * 3
+    assert (await friends.rooms.get(party.room.pk)).members == (party.bo.pk,)
+    assert len(calls) == 2
+
+
+@db_async
 async def test_a_timed_share_ending_before_the_keeping_time_ends_the_kept_answer(party, watch):
     await osmand_post(party.bo_key, 45.3)
     soon = timezone.now() + timedelta(seconds=30)
