@@ -20,7 +20,7 @@ from django.utils import timezone
 from maps import friends, keycache
 from maps.auth import member_ref
 from maps.history import history_writer
-from maps.models import Member, Share
+from maps.models import Member, Room, Share
 from maps.selectors import member_for_key
 from maps.services import amember_stop_sharing, device_set_secret, member_remove
 from tests import test_ingest
@@ -305,6 +305,15 @@ def test_a_full_cache_drops_expired_rooms_first():
     assert rooms._put(2, old, rooms.generation)
     assert rooms._put(3, new, rooms.generation)
     assert set(rooms._entries) == {1, 3}
+
+
+@db_async
+async def test_a_live_only_room_answers_its_friends_too(party, watch, clock):
+    # A live-only room keeps no history, but each member's last position all the same.
+    await Room.objects.filter(pk=party.room.pk).aupdate(retention_days=0)
+    await osmand_post(party.bo_key, 45.3)
+    assert await stored(party.bo) == []
+    assert friend_lats(await answer_of(party.ana_key)) == [45.3]
 
 
 # -- the answer's form -------------------------------------------------------------------
