@@ -354,6 +354,10 @@ GEOSHARE = {
     # in the key's room (maps/keycache.py): the longest a revoked key can keep working
     # on a process that missed the channel-layer message.
     "KEY_CACHE_S": env_int("GEOSHARE_KEY_CACHE_S", default=10),
+    # An OwnTracks device gets the room's members as friends in the answer to a post at
+    # most this often (seconds; 0: every post); the posts in between are answered
+    # without them (maps/friends.py).
+    "OWNTRACKS_FRIENDS_EVERY_S": env_int("GEOSHARE_OWNTRACKS_FRIENDS_EVERY_S", default=10),
     # Phone doors (/ingest/, /hauk/api/) served by their own ASGI front instead of
     # Django's request handler and middleware (maps/ingest/front.py); 0 for the latter.
     "INGEST_FRONT": env_bool("GEOSHARE_INGEST_FRONT", default=True),

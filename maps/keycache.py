@@ -22,6 +22,10 @@ the answer, the member with its room and device, per key hash, and forgets it:
 A timed share's end needs no message: the cached member's ``share_state()`` compares
 its end time with the clock, as the database row would.
 
+Wherever a room's or a member's keys are forgotten, the room's OwnTracks friends
+(:mod:`maps.friends`) are forgotten with them (a member's change: when the member is
+among them).
+
 Loads that raced a change are not kept: each forget bumps a generation and notes it
 for the room, and a load of that room started under an older generation is used for
 its own request but not cached. Wrong
@@ -36,7 +40,7 @@ import time
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import events
+from . import events, friends
 from .dbthread import reads
 
 log = logging.getLogger(__name__)
@@ -169,6 +173,7 @@ def room_changed(room_pk, event=None):
     if type(member) is int:
         return member_changed(room_pk, member)
     keys.forget_room(room_pk)
+    friends.room_changed(room_pk)
     return events.keys_forget(room_pk)
 
 
@@ -176,6 +181,7 @@ def member_changed(room_pk, member_pk):
     """Forget member ``member_pk``'s keys here; return the message that makes every
     other process forget them (the caller sends it to :data:`GROUP`)."""
     keys.forget_member(member_pk)
+    friends.room_changed(room_pk, member_pk)
     return events.keys_forget(room_pk, member_pk)
 
 
@@ -195,6 +201,7 @@ async def listen():
                 channel = await layer.new_channel("keys.")
                 await layer.group_add(GROUP, channel)
                 keys.clear()
+                friends.clear()
             try:
                 message = await asyncio.wait_for(layer.receive(channel), REJOIN_S)
             except TimeoutError:
@@ -208,12 +215,25 @@ async def listen():
             log.warning("key cache: channel layer away; keys expire after %ss", keys.ttl_s)
             channel = None
             keys.clear()
+            friends.clear()
             await asyncio.sleep(1)
             continue
         if message.get("type") == "keys.forget":
-            if message.get("member") is not None:
-                keys.forget_member(message["member"])
-            elif message.get("room") is not None:
-                keys.forget_room(message["room"])
-            else:
-                keys.clear()
+            forget(message)
+
+
+def forget(message):
+    """Forget what a ``keys.forget`` message (:class:`maps.events.KeysForget`) says
+    changed: the member's keys, or the room's, or everything; and with them the
+    room's OwnTracks friends (:mod:`maps.friends`)."""
+    room, member = message.get("room"), message.get("member")
+    if member is not None:
+        keys.forget_member(member)
+    elif room is not None:
+        keys.forget_room(room)
+    else:
+        keys.clear()
+    if room is not None:
+        friends.room_changed(room, member)
+    else:
+        friends.clear()

@@ -111,21 +111,29 @@ def room_live_state(room_pk):
     return {"members": rows, "positions": positions, "places": places}
 
 
-def friend_positions(member_id, room_pk):
-    """Return ``[(member id, name, Position)]``: the live positions of the room's others.
+def room_friends(room_pk, now=None):
+    """Return ``([(member id, name, LivePosition)], until)``: what OwnTracks shows of
+    room ``room_pk``'s sharing members, and when that changes by the clock alone.
 
-    Ordered by member id; members who stopped sharing are left out
-    (:func:`live_positions`). Read from the stored history, which the batched writer
-    fills up to ``HISTORY_FLUSH_MS`` after a position arrives.
+    Every member of the room whose share is on and who has a live position within the
+    room's retention (:func:`live_positions`), ordered by member id; the caller leaves
+    out whoever asks (maps.friends). ``until`` is the earliest aware UTC datetime at
+    which one of them drops out with no event (a timed share ends, a position passes
+    the room's retention), or ``None`` when none will.
     """
-    others = Member.objects.filter(room_id=room_pk).exclude(pk=member_id)
-    positions = live_positions(others)
-    names = dict(
-        Member.objects.filter(pk__in=[p.member_id for p in positions])
-        .values_list("pk", "name")
-    )
-    return [(p.member_id, names[p.member_id], p)
-            for p in sorted(positions, key=lambda p: p.member_id) if p.member_id in names]
+    now = now or timezone.now()
+    positions = live_positions(Member.objects.filter(room_id=room_pk), now)
+    members = {pk: (name, until) for pk, name, until in Member.objects.filter(
+        pk__in=[p.member_id for p in positions]).values_list("pk", "name", "sharing_until")}
+    retention_days = Room.objects.filter(pk=room_pk).values_list(
+        "retention_days", flat=True).first()
+    ends = [members[p.member_id][1] for p in positions if p.member_id in members]
+    if retention_days:
+        ends += [p.received + timedelta(days=retention_days) for p in positions]
+    ends = [end for end in ends if end is not None]
+    friends = [(p.member_id, members[p.member_id][0], p)
+               for p in sorted(positions, key=lambda p: p.member_id) if p.member_id in members]
+    return friends, min(ends, default=None)
 
 
 def member_info(room_pk, member_id):

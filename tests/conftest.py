@@ -40,6 +40,19 @@ def _fresh_rate_limits():
     counts.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_owntracks_friends():
+    """OwnTracks friends answers are kept per room and per device in process memory
+    (maps.friends); ids come back after a rolled-back test, so each starts from none."""
+    from maps import friends
+
+    friends.rooms.clear()
+    friends.throttle.clear()
+    yield
+    friends.rooms.clear()
+    friends.throttle.clear()
+
+
 @pytest.fixture
 def room_and_owner(db):
     return room_create(name=PERSONAS["room"], owner_name=PERSONAS["owner"])

@@ -49,6 +49,15 @@ def test_good_values_and_defaults_still_work():
     assert result.stdout.split() == ["True", "250", "200"]
 
 
+def test_the_owntracks_friends_window_comes_from_the_environment():
+    code = "print(s.GEOSHARE['OWNTRACKS_FRIENDS_EVERY_S'])"
+    assert _start(code).stdout.split() == ["10"]
+    assert _start(code, GEOSHARE_OWNTRACKS_FRIENDS_EVERY_S="0").stdout.split() == ["0"]
+    refused = _start(code, GEOSHARE_OWNTRACKS_FRIENDS_EVERY_S="10s")
+    assert refused.returncode == 1
+    assert "GEOSHARE_OWNTRACKS_FRIENDS_EVERY_S='10s'" in refused.stderr
+
+
 def test_without_secret_key_and_debug_off_a_key_is_generated_once(tmp_path):
     env = {"DEBUG": "0", "SECRET_KEY": "", "ALLOWED_HOSTS": "maps.example.org",
            "GEOSHARE_DATA_DIR": str(tmp_path)}

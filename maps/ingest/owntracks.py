@@ -70,7 +70,20 @@ def answer(messages, secret=None):
     """Return the body of the answer to the app: the JSON array of ``messages``, or,
     when the device has a secret, one ``encrypted`` object holding that array (how
     the apps and the OwnTracks Recorder encrypt an answer, ``Parser.kt``)."""
-    plain = orjson.dumps(messages)
+    return _sealed(orjson.dumps(messages), secret)
+
+
+def answer_of(pieces, secret=None):
+    """Return the body of the answer made of already encoded ``pieces``, as
+    :func:`answer` makes it of messages.
+
+    Each piece is bytes: one JSON message or several separated by commas (a
+    :func:`friend_piece`); the array is the pieces in order.
+    """
+    return _sealed(b"[" + b",".join(pieces) + b"]", secret)
+
+
+def _sealed(plain, secret):
     if not secret:
         return plain
     return orjson.dumps(encrypt(secret, plain))
@@ -219,6 +232,13 @@ def friend_messages(member_id, name, position):
     if position.battery is not None:
         location["batt"] = round(position.battery)
     return [{"_type": "card", "tid": tracker, "name": name}, location]
+
+
+def friend_piece(member_id, name, position):
+    """Return a friend's two :func:`friend_messages` encoded as one piece of an answer
+    (:func:`answer_of`): the ``card``'s JSON, a comma, the ``location``'s."""
+    card, location = friend_messages(member_id, name, position)
+    return orjson.dumps(card) + b"," + orjson.dumps(location)
 
 
 

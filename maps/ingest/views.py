@@ -10,13 +10,14 @@ request is valid and fits the member's position budget
 (:func:`maps.auth.positions_allowed`), and the member's share is not ended.
 """
 
+import orjson
 from channels.db import database_sync_to_async
 from django.core import signing
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import auth, metrics, selectors
+from .. import auth, friends, metrics
 from ..fixes import InvalidFix, now_ms
 from ..history import StoreFailed
 from ..selectors import to_ms
@@ -94,13 +95,6 @@ def _owntracks_key(request, body):
     )
 
 
-def _owntracks_friends(member_id, room_pk):
-    messages = []
-    for friend_id, name, position in selectors.friend_positions(member_id, room_pk):
-        messages.extend(owntracks.friend_messages(friend_id, name, position))
-    return messages
-
-
 @require_POST
 @auth.ingest_door(_owntracks_key)
 async def owntracks_view(request, caller):
@@ -110,9 +104,11 @@ async def owntracks_view(request, caller):
     used) or ``?key=``. A device with a secret (payload encryption) may send
     ``_type: encrypted`` messages, and its answers are encrypted the same way. Answers
     200 with a JSON array of ``card`` and ``location``
-    messages of the room's other sharing members (OwnTracks shows them as friends),
-    and, when the room's places changed since this device last got them, a ``cmd``
-    ``setWaypoints`` with all of them (docs/phones.md, "Places"). A ``transition``
+    messages of the room's other sharing members (OwnTracks shows them as friends; at
+    most every ``GEOSHARE["OWNTRACKS_FRIENDS_EVERY_S"]`` seconds per device, ``[]``
+    in between, positions up to 1 s old: :mod:`maps.friends`), and, when the room's
+    places changed since this device last got them, a ``cmd`` ``setWaypoints`` with
+    all of them (docs/phones.md, "Places"). A ``transition``
     for a place of the room records that crossing, once (maps.history.place_transition);
     ``waypoints`` (or one ``waypoint``) make places the room does not have yet;
     401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}`` for bad
@@ -141,13 +137,12 @@ async def owntracks_view(request, caller):
             await database_sync_to_async(places_import)(member=caller.member,
                                                         waypoints=value)
     # An empty body is what OwnTracks posts when a friend is deleted in the app.
-    friends = await database_sync_to_async(_owntracks_friends)(
-        caller.ref.id, caller.ref.room_pk
-    )
+    pieces = await friends.friends_for(device_pk=caller.device.pk, member_id=caller.ref.id,
+                                       room_pk=caller.ref.room_pk)
     places = await database_sync_to_async(places_for_device)(device=caller.device)
     if places is not None:
-        friends.append(owntracks.set_waypoints(places))
-    return HttpResponse(owntracks.answer(friends, caller.device.secret),
+        pieces.append(orjson.dumps(owntracks.set_waypoints(places)))
+    return HttpResponse(owntracks.answer_of(pieces, caller.device.secret),
                         content_type="application/json")
 
 
