@@ -128,6 +128,34 @@ async def test_answer_carries_set_waypoints_when_places_changed(party, harbour):
 
 
 @db_async
+async def test_places_are_asked_of_the_database_only_when_they_may_have_changed(
+        party, harbour, monkeypatch):
+    """Posts after the phone got the places read no places (the key cache's room says
+    nothing changed); a change is seen at the next post."""
+    from maps.ingest import views
+
+    asked = []
+    real = views.places_for_device
+
+    def counting(*, device):
+        asked.append(device.pk)
+        return real(device=device)
+
+    monkeypatch.setattr(views, "places_for_device", counting)
+    await post(owntracks_location(), party.ana_key)
+    assert len(asked) == 1
+    for tst in (T + 1, T + 2, T + 3):
+        answer = (await post(owntracks_location(tst=tst), party.ana_key)).json()
+        assert [m for m in answer if m["_type"] == "cmd"] == []
+    assert len(asked) == 1
+    await database_sync_to_async(place_update)(member=party.ana, place=harbour,
+                                               values={"radius": 250.0})
+    changed = (await post(owntracks_location(tst=T + 4), party.ana_key)).json()
+    assert [m["action"] for m in changed if m["_type"] == "cmd"] == ["setWaypoints"]
+    assert len(asked) == 2
+
+
+@db_async
 async def test_phone_waypoints_become_places_once(party):
     export = {"_type": "waypoints", "_creator": "owntracks", "waypoints": [
         {"_type": "waypoint", "desc": "Home", "lat": "45.1", "lon": "13.1", "rad": "50",

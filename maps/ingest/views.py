@@ -95,6 +95,21 @@ def _owntracks_key(request, body):
     )
 
 
+def _places_may_be_news(caller):
+    """Return whether the room's places may have changed since this device got them.
+
+    Read from the key cache's room and device (maps.keycache), which forgets the room
+    when its places change (``room.places``), so most posts need no query; only a
+    ``True`` asks the database (:func:`places_for_device`, which decides). A process
+    that missed that announcement sends the new places at most ``KEY_CACHE_S`` late.
+    """
+    changed = caller.member.room.places_changed
+    if changed is None:
+        return False
+    sent = caller.device.places_sent
+    return sent is None or sent < changed
+
+
 @require_POST
 @auth.ingest_door(_owntracks_key)
 async def owntracks_view(request, caller):
@@ -139,7 +154,9 @@ async def owntracks_view(request, caller):
     # An empty body is what OwnTracks posts when a friend is deleted in the app.
     pieces = await friends.friends_for(device_pk=caller.device.pk, member_id=caller.ref.id,
                                        room_pk=caller.ref.room_pk)
-    places = await database_sync_to_async(places_for_device)(device=caller.device)
+    places = None
+    if _places_may_be_news(caller):
+        places = await database_sync_to_async(places_for_device)(device=caller.device)
     if places is not None:
         pieces.append(orjson.dumps(owntracks.set_waypoints(places)))
     return HttpResponse(owntracks.answer_of(pieces, caller.device.secret),
