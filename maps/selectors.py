@@ -143,14 +143,40 @@ def member_for_key(key=None, *, key_hash=None):
     """
     if key_hash is None:
         key_hash = hash_key(key)
+    return members_for_keys([key_hash]).get(key_hash)
+
+
+# Key hashes looked up in one query at most (SQLite allows 32,766 parameters; a
+# PostgreSQL plan for a few hundred is still an index scan per hash).
+KEYS_PER_QUERY = 500
+
+
+def members_for_keys(key_hashes):
+    """Return ``{key hash: member}`` for the device key hashes (hex text) that exist.
+
+    The batched form of :func:`member_for_key` (same members, each with its room and
+    ``device`` loaded): one indexed query per :data:`KEYS_PER_QUERY` distinct hashes.
+    Hashes of no device are absent from the result.
+    """
     if _KEY_QUERY.get("sql") is None:
         _key_query_build()
     connection = connections["default"]
-    with connection.cursor() as cursor:
-        cursor.execute(_KEY_QUERY["sql"], [key_hash])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    wanted = list(dict.fromkeys(key_hashes))
+    found = {}
+    for start in range(0, len(wanted), KEYS_PER_QUERY):
+        chunk = wanted[start:start + KEYS_PER_QUERY]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _KEY_QUERY["sql"] + f" WHERE d.key_hash IN ({', '.join(['%s'] * len(chunk))})",
+                chunk)
+            rows = cursor.fetchall()
+        for row in rows:
+            member = _key_row_member(connection, row)
+            found[member.device.key_hash] = member
+    return found
+
+
+def _key_row_member(connection, row):
     row = list(row)
     for i, converters, expression in _KEY_QUERY["converters"]:
         for converter in converters:
@@ -197,7 +223,7 @@ def _key_query_build():
     _KEY_QUERY["sql"] = (
         f"SELECT {', '.join(columns)} FROM {table[Device]} d "
         f"JOIN {table[Member]} m ON m.id = d.member_id "
-        f"JOIN {table[Room]} r ON r.id = m.room_id WHERE d.key_hash = %s"
+        f"JOIN {table[Room]} r ON r.id = m.room_id"
     )
 
 
