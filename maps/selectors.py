@@ -93,22 +93,63 @@ def room_live_state(room_pk):
     times in epoch ms,
     ``share`` as :meth:`Member.share_state` says now.
     """
-    members = Member.objects.filter(room_id=room_pk).order_by("pk")
-    rows = []
-    for member in members:
-        rows.append(
+    return rooms_live_state([room_pk])[0]
+
+
+# Rooms whose starting state is read in one set of queries at most.
+ROOMS_PER_QUERY = 200
+
+
+def rooms_live_state(room_pks):
+    """Return :func:`room_live_state` of each room of ``room_pks``, in that order.
+
+    Three queries per :data:`ROOMS_PER_QUERY` rooms (members, live positions, places)
+    plus one for the rooms' retention, instead of five per room: when hundreds of
+    hubs start at once (a restart's reconnect storm) their loads go together
+    (:class:`maps.dbthread.Batcher`). A room that does not exist (any more) gets the
+    state of an empty room.
+    """
+    states = {}
+    now = timezone.now()
+    wanted = list(dict.fromkeys(room_pks))
+    for start in range(0, len(wanted), ROOMS_PER_QUERY):
+        states.update(_rooms_live_state(wanted[start:start + ROOMS_PER_QUERY], now))
+    return [states[pk] for pk in room_pks]
+
+
+def _rooms_live_state(room_pks, now):
+    states = {pk: {"members": [], "positions": [], "places": []} for pk in room_pks}
+    sharing = {}
+    for member in Member.objects.filter(room_id__in=room_pks).order_by("pk"):
+        share = member.share_state(now)
+        states[member.room_id]["members"].append(
             {
                 "id": member.pk,
                 "info": events.member_info(member),
                 "last_seen": to_ms(member.last_seen),
                 "stopped_at": to_ms(member.stopped_at),
-                "share": member.share_state(),
+                "share": share,
                 "sharing_until": to_ms(member.sharing_until),
             }
         )
-    positions = [position_wire(p) for p in live_positions(members)]
-    places = [p.to_dict() for p in Place.objects.filter(room_id=room_pk)]
-    return {"members": rows, "positions": positions, "places": places}
+        if share == Share.ON:
+            sharing[member.pk] = member.room_id
+    # As live_positions: nothing older than the room's retention, when it has one.
+    floors = {room.pk: now - room.retention()
+              for room in Room.objects.filter(pk__in=room_pks).only("retention_days")
+              if room.retention_days}
+    live = (LivePosition.objects.filter(member__room_id__in=room_pks)
+            .order_by("member_id"))
+    for position in live:
+        room_pk = sharing.get(position.member_id)
+        if room_pk is None:  # not sharing now
+            continue
+        floor = floors.get(room_pk)
+        if floor is None or position.received >= floor:
+            states[room_pk]["positions"].append(position_wire(position))
+    for place in Place.objects.filter(room_id__in=room_pks).order_by("room_id", "pk"):
+        states[place.room_id]["places"].append(place.to_dict())
+    return states
 
 
 def friend_positions(member_id, room_pk):
