@@ -355,7 +355,8 @@ def keys_members(requests):
     """Return :func:`key_member` of each ``(key hash, address)`` of ``requests``.
 
     Synchronous (database): the batched form of :func:`key_member`, one query per
-    :data:`maps.selectors.KEYS_PER_QUERY` keys (:func:`maps.selectors.members_for_keys`).
+    :data:`maps.selectors.KEYS_PER_QUERY` keys
+    (:func:`maps.selectors.members_for_keys`).
     Each answer is the member (room and ``device`` loaded), ``None`` for a hash of no
     device, or :data:`BLOCKED`; every wrong key counts against its own address, as
     :func:`key_member` counts it, in the order of ``requests``.

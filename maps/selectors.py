@@ -206,10 +206,9 @@ def members_for_keys(key_hashes):
     found = {}
     for start in range(0, len(wanted), KEYS_PER_QUERY):
         chunk = wanted[start:start + KEYS_PER_QUERY]
+        marks = ", ".join(["%s"] * len(chunk))
         with connection.cursor() as cursor:
-            cursor.execute(
-                _KEY_QUERY["sql"] + f" WHERE d.key_hash IN ({', '.join(['%s'] * len(chunk))})",
-                chunk)
+            cursor.execute(_KEY_QUERY["sql"] + f" WHERE d.key_hash IN ({marks})", chunk)
             rows = cursor.fetchall()
         for row in rows:
             member = _key_row_member(connection, row)
