@@ -279,3 +279,24 @@ async def test_a_batch_that_raced_a_forget_is_not_kept(room, member, member_key)
         auth.key_loads.function = real
     assert code is None and found.pk == member.pk
     assert len(keycache.keys) == 0
+
+
+async def test_doors_key_lookups_that_arrive_together_go_in_one_query(
+    member, member_key, stranger_and_key
+):
+    # The phone doors' key-cache misses share the handshakes' batches: each request
+    # gets its own answer, a wrong key still counts against its address.
+    from maps import keycache
+
+    keycache.keys.clear()
+    stranger, stranger_key = stranger_and_key
+    before = auth.key_loads.calls
+    found = await asyncio.gather(
+        auth.akey_member(member_key, "203.0.113.9"),
+        auth.akey_member("wrong", "203.0.113.9"),
+        auth.akey_member(stranger_key, "198.51.100.1"),
+    )
+    assert auth.key_loads.calls - before == 1
+    assert [getattr(m, "pk", m) for m in found] == [member.pk, None, stranger.pk]
+    assert auth.counts.peek("badkey", "203.0.113.9", auth.limit("badkey")[1]) == 1
+    assert len(keycache.keys) == 2
