@@ -7,7 +7,9 @@ new connection per key lookup and per history batch (SQLite: a file open and two
 pragmas; PostgreSQL: a new backend). A :class:`DatabaseThread` is one long-lived thread
 that keeps one connection, checked as Django's ``CONN_HEALTH_CHECKS`` would check it:
 after an error, and before a call that follows a long idle spell (a server restart or an
-idle timeout may have closed it meanwhile).
+idle timeout may have closed it meanwhile). A :class:`Batcher` puts the reads that
+arrive while one is under way into one call (a reconnect storm's handshakes and hub
+starts: docs/benchmarks.md, issue 16).
 """
 
 import asyncio
