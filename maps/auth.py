@@ -39,6 +39,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import events, keycache, metrics, selectors
+from .dbthread import Batcher
 from .models import HistoryVisibility, Member, Role, hash_key
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
@@ -350,26 +351,139 @@ def socket_member(room_id, session_key, key, address):
     return None, member, room
 
 
+def keys_members(requests):
+    """Return :func:`key_member` of each ``(key hash, address)`` of ``requests``.
+
+    Synchronous (database): the batched form of :func:`key_member`, one query per
+    :data:`maps.selectors.KEYS_PER_QUERY` keys
+    (:func:`maps.selectors.members_for_keys`).
+    Each answer is the member (room and ``device`` loaded), ``None`` for a hash of no
+    device, or :data:`BLOCKED`; every wrong key counts against its own address, as
+    :func:`key_member` counts it, in the order of ``requests``.
+    """
+    found = selectors.members_for_keys([key_hash for key_hash, _address in requests])
+    answers = []
+    for key_hash, address in requests:
+        member = found.get(key_hash)
+        if member is None and not limit_hit("badkey", address):
+            member = BLOCKED
+        answers.append(member)
+    return answers
+
+
+def _session_engine_is_db():
+    from django.contrib.sessions.backends import db
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return store.load is db.SessionStore.load
+
+
+def sessions_members(requests):
+    """Return :func:`socket_member` of each ``(room_id, session_key)`` of ``requests``
+    (WebSockets without a device key): ``(close_code, member, room)`` each.
+
+    Synchronous (database). With Django's database session engine, three queries for
+    the lot (the rooms by public id, the unexpired sessions by key, the members by
+    id), each session decoded by the engine's own ``decode``; with another engine each
+    session is loaded as :func:`load_session` loads it. The answers are
+    :func:`socket_member`'s: 4404 for no such room, 4401 for no session, an expired or
+    logged-out one, or one in no room, 4403 for a session not in this room (or whose
+    member was removed).
+    """
+    from .models import Room
+
+    if not _session_engine_is_db():
+        return [socket_member(room_id, session_key, None, None)
+                for room_id, session_key in requests]
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    rooms = {room.public_id: room for room in Room.objects.filter(
+        public_id__in={room_id for room_id, _key in requests})}
+    stores = {}
+    for _room_id, session_key in requests:
+        if session_key and session_key not in stores:
+            store = store_class(session_key)
+            if store.session_key is not None:  # the engine's own check of the key
+                stores[session_key] = store
+    data = {}
+    if stores:
+        rows = store_class.get_model_class().objects.filter(
+            session_key__in=list(stores), expire_date__gt=timezone.now())
+        for row in rows.values_list("session_key", "session_data"):
+            data[row[0]] = stores[row[0]].decode(row[1])
+    wanted = {}
+    for room_id, session_key in requests:
+        room = rooms.get(room_id)
+        session = data.get(session_key) or {}
+        member_id = (session.get("members") or {}).get(room_id) if room else None
+        if member_id is not None:
+            wanted[(room_id, session_key)] = member_id
+    members = {}
+    ids = {int(pk) for pk in wanted.values() if str(pk).isdigit()}
+    if ids:
+        members = {m.pk: m for m in Member.objects.select_related("room").filter(
+            pk__in=ids)}
+    answers = []
+    for room_id, session_key in requests:
+        room = rooms.get(room_id)
+        if room is None:
+            answers.append((events.CLOSE_NO_ROOM, None, None))
+            continue
+        session = data.get(session_key) or {}
+        if not session.get("members"):
+            answers.append((events.CLOSE_NOT_AUTHENTICATED, None, room))
+            continue
+        member_id = wanted.get((room_id, session_key))
+        member = members.get(int(member_id)) if str(member_id).isdigit() else None
+        if member is None or member.room_id != room.pk:
+            answers.append((events.CLOSE_FORBIDDEN, None, room))
+            continue
+        answers.append((None, member, room))
+    return answers
+
+
+def _key_refusal(room_id, member):
+    """The close code of a known key of another room, or of an unknown key."""
+    room = selectors.room_by_public_id(room_id)
+    if room is None:
+        return events.CLOSE_NO_ROOM, None, None
+    if member is None:
+        return events.CLOSE_NOT_AUTHENTICATED, None, room
+    return events.CLOSE_FORBIDDEN, None, room
+
+
+# The handshakes' and doors' database reads, coalesced under load (maps.dbthread).
+key_loads = Batcher(keycache.loader, keys_members)
+session_loads = Batcher(keycache.loader, sessions_members)
+
+
 async def asocket_member(room_id, session_key, key, address):
     """:func:`socket_member` from the event loop (the WebSocket handshake).
 
     A device key this process looked up lately is answered from memory
     (:mod:`maps.keycache`), as on the phone doors; everything else is looked up on the
     reads thread, whose connection stays open (:mod:`maps.dbthread`), and a key found
-    there is kept. A reconnect storm after a restart pays one query per socket, not a
-    new database connection per socket.
+    there is kept. Lookups that arrive while one is under way go together in one
+    query (:data:`key_loads`, :data:`session_loads`): a reconnect storm after a
+    restart pays a query per few hundred sockets, not one (three with a session) per
+    socket. The answers are :func:`socket_member`'s.
     """
-    key_hash = hash_key(key) if key and len(key) <= MAX_KEY_LENGTH else None
-    if key_hash is not None:
-        cached = keycache.keys.get(key_hash)
-        if cached is not None and cached.room.public_id == room_id:
-            return None, cached, cached.room
+    if not key:
+        return await session_loads.load((room_id, session_key))
+    if len(key) > MAX_KEY_LENGTH:
+        return await keycache.loader.run(socket_member, room_id, session_key, key,
+                                         address)
+    key_hash = hash_key(key)
+    cached = keycache.keys.get(key_hash)
+    if cached is not None and cached.room.public_id == room_id:
+        return None, cached, cached.room
     generation = keycache.keys.generation
-    code, member, room = await keycache.loader.run(socket_member, room_id, session_key,
-                                                   key, address)
-    if code is None and key_hash is not None:
+    member = await key_loads.load((key_hash, address))
+    if member is BLOCKED:
+        return events.CLOSE_FLOOD, None, None
+    if member is not None and member.room.public_id == room_id:
         keycache.keys.put(key_hash, member, generation)
-    return code, member, room
+        return None, member, member.room
+    return await keycache.loader.run(_key_refusal, room_id, member)
 
 
 def watch_link(token):
@@ -487,7 +601,8 @@ async def akey_member(key, address, *, key_hash=None):
 
     A key this process looked up in the last ``GEOSHARE["KEY_CACHE_S"]`` seconds, with
     nothing changed in its room since (:mod:`maps.keycache`), needs no query. Wrong
-    keys always go to the database, and count against ``address`` there.
+    keys always go to the database, and count against ``address`` there. Lookups that
+    arrive while one is under way go together in one query (:data:`key_loads`).
     """
     if key_hash is None:
         if not key or len(key) > MAX_KEY_LENGTH:
@@ -497,7 +612,7 @@ async def akey_member(key, address, *, key_hash=None):
     if cached is not None:
         return cached
     generation = keycache.keys.generation
-    member = await keycache.loader.run(key_member, None, address, key_hash=key_hash)
+    member = await key_loads.load((key_hash, address))
     if member is not None and member is not BLOCKED:
         keycache.keys.put(key_hash, member, generation)
     return member

@@ -7,13 +7,16 @@ new connection per key lookup and per history batch (SQLite: a file open and two
 pragmas; PostgreSQL: a new backend). A :class:`DatabaseThread` is one long-lived thread
 that keeps one connection, checked as Django's ``CONN_HEALTH_CHECKS`` would check it:
 after an error, and before a call that follows a long idle spell (a server restart or an
-idle timeout may have closed it meanwhile).
+idle timeout may have closed it meanwhile). A :class:`Batcher` puts the reads that
+arrive while one is under way into one call (a reconnect storm's handshakes and hub
+starts: docs/benchmarks.md, issue 16).
 """
 
 import asyncio
 import concurrent.futures
 import functools
 import time
+import weakref
 
 from django.db import connection
 
@@ -63,3 +66,68 @@ class DatabaseThread:
 # WebSocket handshake's authentication, a hub's starting state. Like channels'
 # thread-sensitive thread, one at a time; unlike it, on a kept connection.
 reads = DatabaseThread("geoshare-reads")
+
+
+class Batcher:
+    """Concurrent loads coalesced into one call of ``function`` on a database thread.
+
+    ``await batcher.load(item)`` returns ``function(items)[i]`` for the ``item`` it was
+    given, where ``function`` is synchronous, takes a list of items and returns a list
+    of results in the same order (one query per chunk, typically ``... IN (...)``).
+    The first load when nothing is under way starts a call at once (with what arrived
+    in the same turn of the event loop); loads that arrive while a call is under way
+    wait for it and go together in the next call, at most ``max_batch`` items a call.
+    Under no load a lookup costs what it did alone; in a reconnect storm thousands of
+    handshakes cost a few dozen queries instead of one each.
+
+    An exception raised by ``function`` is raised in every load of that call. State is
+    kept per event loop (tests run several loops in turn).
+    """
+
+    def __init__(self, thread, function, max_batch=500):
+        self.thread = thread
+        self.function = function
+        self.max_batch = max_batch
+        self.calls = 0  # calls made so far (tests, metrics)
+        self._loops = weakref.WeakKeyDictionary()  # loop -> [pending, running task]
+
+    async def load(self, item):
+        """Return the result of ``item`` from the next call of ``function``."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = [[], None]
+        future = loop.create_future()
+        state[0].append((item, future))
+        if state[1] is None:
+            state[1] = loop.create_task(self._drain(state))
+        return await future
+
+    async def _drain(self, state):
+        batch = []
+        try:
+            while state[0]:
+                batch = [(item, future) for item, future in state[0][: self.max_batch]
+                         if not future.cancelled()]
+                del state[0][: self.max_batch]
+                if not batch:
+                    continue
+                self.calls += 1
+                try:
+                    results = await self.thread.run(self.function,
+                                                    [item for item, _ in batch])
+                except Exception as exc:
+                    for _item, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_item, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            state[1] = None
+            # Cancelled (the loop is closing): nothing will answer what still waits.
+            for _item, future in batch + state[0]:
+                if not future.done():
+                    future.cancel()
+            state[0].clear()

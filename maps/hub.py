@@ -29,7 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import events, metrics
-from .dbthread import reads
+from .dbthread import Batcher, reads
 from .fixes import now_ms
 from .room_state import RoomState, watch_frames
 
@@ -89,12 +89,14 @@ class RoomHub:
     # -- life cycle -------------------------------------------------------------
 
     async def start(self):
-        """Subscribe to the room's group, load the state, and greet the other hubs."""
-        from .selectors import room_live_state
+        """Subscribe to the room's group, load the state, and greet the other hubs.
 
+        The state is read on the reads thread, together with the states of the other
+        hubs that start meanwhile (:data:`live_states`).
+        """
         self.channel = await self.layer.new_channel("hub.")
         await self.layer.group_add(self.group, self.channel)
-        self.state.load(await reads.run(room_live_state, self.room_pk))
+        self.state.load(await live_states.load(self.room_pk))
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._receive_loop(), name=f"hub-receive-{self.room_pk}"),
@@ -487,6 +489,16 @@ class RoomHub:
                 log.info("room %s: channel layer back; resyncing", self.room_pk)
                 await self._send_group(events.room_hello(self.channel))
                 self.resync_all()
+
+
+def _rooms_live_state(room_pks):
+    from .selectors import rooms_live_state
+
+    return rooms_live_state(room_pks)
+
+
+# Hubs that start at once (a restart's reconnect storm) load their rooms together.
+live_states = Batcher(reads, _rooms_live_state, max_batch=200)
 
 
 class HubRegistry:

@@ -93,22 +93,63 @@ def room_live_state(room_pk):
     times in epoch ms,
     ``share`` as :meth:`Member.share_state` says now.
     """
-    members = Member.objects.filter(room_id=room_pk).order_by("pk")
-    rows = []
-    for member in members:
-        rows.append(
+    return rooms_live_state([room_pk])[0]
+
+
+# Rooms whose starting state is read in one set of queries at most.
+ROOMS_PER_QUERY = 200
+
+
+def rooms_live_state(room_pks):
+    """Return :func:`room_live_state` of each room of ``room_pks``, in that order.
+
+    Three queries per :data:`ROOMS_PER_QUERY` rooms (members, live positions, places)
+    plus one for the rooms' retention, instead of five per room: when hundreds of
+    hubs start at once (a restart's reconnect storm) their loads go together
+    (:class:`maps.dbthread.Batcher`). A room that does not exist (any more) gets the
+    state of an empty room.
+    """
+    states = {}
+    now = timezone.now()
+    wanted = list(dict.fromkeys(room_pks))
+    for start in range(0, len(wanted), ROOMS_PER_QUERY):
+        states.update(_rooms_live_state(wanted[start:start + ROOMS_PER_QUERY], now))
+    return [states[pk] for pk in room_pks]
+
+
+def _rooms_live_state(room_pks, now):
+    states = {pk: {"members": [], "positions": [], "places": []} for pk in room_pks}
+    sharing = {}
+    for member in Member.objects.filter(room_id__in=room_pks).order_by("pk"):
+        share = member.share_state(now)
+        states[member.room_id]["members"].append(
             {
                 "id": member.pk,
                 "info": events.member_info(member),
                 "last_seen": to_ms(member.last_seen),
                 "stopped_at": to_ms(member.stopped_at),
-                "share": member.share_state(),
+                "share": share,
                 "sharing_until": to_ms(member.sharing_until),
             }
         )
-    positions = [position_wire(p) for p in live_positions(members)]
-    places = [p.to_dict() for p in Place.objects.filter(room_id=room_pk)]
-    return {"members": rows, "positions": positions, "places": places}
+        if share == Share.ON:
+            sharing[member.pk] = member.room_id
+    # As live_positions: nothing older than the room's retention, when it has one.
+    floors = {room.pk: now - room.retention()
+              for room in Room.objects.filter(pk__in=room_pks).only("retention_days")
+              if room.retention_days}
+    live = (LivePosition.objects.filter(member__room_id__in=room_pks)
+            .order_by("member_id"))
+    for position in live:
+        room_pk = sharing.get(position.member_id)
+        if room_pk is None:  # not sharing now
+            continue
+        floor = floors.get(room_pk)
+        if floor is None or position.received >= floor:
+            states[room_pk]["positions"].append(position_wire(position))
+    for place in Place.objects.filter(room_id__in=room_pks).order_by("room_id", "pk"):
+        states[place.room_id]["places"].append(place.to_dict())
+    return states
 
 
 def room_friends(room_pk, now=None):
@@ -151,14 +192,39 @@ def member_for_key(key=None, *, key_hash=None):
     """
     if key_hash is None:
         key_hash = hash_key(key)
+    return members_for_keys([key_hash]).get(key_hash)
+
+
+# Key hashes looked up in one query at most (SQLite allows 32,766 parameters; a
+# PostgreSQL plan for a few hundred is still an index scan per hash).
+KEYS_PER_QUERY = 500
+
+
+def members_for_keys(key_hashes):
+    """Return ``{key hash: member}`` for the device key hashes (hex text) that exist.
+
+    The batched form of :func:`member_for_key` (same members, each with its room and
+    ``device`` loaded): one indexed query per :data:`KEYS_PER_QUERY` distinct hashes.
+    Hashes of no device are absent from the result.
+    """
     if _KEY_QUERY.get("sql") is None:
         _key_query_build()
     connection = connections["default"]
-    with connection.cursor() as cursor:
-        cursor.execute(_KEY_QUERY["sql"], [key_hash])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    wanted = list(dict.fromkeys(key_hashes))
+    found = {}
+    for start in range(0, len(wanted), KEYS_PER_QUERY):
+        chunk = wanted[start:start + KEYS_PER_QUERY]
+        marks = ", ".join(["%s"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(_KEY_QUERY["sql"] + f" WHERE d.key_hash IN ({marks})", chunk)
+            rows = cursor.fetchall()
+        for row in rows:
+            member = _key_row_member(connection, row)
+            found[member.device.key_hash] = member
+    return found
+
+
+def _key_row_member(connection, row):
     row = list(row)
     for i, converters, expression in _KEY_QUERY["converters"]:
         for converter in converters:
@@ -205,7 +271,7 @@ def _key_query_build():
     _KEY_QUERY["sql"] = (
         f"SELECT {', '.join(columns)} FROM {table[Device]} d "
         f"JOIN {table[Member]} m ON m.id = d.member_id "
-        f"JOIN {table[Room]} r ON r.id = m.room_id WHERE d.key_hash = %s"
+        f"JOIN {table[Room]} r ON r.id = m.room_id"
     )
 
 

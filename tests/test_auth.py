@@ -1,5 +1,6 @@
 """The door check (maps.auth): addresses, keys, roles and limits, on every door."""
 
+import asyncio
 import json
 
 import pytest
@@ -139,3 +140,163 @@ async def test_sockets_per_address_are_limited(settings, room, member_key, other
     await first.disconnect()
     again = await connect(room, key=member_key)
     assert again.snapshot["type"] == "snapshot"
+
+
+# -- handshakes in batches (a reconnect storm) ------------------------------------------
+
+
+def _session(members, **extra):
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store["members"] = members
+    for name, value in extra.items():
+        store[name] = value
+    store.save()
+    return store
+
+
+def _handshakes_of_every_kind(room, member, member_key, other, stranger_key):
+    """Handshakes of every outcome: ``[(room_id, session_key, key), ...]``."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from maps.services import device_revoke, member_create, member_remove
+
+    gone, gone_key = member_create(room=room, name="Gone")
+    gone_session = _session({room.public_id: gone.pk})
+    revoked, revoked_key = member_create(room=room, name="Revoked")
+    device_revoke(device=revoked.devices.get())
+    member_remove(member=gone)
+    valid = _session({room.public_id: other.pk})
+    expired = _session({room.public_id: other.pk})
+    Session.objects.filter(session_key=expired.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1))
+    logged_out = _session({room.public_id: other.pk})
+    logged_out.delete()
+    elsewhere = _session({"someroom": other.pk})
+    empty = _session({})
+    return [
+        (room.public_id, None, member_key),  # a valid key
+        (room.public_id, None, revoked_key),  # a revoked key
+        (room.public_id, None, "not-a-key-at-all"),  # an unknown key
+        (room.public_id, None, stranger_key),  # a key of another room
+        ("nosuchroom", None, member_key),  # a key, no such room
+        (room.public_id, None, gone_key),  # the key of a removed member
+        (room.public_id, valid.session_key, None),  # a valid session
+        (room.public_id, expired.session_key, None),  # an expired session
+        (room.public_id, logged_out.session_key, None),  # a logged-out session
+        (room.public_id, gone_session.session_key, None),  # a removed member's
+        (room.public_id, elsewhere.session_key, None),  # a session of another room
+        (room.public_id, empty.session_key, None),  # a session in no room
+        (room.public_id, "short", None),  # not a session key
+        (room.public_id, None, None),  # no credentials
+        ("nosuchroom", valid.session_key, None),  # a session, no such room
+    ]
+
+
+EXPECTED_CODES = [None, 4401, 4401, 4403, 4404, 4401, None, 4401, 4401, 4403, 4403, 4401,
+                  4401, 4401, 4404]
+
+
+def _outcome(answer):
+    code, member, room = answer
+    return code, member and member.pk, room and room.pk
+
+
+async def test_handshakes_that_arrive_together_are_answered_by_one_query_each_as_alone(
+    room, member, member_key, other, stranger_key
+):
+    from maps import keycache
+    from maps.models import hash_key
+
+    keycache.keys.clear()
+    handshakes = await database_sync_to_async(_handshakes_of_every_kind)(
+        room, member, member_key, other, stranger_key)
+    alone = [await database_sync_to_async(auth.socket_member)(r, s, k, "198.51.100.7")
+             for r, s, k in handshakes]
+    assert [code for code, _m, _r in alone] == EXPECTED_CODES
+    keycache.keys.clear()
+    auth.counts.clear()
+    keys_before, sessions_before = auth.key_loads.calls, auth.session_loads.calls
+    together = await asyncio.gather(*(auth.asocket_member(r, s, k, "198.51.100.7")
+                                      for r, s, k in handshakes))
+    assert [_outcome(a) for a in together] == [_outcome(a) for a in alone]
+    # Every key went in one lookup, every session in one.
+    assert auth.key_loads.calls - keys_before == 1
+    assert auth.session_loads.calls - sessions_before == 1
+    # The valid key is kept in memory; the wrong ones are not.
+    assert keycache.keys.get(hash_key(member_key)).pk == member.pk
+    assert len(keycache.keys) == 1
+
+
+def test_a_batch_of_keys_answers_each_and_counts_each_wrong_key_against_its_address(
+    settings, member, member_key, stranger_and_key
+):
+    from maps.models import hash_key
+
+    with_geoshare(settings, RATE_LIMITS={**settings.GEOSHARE["RATE_LIMITS"],
+                                         "badkey": (2, 60)})
+    stranger, stranger_key = stranger_and_key
+    wrong = hash_key("wrong")
+    answers = auth.keys_members([
+        (hash_key(member_key), "203.0.113.9"),
+        (wrong, "203.0.113.9"),
+        (hash_key(stranger_key), "203.0.113.9"),
+        (wrong, "203.0.113.9"),
+        (wrong, "198.51.100.1"),
+        (wrong, "203.0.113.9"),  # the third wrong key from this address
+        (hash_key(member_key), "203.0.113.9"),  # a valid key still works
+    ])
+    assert [getattr(a, "pk", a) for a in answers] == [
+        member.pk, None, stranger.pk, None, None, auth.BLOCKED, member.pk]
+    assert answers[0].device.key_hash == hash_key(member_key)
+    assert answers[2].room.pk == stranger.room_id
+
+
+async def test_a_batch_that_raced_a_forget_is_not_kept(room, member, member_key):
+    # A key's member changes while the batch holding its lookup is on the reads
+    # thread: the answer serves the handshake that asked, but is not kept.
+    from maps import keycache
+
+    keycache.keys.clear()
+    real = auth.key_loads.function
+
+    def racing(requests):
+        answers = real(requests)
+        keycache.member_changed(member.room_id, member.pk)
+        return answers
+
+    auth.key_loads.function = racing
+    try:
+        code, found, _room = await auth.asocket_member(room.public_id, None, member_key,
+                                                       "198.51.100.7")
+    finally:
+        auth.key_loads.function = real
+    assert code is None and found.pk == member.pk
+    assert len(keycache.keys) == 0
+
+
+async def test_doors_key_lookups_that_arrive_together_go_in_one_query(
+    member, member_key, stranger_and_key
+):
+    # The phone doors' key-cache misses share the handshakes' batches: each request
+    # gets its own answer, a wrong key still counts against its address.
+    from maps import keycache
+
+    keycache.keys.clear()
+    stranger, stranger_key = stranger_and_key
+    before = auth.key_loads.calls
+    found = await asyncio.gather(
+        auth.akey_member(member_key, "203.0.113.9"),
+        auth.akey_member("wrong", "203.0.113.9"),
+        auth.akey_member(stranger_key, "198.51.100.1"),
+    )
+    assert auth.key_loads.calls - before == 1
+    assert [getattr(m, "pk", m) for m in found] == [member.pk, None, stranger.pk]
+    assert auth.counts.peek("badkey", "203.0.113.9", auth.limit("badkey")[1]) == 1
+    assert len(keycache.keys) == 2

@@ -365,3 +365,22 @@ async def test_sockets_joining_in_one_tick_share_one_encoding_of_the_room(
     late = await connect(room, key=other_key)
     assert late.snapshot["positions"] == []
     assert len(encoded) == before_stop + 1
+
+
+async def test_hubs_that_start_together_load_their_rooms_in_one_query(hubs):
+    # A restart's reconnect storm starts many hubs at once; their rooms are read
+    # together (maps.hub.live_states), each hub still gets its own room.
+    from maps.hub import live_states
+    from maps.services import room_create
+
+    def rooms():
+        return [room_create(name=f"Room {i}", owner_name=f"Owner {i}") for i in range(3)]
+
+    made = await database_sync_to_async(rooms)()
+    before = live_states.calls
+    started = await asyncio.gather(*(
+        hubs.hub_for({"pk": room.pk, "public_id": room.public_id, "name": room.name})
+        for room, _owner in made))
+    assert live_states.calls - before == 1
+    assert [list(hub.state.members) for hub in started] == [
+        [owner.pk] for _room, owner in made]

@@ -1,0 +1,82 @@
+"""The reads thread's batcher (maps.dbthread.Batcher): loads that arrive together go
+in one call, each gets its own answer, an error reaches every load of its call."""
+
+import asyncio
+import threading
+
+import pytest
+
+from maps.dbthread import Batcher, DatabaseThread
+
+
+class Thread(DatabaseThread):
+    """A database thread that calls without touching a connection."""
+
+    def call(self, function, *args, **kwargs):
+        return function(*args, **kwargs)
+
+
+async def test_loads_that_arrive_together_go_in_one_call_each_with_its_answer():
+    calls = []
+
+    def double(items):
+        calls.append(list(items))
+        return [2 * item for item in items]
+
+    batcher = Batcher(Thread("test-batch"), double)
+    assert await asyncio.gather(*(batcher.load(i) for i in range(5))) == [0, 2, 4, 6, 8]
+    assert calls == [[0, 1, 2, 3, 4]]
+
+
+async def test_loads_that_arrive_during_a_call_wait_and_go_in_the_next():
+    gate = threading.Event()
+    calls = []
+
+    def slow(items):
+        calls.append(list(items))
+        if len(calls) == 1:
+            gate.wait(5)
+        return [f"<{item}>" for item in items]
+
+    batcher = Batcher(Thread("test-batch"), slow, max_batch=2)
+    first = asyncio.ensure_future(batcher.load("a"))
+    while not calls:  # the first call is under way on the thread
+        await asyncio.sleep(0.001)
+    later = [asyncio.ensure_future(batcher.load(x)) for x in "bcd"]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await first == "<a>"
+    assert [await f for f in later] == ["<b>", "<c>", "<d>"]
+    # At most max_batch a call.
+    assert calls == [["a"], ["b", "c"], ["d"]]
+
+
+async def test_an_error_reaches_every_load_of_its_call_and_the_batcher_goes_on():
+    def picky(items):
+        if "bad" in items:
+            raise ValueError("bad item")
+        return items
+
+    batcher = Batcher(Thread("test-batch"), picky)
+    results = await asyncio.gather(batcher.load("ok"), batcher.load("bad"),
+                                   return_exceptions=True)
+    assert all(isinstance(r, ValueError) for r in results)
+    assert await batcher.load("fine") == "fine"
+
+
+async def test_a_cancelled_load_is_left_out():
+    calls = []
+
+    def echo(items):
+        calls.append(list(items))
+        return items
+
+    batcher = Batcher(Thread("test-batch"), echo)
+    gone = asyncio.ensure_future(batcher.load("gone"))
+    kept = asyncio.ensure_future(batcher.load("kept"))
+    await asyncio.sleep(0)  # both are queued
+    gone.cancel()
+    assert await kept == "kept"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert calls == [["kept"]]
