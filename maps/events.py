@@ -210,16 +210,21 @@ def snapshot(*, you, now, room, members, positions):
             "members": members, "positions": positions}
 
 
-def snapshot_text(you, now, parts_text):
+def snapshot_tail(parts):
+    """Return the text :func:`snapshot_text` completes: :func:`encode` of the
+    snapshot's shared parts (``room``, ``members``, ``positions``) without its ``{``."""
+    return encode(parts)[1:]
+
+
+def snapshot_text(you, now, tail):
     """Return the JSON text of a :class:`Snapshot` for ``you`` at ``now`` (epoch ms).
 
-    ``parts_text`` is :func:`encode` of the snapshot's shared parts (``room``,
-    ``members``, ``positions``): encoded once for every socket that joins in a tick,
-    only ``you`` and ``now`` are written per socket. The same object as
-    :func:`snapshot` gives.
+    ``tail`` is :func:`snapshot_tail` of the shared parts: encoded once for every
+    socket that joins in a tick, only ``you`` and ``now`` are written per socket, and
+    the room's text is copied once. The same object as :func:`snapshot` gives.
     """
     head = orjson.dumps({"type": "snapshot", "you": you, "now": now}).decode()
-    return head[:-1] + "," + parts_text[1:]
+    return head[:-1] + "," + tail
 
 
 def positions(items):

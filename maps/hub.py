@@ -210,7 +210,7 @@ class RoomHub:
         """
         key = (self._ticks, self.state.removals)
         if self._snapshot_parts is None or self._snapshot_parts[0] != key:
-            self._snapshot_parts = (key, events.encode(self.state.snapshot_parts()))
+            self._snapshot_parts = (key, events.snapshot_tail(self.state.snapshot_parts()))
         text = events.snapshot_text(member_id, now_ms(), self._snapshot_parts[1])
         metrics.sent_one(text)
         return events.send_message(text)
