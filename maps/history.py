@@ -313,9 +313,9 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
                      stamp(received_ms))
                     for member_id, (fix, received_ms) in newest.items()
                 ])
-        members = [Member(pk=pk, last_seen=from_ms(ms)) for pk, ms in last_seen.items()
+        members = [pk for pk, ms in last_seen.items()
                    if ms - persisted.get(pk, 0) >= LAST_SEEN_RESOLUTION_MS]
-        _last_seen_update(Member, [(m.pk, m.last_seen) for m in members])
+        _last_seen_update(Member, [(pk, from_ms(last_seen[pk])) for pk in members])
         seen = _devices_seen(devices or {}, devices_persisted)
         created = evaluate_places(batch, retention)
     if place_events is not None:
@@ -326,8 +326,8 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
             horizon = max(seen.values(), default=0) - DEVICE_SEEN_RESOLUTION_MS
             for pk in [pk for pk, ms in devices_persisted.items() if ms < horizon]:
                 del devices_persisted[pk]
-    for member in members:
-        persisted[member.pk] = last_seen[member.pk]
+    for pk in members:
+        persisted[pk] = last_seen[pk]
     if last_seen:
         horizon = max(last_seen.values()) - LAST_SEEN_RESOLUTION_MS
         for pk in [pk for pk, ms in persisted.items() if ms < horizon]:

@@ -47,3 +47,33 @@ async def test_full_channel_drops_instead_of_raising():
     await layer.group_send("room.1", {"type": "a"})
     await layer.group_send("room.1", {"type": "b"})
     assert (await layer.receive(channel))["type"] == "a"
+
+
+async def test_nested_messages_share_nothing_with_the_sender():
+    """json_copy copies every level of lists and dicts (room.fixes carries a list of
+    positions); anything else is deep-copied as channels would."""
+    layer = RoomsInMemoryChannelLayer()
+    channel = await layer.new_channel()
+    odd = {"set": {1, 2}}
+    message = {"type": "room.fixes", "ps": [{"member": 1, "lat": 1.5, "x": None}],
+               "t": (1, [2]), "odd": odd}
+    await layer.send(channel, message)
+    message["ps"][0]["lat"] = 9.0
+    message["ps"].append({"member": 2})
+    message["t"][1].append(3)
+    odd["set"].add(3)
+    got = await layer.receive(channel)
+    assert got == {"type": "room.fixes", "ps": [{"member": 1, "lat": 1.5, "x": None}],
+                   "t": (1, [2]), "odd": {"set": {1, 2}}}
+
+
+async def test_a_full_channel_refuses_as_channels_does():
+    import pytest
+    from channels.exceptions import ChannelFull
+
+    layer = RoomsInMemoryChannelLayer(capacity=1)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "a"})
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "b"})
+    assert await layer.receive(channel) == {"type": "a"}
