@@ -2,13 +2,20 @@
 
 The room hub pushes the same ASGI message object to every socket of the room on each
 tick; :meth:`Outbox.push` never waits, so one slow client cannot hold the others up.
-A client that stops reading lets its queue grow to ``max_pending`` messages; then its
-backlog is replaced by one fresh snapshot (the latest state wins, and memory stays
-bounded by references to frames shared with the other sockets).
+A socket with nothing queued and no send under way is written at once, in the pusher's
+turn of the loop: uvicorn's ``send`` waits only while the socket's transport is
+paused, so in the common case the frame is on the transport before ``push`` returns,
+without a task switch per socket per tick (a room of 2,000 at 10 ticks a second is
+20,000 switches a second). A send that does have to wait is finished by a task of its
+own, and what is pushed meanwhile queues behind it. A client that stops reading lets
+its queue grow to ``max_pending`` messages; then its backlog is replaced by one fresh
+snapshot (the latest state wins, and memory stays bounded by references to frames
+shared with the other sockets).
 """
 
 import asyncio
 import collections
+import types
 
 
 class Outbox:
@@ -25,7 +32,7 @@ class Outbox:
     __slots__ = ("member_id", "via_key", "address", "link_id", "bound", "_send", "_close",
                  "_snapshot", "_after_snapshot",
                  "_max_pending", "_box", "_wake", "_writer", "_closer", "closing",
-                 "_on_closed")
+                 "_on_closed", "_busy", "_finisher")
 
     def __init__(self, *, send, close, snapshot, member_id, via_key, address,
                  max_pending, on_closed=None, link_id=None, bound=False,
@@ -48,6 +55,9 @@ class Outbox:
         self._writer = None
         self._closer = None
         self.closing = False
+        # A send is under way (the writer's, or one push started that had to wait).
+        self._busy = False
+        self._finisher = None
 
     def __len__(self):
         return len(self._box)
@@ -57,10 +67,13 @@ class Outbox:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def push(self, message):
-        """Queue an ASGI send message; never blocks."""
+        """Send an ASGI send message now, or queue it; never blocks."""
         if self.closing:
             return
         box = self._box
+        if not box and not self._busy and self._writer is not None:
+            self._send_now(message)
+            return
         if len(box) >= self._max_pending:
             box.clear()
             box.append(self._snapshot())
@@ -74,6 +87,58 @@ class Outbox:
         if wake is not None:
             self._wake = None
             wake.set_result(None)
+
+    def _send_now(self, message):
+        """Run ``send(message)`` until it first waits; a task finishes it from there."""
+        coroutine = self._send(message)
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self._gone()
+            return
+        self._busy = True
+        self._finisher = asyncio.get_running_loop().create_task(
+            self._finish(coroutine, waiting))
+
+    async def _finish(self, coroutine, waiting):
+        """Drive a send that :meth:`_send_now` started to its end, as a task would:
+        each time it waits on a future, wait for that future, then resume it."""
+        try:
+            while True:
+                if waiting is None:
+                    await _yield()  # a bare yield: let the loop run once
+                else:
+                    # As asyncio's Task does with a future a coroutine yielded: take
+                    # the "blocking" mark off, then wait for it.
+                    waiting._asyncio_future_blocking = False
+                    await waiting
+                try:
+                    waiting = coroutine.send(None)
+                except StopIteration:
+                    break
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        except Exception:
+            coroutine.close()
+            self._gone()
+        finally:
+            self._busy = False
+            self._finisher = None
+        self._wake_writer()
+
+    def _wake_writer(self):
+        wake = self._wake
+        if wake is not None and self._box:
+            self._wake = None
+            wake.set_result(None)
+
+    def _gone(self):
+        # The client went away mid-send; the consumer's disconnect cleans up.
+        self.closing = True
+        self._box.clear()
 
     def resync(self):
         """Replace the backlog with a fresh snapshot."""
@@ -98,6 +163,8 @@ class Outbox:
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self._writer = None
+        if self._finisher is not None and not self._finisher.done():
+            self._finisher.cancel()
 
     async def _close_later(self, code):
         try:
@@ -113,14 +180,22 @@ class Outbox:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if not box:
+                if not box or self._busy:
                     self._wake = loop.create_future()
                     await self._wake
                     continue
-                await send(box.popleft())
+                self._busy = True
+                try:
+                    await send(box.popleft())
+                finally:
+                    self._busy = False
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The client went away mid-send; the consumer's disconnect cleans up.
-            self.closing = True
-            box.clear()
+            self._gone()
+
+
+@types.coroutine
+def _yield():
+    """Give the event loop one turn (what a coroutine's bare ``yield`` asks of a task)."""
+    yield
