@@ -284,6 +284,18 @@ def test_tiny_ingest_stores_what_it_answered_and_reaches_every_viewer():
 
 
 @pytest.mark.slow
+def test_door_cpu_bench_answers_every_request_200():
+    """bench.door drives each door through the ASGI application: every measured
+    request answered 200 (a refusal would measure the wrong path)."""
+    lines = _bench_lines("bench.door", "--doors", "osmand-get,osmand-post,owntracks",
+                         "--requests", "200", "--warmup", "100")
+    assert [r["door"] for r in lines] == ["osmand-get", "osmand-post", "owntracks"]
+    for r in lines:
+        assert r["statuses"] == {"200": 200}, r
+        assert r["cpu_us_per_request"] > 0 and r["wall_us_per_request"] > 0
+
+
+@pytest.mark.slow
 def test_tiny_storm_gives_every_socket_its_snapshot():
     lines = _bench_lines(
         "bench.storm", "--key-sockets", "10", "--session-sockets", "2",
