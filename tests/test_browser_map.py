@@ -113,6 +113,14 @@ def test_a_marker_card_says_what_is_known_and_the_list_shows_battery_and_device(
     expect(status).to_contain_text("battery 12% · ⚡ charging")
     expect(status).to_contain_text("sharing from Pixel")  # the device that sent it
     expect(member_row(page, olga)).to_have_attribute("data-low-battery", "true")
+    # The next position's frame leaves the unchanged device out (docs/protocol.md):
+    # the map keeps the name it was given.
+    response = httpx.get(f"{site.url}/ingest/osmand/", params={
+        "id": key, "lat": "45.7725", "lon": "14.3580", "timestamp": str(int(time.time())),
+        "speed": "10", "bearing": "90", "accuracy": "8", "batt": "12", "charge": "true"})
+    assert response.status_code == 200
+    wait_marker_at(page, olga, 45.7725, 14.3580)
+    expect(status).to_contain_text("sharing from Pixel")
 
     page.locator(f'.gs-pin[data-member-id="{olga}"]').click()
     card = page.locator("#marker-card")

@@ -191,3 +191,38 @@ def test_a_watch_link_sees_one_member_without_name_or_room():
     assert [p["member"] for p in moved[0]["positions"]] == [1]
     state.apply_stop(2, NOW + 1)
     assert watch_frames(flushed(state), 1, anonymous) == []
+
+
+def frame_positions(state):
+    return {p["member"]: p for f in flushed(state) if f["type"] == "positions"
+            for p in f["positions"]}
+
+
+def test_a_frame_names_a_device_only_when_it_changed():
+    """docs/protocol.md, positions: the first frame names the device, the next ones
+    leave it out while it is the same, a change names the new one, a browser tab is
+    "", and after a stop the name comes again. The snapshot always names it."""
+    state = make_state(ANA, BO)
+    state.apply_fix({**position(1, NOW), "device": "Pixel"})
+    state.apply_fix(position(2, NOW))
+    first = frame_positions(state)
+    assert first[1]["device"] == "Pixel" and first[2]["device"] == ""
+    state.apply_fix({**position(1, NOW + 1000), "device": "Pixel"})
+    state.apply_fix(position(2, NOW + 1000))
+    same = frame_positions(state)
+    assert "device" not in same[1] and "device" not in same[2]
+    assert state.latest[1]["device"] == "Pixel"  # the live state keeps it
+    snapshot = state.snapshot(1, NOW + 2000)
+    assert {p["member"]: p.get("device") for p in snapshot["positions"]} == {
+        1: "Pixel", 2: None}
+    state.apply_fix({**position(1, NOW + 2000), "device": "iPad"})
+    state.apply_fix({**position(2, NOW + 2000), "device": "Moto"})
+    changed = frame_positions(state)
+    assert (changed[1]["device"], changed[2]["device"]) == ("iPad", "Moto")
+    state.apply_fix(position(1, NOW + 3000))
+    assert frame_positions(state)[1]["device"] == ""  # now from a browser tab
+    state.apply_stop(2, NOW + 3500)
+    flushed(state)
+    state.apply_share(2, None)
+    state.apply_fix({**position(2, NOW + 4000, seen=NOW + 4000), "device": "Moto"})
+    assert frame_positions(state)[2]["device"] == "Moto"

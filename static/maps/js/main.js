@@ -165,7 +165,12 @@ function applyPosition(position) {
     state.members.set(id, member);
   }
   member.sharing = true;
-  const joined = !state.positions.has(id);
+  const previous = state.positions.get(id);
+  const joined = previous === undefined;
+  // A positions frame names the device only when it changed (docs/protocol.md).
+  if (!("device" in position) && previous !== undefined && previous.device) {
+    position.device = previous.device;
+  }
   state.positions.set(id, position);
   markers.update(member, position, position.seen ?? serverNow());
   if (state.following === id) centerOn(markers.targetOf(id));
