@@ -669,15 +669,20 @@ def room_set_history_visibility(*, room, visibility):
 PRUNE_BATCH = 5_000
 
 
+# Rooms pruned together (one retention, one cutoff) per query.
+PRUNE_ROOMS = 500
+
+
 def positions_prune(*, now=None, rooms=None):
     """Delete positions older than their room's retention; return how many went.
 
     Place events (arrivals and departures) go with them, by the time they were made.
 
     Deletes in batches of :data:`PRUNE_BATCH` rows, each its own short transaction, so
-    that the history writer is never held up for long. Rooms that keep history are
-    then told (``room.retention``) to drop live positions past it, so nobody who joins
-    later sees them. Safe to run at any time and concurrently with the service: the
+    that the history writer is never held up for long; rooms of one retention are
+    pruned together, :data:`PRUNE_ROOMS` at a time. Rooms that keep history and had
+    live positions past it are then told (``room.retention``) to drop them, so nobody
+    who joins later sees them. Safe to run at any time and concurrently with the service: the
     service runs it every ``GEOSHARE["PRUNE_EVERY_S"]`` seconds (maps.maintenance), and
     ``manage.py prune`` runs it once.
     """
@@ -685,16 +690,29 @@ def positions_prune(*, now=None, rooms=None):
     deleted = 0
     if rooms is None:
         rooms = Room.objects.all().only("pk", "retention_days")
+    # Rooms of one retention share one cutoff: their rows go by the same queries, in
+    # chunks of rooms, rather than several queries per room (a server with thousands
+    # of rooms spent seconds on it, make bench). Only rooms that had live positions
+    # past it are told: the hubs' memory holds nothing the database no longer has.
+    by_days = {}
     for room in rooms:
-        cutoff = now - room.retention()
-        old = Position.objects.filter(member__room=room, received__lt=cutoff)
-        while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
-            count, _ = Position.objects.filter(pk__in=ids).delete()
-            deleted += count
-        PlaceEvent.objects.filter(room=room, created__lt=cutoff).delete()
-        if room.retention_days:
-            LivePosition.objects.filter(member__room=room, received__lt=cutoff).delete()
-            _room_event(room.pk, events.room_retention(to_ms(cutoff)))
+        by_days.setdefault(room.retention_days, []).append(room.pk)
+    for days, room_ids in by_days.items():
+        cutoff = now - timedelta(days=days)
+        for start in range(0, len(room_ids), PRUNE_ROOMS):
+            chunk = room_ids[start:start + PRUNE_ROOMS]
+            old = Position.objects.filter(member__room_id__in=chunk, received__lt=cutoff)
+            while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
+                count, _ = Position.objects.filter(pk__in=ids).delete()
+                deleted += count
+            PlaceEvent.objects.filter(room_id__in=chunk, created__lt=cutoff).delete()
+            if days:
+                stale = LivePosition.objects.filter(member__room_id__in=chunk,
+                                                    received__lt=cutoff)
+                told = sorted(set(stale.values_list("member__room_id", flat=True)))
+                stale.delete()
+                for room_pk in told:
+                    _room_event(room_pk, events.room_retention(to_ms(cutoff)))
     return deleted
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from maps.fixes import Fix, InvalidFix, fix_from_frame
 from maps.history import history_writer
 from maps.logging import redact
-from maps.models import Member, Position
+from maps.models import Member, Position, Room
 from maps.services import (
     invite_create,
     member_create,
@@ -111,6 +111,35 @@ def test_prune_deletes_only_what_retention_lets_go(room, member):
     assert positions_prune(now=now) == 2
     ages = sorted((now - p.received).days for p in Position.objects.all())
     assert ages == [1, 6]
+
+
+def test_prune_takes_each_rooms_own_retention_and_tells_only_rooms_it_changed(
+        room, member, stranger_and_key, monkeypatch):
+    """Rooms are pruned together by retention; each keeps what its own allows, and
+    only a room that had a live position past its retention hears ``room.retention``."""
+    from maps import services
+    from maps.models import LivePosition
+
+    stranger, _key = stranger_and_key
+    Room.objects.filter(pk=stranger.room_id).update(retention_days=30)
+    quiet = services.room_create(name="Quiet", owner_name="Q")[0]
+    now = timezone.now()
+    for who in (member, stranger):
+        for age_days in (6, 8, 31):
+            Position.objects.create(member=who, lat=1, lon=2,
+                                    device_time=now - timedelta(days=age_days),
+                                    received=now - timedelta(days=age_days))
+    old = now - timedelta(days=8)
+    LivePosition.objects.create(member=member, lat=1, lon=2, device_time=old, received=old)
+    told = []
+    monkeypatch.setattr(services, "_room_event",
+                        lambda room_pk, message: told.append((room_pk, message["type"])))
+    assert positions_prune(now=now) == 3  # 8 and 31 days in 7; 31 days in 30
+    left = sorted((p.member_id, (now - p.received).days) for p in Position.objects.all())
+    assert left == sorted([(member.pk, 6), (stranger.pk, 6), (stranger.pk, 8)])
+    assert not LivePosition.objects.filter(member=member).exists()
+    assert told == [(room.pk, "room.retention")]
+    assert quiet.pk not in [pk for pk, _ in told]
 
 
 def test_prune_command_runs_from_cron(tmp_path):
