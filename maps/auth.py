@@ -333,12 +333,7 @@ def socket_member(room_id, session_key, key, address):
             return events.CLOSE_FLOOD, None, None
         if member is not None and member.room.public_id == room_id:
             return None, member, member.room
-        room = selectors.room_by_public_id(room_id)
-        if room is None:
-            return events.CLOSE_NO_ROOM, None, None
-        if member is None:
-            return events.CLOSE_NOT_AUTHENTICATED, None, room
-        return events.CLOSE_FORBIDDEN, None, room
+        return _key_refusal(room_id, member)
     room = selectors.room_by_public_id(room_id)
     if room is None:
         return events.CLOSE_NO_ROOM, None, None

@@ -111,7 +111,11 @@ class HistoryWriter:
     def _start_flush(self):
         self._handle = None
         self._soon = False
-        task = asyncio.get_running_loop().create_task(self.flush())
+        self._spawn(asyncio.get_running_loop(), self.flush())
+
+    def _spawn(self, loop, coroutine):
+        # Held until done: the loop keeps only weak references to tasks.
+        task = loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -144,13 +148,9 @@ class HistoryWriter:
                 if not waiter.done():
                     waiter.set_result(None)
             if announcements:
-                task = loop.create_task(_announce_fixes(announcements))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(loop, _announce_fixes(announcements))
             if place_events:
-                task = loop.create_task(_announce(place_events))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(loop, _announce(place_events))
         finally:
             done, self._flushing = self._flushing, None
             done.set_result(None)

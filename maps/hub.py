@@ -249,17 +249,17 @@ class RoomHub:
         self._changed()
 
     def room_fix(self, message):
-        position = message["p"]
+        self._apply_fix(message["p"])
+
+    def room_fixes(self, message):
+        for position in message["ps"]:
+            self._apply_fix(position)
+
+    def _apply_fix(self, position):
         if not self.state.apply_fix(position):
             # Unknown here: joined through another process, or removed. Look it up; a
             # removed member's fix must not show.
             self._spawn(self._reload_member(position))
-
-    def room_fixes(self, message):
-        apply_fix = self.state.apply_fix
-        for position in message["ps"]:
-            if not apply_fix(position):
-                self._spawn(self._reload_member(position))
 
     def room_stop(self, message):
         self.state.apply_stop(message["member"], message["at"])

@@ -83,10 +83,7 @@ class Outbox:
                 message = self._after_snapshot()
         if message is not None:
             box.append(message)
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            wake.set_result(None)
+        self._wake_writer()
 
     def _send_now(self, message):
         """Run ``send(message)`` until it first waits; a task finishes it from there."""

@@ -10,6 +10,7 @@ import logging
 import math
 import unicodedata
 from datetime import timedelta
+from operator import attrgetter
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -114,7 +115,7 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None,
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
-    newest = max(fixes, key=_fix_time) if len(fixes) > 1 else fixes[0]
+    newest = max(fixes, key=attrgetter("ts"))
     wire = newest.to_wire(member.id, received_ms)
     writer = history_writer()
     if durable:
@@ -125,10 +126,6 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None,
     writer.add(member.id, fixes, received_ms, device_id=device_id)
     await room_event_send(member.room_pk, events.room_fix(wire))
     return wire
-
-
-def _fix_time(fix):
-    return fix.ts
 
 
 async def position_publish(*, member, fix, durable=False, received_ms=None):
@@ -696,9 +693,10 @@ def positions_prune(*, now=None, rooms=None):
     # past it are told: the hubs' memory holds nothing the database no longer has.
     by_days = {}
     for room in rooms:
-        by_days.setdefault(room.retention_days, []).append(room.pk)
-    for days, room_ids in by_days.items():
-        cutoff = now - timedelta(days=days)
+        by_days.setdefault(room.retention_days, []).append(room)
+    for days, of_days in by_days.items():
+        cutoff = now - of_days[0].retention()
+        room_ids = [room.pk for room in of_days]
         for start in range(0, len(room_ids), PRUNE_ROOMS):
             chunk = room_ids[start:start + PRUNE_ROOMS]
             old = Position.objects.filter(member__room_id__in=chunk, received__lt=cutoff)

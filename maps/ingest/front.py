@@ -156,7 +156,7 @@ class IngestFront:
         added = self.security.process_response(_Secure(secure), HttpResponse())
         return [(name.lower(), (name.encode("latin-1"), value.encode("latin-1")))
                 for name, value in added.items()
-                if name.lower() not in ("content-type",)]
+                if name.lower() != "content-type"]
 
     def _host_allowed(self, request):
         meta = request.META
