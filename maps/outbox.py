@@ -11,11 +11,101 @@ own, and what is pushed meanwhile queues behind it. A client that stops reading 
 its queue grow to ``max_pending`` messages; then its backlog is replaced by one fresh
 snapshot (the latest state wins, and memory stays bounded by references to frames
 shared with the other sockets).
+
+Under uvicorn's ``wsproto`` implementation (what ``make run`` serves) an idle, open
+socket is written more directly still: the frame's bytes (RFC 6455 section 5.2: FIN and
+the text opcode, the payload length, no mask from a server, no extension since
+permessage-deflate is off) are built once per message and handed to the socket's
+transport, instead of every socket encoding the text to UTF-8 and framing it again in
+uvicorn's ``send`` and wsproto. That is what :class:`DirectWrite` does, and only when
+uvicorn's ``send`` would have written the same bytes at once; anything else goes the ASGI
+way (make bench, S1 and S2: the per-socket framing was most of the server's fan-out).
 """
 
 import asyncio
 import collections
+import struct
 import types
+
+from wsproto.connection import ConnectionState
+
+
+def text_frame(text):
+    """Return the unmasked, unfragmented WebSocket text frame of ``text`` (``str``).
+
+    RFC 6455 section 5.2: ``0x81`` (FIN, opcode 1), then the payload length in 7 bits,
+    or 126 and 16 bits, or 127 and 64 bits (network byte order), then the UTF-8
+    payload. A server's frames carry no mask (section 5.1). These are the bytes
+    wsproto writes for ``Message(data=text)`` without extensions (tests/test_outbox.py
+    holds them against it).
+    """
+    payload = text.encode("utf-8")
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
+
+
+class DirectWrite:
+    """Write a ``websocket.send`` text message straight to uvicorn's wsproto transport.
+
+    ``protocol`` is uvicorn's ``WSProtocol`` (the object whose ``send`` is the ASGI
+    send). :meth:`__call__` returns ``False``, having written nothing, whenever
+    uvicorn's own ``send`` would not simply frame the text and write it at once: before
+    the handshake completes, once a close was sent or received or the client went away,
+    while the transport is paused (``writable`` cleared) or closing, and for a message
+    with ``bytes``. The caller then sends it the ASGI way, which waits or fails as
+    uvicorn decides. The bytes of the last message are kept, so a tick's frame is
+    framed once for every socket of the room (the hub pushes one message object to all).
+    """
+
+    __slots__ = ("protocol",)
+
+    _message = None
+    _frame = b""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    @classmethod
+    def of(cls, send):
+        """Return a :class:`DirectWrite` for ASGI ``send``, or ``None`` when ``send`` is
+        not a bound ``send`` of uvicorn's wsproto ``WSProtocol`` without compression."""
+        protocol = getattr(send, "__self__", None)
+        kind = type(protocol)
+        if (kind.__name__ != "WSProtocol"
+                or kind.__module__ != "uvicorn.protocols.websockets.wsproto_impl"
+                or getattr(send, "__func__", None) is not kind.send):
+            return None
+        config = getattr(protocol, "config", None)
+        if config is None or getattr(config, "ws_per_message_deflate", True):
+            return None
+        if not all(hasattr(protocol, name) for name in (
+                "conn", "transport", "writable", "handshake_complete", "close_sent",
+                "disconnected", "response_started")):
+            return None
+        return cls(protocol)
+
+    def __call__(self, message):
+        protocol = self.protocol
+        text = message.get("text")
+        if (text is None or message.get("bytes") is not None
+                or not protocol.handshake_complete or protocol.close_sent
+                or protocol.disconnected or protocol.response_started
+                or not protocol.writable.is_set()
+                or protocol.conn.state is not ConnectionState.OPEN
+                or protocol.transport.is_closing()):
+            return False
+        if message is not DirectWrite._message:
+            # Class-wide: the hub pushes one message to every socket in a row.
+            DirectWrite._frame = text_frame(text)
+            DirectWrite._message = message
+        protocol.transport.write(DirectWrite._frame)
+        return True
 
 
 class Outbox:
@@ -32,7 +122,7 @@ class Outbox:
     __slots__ = ("member_id", "via_key", "address", "link_id", "bound", "_send", "_close",
                  "_snapshot", "_after_snapshot",
                  "_max_pending", "_box", "_wake", "_writer", "_closer", "closing",
-                 "_on_closed", "_busy", "_finisher")
+                 "_on_closed", "_busy", "_finisher", "_direct")
 
     def __init__(self, *, send, close, snapshot, member_id, via_key, address,
                  max_pending, on_closed=None, link_id=None, bound=False,
@@ -58,6 +148,7 @@ class Outbox:
         # A send is under way (the writer's, or one push started that had to wait).
         self._busy = False
         self._finisher = None
+        self._direct = DirectWrite.of(send)
 
     def __len__(self):
         return len(self._box)
@@ -72,7 +163,9 @@ class Outbox:
             return
         box = self._box
         if not box and not self._busy and self._writer is not None:
-            self._send_now(message)
+            direct = self._direct
+            if direct is None or not direct(message):
+                self._send_now(message)
             return
         if len(box) >= self._max_pending:
             box.clear()

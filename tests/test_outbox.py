@@ -89,3 +89,91 @@ async def test_a_client_gone_mid_send_closes_the_outbox():
     box.push(text("a"))
     assert box.closing and len(box) == 0
     box.push(text("b"))  # ignored, no error
+
+
+# -- uvicorn's wsproto sockets: frames written directly -------------------------------
+
+
+def test_a_text_frame_is_what_wsproto_writes():
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Message, Request
+
+    from maps.outbox import text_frame
+
+    client = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="example.org", target="/ws/")))
+    next(server.events())
+    server.send(AcceptConnection())
+    for value in ("", "a", "x" * 125, "x" * 126, "é" * 100, "x" * 65535, "x" * 65536,
+                  '{"type":"positions"}' * 5000):
+        assert text_frame(value) == server.send(Message(data=value)), len(value)
+
+
+async def serve(app, **options):
+    """Start ``app`` on a real uvicorn (wsproto) in this loop; return (server, port)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, ws="wsproto", lifespan="off",
+                            log_level="warning", **options)
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    server.task = task
+    return server, server.servers[0].sockets[0].getsockname()[1]
+
+
+def pushing_app(frames, seen):
+    """An ASGI app that accepts a socket and pushes ``frames`` through an Outbox."""
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        box = outbox(send)
+        seen["direct"] = box._direct is not None
+        await asyncio.sleep(0)
+        shared = text(frames[0])
+        box.push(shared)
+        for value in frames[1:]:
+            box.push(text(value))
+        box.push(shared)  # the same message object again: its frame is reused
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        box.stop()
+
+    return app
+
+
+async def receive_all(port, count, **options):
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{port}/", max_size=None, **options) as client:
+        return [await client.recv() for _ in range(count)]
+
+
+FRAMES = ["a", "é" * 200, "x" * 70_000, '{"type":"positions","positions":[]}']
+
+
+async def test_a_uvicorn_wsproto_socket_gets_the_same_frames_written_directly():
+    seen = {}
+    server, port = await serve(pushing_app(FRAMES, seen), ws_per_message_deflate=False)
+    try:
+        received = await receive_all(port, len(FRAMES) + 1, compression=None)
+    finally:
+        server.should_exit = True
+        await server.task
+    assert seen["direct"] is True
+    assert received == FRAMES + [FRAMES[0]]
+
+
+async def test_with_compression_on_frames_go_through_uvicorn():
+    seen = {}
+    server, port = await serve(pushing_app(FRAMES, seen), ws_per_message_deflate=True)
+    try:
+        received = await receive_all(port, len(FRAMES) + 1)
+    finally:
+        server.should_exit = True
+        await server.task
+    assert seen["direct"] is False
+    assert received == FRAMES + [FRAMES[0]]

@@ -39,10 +39,22 @@ def form_params(text, field="body"):
     ``QueryDict.get`` answers. More than :data:`MAX_PARAMETERS` raise
     :class:`InvalidFix` naming ``field``.
     """
-    try:
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMETERS))
-    except ValueError:
-        raise InvalidFix(field, f"at most {MAX_PARAMETERS} parameters") from None
+    if "%" in text or "+" in text:
+        try:
+            return dict(parse_qsl(text, keep_blank_values=True,
+                                  max_num_fields=MAX_PARAMETERS))
+        except ValueError:
+            raise InvalidFix(field, f"at most {MAX_PARAMETERS} parameters") from None
+    # Nothing escaped (a phone's usual query): parse_qsl's answer without its unquote
+    # per name and value, a fifth of the phone doors' parsing (python -m bench.door).
+    if text.count("&") >= MAX_PARAMETERS:
+        raise InvalidFix(field, f"at most {MAX_PARAMETERS} parameters")
+    params = {}
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[name] = value
+    return params
 
 
 def fix_named(names, **values):

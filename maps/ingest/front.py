@@ -206,13 +206,17 @@ class IngestFront:
     @staticmethod
     async def _send(response, security, send):
         content = response.content
-        headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                   for name, value in response.items()]
-        # SecurityMiddleware's headers, unless the response set its own.
+        headers = []
+        names = set()
+        for name, value in response.items():
+            names.add(name.lower())
+            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        # SecurityMiddleware's headers, unless the response set its own (a set, not
+        # has_header: its miss is a KeyError raised and caught, per header).
         for lower, header in security:
-            if not response.has_header(lower):
+            if lower not in names:
                 headers.append(header)
-        if not response.has_header("Content-Length"):
+        if "content-length" not in names:
             headers.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": headers})

@@ -70,7 +70,7 @@ def _filled(params):
 
     def get(name):
         value = params.get(name)
-        if type(value) is str and _UNFILLED.fullmatch(value.strip()):
+        if type(value) is str and "{" in value and _UNFILLED.fullmatch(value.strip()):
             return None
         return value
 
