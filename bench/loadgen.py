@@ -296,6 +296,12 @@ class WSClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
+        if self.open and not buf:
+            # The usual case: frames straight from the read, only a partial one kept.
+            pos = self.parse(data)
+            if 0 <= pos < len(data):
+                buf += memoryview(data)[pos:]
+            return
         buf += data
         if not self.open:
             end = buf.find(b"\r\n\r\n")
@@ -312,7 +318,9 @@ class WSClient(asyncio.Protocol):
             self.open = True
             if not self.opened.done():
                 self.opened.set_result(None)
-        self.parse()
+        pos = self.parse(buf)
+        if pos > 0:
+            del buf[:pos]
 
     def connection_lost(self, exc) -> None:
         if not self.opened.done():
@@ -339,9 +347,10 @@ class WSClient(asyncio.Protocol):
 
     # -- frames -----------------------------------------------------------------------
 
-    def parse(self) -> None:
-        """Take every complete frame (RFC 6455 section 5.2) off the buffer."""
-        buf = self.buf
+    def parse(self, buf) -> int:
+        """Handle every complete frame (RFC 6455 section 5.2) at the start of ``buf``
+        (bytes or bytearray); return how many bytes they took, -1 when the connection
+        failed."""
         size = len(buf)
         pos = 0
         while size - pos >= 2 and self.close_code is None:
@@ -363,11 +372,11 @@ class WSClient(asyncio.Protocol):
                 # Servers must not mask (section 5.1); no extension was negotiated,
                 # so no RSV bit (section 5.2).
                 self.protocol_error()
-                return
+                return -1
             end = start + n
             if end > size:
                 break
-            payload = bytes(buf[start:end])
+            payload = buf[start:end]  # bytes or bytearray: one copy
             pos = end
             op = b0 & 0x0F
             if op & 0x8:
@@ -376,28 +385,27 @@ class WSClient(asyncio.Protocol):
                 if op == OP_CONT:
                     if not self.frags:
                         self.protocol_error()
-                        return
+                        return -1
                     self.frags.append(payload)
                     payload = b"".join(self.frags)
                     self.frags = []
                 elif self.frags:
                     self.protocol_error()
-                    return
+                    return -1
                 self.message(payload)
             else:  # a fragment, not the last one (section 5.4)
                 if op == OP_CONT:
                     if not self.frags:
                         self.protocol_error()
-                        return
+                        return -1
                 elif self.frags:
                     self.protocol_error()
-                    return
+                    return -1
                 self.frags.append(payload)
                 if sum(map(len, self.frags)) > MAX_MESSAGE:
                     self.protocol_error()
-                    return
-        if pos:
-            del buf[:pos]
+                    return -1
+        return pos
 
     def control(self, op: int, payload: bytes) -> None:
         if op == OP_PING:
