@@ -375,15 +375,10 @@ def _bench_lines(module, *args, timeout=300):
 
     out = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    return [
-        json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")
-    ]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def test_bare_http_control_parses_the_three_doors():
@@ -401,13 +396,8 @@ def test_bare_http_control_parses_the_three_doors():
         async def send(message):
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "method": method,
-            "path": path,
-            "query_string": query,
-            "headers": list(headers),
-        }
+        scope = {"type": "http", "method": method, "path": path, "query_string": query,
+                 "headers": list(headers)}
         await http_application(scope, receive, send)
         return sent[0]["status"], sent[1]["body"]
 
@@ -415,15 +405,10 @@ def test_bare_http_control_parses_the_three_doors():
         return asyncio.run(call(*args, **kwargs))
 
     assert status("GET", "/bare/ingest/osmand/", b"id=k&lat=1&lon=2") == (200, b"")
-    assert status("POST", "/bare/ingest/osmand/", body=b"id=k&lat=1&lon=2") == (
-        200,
-        b"",
-    )
+    assert status("POST", "/bare/ingest/osmand/", body=b"id=k&lat=1&lon=2") == (200, b"")
     auth = (b"authorization", b"Basic YmVuY2g6a2V5")  # bench:key
     body = b'{"_type":"location","lat":1,"lon":2,"tst":1}'
-    assert (
-        status("POST", "/bare/ingest/owntracks/", body=body, headers=[auth])[0] == 200
-    )
+    assert status("POST", "/bare/ingest/owntracks/", body=body, headers=[auth])[0] == 200
     assert status("POST", "/bare/ingest/owntracks/", body=body)[0] == 400  # no key
     assert status("GET", "/bare/ingest/osmand/", b"id=k&lat=x&lon=2")[0] == 400
 
@@ -435,35 +420,19 @@ def test_delivery_counts_viewers_holding_each_devices_last_stored_position():
     sampled = [{"1": 1000, "2": 2000}, {"1": 1000, "2": 1900}, {"1": 999}]
     reached, checked, missed = delivery(sampled, live, [1, 2, 3])
     assert (reached, checked) == (4, 6)
-    assert missed == [
-        {"member": 2, "stored_ts": 2000, "viewer_ts": 1900},
-        {"member": 2, "stored_ts": 2000, "viewer_ts": None},
-    ]
+    assert missed == [{"member": 2, "stored_ts": 2000, "viewer_ts": 1900},
+                      {"member": 2, "stored_ts": 2000, "viewer_ts": None}]
 
 
 def test_summary_table_marks_targets_met_or_not():
     from bench.report import summary_text
 
-    text = summary_text(
-        [
-            {
-                "name": "a",
-                "geoshare": 1.5,
-                "bare": 1.0,
-                "ratio": 1.5,
-                "target": "ratio <= 2",
-                "met": True,
-            },
-            {
-                "name": "b",
-                "geoshare": None,
-                "bare": 3,
-                "ratio": None,
-                "target": "x",
-                "met": False,
-            },
-        ]
-    )
+    text = summary_text([
+        {"name": "a", "geoshare": 1.5, "bare": 1.0, "ratio": 1.5, "target": "ratio <= 2",
+         "met": True},
+        {"name": "b", "geoshare": None, "bare": 3, "ratio": None, "target": "x",
+         "met": False},
+    ])
     lines = text.splitlines()
     assert lines[2].split()[-1] == "yes"
     assert lines[3].split()[-1] == "NO"
@@ -479,24 +448,12 @@ def test_tiny_ingest_stores_what_it_answered_and_reaches_every_viewer():
     if shutil.which("wrk") is None:
         skip_or_fail("wrk is not installed (apt-get install wrk)")
     lines = _bench_lines(
-        "bench.ingest",
-        "--devices",
-        "20",
-        "--viewers",
-        "3",
-        "--sample-viewers",
-        "3",
-        "--connections",
-        "4",
-        "--seconds",
-        "1",
+        "bench.ingest", "--devices", "20", "--viewers", "3", "--sample-viewers", "3",
+        "--connections", "4", "--seconds", "1",
     )
     runs = {(r["door"], r["app"]): r for r in lines}
-    assert set(runs) == {
-        (d, a)
-        for d in ("osmand-get", "osmand-post", "owntracks")
-        for a in ("geoshare", "bare")
-    }
+    assert set(runs) == {(d, a) for d in ("osmand-get", "osmand-post", "owntracks")
+                         for a in ("geoshare", "bare")}
     for door in ("osmand-get", "osmand-post", "owntracks"):
         geo, bare = runs[door, "geoshare"], runs[door, "bare"]
         assert geo["not_200"] == 0 and bare["not_200"] == 0
@@ -522,15 +479,8 @@ def test_tiny_ingest_stores_what_it_answered_and_reaches_every_viewer():
 def test_door_cpu_bench_answers_every_request_200():
     """bench.door drives each door through the ASGI application: every measured
     request answered 200 (a refusal would measure the wrong path)."""
-    lines = _bench_lines(
-        "bench.door",
-        "--doors",
-        "osmand-get,osmand-post,owntracks",
-        "--requests",
-        "200",
-        "--warmup",
-        "100",
-    )
+    lines = _bench_lines("bench.door", "--doors", "osmand-get,osmand-post,owntracks",
+                         "--requests", "200", "--warmup", "100")
     assert [r["door"] for r in lines] == ["osmand-get", "osmand-post", "owntracks"]
     for r in lines:
         assert r["statuses"] == {"200": 200}, r
@@ -540,21 +490,12 @@ def test_door_cpu_bench_answers_every_request_200():
 @pytest.mark.slow
 def test_tiny_storm_gives_every_socket_its_snapshot():
     lines = _bench_lines(
-        "bench.storm",
-        "--key-sockets",
-        "10",
-        "--session-sockets",
-        "2",
-        "--room-sockets",
-        "6",
+        "bench.storm", "--key-sockets", "10", "--session-sockets", "2",
+        "--room-sockets", "6",
     )
     runs = {(r["scenario"], r["app"]): r for r in lines}
-    assert set(runs) == {
-        ("storm rooms 10+2", "geoshare"),
-        ("storm rooms 10+2", "bare"),
-        ("storm room 6", "geoshare"),
-        ("storm room 6", "bare"),
-    }
+    assert set(runs) == {("storm rooms 10+2", "geoshare"), ("storm rooms 10+2", "bare"),
+                         ("storm room 6", "geoshare"), ("storm room 6", "bare")}
     for (scenario, _app), r in runs.items():
         n = 12 if scenario.startswith("storm rooms") else 6
         assert r["sockets"] == n
@@ -572,28 +513,18 @@ def test_s1_and_s2_rows_compare_geoshare_p99_with_bare():
         p.result = {"latency": {"p99": p99}, "delivery": delivery}
         return p
 
-    row = ratio_row(
-        [point("geoshare", 50, 140), point("naive", 50, 900), point("bare", 50, 100)]
-    )
-    assert (row["geoshare"], row["bare"], row["ratio"], row["met"]) == (
-        140,
-        100,
-        1.4,
-        True,
-    )
+    row = ratio_row([point("geoshare", 50, 140), point("naive", 50, 900),
+                     point("bare", 50, 100)])
+    assert (row["geoshare"], row["bare"], row["ratio"], row["met"]) == (140, 100, 1.4, True)
     worse = ratio_row([point("geoshare", 500, 150), point("bare", 500, 100)])
     assert worse["met"] is False
-    lossy = ratio_row(
-        [point("geoshare", 700, 100, delivery=0.9), point("bare", 700, 100)]
-    )
+    lossy = ratio_row([point("geoshare", 700, 100, delivery=0.9), point("bare", 700, 100)])
     assert lossy["met"] is False and "delivery" in lossy["name"]
     skipped = point("geoshare", 2000, None)
     skipped.result = {"skipped": "stopped after 1500"}
     stopped = ratio_row([skipped, point("bare", 2000, 300)])
     assert stopped["geoshare"] is None and stopped["met"] is False
-    assert (
-        ratio_row([point("geoshare", 5, 1, scenario="S3"), point("bare", 5, 1)]) is None
-    )
-    assert [
-        r["name"].split()[1] for r in headline_rows([row, worse, lossy, stopped])
-    ] == ["2000"]
+    assert ratio_row([point("geoshare", 5, 1, scenario="S3"), point("bare", 5, 1)]) is None
+    assert [r["name"].split()[1] for r in headline_rows([row, worse, lossy, stopped])] == [
+        "2000"
+    ]
