@@ -5,16 +5,24 @@ room of each app served by a real uvicorn. No timing is asserted: only counts, a
 latencies are computed from the frames' ``ts``.
 """
 
+import asyncio
 import json
 import secrets
 
 import pytest
 
 from bench.loadgen import (
+    InvalidHandshake,
     LatencyHistogram,
+    WSClient,
+    accept_for,
+    check_handshake_response,
+    client_frame,
     count_positions,
     expected_deliveries,
     frame_type,
+    handshake_request,
+    mask_payload,
     record_latencies,
     run_spec,
 )
@@ -100,6 +108,190 @@ def test_other_frame_types_are_told_apart():
 
 def test_every_position_is_expected_once_per_connected_client_of_its_room():
     assert expected_deliveries({"a": 10, "b": 3}, {"a": 5, "b": 2, "c": 9}) == 56
+
+
+# -- the generator's WebSocket client (RFC 6455) ---------------------------------------
+
+
+class FakeTransport:
+    def __init__(self):
+        self.written = []
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data):
+        self.written.append(bytes(data))
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    def abort(self):
+        self.closing = self.aborted = True
+
+
+class Recorder(WSClient):
+    loop = None
+
+    def __init__(self):
+        if Recorder.loop is None:
+            Recorder.loop = asyncio.new_event_loop()
+        super().__init__("dGhlIHNhbXBsZSBub25jZQ==", b"", loop=Recorder.loop)
+        self.messages, self.codes = [], []
+        self.open = True  # past the handshake
+        self.transport = FakeTransport()
+
+    def message(self, data):
+        self.messages.append(data)
+
+    def closed(self, code):
+        self.codes.append(code)
+
+
+def server_frame(opcode, payload, fin=True):
+    """An unmasked server frame, as RFC 6455 section 5.2 lays it out."""
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        head = bytes((b0, n))
+    elif n < 65536:
+        head = bytes((b0, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((b0, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+def unmask(frame):
+    """(opcode, payload) of one masked client frame."""
+    assert frame[0] & 0x80 and frame[1] & 0x80  # final, masked
+    n, i = frame[1] & 0x7F, 2
+    if n == 126:
+        n, i = int.from_bytes(frame[2:4], "big"), 4
+    elif n == 127:
+        n, i = int.from_bytes(frame[2:10], "big"), 10
+    mask, payload = frame[i : i + 4], frame[i + 4 :]
+    assert len(payload) == n
+    return frame[0] & 0x0F, bytes(b ^ mask[j % 4] for j, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_frames_of_every_length_encoding_are_parsed_whole_across_reads(size):
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    data = server_frame(0x1, payload) + server_frame(0x2, b"next")
+    client = Recorder()
+    for i in range(0, len(data), 7000):  # arbitrary read boundaries
+        client.data_received(data[i : i + 7000])
+    assert client.messages == [payload, b"next"]
+    assert client.buf == b""
+
+
+def test_header_split_mid_length_waits_for_the_rest():
+    data = server_frame(0x1, b"x" * 70000)
+    client = Recorder()
+    for i in range(len(data)):
+        if i < 12:
+            client.data_received(data[i : i + 1])
+    client.data_received(data[12:])
+    assert client.messages == [b"x" * 70000]
+
+
+def test_fragmented_message_is_assembled_and_pings_between_are_answered():
+    client = Recorder()
+    client.data_received(
+        server_frame(0x1, b'{"type":', fin=False)
+        + server_frame(0x9, b"hi")
+        + server_frame(0x0, b'"positions",', fin=False)
+        + server_frame(0x0, b'"positions":[]}')
+    )
+    assert client.messages == [b'{"type":"positions","positions":[]}']
+    assert [unmask(f) for f in client.transport.written] == [(0xA, b"hi")]
+
+
+def test_ping_is_answered_with_a_masked_pong_of_the_same_payload():
+    client = Recorder()
+    client.data_received(server_frame(0x9, b"payload!"))
+    (pong,) = client.transport.written
+    assert pong[:2] == bytes((0x8A, 0x88))  # FIN + pong; masked, 8 bytes
+    assert unmask(pong) == (0xA, b"payload!")
+    assert client.messages == []
+
+
+def test_close_frame_records_its_code_once_and_is_echoed():
+    client = Recorder()
+    client.data_received(server_frame(0x8, (4403).to_bytes(2, "big") + b"bye"))
+    client.data_received(server_frame(0x1, b"after close: ignored"))
+    client.connection_lost(None)
+    assert client.codes == [4403]
+    assert unmask(client.transport.written[0]) == (0x8, (4403).to_bytes(2, "big"))
+    assert client.transport.closing
+    assert client.messages == []
+
+
+def test_close_without_code_is_1005_and_a_lost_connection_is_1006():
+    client = Recorder()
+    client.data_received(server_frame(0x8, b""))
+    assert client.codes == [1005]
+    lost = Recorder()
+    lost.connection_lost(ConnectionResetError())
+    assert lost.codes == [1006]
+    aborted = Recorder()
+    aborted.abort()
+    aborted.connection_lost(None)
+    assert aborted.codes == []  # the generator's own abort at the end is not counted
+
+
+def test_masked_or_rsv_server_frames_fail_the_connection():
+    for bad in (bytes((0x81, 0x81)) + b"mask" + b"x", bytes((0xC1, 1)) + b"x"):
+        client = Recorder()
+        client.data_received(bad)
+        assert client.transport.aborted and client.messages == []
+
+
+def test_client_frames_are_masked_with_the_given_key():
+    assert client_frame(0x1, b"Hello", mask=bytes.fromhex("37fa213d")) == bytes.fromhex(
+        "818537fa213d7f9f4d5158"  # RFC 6455 section 5.7's masked "Hello"
+    )
+    big = b"a" * 300
+    op, payload = unmask(client_frame(0x1, big))
+    assert (op, payload) == (0x1, big)
+    assert mask_payload(b"", b"abcd") == b""
+
+
+def test_handshake_request_and_accept_check():
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    assert accept_for(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 section 1.3
+    request = handshake_request("ws://127.0.0.1:8001/ws/r/?member=2", key)
+    assert request.startswith(
+        b"GET /ws/r/?member=2 HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"
+    )
+    assert b"Sec-WebSocket-Key: " + key.encode() in request
+    assert b"Sec-WebSocket-Version: 13\r\n" in request
+    assert request.endswith(b"\r\n\r\n")
+    ok = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    )
+    check_handshake_response(ok, key)
+    with pytest.raises(InvalidHandshake, match="Accept"):
+        check_handshake_response(ok.replace(b"s3pP", b"AAAA"), key)
+    with pytest.raises(InvalidHandshake, match="HTTP 403"):
+        check_handshake_response(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0", key)
+    with pytest.raises(InvalidHandshake, match="extension"):
+        check_handshake_response(ok + b"\r\nSec-WebSocket-Extensions: x", key)
+
+
+def test_handshake_response_then_frames_in_one_read():
+    client = Recorder()
+    client.open = False
+    client.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        b"\r\n\r\n" + server_frame(0x1, b"first")
+    )
+    assert client.open and client.opened.done()
+    assert client.messages == [b"first"]
 
 
 # -- end to end on a real uvicorn -------------------------------------------------------
