@@ -73,6 +73,9 @@ class RoomHub:
         self._share_at = None
         self._shares_seen = -1
         self._flush_handle = None
+        # Where in the tick this room flushes, as a fraction: the golden ratio's
+        # multiples spread consecutive room ids evenly over [0, 1).
+        self._phase = (self.room_pk * 0.6180339887498949) % 1.0
         # Flushes so far; the encoded snapshot parts and places frame, with what they
         # were encoded from (snapshot_message, places_message).
         self._ticks = 0
@@ -346,13 +349,17 @@ class RoomHub:
     def _changed(self):
         self._arm_share_end()
         if self._flush_handle is None and not self.closed and self.state.dirty:
-            # Flush at the next boundary of a process-wide tick grid, not a full tick
-            # after the first change: a quiet room's update then waits half a tick on
-            # average instead of a whole one, and rooms flush together.
+            # Flush at the next boundary of the room's tick grid, not a full tick after
+            # the first change: a quiet room's update then waits half a tick on average
+            # instead of a whole one. Each room's grid is offset by its own phase, so
+            # the rooms of a process flush spread over the tick instead of all at one
+            # instant: a burst of every room's writes at once held the loop for about
+            # 25 ms per tick at make bench S2 10,000 (docs/benchmarks.md).
             loop = asyncio.get_running_loop()
             tick = geoshare_setting("TICK_MS") / 1000
-            now = loop.time()
-            self._flush_handle = loop.call_at(now - now % tick + tick, self.flush)
+            phase = self._phase * tick
+            now = loop.time() - phase
+            self._flush_handle = loop.call_at(now - now % tick + tick + phase, self.flush)
 
     def flush(self):
         """Encode what changed since the last tick once; push it to every local socket.
