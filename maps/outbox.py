@@ -12,8 +12,8 @@ its queue grow to ``max_pending`` messages; then its backlog is replaced by one 
 snapshot (the latest state wins, and memory stays bounded by references to frames
 shared with the other sockets).
 
-Under uvicorn's ``wsproto`` implementation (what ``make run`` serves) an idle, open
-socket is written more directly still: the frame's bytes (RFC 6455 section 5.2: FIN and
+Under uvicorn's ``wsproto`` implementation (what ``make run`` serves) and its
+``websockets`` one, an idle, open socket is written more directly still: the frame's bytes (RFC 6455 section 5.2: FIN and
 the text opcode, the payload length, no mask from a server, no extension since
 permessage-deflate is off) are built once per message and handed to the socket's
 transport, instead of every socket encoding the text to UTF-8 and framing it again in
@@ -27,6 +27,7 @@ import collections
 import struct
 import types
 
+from websockets.protocol import State as WebSocketsState
 from wsproto.connection import ConnectionState
 
 
@@ -51,54 +52,55 @@ def text_frame(text):
 
 
 class DirectWrite:
-    """Write a ``websocket.send`` text message straight to uvicorn's wsproto transport.
+    """Write a ``websocket.send`` text message straight to the socket's transport.
 
-    ``protocol`` is uvicorn's ``WSProtocol`` (the object whose ``send`` is the ASGI
-    send). :meth:`__call__` returns ``False``, having written nothing, whenever
+    For uvicorn's two WebSocket implementations whose frames are known here: ``wsproto``
+    (``WSProtocol``, what ``make run`` serves) and ``websockets``
+    (``WebSocketProtocol``, on the ``websockets`` library's legacy protocol), without
+    compression. Use :meth:`of`; ``protocol`` is the object whose ``send`` is the ASGI
+    send. :meth:`__call__` returns ``False``, having written nothing, whenever
     uvicorn's own ``send`` would not simply frame the text and write it at once: before
     the handshake completes, once a close was sent or received or the client went away,
-    while the transport is paused (``writable`` cleared) or closing, and for a message
-    with ``bytes``. The caller then sends it the ASGI way, which waits or fails as
-    uvicorn decides. The bytes of the last message are kept, so a tick's frame is
-    framed once for every socket of the room (the hub pushes one message object to all).
+    while the transport is paused or closing, while a fragmented message is under way,
+    and for a message with ``bytes``. The caller then sends it the ASGI way, which
+    waits or fails as uvicorn decides. The bytes of the last message are kept, so a
+    tick's frame is framed once for every socket of the room (the hub pushes one
+    message object to all).
     """
 
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "_open")
 
     _message = None
     _frame = b""
 
-    def __init__(self, protocol):
+    def __init__(self, protocol, is_open):
         self.protocol = protocol
+        self._open = is_open
 
     @classmethod
     def of(cls, send):
         """Return a :class:`DirectWrite` for ASGI ``send``, or ``None`` when ``send`` is
-        not a bound ``send`` of uvicorn's wsproto ``WSProtocol`` without compression."""
+        not the bound ``send`` of one of uvicorn's protocols above, compression off."""
         protocol = getattr(send, "__self__", None)
         kind = type(protocol)
-        if (kind.__name__ != "WSProtocol"
-                or kind.__module__ != "uvicorn.protocols.websockets.wsproto_impl"
-                or getattr(send, "__func__", None) is not kind.send):
-            return None
         config = getattr(protocol, "config", None)
         if config is None or getattr(config, "ws_per_message_deflate", True):
             return None
-        if not all(hasattr(protocol, name) for name in (
-                "conn", "transport", "writable", "handshake_complete", "close_sent",
-                "disconnected", "response_started")):
-            return None
-        return cls(protocol)
+        func = getattr(send, "__func__", None)
+        if (kind.__module__ == "uvicorn.protocols.websockets.wsproto_impl"
+                and kind.__name__ == "WSProtocol" and func is kind.send
+                and all(hasattr(protocol, name) for name in _WSPROTO_STATE)):
+            return cls(protocol, _wsproto_open)
+        if (kind.__module__ == "uvicorn.protocols.websockets.websockets_impl"
+                and kind.__name__ == "WebSocketProtocol" and func is kind.asgi_send
+                and all(hasattr(protocol, name) for name in _WEBSOCKETS_STATE)):
+            return cls(protocol, _websockets_open)
+        return None
 
     def __call__(self, message):
         protocol = self.protocol
         text = message.get("text")
-        if (text is None or message.get("bytes") is not None
-                or not protocol.handshake_complete or protocol.close_sent
-                or protocol.disconnected or protocol.response_started
-                or not protocol.writable.is_set()
-                or protocol.conn.state is not ConnectionState.OPEN
-                or protocol.transport.is_closing()):
+        if text is None or message.get("bytes") is not None or not self._open(protocol):
             return False
         if message is not DirectWrite._message:
             # Class-wide: the hub pushes one message to every socket in a row.
@@ -106,6 +108,41 @@ class DirectWrite:
             DirectWrite._message = message
         protocol.transport.write(DirectWrite._frame)
         return True
+
+
+_WSPROTO_STATE = ("conn", "transport", "writable", "handshake_complete", "close_sent",
+                  "disconnected", "response_started")
+
+
+def _wsproto_open(protocol):
+    # uvicorn's WSProtocol.send: waits on ``writable`` (cleared while paused), writes
+    # only after the handshake, before a close, and wsproto refuses to send unless OPEN.
+    return (protocol.handshake_complete and not protocol.close_sent
+            and not protocol.disconnected and not protocol.response_started
+            and protocol.writable.is_set()
+            and protocol.conn.state is ConnectionState.OPEN
+            and not protocol.transport.is_closing())
+
+
+_WEBSOCKETS_STATE = ("state", "transport", "handshake_completed_event", "closed_event",
+                     "initial_response", "extensions", "_paused",
+                     "_fragmented_message_waiter")
+
+
+def _websockets_open(protocol):
+    # uvicorn's asgi_send, then websockets' legacy send: ensure_open (OPEN, the data
+    # transfer running: its task exists once the handshake's response is written),
+    # no fragmented message under way, write_frame, then drain (which waits while the
+    # transport is paused).
+    transfer = getattr(protocol, "transfer_data_task", None)
+    return (protocol.handshake_completed_event.is_set()
+            and not protocol.closed_event.is_set()
+            and protocol.initial_response is None
+            and protocol.state is WebSocketsState.OPEN
+            and transfer is not None and not transfer.done()
+            and protocol._fragmented_message_waiter is None
+            and not protocol._paused and not protocol.extensions
+            and not protocol.transport.is_closing())
 
 
 class Outbox:

@@ -3,6 +3,8 @@ always, bounded when the client stops reading."""
 
 import asyncio
 
+import pytest
+
 from maps.outbox import Outbox
 
 
@@ -91,7 +93,7 @@ async def test_a_client_gone_mid_send_closes_the_outbox():
     box.push(text("b"))  # ignored, no error
 
 
-# -- uvicorn's wsproto sockets: frames written directly -------------------------------
+# -- uvicorn's sockets: frames written directly -------------------------------
 
 
 def test_a_text_frame_is_what_wsproto_writes():
@@ -110,11 +112,12 @@ def test_a_text_frame_is_what_wsproto_writes():
         assert text_frame(value) == server.send(Message(data=value)), len(value)
 
 
-async def serve(app, **options):
-    """Start ``app`` on a real uvicorn (wsproto) in this loop; return (server, port)."""
+async def serve(app, ws, **options):
+    """Start ``app`` on a real uvicorn (``ws``: its WebSocket implementation) in this
+    loop; return (server, port)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, ws="wsproto", lifespan="off",
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, ws=ws, lifespan="off",
                             log_level="warning", **options)
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())
@@ -137,7 +140,10 @@ def pushing_app(frames, seen):
         box.push(shared)
         for value in frames[1:]:
             box.push(text(value))
-        box.push(shared)  # the same message object again: its frame is reused
+        box.push(shared)  # the same message object again
+        from maps.outbox import DirectWrite
+
+        seen["last_written_directly"] = DirectWrite._message is shared
         while (await receive())["type"] != "websocket.disconnect":
             pass
         box.stop()
@@ -155,25 +161,29 @@ async def receive_all(port, count, **options):
 FRAMES = ["a", "é" * 200, "x" * 70_000, '{"type":"positions","positions":[]}']
 
 
-async def test_a_uvicorn_wsproto_socket_gets_the_same_frames_written_directly():
+@pytest.mark.parametrize("ws", ["wsproto", "websockets"])
+async def test_a_uvicorn_socket_gets_the_same_frames_written_directly(ws):
     seen = {}
-    server, port = await serve(pushing_app(FRAMES, seen), ws_per_message_deflate=False)
+    server, port = await serve(pushing_app(FRAMES, seen), ws, ws_per_message_deflate=False)
     try:
         received = await receive_all(port, len(FRAMES) + 1, compression=None)
     finally:
         server.should_exit = True
         await server.task
     assert seen["direct"] is True
+    assert seen["last_written_directly"] is True
     assert received == FRAMES + [FRAMES[0]]
 
 
-async def test_with_compression_on_frames_go_through_uvicorn():
+@pytest.mark.parametrize("ws", ["wsproto", "websockets"])
+async def test_with_compression_on_frames_go_through_uvicorn(ws):
     seen = {}
-    server, port = await serve(pushing_app(FRAMES, seen), ws_per_message_deflate=True)
+    server, port = await serve(pushing_app(FRAMES, seen), ws, ws_per_message_deflate=True)
     try:
         received = await receive_all(port, len(FRAMES) + 1)
     finally:
         server.should_exit = True
         await server.task
     assert seen["direct"] is False
+    assert seen["last_written_directly"] is False
     assert received == FRAMES + [FRAMES[0]]
