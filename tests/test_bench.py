@@ -528,3 +528,12 @@ def test_s1_and_s2_rows_compare_geoshare_p99_with_bare():
     assert [r["name"].split()[1] for r in headline_rows([row, worse, lossy, stopped])] == [
         "2000"
     ]
+
+
+def test_calibrate_prints_its_timings(capsys):
+    from bench import calibrate
+
+    assert calibrate.main(["--times", "2", "--every", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["ms"]) == 2 and all(ms > 0 for ms in result["ms"])
+    assert result["spread"] == round(max(result["ms"]) / min(result["ms"]), 2)
