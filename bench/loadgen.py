@@ -381,26 +381,19 @@ class WSClient(asyncio.Protocol):
             op = b0 & 0x0F
             if op & 0x8:
                 self.control(op, payload)
-            elif b0 & 0x80:
-                if op == OP_CONT:
-                    if not self.frags:
-                        self.protocol_error()
-                        return -1
+                continue
+            if (op == OP_CONT) != bool(self.frags):
+                # A continuation with nothing to continue, or a new message inside a
+                # fragmented one (section 5.4).
+                self.protocol_error()
+                return -1
+            if b0 & 0x80:
+                if self.frags:
                     self.frags.append(payload)
                     payload = b"".join(self.frags)
                     self.frags = []
-                elif self.frags:
-                    self.protocol_error()
-                    return -1
                 self.message(payload)
-            else:  # a fragment, not the last one (section 5.4)
-                if op == OP_CONT:
-                    if not self.frags:
-                        self.protocol_error()
-                        return -1
-                elif self.frags:
-                    self.protocol_error()
-                    return -1
+            else:  # a fragment, not the last one
                 self.frags.append(payload)
                 if sum(map(len, self.frags)) > MAX_MESSAGE:
                     self.protocol_error()
@@ -706,7 +699,7 @@ class RunClient(WSClient):
             run.sampled_positions += record_latencies(
                 data, now_ms, run.since_ms, run.hist
             )
-        k.positions += data.count(b'"member"')
+        k.positions += count_positions(data)
 
     def closed(self, code: int) -> None:
         codes = self.run.counters.close_codes
