@@ -182,9 +182,11 @@ class RoomState:
         self.latest[member_id] = position
         self._positions[member_id] = position
         if position["seen"] > self.last_seen.get(member_id, 0):
+            # Not announced: a member's ``last_seen`` is for when they have no live
+            # position; the position itself carries ``seen``. A presence frame per
+            # first position doubled the first second's ticks of a room whose members
+            # all start at once (make bench S1 at 2,000: 100-135 ms per tick, not 33).
             self.last_seen[member_id] = position["seen"]
-        if current is None:
-            self._member_changed(member_id)
         return True
 
     def apply_share(self, member_id, until):

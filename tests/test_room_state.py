@@ -39,10 +39,10 @@ def test_a_fix_gives_one_positions_frame_with_the_newest_per_member():
     assert len(moved) == 1
     assert sorted((p["member"], p["lat"]) for p in moved[0]["positions"]) == [
         (1, 46.1), (2, 46.0)]
-    # The first fix puts the member on the map: a presence frame says so.
-    shared = {f["member"]["id"]: f["member"]["sharing"] for f in frames
-              if f["type"] == "presence"}
-    assert shared == {1: True, 2: True}
+    # Only that frame: a member already sharing gets no presence for a first position
+    # (the position carries its ``seen``; last_seen is kept for the next snapshot).
+    assert [f["type"] for f in frames] == ["positions"]
+    assert state.last_seen == {1: NOW + 1000, 2: NOW}
     assert flushed(state) == []
 
 
