@@ -314,6 +314,9 @@ GEOSHARE = {
     ),
     # History is written in batches at most this far apart.
     "HISTORY_FLUSH_MS": env_int("GEOSHARE_HISTORY_FLUSH_MS", default=1000),
+    # The history writer's thread runs at this niceness (0-19; 0: the process's own),
+    # so that the event loop has the core first (Linux; maps.dbthread).
+    "HISTORY_NICE": env_int("GEOSHARE_HISTORY_NICE", default=10),
     # Presence heartbeat between processes (and channel-layer re-subscription).
     "HEARTBEAT_MS": env_int("GEOSHARE_HEARTBEAT_MS", default=5000),
     # Frames queued for one socket before it is treated as too slow and resynced.

@@ -15,20 +15,34 @@ starts: docs/benchmarks.md, issue 16).
 import asyncio
 import concurrent.futures
 import functools
+import logging
+import os
+import threading
 import time
 import weakref
 
 from django.db import connection
+
+log = logging.getLogger(__name__)
 
 # A connection idle this long is checked before it is used again (seconds).
 IDLE_CHECK_S = 30
 
 
 class DatabaseThread:
-    """One thread with its own kept connection; ``await run(function, *args)``."""
+    """One thread with its own kept connection; ``await run(function, *args)``.
 
-    def __init__(self, name):
+    ``nice``: a function returning the niceness (0-19) the thread takes when it starts,
+    or ``None``/0 to keep the process's. On Linux the scheduler weighs each thread by
+    its own niceness (``setpriority(2)``: ``PRIO_PROCESS`` with a thread id), so a
+    background writer sharing the event loop's core yields the core to the loop
+    whenever both could run, and still has every moment the loop leaves idle.
+    Elsewhere, or where it is refused, the thread keeps the process's priority.
+    """
+
+    def __init__(self, name, nice=None):
         self.name = name
+        self.nice = nice
         self._executor = None
         self._last = 0.0
 
@@ -36,8 +50,19 @@ class DatabaseThread:
         """Return the thread (a one-worker executor), started on first use."""
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=self.name)
+                max_workers=1, thread_name_prefix=self.name, initializer=self._started)
         return self._executor
+
+    def _started(self):
+        nice = self.nice() if self.nice is not None else 0
+        if not nice or not hasattr(os, "setpriority"):
+            return
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid,
+                           max(os.getpriority(os.PRIO_PROCESS, tid), min(nice, 19)))
+        except OSError as exc:
+            log.warning("%s: could not lower the thread's priority (%s)", self.name, exc)
 
     async def run(self, function, *args, **kwargs):
         """Call ``function(*args, **kwargs)`` on the thread; return its result."""

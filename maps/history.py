@@ -556,8 +556,12 @@ def time_param():
 # ``database_sync_to_async`` thread: an HTTP request whose sync middleware runs in that
 # thread waits there for its view, and the view waits for this commit (the "a 200 means
 # stored" rule); sharing the thread would deadlock. One thread: batches are written one
-# after the other, never racing each other, on one kept connection.
-_thread = DatabaseThread("geoshare-history")
+# after the other, never racing each other, on one kept connection. At a lower
+# priority (``GEOSHARE["HISTORY_NICE"]``): on the event loop's core, a batch of a
+# second's positions (SQLite's work, done without the GIL) took the core from the loop
+# for tens of milliseconds, in the middle of ticks (docs/benchmarks.md, issue 16).
+_thread = DatabaseThread("geoshare-history",
+                         nice=lambda: settings.GEOSHARE.get("HISTORY_NICE", 0))
 
 
 _writers = weakref.WeakKeyDictionary()

@@ -1,7 +1,10 @@
-"""The reads thread's batcher (maps.dbthread.Batcher): loads that arrive together go
-in one call, each gets its own answer, an error reaches every load of its call."""
+"""The database threads (maps.dbthread): the reads thread's batcher (loads that arrive
+together go in one call, each gets its own answer, an error reaches every load of its
+call), and a thread's own lower priority (the history writer's)."""
 
 import asyncio
+import os
+import sys
 import threading
 
 import pytest
@@ -80,3 +83,38 @@ async def test_a_cancelled_load_is_left_out():
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert calls == [["kept"]]
+
+
+def _niceness():
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="per-thread niceness is Linux's (setpriority with a thread id)")
+
+
+@linux_only
+async def test_a_thread_with_a_niceness_runs_at_it_and_the_loop_keeps_its_own():
+    own = _niceness()
+    thread = Thread("test-nice", nice=lambda: own + 7)
+    try:
+        assert await thread.run(_niceness) == min(own + 7, 19)
+        assert _niceness() == own
+        # The thread keeps it for every call, and a plain thread keeps the process's.
+        assert await thread.run(_niceness) == min(own + 7, 19)
+        plain = Thread("test-plain")
+        assert await plain.run(_niceness) == own
+        plain.executor().shutdown()
+    finally:
+        thread.executor().shutdown()
+
+
+@linux_only
+async def test_the_history_writer_runs_below_the_event_loop(settings):
+    from maps import history
+
+    assert settings.GEOSHARE["HISTORY_NICE"] == 10
+    own = _niceness()
+    assert await history._thread.run(_niceness) == max(own, 10)
+    assert _niceness() == own
