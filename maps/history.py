@@ -230,6 +230,28 @@ _COLUMNS = ("member_id", "lat", "lon", "accuracy", "altitude", "speed", "heading
             "battery", "charging", "device", "device_time", "received")
 
 
+def _statement(name, build):
+    """Return ``build()``, made once per database vendor (the quoted names and the
+    statement's text do not change; building them was a few dozen calls per batch)."""
+    key = (name, connection.vendor)
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        sql = _STATEMENTS[key] = build()
+    return sql
+
+
+_STATEMENTS = {}
+
+
+def _position_insert_sql():
+    """Return the INSERT of one history row (:data:`_COLUMNS`)."""
+    ops = connection.ops
+    table = ops.quote_name(Position._meta.db_table)
+    columns = ", ".join(ops.quote_name(c) for c in _COLUMNS)
+    marks = ", ".join(["%s"] * len(_COLUMNS))
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+
+
 def _live_upsert_sql():
     """Return the statement that makes a fix its member's :class:`LivePosition`.
 
@@ -278,45 +300,38 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
     announce once the transaction has committed.
     """
     persisted = {} if persisted is None else persisted
-    ops = connection.ops
     stamp = time_param()
     member_ids = sorted({row[0] for row in batch})
-    table = ops.quote_name(Position._meta.db_table)
-    columns = ", ".join(ops.quote_name(c) for c in _COLUMNS)
-    marks = ", ".join(["%s"] * len(_COLUMNS))
     with transaction.atomic():
         retention = _member_rooms(member_ids)
         rows = []
+        # member id -> (device time, received, the row's parameters)
         newest = {}
         last_seen = {}
         for member_id, fix, received_ms in batch:
             found = retention.get(member_id)
             if found is None:
                 continue
-            days = found[0]
             if received_ms > last_seen.get(member_id, 0):
                 last_seen[member_id] = received_ms
+            row = _row(stamp, member_id, fix, received_ms)
             current = newest.get(member_id)
-            if current is None or fix.ts >= current[0].ts:
-                newest[member_id] = (fix, received_ms)
-            if days == 0:
-                continue
-            rows.append(_row(stamp, member_id, fix, received_ms))
+            if current is None or fix.ts >= current[0]:
+                newest[member_id] = (fix.ts, received_ms, row)
+            if found[0] != 0:
+                rows.append(row)
         with connection.cursor() as cursor:
             if rows:
-                cursor.executemany(
-                    f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows
-                )
+                cursor.executemany(_statement("insert", _position_insert_sql), rows)
             if newest:
-                cursor.executemany(_live_upsert_sql(), [
-                    (*_row(stamp, member_id, fix, received_ms), member_id,
-                     stamp(received_ms))
-                    for member_id, (fix, received_ms) in newest.items()
+                cursor.executemany(_statement("live", _live_upsert_sql), [
+                    (*row, member_id, stamp(received_ms))
+                    for member_id, (_ts, received_ms, row) in newest.items()
                 ])
         members = [pk for pk, ms in last_seen.items()
                    if ms - persisted.get(pk, 0) >= LAST_SEEN_RESOLUTION_MS]
-        _last_seen_update(Member, [(pk, from_ms(last_seen[pk])) for pk in members])
-        seen = _devices_seen(devices or {}, devices_persisted)
+        _last_seen_update(Member, [(pk, stamp(last_seen[pk])) for pk in members])
+        seen = _devices_seen(devices or {}, devices_persisted, stamp)
         created = evaluate_places(batch, retention)
     if place_events is not None:
         place_events.extend(created)
@@ -340,18 +355,20 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
 DEVICE_SEEN_RESOLUTION_MS = 5_000
 
 
-def _devices_seen(devices, persisted):
+def _devices_seen(devices, persisted, stamp):
     """Write the ``last_seen`` of ``devices`` ({id: epoch ms}) that moved enough;
-    return ``{id: ms}`` of those written. Devices deleted meanwhile match no row."""
+    return ``{id: ms}`` of those written. Devices deleted meanwhile match no row.
+    ``stamp`` is :func:`time_param`'s."""
     persisted = persisted if persisted is not None else {}
     due = {pk: ms for pk, ms in devices.items()
            if ms - persisted.get(pk, 0) >= DEVICE_SEEN_RESOLUTION_MS}
-    _last_seen_update(Device, [(pk, from_ms(ms)) for pk, ms in due.items()])
+    _last_seen_update(Device, [(pk, stamp(ms)) for pk, ms in due.items()])
     return due
 
 
 def _last_seen_update(model, rows):
-    """Set ``last_seen`` of ``model`` rows: ``rows`` is ``[(pk, aware datetime)]``.
+    """Set ``last_seen`` of ``model`` rows: ``rows`` is ``[(pk, time parameter)]``,
+    the time as :func:`time_param`'s ``stamp`` gives it.
 
     One ``executemany`` of a plain UPDATE: the ORM's ``bulk_update`` builds a ``CASE``
     with a branch per row, which for the 2,000 members of a room that just started
@@ -359,12 +376,15 @@ def _last_seen_update(model, rows):
     """
     if not rows:
         return
-    ops = connection.ops
-    table = ops.quote_name(model._meta.db_table)
+
+    def build():
+        ops = connection.ops
+        table = ops.quote_name(model._meta.db_table)
+        return f"UPDATE {table} SET {ops.quote_name('last_seen')} = %s WHERE id = %s"
+
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET {ops.quote_name('last_seen')} = %s WHERE id = %s",
-            [(ops.adapt_datetimefield_value(at), pk) for pk, at in rows])
+        cursor.executemany(_statement(f"seen {model._meta.db_table}", build),
+                           [(at, pk) for pk, at in rows])
 
 
 def evaluate_places(batch, rooms):
