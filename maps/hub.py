@@ -371,10 +371,16 @@ class RoomHub:
         self._ticks += 1
         started, count, size = time.perf_counter(), 0, 0
         frames = self.state.flush()
-        for frame in frames:
-            message = events.send_message(events.encode(frame))
+        messages = [events.send_message(events.encode(frame)) for frame in frames]
+        if len(messages) == 1:
+            message = messages[0]
             for socket in self.sockets:
                 socket.push(message)
+        elif messages:
+            # Several frames in one tick: one write each socket, where it can be.
+            for socket in self.sockets:
+                socket.push_all(messages)
+        for message in messages:
             count, size = count + 1, size + metrics.text_bytes(message["text"])
         metrics.flushed(count, size, len(self.sockets), time.perf_counter() - started)
         for member_id, watching in self.watchers.items():

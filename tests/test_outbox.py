@@ -67,6 +67,30 @@ async def test_a_send_that_waits_keeps_the_order_and_never_overlaps():
     box.stop()
 
 
+async def test_a_tick_of_several_messages_keeps_its_order_behind_a_waiting_send():
+    sent = []
+    paused = asyncio.Event()
+
+    async def send(message):
+        if message["text"] == "slow":
+            await paused.wait()
+        sent.append(message["text"])
+
+    box = outbox(send)
+    await asyncio.sleep(0)
+    # No direct writer here (not a uvicorn socket): each message the ASGI way.
+    box.push_all([text("a"), text("b")])
+    assert sent == ["a", "b"]
+    box.push(text("slow"))
+    box.push_all([text("c"), text("d")])
+    assert sent == ["a", "b"] and len(box) == 2
+    paused.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert sent == ["a", "b", "slow", "c", "d"]
+    box.stop()
+
+
 async def test_a_client_that_never_reads_gets_a_snapshot_not_a_backlog():
     async def never(message):
         await asyncio.Event().wait()
@@ -151,6 +175,27 @@ def pushing_app(frames, seen):
     return app
 
 
+def bundling_app(frames, seen):
+    """An ASGI app that pushes ``frames`` as one tick (``push_all``), then again."""
+
+    async def app(scope, receive, send):
+        from maps.outbox import DirectWrite
+
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        box = outbox(send)
+        await asyncio.sleep(0)
+        tick = [text(value) for value in frames]
+        box.push_all(tick)
+        seen["written_directly"] = DirectWrite._messages is tick
+        box.push_all([text("after")])
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        box.stop()
+
+    return app
+
+
 async def receive_all(port, count, **options):
     from websockets.asyncio.client import connect
 
@@ -176,3 +221,20 @@ async def test_a_uvicorn_socket_gets_the_same_frames_directly_unless_compressed(
     assert seen["direct"] is (not deflate)
     assert seen["last_written_directly"] is (not deflate)
     assert received == FRAMES + [FRAMES[0]]
+
+
+@pytest.mark.parametrize("ws", ["wsproto", "websockets"])
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_a_tick_of_several_frames_arrives_whole_and_in_order(ws, deflate):
+    seen = {}
+    server, port = await serve(bundling_app(FRAMES, seen), ws,
+                               ws_per_message_deflate=deflate)
+    try:
+        received = await receive_all(port, len(FRAMES) + 1,
+                                     **({} if deflate else {"compression": None}))
+    finally:
+        server.should_exit = True
+        await server.task
+    # One write of all the tick's frames, unless compressed (then uvicorn frames each).
+    assert seen["written_directly"] is (not deflate)
+    assert received == FRAMES + ["after"]
