@@ -369,26 +369,22 @@ class RoomHub:
         """
         self._flush_handle = None
         self._ticks += 1
-        started, count, size = time.perf_counter(), 0, 0
+        started = time.perf_counter()
         frames = self.state.flush()
+        # One list for every socket: an idle one gets the tick's frames in one write.
         messages = [events.send_message(events.encode(frame)) for frame in frames]
-        if len(messages) == 1:
-            message = messages[0]
-            for socket in self.sockets:
-                socket.push(message)
-        elif messages:
-            # Several frames in one tick: one write each socket, where it can be.
+        if messages:
             for socket in self.sockets:
                 socket.push_all(messages)
-        for message in messages:
-            count, size = count + 1, size + metrics.text_bytes(message["text"])
-        metrics.flushed(count, size, len(self.sockets), time.perf_counter() - started)
+        size = sum(metrics.text_bytes(message["text"]) for message in messages)
+        metrics.flushed(len(messages), size, len(self.sockets),
+                        time.perf_counter() - started)
         for member_id, watching in self.watchers.items():
-            anonymous = self._anonymous
-            for frame in watch_frames(frames, member_id, anonymous):
-                message = events.send_message(events.encode(frame))
+            mine = [events.send_message(events.encode(frame))
+                    for frame in watch_frames(frames, member_id, self._anonymous)]
+            if mine:
                 for socket in watching:
-                    socket.push(message)
+                    socket.push_all(mine)
 
     @staticmethod
     def _anonymous(member):

@@ -62,16 +62,12 @@ class DirectWrite:
     uvicorn's own ``send`` would not simply frame the text and write it at once: before
     the handshake completes, once a close was sent or received or the client went away,
     while the transport is paused or closing, while a fragmented message is under way,
-    and for a message with ``bytes``. The caller then sends it the ASGI way, which
-    waits or fails as uvicorn decides. The bytes of the last message are kept, so a
-    tick's frame is framed once for every socket of the room (the hub pushes one
-    message object to all).
+    and for a message with ``bytes``. The caller then sends them the ASGI way, which
+    waits or fails as uvicorn decides.
     """
 
     __slots__ = ("protocol", "_open")
 
-    _message = None
-    _frame = b""
     _messages = None
     _frames = b""
 
@@ -99,23 +95,12 @@ class DirectWrite:
             return cls(protocol, _websockets_open)
         return None
 
-    def __call__(self, message):
-        protocol = self.protocol
-        text = message.get("text")
-        if text is None or message.get("bytes") is not None or not self._open(protocol):
-            return False
-        if message is not DirectWrite._message:
-            # Class-wide: the hub pushes one message to every socket in a row.
-            DirectWrite._frame = text_frame(text)
-            DirectWrite._message = message
-        protocol.transport.write(DirectWrite._frame)
-        return True
-
-    def write_all(self, messages):
-        """Write a list of text messages as one write of their frames, one after the
-        other; return ``False``, having written nothing, as :meth:`__call__` does (or
-        when one of them is not text). The bytes of the last list are kept: the hub
-        pushes one list to every socket of the room."""
+    def __call__(self, messages):
+        """Write ``messages`` (a sequence of ``websocket.send`` messages) as one write
+        of their frames, in order; return ``False``, having written nothing, when
+        uvicorn would not, or when one of them is not text. The bytes of the last
+        sequence are kept (class-wide): the hub pushes one list to every socket of the
+        room, so a tick is framed once."""
         if not self._open(self.protocol):
             return False
         if messages is not DirectWrite._messages:
@@ -213,13 +198,26 @@ class Outbox:
 
     def push(self, message):
         """Send an ASGI send message now, or queue it; never blocks."""
+        self.push_all((message,))
+
+    def push_all(self, messages):
+        """Send a sequence of messages (a tick's frames) now, or queue them, in order;
+        never blocks. An idle socket that can be written directly gets them all in
+        one write (:class:`DirectWrite`); otherwise each goes the ASGI way."""
+        if self.closing:
+            return
+        if (not self._box and not self._busy and self._writer is not None
+                and self._direct is not None and self._direct(messages)):
+            return
+        for message in messages:
+            self._push_asgi(message)
+
+    def _push_asgi(self, message):
         if self.closing:
             return
         box = self._box
         if not box and not self._busy and self._writer is not None:
-            direct = self._direct
-            if direct is None or not direct(message):
-                self._send_now(message)
+            self._send_now(message)
             return
         if len(box) >= self._max_pending:
             box.clear()
@@ -231,19 +229,6 @@ class Outbox:
         if message is not None:
             box.append(message)
         self._wake_writer()
-
-    def push_all(self, messages):
-        """Push a tick's messages (a list) in order; never blocks. An idle socket that
-        can be written directly gets them in one write (one system call instead of
-        one per frame: a tick of presence changes and positions, a reconnect
-        storm's); otherwise each is pushed as :meth:`push` does."""
-        if self.closing:
-            return
-        if (not self._box and not self._busy and self._writer is not None
-                and self._direct is not None and self._direct.write_all(messages)):
-            return
-        for message in messages:
-            self.push(message)
 
     def _send_now(self, message):
         """Run ``send(message)`` until it first waits; a task finishes it from there."""

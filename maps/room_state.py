@@ -185,7 +185,7 @@ class RoomState:
             # Not announced: a member's ``last_seen`` is for when they have no live
             # position; the position itself carries ``seen``. A presence frame per
             # first position doubled the first second's ticks of a room whose members
-            # all start at once (make bench S1 at 2,000: 100-135 ms per tick, not 33).
+            # all start at once (make bench S1 at 2,000: 84-135 ms per tick, not 30-49).
             self.last_seen[member_id] = position["seen"]
         return True
 

@@ -152,39 +152,24 @@ async def serve(app, ws, **options):
 
 
 def pushing_app(frames, seen):
-    """An ASGI app that accepts a socket and pushes ``frames`` through an Outbox."""
+    """An ASGI app that accepts a socket and pushes ``frames`` through an Outbox: one
+    by one (the first message object twice), then all as one tick, then ``"after"``."""
 
     async def app(scope, receive, send):
+        from maps.outbox import DirectWrite
+
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
         box = outbox(send)
         seen["direct"] = box._direct is not None
         await asyncio.sleep(0)
+        DirectWrite._messages = None
         shared = text(frames[0])
         box.push(shared)
         for value in frames[1:]:
             box.push(text(value))
         box.push(shared)  # the same message object again
-        from maps.outbox import DirectWrite
-
-        seen["last_written_directly"] = DirectWrite._message is shared
-        while (await receive())["type"] != "websocket.disconnect":
-            pass
-        box.stop()
-
-    return app
-
-
-def bundling_app(frames, seen):
-    """An ASGI app that pushes ``frames`` as one tick (``push_all``), then again."""
-
-    async def app(scope, receive, send):
-        from maps.outbox import DirectWrite
-
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        box = outbox(send)
-        await asyncio.sleep(0)
+        seen["last_written_directly"] = (DirectWrite._messages or [None])[0] is shared
         tick = [text(value) for value in frames]
         box.push_all(tick)
         seen["written_directly"] = DirectWrite._messages is tick
@@ -211,8 +196,9 @@ FRAMES = ["a", "é" * 200, "x" * 70_000, '{"type":"positions","positions":[]}']
 async def test_a_uvicorn_socket_gets_the_same_frames_directly_unless_compressed(ws, deflate):
     seen = {}
     server, port = await serve(pushing_app(FRAMES, seen), ws, ws_per_message_deflate=deflate)
+    count = 2 * len(FRAMES) + 2
     try:
-        received = await receive_all(port, len(FRAMES) + 1,
+        received = await receive_all(port, count,
                                      **({} if deflate else {"compression": None}))
     finally:
         server.should_exit = True
@@ -220,21 +206,7 @@ async def test_a_uvicorn_socket_gets_the_same_frames_directly_unless_compressed(
     # With compression on, frames go through uvicorn (its framing is not this one).
     assert seen["direct"] is (not deflate)
     assert seen["last_written_directly"] is (not deflate)
-    assert received == FRAMES + [FRAMES[0]]
-
-
-@pytest.mark.parametrize("ws", ["wsproto", "websockets"])
-@pytest.mark.parametrize("deflate", [False, True])
-async def test_a_tick_of_several_frames_arrives_whole_and_in_order(ws, deflate):
-    seen = {}
-    server, port = await serve(bundling_app(FRAMES, seen), ws,
-                               ws_per_message_deflate=deflate)
-    try:
-        received = await receive_all(port, len(FRAMES) + 1,
-                                     **({} if deflate else {"compression": None}))
-    finally:
-        server.should_exit = True
-        await server.task
-    # One write of all the tick's frames, unless compressed (then uvicorn frames each).
+    # A tick of several frames: one write of them all, unless compressed (then uvicorn
+    # frames each); whole and in order either way.
     assert seen["written_directly"] is (not deflate)
-    assert received == FRAMES + ["after"]
+    assert received == FRAMES + [FRAMES[0]] + FRAMES + ["after"]
