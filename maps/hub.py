@@ -25,7 +25,7 @@ import time
 import weakref
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from . import events, metrics
@@ -174,7 +174,7 @@ class RoomHub:
         self._changed()
         socket.push(self.snapshot_message(member_id))
         socket.push(self.places_message())
-        if came_online:
+        if came_online and not self._alone():
             self._spawn(self._send_group(events.room_presence(self.channel, member_id,
                                                               True)))
 
@@ -185,8 +185,9 @@ class RoomHub:
         self.sockets.discard(socket)
         if self.state.socket_closed(socket.member_id, now_ms()):
             self._changed()
-            self._spawn(self._send_group(
-                events.room_presence(self.channel, socket.member_id, False)))
+            if not self._alone():
+                self._spawn(self._send_group(
+                    events.room_presence(self.channel, socket.member_id, False)))
         self._idle_if_empty()
 
     def _idle_if_empty(self):
@@ -435,7 +436,24 @@ class RoomHub:
         task = asyncio.get_running_loop().create_task(coroutine)
         self.registry.keep(task)
 
+    def _alone(self):
+        """Return whether no other hub can hear the room's group.
+
+        The in-memory layer lives in one process, which has one hub per room: its
+        group holds this hub alone, and a message to the other hubs (``presence``,
+        ``hello``) would come back only to be ignored (a copy, a queue and a wake-up
+        per socket opened or closed: make bench's reconnect storm, docs/benchmarks.md).
+        On channels_redis other processes' hubs may be in the group: always sent.
+        """
+        if not isinstance(self.layer, InMemoryChannelLayer):
+            return False
+        channels = self.layer.groups.get(self.group, ())
+        return len(channels) == 1 and self.channel in channels
+
     async def _send_group(self, message):
+        """Send ``message`` to the other hubs of the room (none: nothing is sent)."""
+        if self._alone():
+            return
         try:
             await self.layer.group_send(self.group, message)
         except Exception:

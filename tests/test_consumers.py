@@ -384,3 +384,38 @@ async def test_hubs_that_start_together_load_their_rooms_in_one_query(hubs):
     assert live_states.calls - before == 1
     assert [list(hub.state.members) for hub in started] == [
         [owner.pk] for _room, owner in made]
+
+
+async def test_presence_goes_to_other_hubs_only_when_there_are_any(
+    hubs, room, member, member_key, other, other_key, connect
+):
+    # On the in-memory layer the room's group holds this process's hub alone: a socket
+    # opening sends no presence the hub would only read back and ignore. Once another
+    # hub is in the group (a peer, as on Redis), it hears who came online.
+    from channels.layers import get_channel_layer
+
+    from maps.events import room_group
+
+    layer = get_channel_layer()
+    sent = []
+    original = layer.group_send
+
+    async def counted(group, message):
+        sent.append(message["type"])
+        await original(group, message)
+
+    layer.group_send = counted
+    try:
+        await connect(room, key=member_key)
+        hub = hubs.get(room.pk)
+        assert "room.presence" not in sent
+        assert layer.channels[hub.channel].qsize() == 0
+        peer = await layer.new_channel("hub.")
+        await layer.group_add(room_group(room.pk), peer)
+        await connect(room, key=other_key)
+        heard = await asyncio.wait_for(layer.receive(peer), 2)
+        assert (heard["type"], heard["member"], heard["online"]) == (
+            "room.presence", other.pk, True)
+        assert heard["hub"] == hub.channel
+    finally:
+        layer.group_send = original
