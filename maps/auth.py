@@ -579,7 +579,7 @@ def read_body(request, max_bytes=MAX_BODY_BYTES):
 
 def basic_password(request):
     """Return the password of an HTTP Basic ``Authorization`` header, or ``None``."""
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "basic" or not credentials:
         return None

@@ -264,7 +264,7 @@ OVERLAND_MAX_BODY = 1024 * auth.MAX_POINTS_PER_REQUEST
 
 
 def _bearer(request):
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
