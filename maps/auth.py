@@ -559,22 +559,24 @@ class KeyClaim:
 
 def read_body(request, max_bytes=MAX_BODY_BYTES):
     """Return the request body; raise :class:`Refused` (413) over ``max_bytes``."""
-    too_large = Refused(413, f"the body is larger than {max_bytes // 1024} KiB",
-                        "body")
     try:
         # META rather than request.headers, which would build a mapping of every header.
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > max_bytes:
-        raise too_large
+        raise _too_large(max_bytes)
     try:
         body = request.body
     except RequestDataTooBig:
-        raise too_large from None
+        raise _too_large(max_bytes) from None
     if len(body) > max_bytes:
-        raise too_large
+        raise _too_large(max_bytes)
     return body
+
+
+def _too_large(max_bytes):
+    return Refused(413, f"the body is larger than {max_bytes // 1024} KiB", "body")
 
 
 def basic_password(request):

@@ -163,3 +163,37 @@ async def test_other_paths_are_still_djangos(db):
     assert status == 404 and headers["content-type"].startswith("text/html")
     status, _, _ = await call("/healthz")
     assert status == 200
+
+
+@pytest.mark.parametrize("scope", [
+    {"path": "/ingest/owntracks/", "method": "post", "query_string": b"key=a%20b&x=1",
+     "headers": [(b"host", b"example.org"), (b"content-type", b"application/json"),
+                 (b"content-length", b"12"), (b"authorization", b"Basic eDp5"),
+                 (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2"),
+                 (b"x_forwarded_for", b"6.6.6.6"), (b"accept", b"*/*")],
+     "client": ("192.0.2.7", 4242), "server": ("127.0.0.1", 8000)},
+    {"path": "/sub/ingest/osmand/", "root_path": "/sub", "method": "GET",
+     "query_string": "id=k", "headers": [(b"Content-Type", b"text/plain; charset=latin-1"),
+                                         (b"user-agent", b"\xe9t\xe9")]},
+    {"path": "/ingest/osmand/", "method": "POST", "headers": [
+        (b"content-type", b"application/x-www-form-urlencoded; charset=nope; a=b")],
+     "client": None, "server": None},
+])
+def test_door_request_has_what_django_request_has(scope):
+    # DoorRequest builds its attributes itself (with the header names' META keys and the
+    # parsed Content-Type kept between requests): the same as Django's ASGIRequest,
+    # twice in a row (the second time from what was kept).
+    from io import BytesIO
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    skip = {"_stream", "_body", "GET"}
+    for _ in range(2):
+        django_request = ASGIRequest(scope, BytesIO(b"{}"))
+        door_request = front.DoorRequest(scope, b"{}")
+        assert ({k: v for k, v in vars(door_request).items() if k not in skip}
+                == {k: v for k, v in vars(django_request).items() if k not in skip})
+        assert door_request.encoding == django_request.encoding
+        assert door_request.body == b"{}" and door_request.read() == b"{}"
+    assert door_request.META.get("HTTP_X_FORWARDED_FOR") == (
+        "10.0.0.1,10.0.0.2" if scope.get("client") else None)

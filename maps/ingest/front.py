@@ -35,7 +35,7 @@ import logging
 import orjson
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.asgi import ASGIRequest, get_script_prefix
 from django.core.signals import setting_changed
 from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
@@ -104,20 +104,105 @@ def _plain(status, data):
                         content_type="application/json")
 
 
+# Header name (bytes) -> its META key ("" for a name with "_", which Django leaves out),
+# for the names seen first; past MAX_META_NAMES a name is translated each time.
+_META_NAMES = {}
+MAX_META_NAMES = 1000
+# Content-Type value -> (content_type, content_params) as Django parses it.
+_CONTENT_TYPES = {}
+MAX_CONTENT_TYPES = 100
+
+
+def _meta_name(name):
+    """Return the ``META`` key of header ``name`` (bytes) as ``ASGIRequest`` makes it,
+    or ``""`` for a name with an underscore (left out against spoofing)."""
+    key = _META_NAMES.get(name)
+    if key is not None:
+        return key
+    text = name.decode("latin1")
+    if "_" in text:
+        key = ""
+    elif text == "content-length":
+        key = "CONTENT_LENGTH"
+    elif text == "content-type":
+        key = "CONTENT_TYPE"
+    else:
+        key = "HTTP_" + text.upper().replace("-", "_")
+    if len(_META_NAMES) < MAX_META_NAMES:
+        _META_NAMES[name] = key
+    return key
+
+
 class DoorRequest(ASGIRequest):
     """Django's ``ASGIRequest`` of a phone door, with less work per request.
 
-    ``body`` is the bytes the front read (no stream to read again), and ``GET`` is a
-    plain ``dict`` of the query string (:func:`maps.ingest.common.form_params`: the
-    last of a repeated name wins, as ``QueryDict.get`` answers; more than 1,000
-    parameters raise :class:`maps.fixes.InvalidFix`, which the door answers 400).
-    Django's ``QueryDict`` builds a list per parameter and checks mutability on every
-    insert: in ``make bench``'s phone ingest that was a twentieth of a request.
+    The same attributes and ``META`` as ``ASGIRequest.__init__`` makes (Django 5.2,
+    ``django/core/handlers/asgi.py``; tests/test_ingest_front.py holds them against
+    it), with the header names' ``META`` keys and the parsed ``Content-Type`` kept
+    from one request to the next. ``body`` is the bytes the front read (no stream to
+    read again), and ``GET`` is a plain ``dict`` of the query string
+    (:func:`maps.ingest.common.form_params`: the last of a repeated name wins, as
+    ``QueryDict.get`` answers; more than 1,000 parameters raise
+    :class:`maps.fixes.InvalidFix`, which the door answers 400). Django's
+    ``QueryDict`` builds a list per parameter and checks mutability on every insert:
+    in ``make bench``'s phone ingest that was a twentieth of a request.
     """
 
     def __init__(self, scope, body):
-        super().__init__(scope, io.BytesIO(body))
+        self.scope = scope
+        self._post_parse_error = False
+        self._read_started = False
+        self.resolver_match = None
+        path = self.path = scope["path"]
+        script_name = self.script_name = get_script_prefix(scope)
+        self.path_info = path.removeprefix(script_name) if script_name else path
+        method = self.method = scope["method"].upper()
+        query_string = scope.get("query_string", "")
+        if isinstance(query_string, bytes):
+            query_string = query_string.decode()
+        meta = self.META = {
+            "REQUEST_METHOD": method,
+            "QUERY_STRING": query_string,
+            "SCRIPT_NAME": script_name,
+            "PATH_INFO": self.path_info,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+        }
+        client = scope.get("client")
+        if client:
+            meta["REMOTE_ADDR"] = meta["REMOTE_HOST"] = client[0]
+            meta["REMOTE_PORT"] = client[1]
+        server = scope.get("server")
+        if server:
+            meta["SERVER_NAME"] = server[0]
+            meta["SERVER_PORT"] = str(server[1])
+        else:
+            meta["SERVER_NAME"] = "unknown"
+            meta["SERVER_PORT"] = "0"
+        # Header keys (HTTP_*, CONTENT_*) are never one of the keys above.
+        for name, value in scope.get("headers", ()):
+            key = _meta_name(name)
+            if not key:
+                continue
+            value = value.decode("latin1")
+            # A repeated header: its values joined with commas, as Django does.
+            meta[key] = meta[key] + "," + value if key in meta else value
+        self._content_type(meta.get("CONTENT_TYPE", ""))
+        self._stream = io.BytesIO(body)
         self._body = body
+
+    def _content_type(self, value):
+        known = _CONTENT_TYPES.get(value)
+        if known is None:
+            self._set_content_type_params({"CONTENT_TYPE": value})
+            if "charset" in self.content_params:
+                return  # encoding set (or not) by Django's own check, never kept
+            known = (self.content_type, dict(self.content_params))
+            if len(_CONTENT_TYPES) < MAX_CONTENT_TYPES:
+                _CONTENT_TYPES[value] = known
+            return
+        self.content_type = known[0]
+        self.content_params = dict(known[1])
 
     @cached_property
     def GET(self):  # noqa: N802 (Django's name)
