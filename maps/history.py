@@ -67,6 +67,12 @@ class HistoryWriter:
         self._soon = False
         self._flushing = None
         self._tasks = set()
+        # SQLite's WAL checkpoints, off the durable path (wal_checkpoint).
+        self.checkpoints = 0
+        self._checkpointing = False
+        self._checkpoint_due = False
+        self._checkpoint_handle = None
+        self._checkpointed_at = float("-inf")
 
     def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None,
             announce=None):
@@ -151,11 +157,46 @@ class HistoryWriter:
                 self._spawn(loop, _announce_fixes(announcements))
             if place_events:
                 self._spawn(loop, _announce(place_events))
+            self._checkpoint_soon(loop)
         finally:
             done, self._flushing = self._flushing, None
             done.set_result(None)
             if self.waiters:
                 self._start_soon(loop)
+
+    def _checkpoint_soon(self, loop):
+        """Checkpoint SQLite's WAL after this batch: now, or once CHECKPOINT_EVERY_S
+        has passed since the last one (at most one under way; nothing waits for it)."""
+        if connection.vendor != "sqlite":
+            return
+        self._checkpoint_due = True
+        if self._checkpointing or self._checkpoint_handle is not None:
+            return
+        wait = self._checkpointed_at + CHECKPOINT_EVERY_S - loop.time()
+        if wait > 0:
+            self._checkpoint_handle = loop.call_later(
+                wait, self._checkpoint_start, loop, context=contextvars.Context())
+        else:
+            self._checkpoint_start(loop)
+
+    def _checkpoint_start(self, loop):
+        self._checkpoint_handle = None
+        self._checkpoint_due = False
+        self._checkpointing = True
+        self._spawn(loop, self._checkpoint(loop))
+
+    async def _checkpoint(self, loop):
+        try:
+            await _checkpointer.run(wal_checkpoint)
+            self.checkpoints += 1
+        except Exception:
+            log.warning("history: the WAL checkpoint failed; the next batch tries again",
+                        exc_info=True)
+        finally:
+            self._checkpointing = False
+            self._checkpointed_at = loop.time()
+            if self._checkpoint_due:  # batches committed meanwhile
+                self._checkpoint_soon(loop)
 
 
 async def _announce_fixes(announcements):
@@ -300,6 +341,7 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
     announce once the transaction has committed.
     """
     persisted = {} if persisted is None else persisted
+    _autocheckpoint_off()
     stamp = time_param()
     member_ids = sorted({row[0] for row in batch})
     with transaction.atomic():
@@ -582,6 +624,45 @@ def time_param():
 # for tens of milliseconds, in the middle of ticks (docs/benchmarks.md, issue 16).
 _thread = DatabaseThread("geoshare-history",
                          nice=lambda: settings.GEOSHARE.get("HISTORY_NICE", 0))
+
+# SQLite in WAL mode copies the log back into the database (a checkpoint, with an
+# fsync of each file) in the commit that takes the log past 1,000 pages: with the
+# history connection's commits that was every ten or so batches of phone positions, and
+# each such batch's phones waited for the disk (make bench, phone ingest: a batch of 50
+# positions 1,120 us of wall time without it, 1,468 us with it; docs/benchmarks.md). The
+# history connection commits without checkpointing (``wal_autocheckpoint=0``), and a
+# thread of its own runs a PASSIVE checkpoint after a batch, at most every
+# CHECKPOINT_EVERY_S seconds: the same work and the same durability (the WAL's frames are
+# synced before they are copied, as SQLite's own checkpoint does), but no phone's answer
+# waits for it. PASSIVE never blocks a writer or a reader. Other connections keep
+# SQLite's automatic checkpoint, which also catches up if this thread ever stalls.
+CHECKPOINT_EVERY_S = 0.25
+
+_checkpointer = DatabaseThread("geoshare-checkpoint",
+                               nice=lambda: settings.GEOSHARE.get("HISTORY_NICE", 0))
+
+def _autocheckpoint_off():
+    """Turn SQLite's automatic checkpoint off on this thread's connection, once per
+    connection (it is the history writer's: :data:`CHECKPOINT_EVERY_S`)."""
+    if connection.vendor != "sqlite":
+        return
+    connection.ensure_connection()
+    # Marked on the thread's own DatabaseWrapper: a new connection is turned off again.
+    if getattr(connection, "geoshare_autocheckpoint_off", None) is not connection.connection:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        connection.geoshare_autocheckpoint_off = connection.connection
+
+
+def wal_checkpoint():
+    """Run SQLite's ``PRAGMA wal_checkpoint(PASSIVE)`` on this thread's connection.
+
+    Returns its row ``(busy, frames in the log, frames checkpointed)``; ``-1`` frames
+    when the database is not in WAL mode (https://sqlite.org/pragma.html#pragma_wal_checkpoint).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return cursor.fetchone()
 
 
 _writers = weakref.WeakKeyDictionary()

@@ -45,6 +45,24 @@ def test_persisted_last_seen_forgets_members_who_went_quiet(member, other):
     assert persisted == {member.pk: NOW, other.pk: NOW}
 
 
+def test_the_history_connection_leaves_checkpoints_to_its_own_thread(member):
+    # SQLite: the batch's connection commits without checkpointing the WAL
+    # (wal_autocheckpoint 0); maps.history.wal_checkpoint, on a thread of its own,
+    # copies the WAL back, and answers SQLite's (busy, log, checkpointed) row.
+    from django.db import connection
+
+    from maps.history import wal_checkpoint
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    write_batch([(member.pk, Fix(lat=1.0, lon=2.0, ts=NOW), NOW)])
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone() == (0,)
+    busy, log_frames, done = wal_checkpoint()
+    assert busy == 0 and done <= log_frames
+
+
 def test_positions_of_deleted_members_are_dropped_and_the_rest_written(member, other):
     fix = Fix(lat=1.0, lon=2.0, ts=NOW)
     other_pk = other.pk

@@ -164,3 +164,37 @@ async def test_hauk_door(server):
 
     position = await _watch_and_send(server, send)
     assert position["lat"] == 45.06 and position["speed"] == 2.0
+
+
+async def test_stored_positions_reach_the_database_file(server):
+    # The history connection commits without SQLite's automatic checkpoint; its own
+    # thread copies the WAL back into the database file after a batch (at most every
+    # CHECKPOINT_EVERY_S). Opened "immutable", the file is read without its WAL: what
+    # is there was checkpointed. With neither, these few pages would stay in the WAL
+    # until it grew past 1,000 pages.
+    import sqlite3
+
+    running, cast = server
+    if running.project.db is None:
+        pytest.skip("the server runs on PostgreSQL here: no WAL to checkpoint")
+
+    def in_file():
+        db = sqlite3.connect(f"file:{running.project.db}?immutable=1", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM maps_position WHERE lat = 45.125"
+                              ).fetchone()[0]
+        finally:
+            db.close()
+
+    assert in_file() == 0
+    async with httpx.AsyncClient(base_url=running.http) as http:
+        for i in range(6):
+            response = await http.get("/ingest/osmand/", params={
+                "id": cast.member["key"], "lat": "45.125", "lon": "13.7",
+                "timestamp": str((_now() + 40 + i) * 1000)})
+            assert response.status_code == 200
+            await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while in_file() < 6 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert in_file() == 6
