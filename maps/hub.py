@@ -172,8 +172,8 @@ class RoomHub:
         came_online = self.state.socket_opened(member_id, member_info, now_ms())
         self.sockets.add(socket)
         self._changed()
-        socket.push(self.snapshot_message(member_id))
-        socket.push(self.places_message())
+        # One write: a reconnect storm is thousands of these at once.
+        socket.push_all((self.snapshot_message(member_id), self.places_message()))
         if came_online and not self._alone():
             self._spawn(self._send_group(events.room_presence(self.channel, member_id,
                                                               True)))

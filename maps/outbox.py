@@ -286,9 +286,10 @@ class Outbox:
         """Replace the backlog with a fresh snapshot."""
         if not self.closing:
             self._box.clear()
-            self.push(self._snapshot())
-            if self._after_snapshot is not None:
-                self.push(self._after_snapshot())
+            if self._after_snapshot is None:
+                self.push(self._snapshot())
+            else:
+                self.push_all((self._snapshot(), self._after_snapshot()))
 
     def close_now(self, code):
         """Close the socket with ``code`` from synchronous code (the hub)."""

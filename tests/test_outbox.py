@@ -106,6 +106,30 @@ async def test_a_client_that_never_reads_gets_a_snapshot_not_a_backlog():
     assert box.closing
 
 
+async def test_a_resync_replaces_the_backlog_with_a_snapshot_and_what_follows_it():
+    sent = []
+    release = asyncio.Event()
+
+    async def send(message):
+        await release.wait()
+        sent.append(message["text"])
+
+    box = Outbox(send=send, close=None, snapshot=lambda: text("snapshot"), member_id=1,
+                 via_key=None, address="192.0.2.1", max_pending=10,
+                 after_snapshot=lambda: text("places"))
+    box.start()
+    await asyncio.sleep(0)
+    box.push(text("a"))  # under way
+    for n in range(3):
+        box.push(text(str(n)))  # backlog
+    box.resync()
+    release.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sent == ["a", "snapshot", "places"]
+    box.stop()
+
+
 async def test_a_client_gone_mid_send_closes_the_outbox():
     async def gone(message):
         raise OSError("connection reset")
