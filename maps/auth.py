@@ -447,8 +447,10 @@ def _key_refusal(room_id, member):
 
 
 # The handshakes' and doors' database reads, coalesced under load (maps.dbthread).
-key_loads = Batcher(keycache.loader, keys_members)
-session_loads = Batcher(keycache.loader, sessions_members)
+# A handshake under load waits at most BATCH_GAP_S for its lookup to start (Batcher).
+BATCH_GAP_S = 0.005
+key_loads = Batcher(keycache.loader, keys_members, gap=BATCH_GAP_S)
+session_loads = Batcher(keycache.loader, sessions_members, gap=BATCH_GAP_S)
 
 
 async def asocket_member(room_id, session_key, key, address):

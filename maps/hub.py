@@ -525,7 +525,7 @@ def _rooms_live_state(room_pks):
 
 
 # Hubs that start at once (a restart's reconnect storm) load their rooms together.
-live_states = Batcher(reads, _rooms_live_state, max_batch=200)
+live_states = Batcher(reads, _rooms_live_state, max_batch=200, gap=0.005)
 
 
 class HubRegistry:

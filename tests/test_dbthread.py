@@ -54,6 +54,34 @@ async def test_loads_that_arrive_during_a_call_wait_and_go_in_the_next():
     assert calls == [["a"], ["b", "c"], ["d"]]
 
 
+async def test_loads_soon_after_a_call_wait_out_the_gap_together():
+    # One by one, as handshakes arrive: the first starts at once, the ones that follow
+    # within the gap of its end go together in one call after it; after a quiet spell
+    # a lone load starts at once again.
+    calls = []
+    loop = asyncio.get_running_loop()
+
+    def echo(items):
+        calls.append((loop.time(), list(items)))
+        return list(items)
+
+    batcher = Batcher(Thread("test-batch"), echo, gap=0.2)
+    started = loop.time()
+    assert await batcher.load("a") == "a"
+    assert calls[0][0] - started < 0.15
+    later = []
+    for x in "bcd":
+        later.append(asyncio.ensure_future(batcher.load(x)))
+        await asyncio.sleep(0.02)
+    assert [await f for f in later] == ["b", "c", "d"]
+    assert [items for _t, items in calls] == [["a"], ["b", "c", "d"]]
+    assert calls[1][0] - calls[0][0] >= 0.19
+    await asyncio.sleep(0.3)
+    quiet = loop.time()
+    assert await batcher.load("e") == "e"
+    assert calls[2][0] - quiet < 0.15
+
+
 async def test_an_error_reaches_every_load_of_its_call_and_the_batcher_goes_on():
     def picky(items):
         if "bad" in items:
