@@ -39,7 +39,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import events, keycache, metrics, selectors
-from .dbthread import Batcher
+from .dbthread import LOOKUP_GAP_S, Batcher
 from .models import HistoryVisibility, Member, Role, hash_key
 
 PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
@@ -447,10 +447,8 @@ def _key_refusal(room_id, member):
 
 
 # The handshakes' and doors' database reads, coalesced under load (maps.dbthread).
-# A handshake under load waits at most BATCH_GAP_S for its lookup to start (Batcher).
-BATCH_GAP_S = 0.005
-key_loads = Batcher(keycache.loader, keys_members, gap=BATCH_GAP_S)
-session_loads = Batcher(keycache.loader, sessions_members, gap=BATCH_GAP_S)
+key_loads = Batcher(keycache.loader, keys_members, gap=LOOKUP_GAP_S)
+session_loads = Batcher(keycache.loader, sessions_members, gap=LOOKUP_GAP_S)
 
 
 async def asocket_member(room_id, session_key, key, address):

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # A connection idle this long is checked before it is used again (seconds).
 IDLE_CHECK_S = 30
+# The gap of the handshakes' and hub starts' Batchers (seconds): a lookup under load
+# waits at most this long to start (Batcher).
+LOOKUP_GAP_S = 0.005
 
 
 class DatabaseThread:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from . import metrics, places
-from .dbthread import DatabaseThread
+from .dbthread import Batcher, DatabaseThread
 from .models import (
     Device,
     LivePosition,
@@ -67,12 +67,6 @@ class HistoryWriter:
         self._soon = False
         self._flushing = None
         self._tasks = set()
-        # SQLite's WAL checkpoints, off the durable path (wal_checkpoint).
-        self.checkpoints = 0
-        self._checkpointing = False
-        self._checkpoint_due = False
-        self._checkpoint_handle = None
-        self._checkpointed_at = float("-inf")
 
     def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None,
             announce=None):
@@ -157,46 +151,14 @@ class HistoryWriter:
                 self._spawn(loop, _announce_fixes(announcements))
             if place_events:
                 self._spawn(loop, _announce(place_events))
-            self._checkpoint_soon(loop)
+            if connection.vendor == "sqlite":
+                # Off the durable path: nobody waits for it (CHECKPOINT_EVERY_S).
+                self._spawn(loop, checkpoints.load(None))
         finally:
             done, self._flushing = self._flushing, None
             done.set_result(None)
             if self.waiters:
                 self._start_soon(loop)
-
-    def _checkpoint_soon(self, loop):
-        """Checkpoint SQLite's WAL after this batch: now, or once CHECKPOINT_EVERY_S
-        has passed since the last one (at most one under way; nothing waits for it)."""
-        if connection.vendor != "sqlite":
-            return
-        self._checkpoint_due = True
-        if self._checkpointing or self._checkpoint_handle is not None:
-            return
-        wait = self._checkpointed_at + CHECKPOINT_EVERY_S - loop.time()
-        if wait > 0:
-            self._checkpoint_handle = loop.call_later(
-                wait, self._checkpoint_start, loop, context=contextvars.Context())
-        else:
-            self._checkpoint_start(loop)
-
-    def _checkpoint_start(self, loop):
-        self._checkpoint_handle = None
-        self._checkpoint_due = False
-        self._checkpointing = True
-        self._spawn(loop, self._checkpoint(loop))
-
-    async def _checkpoint(self, loop):
-        try:
-            await _checkpointer.run(wal_checkpoint)
-            self.checkpoints += 1
-        except Exception:
-            log.warning("history: the WAL checkpoint failed; the next batch tries again",
-                        exc_info=True)
-        finally:
-            self._checkpointing = False
-            self._checkpointed_at = loop.time()
-            if self._checkpoint_due:  # batches committed meanwhile
-                self._checkpoint_soon(loop)
 
 
 async def _announce_fixes(announcements):
@@ -622,8 +584,11 @@ def time_param():
 # priority (``GEOSHARE["HISTORY_NICE"]``): on the event loop's core, a batch of a
 # second's positions (SQLite's work, done without the GIL) took the core from the loop
 # for tens of milliseconds, in the middle of ticks (docs/benchmarks.md, issue 16).
-_thread = DatabaseThread("geoshare-history",
-                         nice=lambda: settings.GEOSHARE.get("HISTORY_NICE", 0))
+def _history_nice():
+    return settings.GEOSHARE.get("HISTORY_NICE", 0)
+
+
+_thread = DatabaseThread("geoshare-history", nice=_history_nice)
 
 # SQLite in WAL mode copies the log back into the database (a checkpoint, with an
 # fsync of each file) in the commit that takes the log past 1,000 pages: with the
@@ -631,15 +596,15 @@ _thread = DatabaseThread("geoshare-history",
 # each such batch's phones waited for the disk (make bench, phone ingest: a batch of 50
 # positions 1,120 us of wall time without it, 1,468 us with it; docs/benchmarks.md). The
 # history connection commits without checkpointing (``wal_autocheckpoint=0``), and a
-# thread of its own runs a PASSIVE checkpoint after a batch, at most every
-# CHECKPOINT_EVERY_S seconds: the same work and the same durability (the WAL's frames are
+# thread of its own runs a PASSIVE checkpoint after a batch (:data:`checkpoints`: one
+# for every batch committed since the last, at most every CHECKPOINT_EVERY_S seconds,
+# one after the last batch too): the same work and the same durability (the WAL's frames are
 # synced before they are copied, as SQLite's own checkpoint does), but no phone's answer
 # waits for it. PASSIVE never blocks a writer or a reader. Other connections keep
 # SQLite's automatic checkpoint, which also catches up if this thread ever stalls.
 CHECKPOINT_EVERY_S = 0.25
 
-_checkpointer = DatabaseThread("geoshare-checkpoint",
-                               nice=lambda: settings.GEOSHARE.get("HISTORY_NICE", 0))
+_checkpointer = DatabaseThread("geoshare-checkpoint", nice=_history_nice)
 
 def _autocheckpoint_off():
     """Turn SQLite's automatic checkpoint off on this thread's connection, once per
@@ -663,6 +628,21 @@ def wal_checkpoint():
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
         return cursor.fetchone()
+
+
+def _checkpoint_for(batches):
+    """Checkpoint once for ``batches`` (the committed batches that asked since the last
+    call; a :class:`~maps.dbthread.Batcher`'s function). A failure is logged, not
+    raised: the next batch asks again."""
+    try:
+        wal_checkpoint()
+    except Exception:
+        log.warning("history: the WAL checkpoint failed; the next batch tries again",
+                    exc_info=True)
+    return [None] * len(batches)
+
+
+checkpoints = Batcher(_checkpointer, _checkpoint_for, gap=CHECKPOINT_EVERY_S)
 
 
 _writers = weakref.WeakKeyDictionary()

@@ -29,7 +29,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from . import events, metrics
-from .dbthread import Batcher, reads
+from .dbthread import LOOKUP_GAP_S, Batcher, reads
 from .fixes import now_ms
 from .room_state import RoomState, watch_frames
 
@@ -525,7 +525,7 @@ def _rooms_live_state(room_pks):
 
 
 # Hubs that start at once (a restart's reconnect storm) load their rooms together.
-live_states = Batcher(reads, _rooms_live_state, max_batch=200, gap=0.005)
+live_states = Batcher(reads, _rooms_live_state, max_batch=200, gap=LOOKUP_GAP_S)
 
 
 class HubRegistry:
