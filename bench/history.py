@@ -177,7 +177,7 @@ def _get(client, url, key):
 def measure(room, walker, key, day, repeat):
     from django.test import Client
 
-    from maps.selectors import from_ms
+    from maps.storage.selectors import from_ms
 
     client = Client()
     since, until = day
@@ -232,7 +232,7 @@ def measure(room, walker, key, day, repeat):
 
     from django.utils import timezone
 
-    from maps.auth import history_scope
+    from maps.access.auth import history_scope
     from maps.models import Position
 
     floor = history_scope(walker).floor

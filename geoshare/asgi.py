@@ -20,13 +20,13 @@ from channels.sessions import CookieMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
-from maps import metrics  # noqa: E402
-from maps.demo import demo_walker  # noqa: E402
-from maps.history import history_writer  # noqa: E402
+from maps.access.keycache import listen as keys_listen  # noqa: E402
 from maps.ingest.front import front  # noqa: E402
-from maps.keycache import listen as keys_listen  # noqa: E402
-from maps.maintenance import maintenance_loop  # noqa: E402
-from maps.routing import websocket_urlpatterns  # noqa: E402
+from maps.ops.demo import demo_walker  # noqa: E402
+from maps.ops.maintenance import maintenance_loop  # noqa: E402
+from maps.realtime.routing import websocket_urlpatterns  # noqa: E402
+from maps.storage.history import history_writer  # noqa: E402
+from maps.telemetry import metrics  # noqa: E402
 
 
 def start_metrics_server():
@@ -42,8 +42,8 @@ def start_metrics_server():
 
 async def lifespan(scope, receive, send):
     """ASGI lifespan: start the maintenance loop and the key cache's listener
-    (maps.keycache) (and the metrics server, if asked for;
-    and the demo walker, maps.demo, unless ``GEOSHARE_DEMO_WALKER=0``); on shutdown,
+    (maps.access.keycache) (and the metrics server, if asked for;
+    and the demo walker, maps.ops.demo, unless ``GEOSHARE_DEMO_WALKER=0``); on shutdown,
     write buffered history.
 
     uvicorn closes the sockets first, then sends ``lifespan.shutdown``; the history

@@ -129,7 +129,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy and Permissions-Policy on every HTML page.
-    "maps.middleware.SecurityHeadersMiddleware",
+    "maps.web.middleware.SecurityHeadersMiddleware",
     # Static files from the same process: `make run` is the whole deployment for many.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -143,7 +143,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "geoshare.urls"
-CSRF_FAILURE_VIEW = "maps.error_views.csrf_failure"
+CSRF_FAILURE_VIEW = "maps.web.error_views.csrf_failure"
 ASGI_APPLICATION = "geoshare.asgi.application"
 
 TEMPLATES = [
@@ -201,7 +201,7 @@ else:
     # room, so the capacity is far above the default 100 (which drops silently).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "maps.layers.RoomsInMemoryChannelLayer",
+            "BACKEND": "maps.realtime.layers.RoomsInMemoryChannelLayer",
             "CONFIG": {"capacity": 100_000},
         }
     }
@@ -268,7 +268,7 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "maps.logging.RedactSecrets"}},
+    "filters": {"redact": {"()": "maps.telemetry.logging.RedactSecrets"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -315,7 +315,7 @@ GEOSHARE = {
     # History is written in batches at most this far apart.
     "HISTORY_FLUSH_MS": env_int("GEOSHARE_HISTORY_FLUSH_MS", default=1000),
     # The history writer's thread runs at this niceness (0-19; 0: the process's own),
-    # so that the event loop has the core first (Linux; maps.dbthread).
+    # so that the event loop has the core first (Linux; maps.storage.dbthread).
     "HISTORY_NICE": env_int("GEOSHARE_HISTORY_NICE", default=10),
     # Presence heartbeat between processes (and channel-layer re-subscription).
     "HEARTBEAT_MS": env_int("GEOSHARE_HEARTBEAT_MS", default=5000),
@@ -337,29 +337,29 @@ GEOSHARE = {
         "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
     },
     # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed
-    # (maps.auth.client_address); none by default.
+    # (maps.access.auth.client_address); none by default.
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
     # How often the service deletes positions past their room's retention.
     "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),
-    # The demo walker (maps/demo.py): walks the demo room of `manage.py demo`, if any.
+    # The demo walker (maps/ops/demo.py): walks the demo room of `manage.py demo`, if any.
     "DEMO_WALKER": env_bool("GEOSHARE_DEMO_WALKER", default=True),
     "DEMO_STEP_MS": env_int("GEOSHARE_DEMO_STEP_MS", default=2000),
     # Usable (not revoked, expired or used up) invites a room may hold at once.
     "MAX_INVITES_PER_ROOM": env_int("GEOSHARE_MAX_INVITES_PER_ROOM", default=50),
     "DEFAULT_RETENTION_DAYS": env_int("GEOSHARE_RETENTION_DAYS", default=7),
-    # Prometheus metrics (maps.metrics): on /metrics with "Authorization: Bearer
+    # Prometheus metrics (maps.telemetry.metrics): on /metrics with "Authorization: Bearer
     # <token>", and/or on a port of their own (0: none) bound to METRICS_ADDR. With
     # neither, /metrics answers 404.
     "METRICS_TOKEN": env_str("GEOSHARE_METRICS_TOKEN", ""),
     "METRICS_PORT": env_int("GEOSHARE_METRICS_PORT", default=0),
     "METRICS_ADDR": env_str("GEOSHARE_METRICS_ADDR", "127.0.0.1"),
     # How long a process trusts a device key it looked up without hearing of a change
-    # in the key's room (maps/keycache.py): the longest a revoked key can keep working
+    # in the key's room (maps/access/keycache.py): the longest a revoked key can keep working
     # on a process that missed the channel-layer message.
     "KEY_CACHE_S": env_int("GEOSHARE_KEY_CACHE_S", default=10),
     # An OwnTracks device gets the room's members as friends in the answer to a post at
     # most this often (seconds; 0: every post); the posts in between are answered
-    # without them (maps/friends.py).
+    # without them (maps/ingest/friends.py).
     "OWNTRACKS_FRIENDS_EVERY_S": env_int("GEOSHARE_OWNTRACKS_FRIENDS_EVERY_S", default=10),
     # Phone doors (/ingest/, /hauk/api/) served by their own ASGI front instead of
     # Django's request handler and middleware (maps/ingest/front.py); 0 for the latter.

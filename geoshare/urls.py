@@ -13,7 +13,7 @@ urlpatterns = [
     path("", include("maps.urls")),
 ]
 
-handler400 = "maps.error_views.bad_request"
-handler403 = "maps.error_views.forbidden"
-handler404 = "maps.error_views.page_not_found"
-handler500 = "maps.error_views.server_error"
+handler400 = "maps.web.error_views.bad_request"
+handler403 = "maps.web.error_views.forbidden"
+handler404 = "maps.web.error_views.page_not_found"
+handler500 = "maps.web.error_views.server_error"

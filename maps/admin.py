@@ -6,8 +6,8 @@ so that open sockets are closed and a removed member's invite links are replaced
 
 from django.contrib import admin
 
-from . import services
-from .models import Device, Invite, Member, Position, Room
+from maps import services
+from maps.models import Device, Invite, Member, Position, Room
 
 
 @admin.register(Room)

@@ -7,4 +7,4 @@ class MapsConfig(AppConfig):
 
     def ready(self):
         # The admin is SimpleAdminConfig (no autodiscovery): register ours here.
-        from . import admin  # noqa: F401
+        from maps import admin  # noqa: F401

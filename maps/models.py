@@ -89,7 +89,7 @@ class Role(models.TextChoices):
 
 
 class HistoryVisibility(models.TextChoices):
-    """Whose history a room's people may see (:func:`maps.auth.history_members`)."""
+    """Whose history a room's people may see (:func:`maps.access.auth.history_members`)."""
 
     EVERYONE = "everyone", "Everyone in the room, viewers too"
     MEMBERS = "members", "Members, not viewers"
@@ -245,7 +245,7 @@ class Device(models.Model):
 
 
 class Reading(models.Model):
-    """The fields of one position as stored, in geoshare's units (maps.fixes).
+    """The fields of one position as stored, in geoshare's units (maps.domain.fixes).
 
     Degrees (WGS84), metres, m/s, degrees clockwise from true north, percent; whether
     the device was on a charger; the name of the device whose key sent it (``None``: a
@@ -273,7 +273,7 @@ class Reading(models.Model):
 class LivePosition(Reading):
     """A sharing member's latest position (by device time): what every map starts from.
 
-    Written in the same transaction as the history (maps.history), in every room,
+    Written in the same transaction as the history (maps.storage.history), in every room,
     live-only rooms included (they keep this one position per member and nothing else).
     Deleted when the share ends.
     """
@@ -343,7 +343,7 @@ class Position(Reading):
 
     class Meta:
         indexes = [
-            # The history's keyset order (maps.selectors.history_page); read
+            # The history's keyset order (maps.storage.selectors.history_page); read
             # backwards, also each member's newest position.
             models.Index(fields=["member", "device_time", "id"],
                          name="maps_position_member_time_id"),
@@ -358,7 +358,7 @@ PLACE_NAME_CONSTRAINT = "maps_place_name_unique_in_room"
 
 
 class Place(models.Model):
-    """A circle in a room that members arrive at and leave (maps.places decides when).
+    """A circle in a room that members arrive at and leave (maps.domain.places decides when).
 
     ``lat``/``lon`` in degrees (WGS84), ``radius`` in metres (25 m to 5 km).
     ``updated`` moves on every change, so phones learn when to fetch them again.
@@ -391,7 +391,7 @@ class Place(models.Model):
 
 class PlaceState(models.Model):
     """Whether a member is inside a place, since which device time; ``checked`` is the
-    device time of the newest fix decided (maps.places.PlaceState, stored)."""
+    device time of the newest fix decided (maps.domain.places.PlaceState, stored)."""
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
     place = models.ForeignKey(Place, on_delete=models.CASCADE, related_name="states")

@@ -19,11 +19,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import events, keycache, places, selectors
-from .auth import may_publish
-from .fixes import now_ms
-from .history import history_writer
-from .models import (
+from maps.access import keycache
+from maps.access.auth import may_publish
+from maps.domain import places
+from maps.domain.fixes import now_ms
+from maps.models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
     SECRET_MAX_BYTES,
@@ -46,7 +46,10 @@ from .models import (
     new_invite_token,
     new_watch_token,
 )
-from .selectors import from_ms, to_ms
+from maps.protocol import events
+from maps.storage import selectors
+from maps.storage.history import history_writer
+from maps.storage.selectors import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +97,23 @@ MAX_PLACES_PER_ROOM = 100
 
 async def positions_publish(*, member, fixes, durable=False, received_ms=None,
                             device_id=None):
-    """Record and broadcast positions of ``member`` (a :class:`maps.auth.MemberRef`).
+    """Record and broadcast positions of ``member`` (a :class:`maps.access.auth.MemberRef`).
 
-    ``fixes`` are validated :class:`maps.fixes.Fix` values (several: a phone's offline
+    ``fixes`` are validated :class:`maps.domain.fixes.Fix` values (several: a phone's offline
     batch). They join the batched history, the newest by device time becoming the
     member's live position, and the newest goes once to the room's channel-layer group,
     whose hubs show it on every member's map. With ``durable`` (the phone doors) this
-    returns only once they are committed (group commit, maps.history), and the room
+    returns only once they are committed (group commit, maps.storage.history), and the room
     hears of them after that, with the rest of the batch's positions in one
     ``room.fixes`` event per room, so a hub that starts meanwhile loads them; a channel
     layer that is away then does not undo the answer (the hubs resync when it is back).
-    Returns the :class:`~maps.events.WirePosition` broadcast. ``device_id`` is the
+    Returns the :class:`~maps.protocol.events.WirePosition` broadcast. ``device_id`` is the
     :class:`~maps.models.Device` whose key sent them: its ``last_seen`` (the "last
     report" of "Connect a phone") is written with them.
 
     Raises :class:`NotAllowed` for a member who may not publish (a viewer), and
-    :class:`maps.history.StoreFailed` when a durable batch could not be committed.
-    The member's share is the caller's to check first (:func:`maps.auth.share_gate`).
+    :class:`maps.storage.history.StoreFailed` when a durable batch could not be committed.
+    The member's share is the caller's to check first (:func:`maps.access.auth.share_gate`).
     """
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
@@ -135,7 +138,7 @@ async def position_publish(*, member, fix, durable=False, received_ms=None):
 
 
 async def ashare_start(*, member, until_ms=None):
-    """Start or change the share of ``member`` (a :class:`maps.auth.MemberRef`).
+    """Start or change the share of ``member`` (a :class:`maps.access.auth.MemberRef`).
 
     ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
     turns it off. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
@@ -170,7 +173,7 @@ def _share_end(member_ids, at):
 
 
 async def amember_stop_sharing(*, member):
-    """End the share of ``member`` (a :class:`maps.auth.MemberRef`): the marker goes.
+    """End the share of ``member`` (a :class:`maps.access.auth.MemberRef`): the marker goes.
 
     Records the end first, so that no later snapshot, friends answer or restart shows
     a position received before it, then tells the room's hubs. Positions are refused
@@ -184,8 +187,8 @@ async def amember_stop_sharing(*, member):
 def shares_expire(*, now=None):
     """Write down every share whose end time has passed; return how many ended.
 
-    The hubs end them on the map at their end time by themselves (maps.hub); this
-    makes it true in the database too (run by maps.maintenance and by the hubs).
+    The hubs end them on the map at their end time by themselves (maps.realtime.hub); this
+    makes it true in the database too (run by maps.ops.maintenance and by the hubs).
     """
     now = now or timezone.now()
     due = list(Member.objects.filter(share=Share.ON, sharing_until__lte=now)
@@ -196,10 +199,10 @@ def shares_expire(*, now=None):
 
 
 async def room_event_send(room_pk, event):
-    """Send a room event (a :mod:`maps.events` builder's dict) to the room's hubs.
+    """Send a room event (a :mod:`maps.protocol.events` builder's dict) to the room's hubs.
 
     An event that changes what the doors rely on (a share, a member, a key) makes
-    every process load the room's device keys again (:mod:`maps.keycache`).
+    every process load the room's device keys again (:mod:`maps.access.keycache`).
     """
     layer = get_channel_layer()
     forget = keycache.room_changed(room_pk, event)
@@ -464,7 +467,7 @@ def member_remove(*, member, replace_invite=False):
     ``replace_invite`` is for removals by the owner or an admin: the links the member
     knows stop working, so that they cannot join again at once. Those are the invite
     they joined by and, if they could see it, the member invite the room's map shows
-    (:func:`maps.selectors.map_invite`); each still usable one is revoked and replaced
+    (:func:`maps.storage.selectors.map_invite`); each still usable one is revoked and replaced
     (:func:`_invite_replace`). A member leaving by themselves keeps nothing out.
 
     Returns the replacement invites, the one for the member's own invite first; an
@@ -516,7 +519,7 @@ def _lock_members(members):
     """Lock member rows ``FOR UPDATE`` before deleting them (PostgreSQL; SQLite no-op).
 
     The history writer holds ``FOR KEY SHARE`` on the members of the batch it is
-    writing (maps.history): taking this lock first makes a delete wait for that batch
+    writing (maps.storage.history): taking this lock first makes a delete wait for that batch
     to commit, so the delete then sees, and removes, the positions just written,
     instead of failing on them. A batch that comes second finds the members gone.
     """
@@ -527,7 +530,7 @@ def invite_revoke(*, invite):
     """Revoke an invite and remove the members who joined through it.
 
     They have seen the room's map, so when one of them could see its invite link
-    (:func:`maps.selectors.map_invite`) and that is another invite, it is replaced too
+    (:func:`maps.storage.selectors.map_invite`) and that is another invite, it is replaced too
     (:func:`_invite_replace`): otherwise they would come straight back by it.
     """
     with transaction.atomic():
@@ -654,7 +657,7 @@ def room_set_history_visibility(*, room, visibility):
     """Set whose history the room's people may see (a :class:`HistoryVisibility`).
 
     ``everyone``, ``members`` (not viewers) or ``own``; read on every history request
-    (:func:`maps.auth.history_scope`), so it applies at once. Raises ``ValueError``
+    (:func:`maps.access.auth.history_scope`), so it applies at once. Raises ``ValueError``
     for another value.
     """
     if visibility not in HistoryVisibility.values:
@@ -680,7 +683,7 @@ def positions_prune(*, now=None, rooms=None):
     pruned together, :data:`PRUNE_ROOMS` at a time. Rooms that keep history and had
     live positions past it are then told (``room.retention``) to drop them, so nobody
     who joins later sees them. Safe to run at any time and concurrently with the service: the
-    service runs it every ``GEOSHARE["PRUNE_EVERY_S"]`` seconds (maps.maintenance), and
+    service runs it every ``GEOSHARE["PRUNE_EVERY_S"]`` seconds (maps.ops.maintenance), and
     ``manage.py prune`` runs it once.
     """
     now = now or timezone.now()
@@ -844,7 +847,7 @@ async def place_events_announce(created):
     """Tell each room of its new arrivals and departures (``room.place_event``).
 
     ``created`` is ``[(room id, member id, place id, kind, device time ms)]`` as the
-    history writer stored them (maps.history.evaluate_places), sent after the commit.
+    history writer stored them (maps.storage.history.evaluate_places), sent after the commit.
     """
     for room_id, member_id, place_id, kind, ts in created:
         await room_event_send(room_id,
@@ -868,9 +871,9 @@ def place_for_region(*, room_id, rid, desc):
 
 def place_transition_record(*, member, rid, desc, kind, ts):
     """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
-    of ``member``'s room (a :class:`maps.auth.MemberRef`); return the events stored
-    (maps.history.place_transition: never a second event for one crossing)."""
-    from .history import place_transition
+    of ``member``'s room (a :class:`maps.access.auth.MemberRef`); return the events stored
+    (maps.storage.history.place_transition: never a second event for one crossing)."""
+    from maps.storage.history import place_transition
 
     place = place_for_region(room_id=member.room_pk, rid=rid, desc=desc)
     if place is None:

@@ -2,16 +2,16 @@
 
 from django.urls import path
 
-from . import (
+from maps.ingest import views as ingest
+from maps.ops import probes
+from maps.web import (
     api_views,
     phone_views,
     place_views,
-    probes,
     signin_views,
     views,
     watch_views,
 )
-from .ingest import views as ingest
 
 urlpatterns = [
     path("", views.home, name="home"),

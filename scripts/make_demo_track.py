@@ -1,4 +1,4 @@
-"""Write maps/demo_data/park-loop.gpx: the demo walker's track, made up by geoshare.
+"""Write maps/ops/demo_data/park-loop.gpx: the demo walker's track, made up by geoshare.
 
 A walk of about 1.6 km once around an ellipse in Ljubljana's Tivoli park, one point every
 5 seconds at a walking pace (1.4 m/s), with a little wobble so that it looks walked.

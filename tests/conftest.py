@@ -17,10 +17,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from geoshare.asgi import application
-from maps.history import history_writer
-from maps.hub import registry
 from maps.models import Role
+from maps.realtime.hub import registry
 from maps.services import member_create, room_create
+from maps.storage.history import history_writer
 from tests.servers import PERSONAS
 
 pytest_plugins = ["tests.browser_fixtures"]
@@ -31,7 +31,7 @@ def _fresh_rate_limits():
     """Rate-limit counters live in the cache; each test starts from none."""
     from django.core.cache import cache
 
-    from maps.auth import counts
+    from maps.access.auth import counts
 
     cache.clear()
     counts.clear()
@@ -43,8 +43,8 @@ def _fresh_rate_limits():
 @pytest.fixture(autouse=True)
 def _fresh_owntracks_friends():
     """OwnTracks friends answers are kept per room and per device in process memory
-    (maps.friends); ids come back after a rolled-back test, so each starts from none."""
-    from maps import friends
+    (maps.ingest.friends); ids come back after a rolled-back test, so each starts from none."""
+    from maps.ingest import friends
 
     friends.rooms.clear()
     friends.throttle.clear()

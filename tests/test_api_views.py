@@ -1,5 +1,5 @@
-"""History over HTTP (maps.api_views): the track API, the map's history, the exports,
-"download my data", and the one history rule (maps.auth.history_scope) behind them.
+"""History over HTTP (maps.web.api_views): the track API, the map's history, the exports,
+"download my data", and the one history rule (maps.access.auth.history_scope) behind them.
 
 The real walk around Lake Cerknica goes in through the OsmAnd door as a JSON batch, its
 times moved to the last hours (the door refuses nothing old, but the room's retention
@@ -16,11 +16,11 @@ import pytest
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
-from maps.fixes import Fix
-from maps.history import history_writer, write_batch
+from maps.domain.fixes import Fix
 from maps.models import HistoryVisibility, Position, Role
-from maps.selectors import to_ms
 from maps.services import member_create, room_create, room_set_history_visibility
+from maps.storage.history import history_writer, write_batch
+from maps.storage.selectors import to_ms
 from tests.test_tracks import cerknica_points, check_rfc7946
 
 NOW_MS = to_ms(timezone.now())
@@ -244,7 +244,7 @@ def test_wrong_keys_count_against_the_address_as_at_the_doors(walked, member_key
 
 
 def test_watch_me_links_never_see_history(room, member):
-    from maps.auth import Refused, history_scope
+    from maps.access.auth import Refused, history_scope
 
     room_set_history_visibility(room=room, visibility=HistoryVisibility.EVERYONE)
     member.role = "watch"  # whatever role a watch-me link's caller will carry

@@ -1,4 +1,4 @@
-"""The WebSocket entrance (geoshare.asgi, maps.routing): origin check, unknown paths."""
+"""The WebSocket entrance (geoshare.asgi, maps.realtime.routing): origin check, unknown paths."""
 
 import pytest
 from channels.testing import WebsocketCommunicator

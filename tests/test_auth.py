@@ -1,4 +1,4 @@
-"""The door check (maps.auth): addresses, keys, roles and limits, on every door."""
+"""The door check (maps.access.auth): addresses, keys, roles and limits, on every door."""
 
 import asyncio
 import json
@@ -7,9 +7,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import RequestFactory
 
-from maps import auth
-from maps.history import history_writer
+from maps.access import auth
 from maps.models import Position
+from maps.storage.history import history_writer
 from tests.phone_payloads import T
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -211,7 +211,7 @@ def _outcome(answer):
 async def test_handshakes_that_arrive_together_are_answered_by_one_query_each_as_alone(
     room, member, member_key, other, stranger_key
 ):
-    from maps import keycache
+    from maps.access import keycache
     from maps.models import hash_key
 
     keycache.keys.clear()
@@ -261,7 +261,7 @@ def test_a_batch_of_keys_answers_each_and_counts_each_wrong_key_against_its_addr
 async def test_a_batch_that_raced_a_forget_is_not_kept(room, member, member_key):
     # A key's member changes while the batch holding its lookup is on the reads
     # thread: the answer serves the handshake that asked, but is not kept.
-    from maps import keycache
+    from maps.access import keycache
 
     keycache.keys.clear()
     real = auth.key_loads.function
@@ -286,7 +286,7 @@ async def test_doors_key_lookups_that_arrive_together_go_in_one_query(
 ):
     # The phone doors' key-cache misses share the handshakes' batches: each request
     # gets its own answer, a wrong key still counts against its address.
-    from maps import keycache
+    from maps.access import keycache
 
     keycache.keys.clear()
     stranger, stranger_key = stranger_and_key

@@ -5,10 +5,10 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from maps.events import check_frame
-from maps.history import history_writer
 from maps.models import LivePosition, Position
+from maps.protocol.events import check_frame
 from maps.services import device_create, member_remove
+from maps.storage.history import history_writer
 from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -329,7 +329,7 @@ async def test_sockets_joining_in_one_tick_share_one_encoding_of_the_room(
 ):
     """A reconnect storm encodes the room's state once per tick, not once per socket;
     each socket still learns who it is, and nothing taken away is handed out after."""
-    from maps.room_state import RoomState
+    from maps.domain.room_state import RoomState
 
     sender = await connect(room, key=member_key)
     watcher = await connect(room, key=other_key)
@@ -369,8 +369,8 @@ async def test_sockets_joining_in_one_tick_share_one_encoding_of_the_room(
 
 async def test_hubs_that_start_together_load_their_rooms_in_one_query(hubs):
     # A restart's reconnect storm starts many hubs at once; their rooms are read
-    # together (maps.hub.live_states), each hub still gets its own room.
-    from maps.hub import live_states
+    # together (maps.realtime.hub.live_states), each hub still gets its own room.
+    from maps.realtime.hub import live_states
     from maps.services import room_create
 
     def rooms():
@@ -394,7 +394,7 @@ async def test_presence_goes_to_other_hubs_only_when_there_are_any(
     # hub is in the group (a peer, as on Redis), it hears who came online.
     from channels.layers import get_channel_layer
 
-    from maps.events import room_group
+    from maps.protocol.events import room_group
 
     layer = get_channel_layer()
     sent = []

@@ -1,4 +1,4 @@
-"""The database threads (maps.dbthread): the reads thread's batcher (loads that arrive
+"""The database threads (maps.storage.dbthread): the reads thread's batcher (loads that arrive
 together go in one call, each gets its own answer, an error reaches every load of its
 call), and a thread's own lower priority (the history writer's)."""
 
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from maps.dbthread import Batcher, DatabaseThread
+from maps.storage.dbthread import Batcher, DatabaseThread
 
 
 class Thread(DatabaseThread):
@@ -140,7 +140,7 @@ async def test_a_thread_with_a_niceness_runs_at_it_and_the_loop_keeps_its_own():
 
 @linux_only
 async def test_the_history_writer_runs_below_the_event_loop(settings):
-    from maps import history
+    from maps.storage import history
 
     assert settings.GEOSHARE["HISTORY_NICE"] == 10
     own = _niceness()

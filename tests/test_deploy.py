@@ -325,7 +325,7 @@ def test_systemd_workers_and_nginx_upstream_name_the_same_ports():
 
 
 def exported_names():
-    from maps import metrics
+    from maps.telemetry import metrics
 
     names = set()
     for family in metrics.REGISTRY.collect():

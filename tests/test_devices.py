@@ -6,8 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
-from maps import auth
-from maps.history import history_writer
+from maps.access import auth
 from maps.models import KEY_ALPHABET, Device, Position, new_device_key
 from maps.services import (
     MAX_DEVICES_PER_MEMBER,
@@ -17,6 +16,7 @@ from maps.services import (
     device_rotate_key,
     device_set_secret,
 )
+from maps.storage.history import history_writer
 from tests.phone_payloads import T
 
 db_async = pytest.mark.django_db(transaction=True)

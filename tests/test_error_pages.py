@@ -3,9 +3,9 @@
 import pytest
 from django.test import Client, RequestFactory
 
-from maps import error_views
 from maps.models import Role
 from maps.services import member_create, room_create
+from maps.web import error_views
 
 pytestmark = pytest.mark.django_db
 
@@ -62,10 +62,10 @@ def test_a_server_error_is_a_styled_page():
 def test_the_handlers_are_installed(settings):
     from geoshare import urls
 
-    assert urls.handler404 == "maps.error_views.page_not_found"
-    assert urls.handler500 == "maps.error_views.server_error"
-    assert urls.handler403 == "maps.error_views.forbidden"
-    assert settings.CSRF_FAILURE_VIEW == "maps.error_views.csrf_failure"
+    assert urls.handler404 == "maps.web.error_views.page_not_found"
+    assert urls.handler500 == "maps.web.error_views.server_error"
+    assert urls.handler403 == "maps.web.error_views.forbidden"
+    assert settings.CSRF_FAILURE_VIEW == "maps.web.error_views.csrf_failure"
 
 
 def test_a_refused_csrf_check_is_a_styled_page():

@@ -1,6 +1,6 @@
 """Every frame the server sends, and every documented example, has its one shape.
 
-Zulip's ``event_schema.py`` tests are the model: the shapes live in maps.events; this
+Zulip's ``event_schema.py`` tests are the model: the shapes live in maps.protocol.events; this
 checks docs/protocol.md against them, and every frame a real room sends.
 """
 
@@ -10,8 +10,8 @@ import re
 import pytest
 from channels.layers import get_channel_layer
 
-from maps import events
-from maps.events import ShapeError, check_frame, check_room_event
+from maps.protocol import events
+from maps.protocol.events import ShapeError, check_frame, check_room_event
 from maps.services import member_remove
 from tests.servers import ROOT
 

@@ -14,8 +14,8 @@ import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from maps.hub import RoomHub
-from maps.outbox import Outbox
+from maps.realtime.hub import RoomHub
+from maps.realtime.outbox import Outbox
 from tests.servers import Project, RedisServer, Uvicorn, skip_or_fail
 from tests.test_server import collect_positions, next_frame
 

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect, sync_playwright
 
-from maps.demo import WALKER_NAME, track_points
 from maps.models import Member, SignInLink
+from maps.ops.demo import WALKER_NAME, track_points
 from tests.browser_helpers import (
     CHROMIUM_ARGS,
     DESKTOP,
@@ -30,7 +30,7 @@ def test_demo_command_prints_a_one_time_owner_link_and_a_track_in_the_repository
     call_command("demo", "--port", "8123")
     out = capsys.readouterr().out
     assert OWNER_LINK.search(out)
-    assert "maps/demo_data/park-loop.gpx" in out and "../shared" not in out
+    assert "maps/ops/demo_data/park-loop.gpx" in out and "../shared" not in out
     link = SignInLink.objects.get()
     assert link.member.role == "owner" and link.member.room.name == "Demo room"
     assert Member.objects.filter(name=WALKER_NAME).count() == 1

@@ -1,10 +1,10 @@
-"""The one validation gate for positions (maps.fixes)."""
+"""The one validation gate for positions (maps.domain.fixes)."""
 
 import math
 
 import pytest
 
-from maps.fixes import Fix, InvalidFix, fix_from_frame, fix_from_values
+from maps.domain.fixes import Fix, InvalidFix, fix_from_frame, fix_from_values
 
 NOW = 1_763_700_000_000
 

@@ -1,4 +1,4 @@
-"""OwnTracks friends answers (maps/friends.py): built once per room and kept up to a
+"""OwnTracks friends answers (maps/ingest/friends.py): built once per room and kept up to a
 second, forgotten at once when a member in them changes (here and, through
 ``keys.forget``, from other processes), and given to each device at most every
 ``GEOSHARE["OWNTRACKS_FRIENDS_EVERY_S"]`` seconds, while every post is still stored and
@@ -17,12 +17,13 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 from django.utils import timezone
 
-from maps import friends, keycache
-from maps.auth import member_ref
-from maps.history import history_writer
+from maps.access import keycache
+from maps.access.auth import member_ref
+from maps.ingest import friends
 from maps.models import Member, Room, Share
-from maps.selectors import member_for_key
 from maps.services import amember_stop_sharing, device_set_secret, member_remove
+from maps.storage.history import history_writer
+from maps.storage.selectors import member_for_key
 from tests import test_ingest
 from tests.phone_payloads import T, owntracks_location
 from tests.test_ingest import post_owntracks, stored

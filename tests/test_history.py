@@ -1,4 +1,4 @@
-"""The history writer (maps.history): retention at write time, bounded memory, no lost
+"""The history writer (maps.storage.history): retention at write time, bounded memory, no lost
 batches when a member is deleted mid-batch (PostgreSQL)."""
 
 import asyncio
@@ -9,11 +9,12 @@ import textwrap
 import pytest
 from channels.db import database_sync_to_async
 
-from maps import selectors, tracks
-from maps.fixes import Fix
-from maps.history import LAST_SEEN_RESOLUTION_MS, history_writer, write_batch
+from maps.domain import tracks
+from maps.domain.fixes import Fix
 from maps.models import LivePosition, Member, Position
 from maps.services import room_set_retention
+from maps.storage import selectors
+from maps.storage.history import LAST_SEEN_RESOLUTION_MS, history_writer, write_batch
 from tests.servers import ROOT, Project, postgres_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,11 +48,11 @@ def test_persisted_last_seen_forgets_members_who_went_quiet(member, other):
 
 def test_the_history_connection_leaves_checkpoints_to_its_own_thread(member):
     # SQLite: the batch's connection commits without checkpointing the WAL
-    # (wal_autocheckpoint 0); maps.history.wal_checkpoint, on a thread of its own,
+    # (wal_autocheckpoint 0); maps.storage.history.wal_checkpoint, on a thread of its own,
     # copies the WAL back, and answers SQLite's (busy, log, checkpointed) row.
     from django.db import connection
 
-    from maps.history import wal_checkpoint
+    from maps.storage.history import wal_checkpoint
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite only")
@@ -77,8 +78,8 @@ RACE = textwrap.dedent("""
     import threading, django
     django.setup()
     from django.db import connection
-    from maps import history
-    from maps.fixes import Fix
+    from maps.storage import history
+    from maps.domain.fixes import Fix
     from maps.models import Member, Position
     from maps.services import member_create, member_remove, room_create
 
@@ -164,8 +165,8 @@ def test_time_param_sends_what_the_orm_would_send():
     the stored text is what the ORM writes and reads back."""
     from django.db import connection
 
-    from maps.history import time_param
-    from maps.selectors import from_ms
+    from maps.storage.history import time_param
+    from maps.storage.selectors import from_ms
 
     stamp = time_param()
     samples = [0, 1, 999, 1_000, 86_399_999, 1_700_000_000_000, 1_795_327_466_680,
@@ -182,8 +183,8 @@ async def test_a_batch_of_phone_positions_reaches_the_room_in_one_event(member, 
     per room and batch, each request's newest position in it, after the commit."""
     from channels.layers import get_channel_layer
 
-    from maps.auth import member_ref
-    from maps.events import room_group
+    from maps.access.auth import member_ref
+    from maps.protocol.events import room_group
     from maps.services import positions_publish
 
     layer = get_channel_layer()

@@ -21,17 +21,17 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 
 from geoshare.asgi import application
-from maps.auth import member_ref
-from maps.history import history_writer
-from maps.hub import registry
+from maps.access.auth import member_ref
 from maps.models import Position, Role
-from maps.selectors import member_for_key
+from maps.realtime.hub import registry
 from maps.services import (
     amember_stop_sharing,
     device_create,
     member_create,
     room_create,
 )
+from maps.storage.history import history_writer
+from maps.storage.selectors import member_for_key
 from tests.phone_payloads import (
     T,
     gpslogger_params,
@@ -820,7 +820,11 @@ def test_adding_a_device_shows_its_key_and_every_app_once(party):
 def test_qr_links_configure_the_apps(party):
     from urllib.parse import parse_qs, unquote, urlsplit
 
-    from maps.phone_views import overland_setup_link, owntracks_config_link, phone_apps
+    from maps.web.phone_views import (
+        overland_setup_link,
+        owntracks_config_link,
+        phone_apps,
+    )
 
     apps = {a["id"]: a for a in phone_apps("https://geo.example", "k3y", "Car", "pw")}
     link = apps["owntracks"]["qr"]["text"]

@@ -9,9 +9,9 @@ from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 
 from geoshare.asgi import application
-from maps.history import history_writer
 from maps.ingest import front, osmand
 from maps.models import Position
+from maps.storage.history import history_writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

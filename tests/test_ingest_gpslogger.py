@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from maps.fixes import InvalidFix
+from maps.domain.fixes import InvalidFix
 from maps.ingest import gpslogger
 from tests.phone_payloads import T, gpslogger_params
 

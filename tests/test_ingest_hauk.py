@@ -8,7 +8,7 @@ scientific notation for numbers this large (``1.763700000123E9``).
 
 import pytest
 
-from maps.fixes import InvalidFix
+from maps.domain.fixes import InvalidFix
 from maps.ingest import hauk
 from tests.phone_payloads import T, hauk_create_form, hauk_post_form
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from maps.fixes import Fix, InvalidFix
+from maps.domain.fixes import Fix, InvalidFix
 from maps.ingest import gpslogger, osmand, owntracks
 from maps.models import Position
 

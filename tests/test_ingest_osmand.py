@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from maps.fixes import InvalidFix
+from maps.domain.fixes import InvalidFix
 from maps.ingest import osmand
 from maps.ingest.common import KNOT_MS
 from tests.phone_payloads import T, traccar_json
@@ -167,7 +167,7 @@ def test_osmand_batch_with_two_ids_is_refused():
 def _osmand_app_params(**values):
     from urllib.parse import parse_qsl
 
-    from maps.phone_views import OSMAND_PLACEHOLDERS
+    from maps.web.phone_views import OSMAND_PLACEHOLDERS
     from tests.phone_payloads import osmand_fill
 
     filled = osmand_fill(OSMAND_PLACEHOLDERS, **values)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from maps.fixes import InvalidFix
+from maps.domain.fixes import InvalidFix
 from maps.ingest import overland
 from tests.phone_payloads import T, overland_feature
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from maps.fixes import InvalidFix
+from maps.domain.fixes import InvalidFix
 from maps.ingest import owntracks
 from tests.phone_payloads import T, owntracks_location
 

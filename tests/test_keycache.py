@@ -1,4 +1,4 @@
-"""Device keys kept in memory (maps/keycache.py): answered without a query, forgotten
+"""Device keys kept in memory (maps/access/keycache.py): answered without a query, forgotten
 when anything a door relies on changes, here at once and in other processes through
 the channel layer, and in any case after ``GEOSHARE["KEY_CACHE_S"]``."""
 
@@ -10,9 +10,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from maps import events, keycache
-from maps.history import history_writer
+from maps.access import keycache
 from maps.models import Device, LivePosition, Position, hash_key
+from maps.protocol import events
 from maps.services import (
     amember_stop_sharing,
     device_revoke,
@@ -20,6 +20,7 @@ from maps.services import (
     device_set_secret,
     member_remove,
 )
+from maps.storage.history import history_writer
 from tests.servers import Project, Uvicorn, redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,7 +178,7 @@ async def test_an_ended_share_is_seen_by_the_next_request(async_client, member,
                                                           member_key):
     await warm(async_client, member_key)
     ref = keycache.keys.get(hash_key(member_key))
-    from maps.auth import member_ref
+    from maps.access.auth import member_ref
 
     await amember_stop_sharing(member=member_ref(ref))
     # The phone still gets its 200 (its queue must not jam), but nothing is kept.
@@ -284,11 +285,11 @@ def test_a_key_replaced_through_one_process_stops_on_the_other_at_once(tmp_path)
 
 
 def test_the_key_lookup_reads_what_the_orm_reads(member, member_key):
-    """The plain query (maps.selectors.member_for_key) gives the models the ORM gives,
+    """The plain query (maps.storage.selectors.member_for_key) gives the models the ORM gives,
     field for field, converted alike (aware datetimes, booleans)."""
     from django.utils import timezone
 
-    from maps.selectors import member_for_key
+    from maps.storage.selectors import member_for_key
 
     Device.objects.filter(member=member).update(last_seen=timezone.now(), secret="s")
     found = member_for_key(member_key)

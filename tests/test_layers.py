@@ -1,7 +1,7 @@
-"""The embedded channel layer keeps channels' semantics (maps.layers)."""
+"""The embedded channel layer keeps channels' semantics (maps.realtime.layers)."""
 
 
-from maps.layers import RoomsInMemoryChannelLayer
+from maps.realtime.layers import RoomsInMemoryChannelLayer
 
 
 async def test_group_send_reaches_every_member_once():
@@ -27,13 +27,13 @@ async def test_messages_are_copies():
 
 
 async def test_expired_messages_still_go(monkeypatch):
-    import maps.layers
+    import maps.realtime.layers
 
     layer = RoomsInMemoryChannelLayer(expiry=0)
     channel = await layer.new_channel()
     await layer.group_add("room.1", channel)
     await layer.group_send("room.1", {"type": "x"})
-    monkeypatch.setattr(maps.layers, "CLEAN_EVERY_S", 0.0)
+    monkeypatch.setattr(maps.realtime.layers, "CLEAN_EVERY_S", 0.0)
     layer._next_clean = 0.0
     layer._clean_expired()
     # channels' rule: a channel with an expired message leaves its groups.

@@ -1,10 +1,10 @@
-"""maps.logging: secrets stay out of log lines, however the URL is encoded."""
+"""maps.telemetry.logging: secrets stay out of log lines, however the URL is encoded."""
 
 import logging
 
 import pytest
 
-from maps.logging import RedactSecrets, redact
+from maps.telemetry.logging import RedactSecrets, redact
 
 KEY = "Zk3xQ9_wLm2-Pq7rT5vY8uB1nC4dE6fG"
 
@@ -74,7 +74,7 @@ def test_uvicorn_access_log_record_is_redacted():
 
 
 def test_sign_in_link_tokens_are_redacted():
-    from maps.logging import redact
+    from maps.telemetry.logging import redact
 
     line = '127.0.0.1:5 - "GET /signin/AbC-123_xyz/ HTTP/1.1" 200'
     assert "AbC-123_xyz" not in redact(line)

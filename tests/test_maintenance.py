@@ -1,4 +1,4 @@
-"""Pruning inside the service (maps.maintenance): the database and the live state."""
+"""Pruning inside the service (maps.ops.maintenance): the database and the live state."""
 
 import time
 from datetime import timedelta
@@ -7,12 +7,12 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from maps.auth import member_ref
-from maps.fixes import Fix, now_ms
-from maps.history import history_writer
-from maps.maintenance import prune_once
+from maps.access.auth import member_ref
+from maps.domain.fixes import Fix, now_ms
 from maps.models import Position
+from maps.ops.maintenance import prune_once
 from maps.services import position_publish
+from maps.storage.history import history_writer
 from tests.servers import Project, Uvicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)

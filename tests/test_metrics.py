@@ -1,4 +1,4 @@
-"""Prometheus metrics (maps.metrics): who may read them, that traffic moves them, and
+"""Prometheus metrics (maps.telemetry.metrics): who may read them, that traffic moves them, and
 that no label names a room or a person."""
 
 import socket
@@ -8,9 +8,9 @@ import pytest
 from channels.db import database_sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
-from maps import metrics
-from maps.history import history_writer
 from maps.models import Position
+from maps.storage.history import history_writer
+from maps.telemetry import metrics
 from tests.phone_payloads import T, gpslogger_params, owntracks_location, traccar_json
 from tests.servers import Project, Uvicorn
 

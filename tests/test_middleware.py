@@ -1,9 +1,9 @@
-"""Security headers on pages (maps.middleware, the views' cache control)."""
+"""Security headers on pages (maps.web.middleware, the views' cache control)."""
 
 import pytest
 
-from maps.middleware import content_security_policy, tile_source
 from maps.services import invite_create
+from maps.web.middleware import content_security_policy, tile_source
 
 pytestmark = pytest.mark.django_db
 

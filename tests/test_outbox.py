@@ -1,11 +1,11 @@
-"""A socket's outgoing side (maps.outbox): written at once when it can be, in order
+"""A socket's outgoing side (maps.realtime.outbox): written at once when it can be, in order
 always, bounded when the client stops reading."""
 
 import asyncio
 
 import pytest
 
-from maps.outbox import Outbox
+from maps.realtime.outbox import Outbox
 
 
 def text(value):
@@ -148,7 +148,7 @@ def test_a_text_frame_is_what_wsproto_writes():
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, Message, Request
 
-    from maps.outbox import text_frame
+    from maps.realtime.outbox import text_frame
 
     client = WSConnection(ConnectionType.CLIENT)
     server = WSConnection(ConnectionType.SERVER)
@@ -180,7 +180,7 @@ def pushing_app(frames, seen):
     by one (the first message object twice), then all as one tick, then ``"after"``."""
 
     async def app(scope, receive, send):
-        from maps.outbox import DirectWrite
+        from maps.realtime.outbox import DirectWrite
 
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})

@@ -1,5 +1,5 @@
-"""Places over HTTP (maps.place_views) and where their events are computed
-(maps.history.evaluate_places), with the frames a map gets (places, place_event)."""
+"""Places over HTTP (maps.web.place_views) and where their events are computed
+(maps.storage.history.evaluate_places), with the frames a map gets (places, place_event)."""
 
 import json
 import math
@@ -8,11 +8,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from maps import events
-from maps.fixes import Fix
-from maps.history import history_writer, write_batch
+from maps.domain.fixes import Fix
 from maps.models import Place, PlaceEvent, PlaceState
+from maps.protocol import events
 from maps.services import MAX_PLACES_PER_ROOM, place_create, positions_prune
+from maps.storage.history import history_writer, write_batch
 from tests.test_api_views import as_session, bearer
 
 LAT, LON = 46.05, 14.5

@@ -1,12 +1,12 @@
-"""The enter/leave rule of maps.places: pure, no database."""
+"""The enter/leave rule of maps.domain.places: pure, no database."""
 
 import math
 import random
 
 import pytest
 
-from maps import places
-from maps.places import OUTSIDE, Circle, PlaceState
+from maps.domain import places
+from maps.domain.places import OUTSIDE, Circle, PlaceState
 
 LAT, LON = 48.8566, 2.3522
 SCHOOL = Circle(LAT, LON, 100.0)

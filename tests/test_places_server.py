@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from maps import places
+from maps.domain import places
 from tests.servers import Project, Uvicorn, gpx_file, postgres_database, redis_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

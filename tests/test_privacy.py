@@ -18,9 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from maps.fixes import Fix, InvalidFix, fix_from_frame
-from maps.history import history_writer
-from maps.logging import redact
+from maps.domain.fixes import Fix, InvalidFix, fix_from_frame
 from maps.models import Member, Position, Room
 from maps.services import (
     invite_create,
@@ -30,6 +28,8 @@ from maps.services import (
     room_create,
     room_delete,
 )
+from maps.storage.history import history_writer
+from maps.telemetry.logging import redact
 from tests.servers import ROOT, Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -173,7 +173,7 @@ async def test_frame_over_64_kib_is_refused(room, member_key, connect):
 async def test_a_member_past_the_position_budget_is_refused_on_every_door(
     room, member, member_key, other_key, connect, settings, async_client
 ):
-    # The limiter counts in windows aligned to the clock (maps.auth): a window that
+    # The limiter counts in windows aligned to the clock (maps.access.auth): a window that
     # ended in the middle of the test would start the budget afresh. An hour's window,
     # entered with at least 30 s of it left, holds the whole test.
     settings.GEOSHARE = {**settings.GEOSHARE, "RATE_LIMITS": {

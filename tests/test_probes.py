@@ -1,4 +1,4 @@
-"""Liveness and readiness (maps.probes) and the probe command (geoshare.probe)."""
+"""Liveness and readiness (maps.ops.probes) and the probe command (geoshare.probe)."""
 
 import subprocess
 import sys
@@ -37,7 +37,7 @@ async def test_readyz_checks_database_and_channel_layer(async_client):
 async def test_readyz_names_the_database_when_it_fails(async_client, monkeypatch):
     from django.db import OperationalError
 
-    from maps import probes
+    from maps.ops import probes
 
     async def broken():
         raise OperationalError("connection refused")
@@ -116,7 +116,7 @@ def test_readyz_is_503_when_redis_dies(tmp_path):
                 ready = httpx.get(f"{server.http}/readyz", headers=HOST)
                 assert (ready.status_code, ready.json()) == (200, READY)
             # Each probe's channel was unsubscribed again: probes leave nothing behind.
-            # What stays is the process's key-cache listener (maps.keycache): its own
+            # What stays is the process's key-cache listener (maps.access.keycache): its own
             # channel and its group's.
             channels = redis_client.Redis.from_url(redis.url).pubsub_channels()
             listener = [c for c in channels if c.endswith(b"__group__geoshare.keys")

@@ -1,7 +1,7 @@
-"""The pure room state (maps.room_state): transitions in, frames out, no event loop."""
+"""The pure room state (maps.domain.room_state): transitions in, frames out, no event loop."""
 
-from maps.events import check_frame
-from maps.room_state import PRESENCE_FRAMES_MAX, RoomState
+from maps.domain.room_state import PRESENCE_FRAMES_MAX, RoomState
+from maps.protocol.events import check_frame
 
 NOW = 1_763_700_000_000
 ANA = {"id": 1, "name": "Ana", "color": "#1f77b4", "role": "member"}
@@ -167,7 +167,7 @@ def test_a_share_with_an_end_ends_by_itself_and_refuses_after():
 
 
 def test_a_watch_link_sees_one_member_without_name_or_room():
-    from maps.room_state import watch_frames
+    from maps.domain.room_state import watch_frames
 
     state = make_state(ANA, BO)
     state.apply_fix(position(1, NOW))

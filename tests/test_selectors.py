@@ -1,13 +1,13 @@
-"""Shared reads (maps.selectors): the batched forms answer as the single ones."""
+"""Shared reads (maps.storage.selectors): the batched forms answer as the single ones."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from maps import selectors
 from maps.models import LivePosition, Member, Place, Share
 from maps.services import member_create, room_create
+from maps.storage import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,11 +7,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 
-from maps.events import check_frame
-from maps.fixes import now_ms
-from maps.history import history_writer
+from maps.domain.fixes import now_ms
 from maps.models import LivePosition, Member, Position, Share, WatchLink
+from maps.protocol.events import check_frame
 from maps.services import watch_link_create, watch_link_revoke
+from maps.storage.history import history_writer
 from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""Open on another device: one-time sign-in links (maps.signin_views, services)."""
+"""Open on another device: one-time sign-in links (maps.web.signin_views, services)."""
 
 import re
 from datetime import timedelta

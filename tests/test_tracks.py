@@ -1,4 +1,4 @@
-"""Tracks without a database (maps.tracks): segments, stays, simplification, GPX, GeoJSON.
+"""Tracks without a database (maps.domain.tracks): segments, stays, simplification, GPX, GeoJSON.
 
 The real walk around Lake Cerknica (../shared/data/gpx) is read with gpxpy.
 """
@@ -9,8 +9,8 @@ import gpxpy
 import numpy as np
 import pytest
 
-from maps import tracks
-from maps.tracks import GAP_MS, STAY_MIN_MS, Track
+from maps.domain import tracks
+from maps.domain.tracks import GAP_MS, STAY_MIN_MS, Track
 from tests.servers import gpx_file
 
 ANA = {"id": 7, "name": "Ana", "color": "#1f77b4", "role": "member"}

@@ -1,8 +1,8 @@
 """Conversions every phone door shares: numbers, timestamps and field names.
 
 Pure functions, no Django: each takes what the app put on the wire and returns values
-in geoshare's units for :func:`maps.fixes.fix_from_values`, the one gate, or raises
-:class:`maps.fixes.InvalidFix` naming the field as the app spells it.
+in geoshare's units for :func:`maps.domain.fixes.fix_from_values`, the one gate, or raises
+:class:`maps.domain.fixes.InvalidFix` naming the field as the app spells it.
 """
 
 import math
@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..fixes import InvalidFix, fix_from_values
+from maps.domain.fixes import InvalidFix, fix_from_values
 
 # 1 knot = 1852 m / 3600 s (international nautical mile); 1 km/h = 1 / 3.6 m/s.
 KNOT_MS = 1852 / 3600

@@ -26,7 +26,7 @@ response. What the middleware did that still applies is done here:
   JSON error the doors use.
 
 Everything else (the door check, the limits, the durable publish) is the views' own,
-unchanged: :func:`maps.auth.ingest_door`.
+unchanged: :func:`maps.access.auth.ingest_door`.
 """
 
 import io
@@ -42,7 +42,7 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.functional import cached_property
 
-from .common import form_params
+from maps.ingest.common import form_params
 
 log = logging.getLogger("django.request")
 
@@ -143,7 +143,7 @@ class DoorRequest(ASGIRequest):
     read again), and ``GET`` is a plain ``dict`` of the query string
     (:func:`maps.ingest.common.form_params`: the last of a repeated name wins, as
     ``QueryDict.get`` answers; more than 1,000 parameters raise
-    :class:`maps.fixes.InvalidFix`, which the door answers 400). Django's
+    :class:`maps.domain.fixes.InvalidFix`, which the door answers 400). Django's
     ``QueryDict`` builds a list per parameter and checks mutability on every insert:
     in ``make bench``'s phone ingest that was a twentieth of a request.
     """

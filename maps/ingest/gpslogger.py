@@ -8,7 +8,7 @@ which shows a value GPSLogger lacks written as ``0.0`` (``acc=0.0``, ``battery=0
 or ``false``.
 """
 
-from .common import (
+from maps.ingest.common import (
     fix_named,
     iso_ms,
     parse_timestamp,
@@ -23,7 +23,7 @@ NAMES = {"accuracy": "acc", "altitude": "alt", "speed": "spd", "heading": "dir",
 
 
 def parse(params):
-    """Return the :class:`~maps.fixes.Fix` of GPSLogger custom-URL parameters.
+    """Return the :class:`~maps.domain.fixes.Fix` of GPSLogger custom-URL parameters.
 
     ``params`` maps the names of the template on the "Connect a phone" page to the
     strings GPSLogger put in place of its placeholders: ``lat`` (``%LAT``), ``lon``

@@ -17,8 +17,8 @@ Sources, in https://github.com/bilde2910/Hauk:
   app reads the lines of a 200 answer, so refusals are 200 with the reason as line 1).
 """
 
-from ..fixes import InvalidFix
-from .common import fix_named, text_number
+from maps.domain.fixes import InvalidFix
+from maps.ingest.common import fix_named, text_number
 
 # Hauk's own Constants.java SHARE_MODE_* and backend-php/include/inc.php.
 MODE_ALONE = 0
@@ -57,7 +57,7 @@ def parse_create(params):
 
 
 def parse_post(params):
-    """Return the :class:`~maps.fixes.Fix` of a Hauk ``post.php`` form (``params``).
+    """Return the :class:`~maps.domain.fixes.Fix` of a Hauk ``post.php`` form (``params``).
 
     ``lat``, ``lon`` (degrees) and ``time`` (epoch seconds, possibly fractional)
     required; ``acc`` (m), ``spd`` (m/s) and ``alt`` (m) optional. ``prv`` (the

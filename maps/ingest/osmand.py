@@ -20,8 +20,8 @@ Sources:
 
 import re
 
-from ..fixes import InvalidFix
-from .common import (
+from maps.domain.fixes import InvalidFix
+from maps.ingest.common import (
     KNOT_MS,
     fix_named,
     iso_ms,
@@ -78,7 +78,7 @@ def _filled(params):
 
 
 def parse_params(params):
-    """Return the :class:`~maps.fixes.Fix` of OsmAnd protocol parameters.
+    """Return the :class:`~maps.domain.fixes.Fix` of OsmAnd protocol parameters.
 
     ``params`` maps names to strings (a query string or form body; the objects of a
     JSON batch may hold numbers). As Traccar's ``OsmAndProtocolDecoder.decodeQuery``:
@@ -127,7 +127,7 @@ def parse_params(params):
 
 
 def _traccar_location(location):
-    """Return the :class:`~maps.fixes.Fix` of one Traccar Client ``location`` object."""
+    """Return the :class:`~maps.domain.fixes.Fix` of one Traccar Client ``location`` object."""
     if type(location) is not dict:
         raise InvalidFix("location", "location must be an object")
     timestamp = location.get("timestamp")

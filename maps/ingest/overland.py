@@ -15,8 +15,8 @@ Core Location's negative speed, course and accuracies mean "not available"
 ``unplugged``, ``charging``, ``full`` (plugged in and full).
 """
 
-from ..fixes import InvalidFix
-from .common import fix_named, iso_ms, json_number, unknown_if_negative
+from maps.domain.fixes import InvalidFix
+from maps.ingest.common import fix_named, iso_ms, json_number, unknown_if_negative
 
 # UIDevice.BatteryState by name; "unknown" and anything else: unknown.
 _CHARGING = {"charging": True, "full": True, "unplugged": False}
@@ -27,7 +27,7 @@ NAMES = {"lat": "coordinates", "lon": "coordinates", "ts": "timestamp",
 
 
 def _feature_fix(feature):
-    """Return the :class:`~maps.fixes.Fix` of one Feature, or ``None`` without geometry."""
+    """Return the :class:`~maps.domain.fixes.Fix` of one Feature, or ``None`` without geometry."""
     if type(feature) is not dict:
         raise InvalidFix("locations", "each location must be a GeoJSON Feature object")
     geometry = feature.get("geometry")

@@ -18,8 +18,14 @@ import nacl.exceptions
 import nacl.secret
 import orjson
 
-from ..fixes import InvalidFix
-from .common import KMH_MS, fix_named, json_number, load_json, unknown_if_negative
+from maps.domain.fixes import InvalidFix
+from maps.ingest.common import (
+    KMH_MS,
+    fix_named,
+    json_number,
+    load_json,
+    unknown_if_negative,
+)
 
 # EncryptionProvider.kt: KEYBYTES = 32, NONCEBYTES = 24.
 KEY_BYTES = nacl.secret.SecretBox.KEY_SIZE
@@ -118,7 +124,7 @@ class Waypoint:
 
 
 def parse(body, secret=None):
-    """Return the :class:`~maps.fixes.Fix` of an OwnTracks HTTP-mode body, or ``None``.
+    """Return the :class:`~maps.domain.fixes.Fix` of an OwnTracks HTTP-mode body, or ``None``.
 
     :func:`parse_message` with anything but a ``location`` read as ``None``.
     """

@@ -1,13 +1,13 @@
 """The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client, GPSLogger, Overland
 and Hauk (``/hauk/api/*.php``, :mod:`maps.ingest.hauk_views`).
 
-Each view is wrapped in :func:`maps.auth.ingest_door`, which checks the body's size,
+Each view is wrapped in :func:`maps.access.auth.ingest_door`, which checks the body's size,
 the device key, the address's wrong-key limit and the member's role before the view
 runs. The view parses with its app's pure parser and publishes through
 :func:`maps.services.positions_publish`, durably: the success answer is sent only once
 the positions are committed. Nothing is stored or broadcast unless every position of a
 request is valid and fits the member's position budget
-(:func:`maps.auth.positions_allowed`), and the member's share is not ended.
+(:func:`maps.access.auth.positions_allowed`), and the member's share is not ended.
 """
 
 import orjson
@@ -17,11 +17,11 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import auth, friends, metrics
-from ..fixes import InvalidFix, now_ms
-from ..history import StoreFailed
-from ..selectors import to_ms
-from ..services import (
+from maps.access import auth
+from maps.domain.fixes import InvalidFix, now_ms
+from maps.ingest import friends, gpslogger, hauk, osmand, overland, owntracks
+from maps.ingest.common import form_params, load_json
+from maps.services import (
     NotAllowed,
     amember_stop_sharing,
     ashare_start,
@@ -31,8 +31,9 @@ from ..services import (
     places_import,
     positions_publish,
 )
-from . import gpslogger, hauk, osmand, overland, owntracks
-from .common import form_params, load_json
+from maps.storage.history import StoreFailed
+from maps.storage.selectors import to_ms
+from maps.telemetry import metrics
 
 
 def _content_type(request):
@@ -52,10 +53,10 @@ async def _publish(caller, fixes):
     Returns once they are committed (a success answer means stored); each fix carries
     the name of the caller's device. A member whose
     share has ended is answered as usual, but nothing is stored or shown
-    (:func:`maps.auth.share_gate`): the app's upload queue must not jam. The member's
+    (:func:`maps.access.auth.share_gate`): the app's upload queue must not jam. The member's
     position budget applies; the device's ``last_seen`` (its "last report" on the
     "Connect a phone" page) is written in the same commit. Raises
-    :class:`maps.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
+    :class:`maps.access.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
     (with ``Retry-After``) when the database could not commit them.
     """
     if not fixes:
@@ -98,7 +99,7 @@ def _owntracks_key(request, body):
 def _places_may_be_news(caller):
     """Return whether the room's places may have changed since this device got them.
 
-    Read from the key cache's room and device (maps.keycache), which forgets the room
+    Read from the key cache's room and device (maps.access.keycache), which forgets the room
     when its places change (``room.places``), so most posts need no query; only a
     ``True`` asks the database (:func:`places_for_device`, which decides). A process
     that missed that announcement sends the new places at most ``KEY_CACHE_S`` late.
@@ -121,10 +122,10 @@ async def owntracks_view(request, caller):
     200 with a JSON array of ``card`` and ``location``
     messages of the room's other sharing members (OwnTracks shows them as friends; at
     most every ``GEOSHARE["OWNTRACKS_FRIENDS_EVERY_S"]`` seconds per device, ``[]``
-    in between, positions up to 1 s old: :mod:`maps.friends`), and, when the room's
+    in between, positions up to 1 s old: :mod:`maps.ingest.friends`), and, when the room's
     places changed since this device last got them, a ``cmd`` ``setWaypoints`` with
     all of them (docs/phones.md, "Places"). A ``transition``
-    for a place of the room records that crossing, once (maps.history.place_transition);
+    for a place of the room records that crossing, once (maps.storage.history.place_transition);
     ``waypoints`` (or one ``waypoint``) make places the room does not have yet;
     401 for an unknown key, 403 for a viewer's key, 400 ``{"error", "field"}`` for bad
     input, 413 for a body over 256 KiB, 429 past a limit. Source:

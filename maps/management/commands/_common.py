@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from maps.selectors import room_by_public_id
+from maps.storage.selectors import room_by_public_id
 
 
 def get_room(public_id):

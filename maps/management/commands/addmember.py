@@ -1,10 +1,9 @@
 import orjson
 from django.core.management.base import BaseCommand, CommandError
 
+from maps.management.commands._common import get_room
 from maps.models import Role
 from maps.services import member_create
-
-from ._common import get_room
 
 
 class Command(BaseCommand):

@@ -1,9 +1,8 @@
 import orjson
 from django.core.management.base import BaseCommand
 
+from maps.management.commands._common import public_url
 from maps.services import invite_create, room_create
-
-from ._common import public_url
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from maps.demo import OWNER_LINK_MINUTES, TRACK, WALKER_NAME, demo_room
 from maps.models import Role
+from maps.ops.demo import OWNER_LINK_MINUTES, TRACK, WALKER_NAME, demo_room
 from maps.services import invite_create, signin_link_create
 
 

@@ -9,10 +9,9 @@ import orjson
 import websockets
 from django.core.management.base import BaseCommand, CommandError
 
+from maps.management.commands._common import get_room
 from maps.models import Role
 from maps.services import member_create, member_rotate_key
-
-from ._common import get_room
 
 
 def track_points(path):

@@ -3,11 +3,10 @@
 import orjson
 from django.core.management.base import BaseCommand, CommandError
 
+from maps.management.commands._common import get_room, public_url
 from maps.models import Member
-from maps.selectors import to_ms
 from maps.services import NotAllowed, watch_link_create
-
-from ._common import get_room, public_url
+from maps.storage.selectors import to_ms
 
 
 class Command(BaseCommand):

@@ -1,0 +1,372 @@
+"""The WebSocket door: ``/ws/rooms/<room_id>/`` (docs/protocol.md).
+
+The consumer authenticates the connection (:mod:`maps.access.auth`), parses frames, checks
+what the member may do and hands positions to :func:`maps.services.position_publish`.
+Fan-out is the room hub's (:mod:`maps.realtime.hub`): the consumer owns no channel-layer channel
+of its own, and frames reach the client through its :class:`~maps.realtime.outbox.Outbox`.
+"""
+
+import asyncio
+import logging
+import time
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from maps.access import auth
+from maps.domain.fixes import InvalidFix, fix_from_frame, now_ms
+from maps.protocol import events
+from maps.realtime.hub import registry
+from maps.realtime.outbox import Outbox
+from maps.services import (
+    NotAllowed,
+    amember_stop_sharing,
+    ashare_start,
+    position_publish,
+)
+from maps.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+# The furthest end a share may have: 30 days.
+MAX_SHARE_MS = 30 * 86_400_000
+# Positions a socket takes from its member's budget at a time.
+BUDGET_CHUNK = 20
+
+
+
+class LocationConsumer(AsyncWebsocketConsumer):
+    """One member's connection to one room.
+
+    After ``accept`` the client receives a ``snapshot``, then the room's frames. Client
+    frames: ``position``, ``stop``, ``ping`` (docs/protocol.md). Close codes 4401, 4403,
+    4404 refuse a connection; 4429 refuses one past the socket limits or closes a
+    flood. A socket that stops reading is not closed: its backlog is replaced by a
+    fresh snapshot (:class:`~maps.realtime.outbox.Outbox`).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.member = None
+        self.hub = None
+        self.device_name = None
+        self.outbox = None
+        self.address = None
+        self._counted = False
+        # Read once: the check runs for every frame.
+        self._flood = settings.GEOSHARE["FLOOD_PER_S"]
+        self._window_start = 0.0
+        self._window_count = 0
+        self._budget = 0
+        self._warned_at = 0.0
+
+    async def __call__(self, scope, receive, send):
+        # Channels' AsyncConsumer.__call__ races the client's queue against a
+        # channel-layer channel with a new task and an asyncio.wait per frame
+        # (await_many_dispatch). This consumer has no channel of its own (the room hub
+        # fans out), so it reads its one queue directly: measured in make bench S2, the
+        # race cost about 5 % of the server's samples.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message):
+        # channels >= 4.2 closes old database connections before every handler: a hop
+        # through the one database thread, per frame and per connect. This consumer
+        # reaches the database only through database_sync_to_async, which closes old
+        # connections itself, so it calls its handlers directly.
+        kind = message["type"]
+        if kind == "websocket.receive":
+            await self.websocket_receive(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
+
+    # -- connection ---------------------------------------------------------------
+
+    async def _refuse(self, code):
+        # Accepted, then closed: a browser can read a close code, not a refusal.
+        await self.accept()
+        await self.close(code)
+
+    async def _count_address(self, hubs):
+        """Count this socket against its address; refuse it (4429) past the limit."""
+        self.address = auth.client_address(self.scope)
+        if not hubs.address_open(self.address):
+            await self._refuse(events.CLOSE_FLOOD)
+            return False
+        self._counted = True
+        return True
+
+    async def connect(self):
+        hubs = registry()
+        if not await self._count_address(hubs):
+            return
+        room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
+        key = key[0] if key else None
+        session_key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+        code, member, room = await auth.asocket_member(room_id, session_key, key,
+                                                       self.address)
+        if code is not None:
+            await self._refuse(code)
+            return
+        # The room's hub is ready before the handshake completes: once a client is
+        # connected, its frames are handled at once (not queued behind a hub start).
+        hub = await hubs.hub_for({"pk": room.pk, "public_id": room.public_id,
+                                  "name": room.name})
+        per_member = settings.GEOSHARE["MAX_SOCKETS_PER_MEMBER"]
+        if per_member and hub.local_sockets(member.pk) >= per_member:
+            await self._refuse(events.CLOSE_FLOOD)
+            return
+        self.member = auth.member_ref(member)
+        # A socket opened with a device key speaks for that device; a browser tab
+        # (session cookie) has no device name.
+        self.device_name = member.device.name if key else None
+        self.hub = hub
+        self.outbox = Outbox(
+            send=self.base_send, close=self.close,
+            snapshot=lambda: hub.snapshot_message(member.pk),
+            after_snapshot=hub.places_message,
+            member_id=member.pk, address=self.address,
+            via_key=member.device.pk if key else None,
+            max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
+            on_closed=lambda: hub.detach(self.outbox),
+        )
+        await self.accept()
+        self.outbox.start()
+        hub.attach(self.outbox, events.member_info(member))
+
+    async def disconnect(self, code):
+        if self.outbox is not None:
+            self.outbox.stop()
+            self._detach()
+        if self._counted:
+            self._counted = False
+            registry().address_closed(self.address)
+
+    def _detach(self):
+        self.hub.detach(self.outbox)
+
+    def _reply(self, frame):
+        if self.outbox is not None:
+            self.outbox.push(events.send_message(events.encode(frame)))
+
+    # -- frames from the client ---------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.outbox is None or self.outbox.closing:
+            return
+        if self._flooding():
+            return
+        if text_data is None:
+            self._reply(events.error("bad_json", "frames must be JSON text, not binary"))
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            self._reply(events.error("too_large", "frames may be at most 64 KiB"))
+            return
+        try:
+            frame = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            self._reply(events.error("bad_json", "the frame is not valid JSON"))
+            return
+        if type(frame) is not dict:
+            self._reply(events.error("bad_json", "the frame must be a JSON object"))
+            return
+        kind = frame.get("type")
+        if kind is None and "latitude" in frame and "longitude" in frame:
+            # The Channels tutorial's LocationConsumer client: no type, long names.
+            kind = "position"
+            frame = {"lat": frame["latitude"], "lon": frame["longitude"]}
+        if kind == "position":
+            await self._position(frame)
+        elif kind == "share":
+            await self._share(frame)
+        elif kind == "stop":
+            await self._stop()
+        elif kind == "ping":
+            self._reply(events.pong(now_ms()))
+        else:
+            self._reply(events.error("unknown_type",
+                                     "type must be position, share, stop or ping",
+                                     field="type"))
+
+    async def _position(self, frame):
+        if not auth.may_publish(self.member):
+            self._reply(events.error("forbidden", "viewers cannot share a position"))
+            return
+        try:
+            fix = fix_from_frame(frame)
+            if self.device_name is not None:
+                fix = fix.from_device(self.device_name)
+        except InvalidFix as exc:
+            self._reply(events.error("invalid", exc.detail, field=exc.field))
+            return
+        gate = auth.share_gate(self.hub.state.share_state(self.member.id, now_ms()))
+        if gate == "refuse":
+            self._reply(events.error(
+                "not_sharing", "your share has ended: turn sharing on (a share frame) "
+                "to show your position again"))
+            return
+        if not await self._within_budget():
+            return
+        try:
+            if gate == "start":
+                await ashare_start(member=self.member)
+                # The room hears of it through the layer; this socket's next position
+                # must not start it again meanwhile.
+                self.hub.state.apply_share(self.member.id, None)
+            await position_publish(member=self.member, fix=fix)
+            metrics.POSITIONS_BY_DOOR["websocket"].inc()
+        except NotAllowed as exc:
+            self._reply(events.error("forbidden", str(exc)))
+        except Exception:
+            # The channel layer (Redis) is away: say so and keep the socket; the hub
+            # resyncs every client once it is back.
+            metrics.LAYER_ERRORS.inc()
+            log.warning("room %s: could not publish a position", self.member.room_pk)
+            self._reply(events.error("unavailable", "the server could not share this "
+                                     "position right now; it will resync"))
+
+    async def _share(self, frame):
+        if not auth.may_publish(self.member):
+            self._reply(events.error("forbidden", "viewers do not share a position"))
+            return
+        until = frame.get("until")
+        if until is not None:
+            if type(until) is float and until.is_integer():
+                until = int(until)
+            if type(until) is not int or not now_ms() < until <= now_ms() + MAX_SHARE_MS:
+                self._reply(events.error(
+                    "invalid", "until must be epoch milliseconds in the next 30 days, "
+                    "or null", field="until"))
+                return
+        try:
+            await ashare_start(member=self.member, until_ms=until)
+            # The room hears of it through the layer; this socket's next position, in
+            # the same breath, must already find the share on.
+            self.hub.state.apply_share(self.member.id, until)
+        except Exception:
+            log.warning("room %s: could not start a share", self.member.room_pk)
+            self._reply(events.error("unavailable", "could not start sharing right now"))
+
+    async def _stop(self):
+        if not auth.may_publish(self.member):
+            self._reply(events.error("forbidden", "viewers do not share a position"))
+            return
+        try:
+            await amember_stop_sharing(member=self.member)
+        except Exception:
+            log.warning("room %s: could not announce a stop", self.member.room_pk)
+            self._reply(events.error("unavailable", "could not stop right now"))
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def _flooding(self):
+        """Count every frame, of every type; close the socket past ``FLOOD_PER_S``."""
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+        if self._window_count > self._flood:
+            metrics.refused("flood")
+            self.outbox.close_now(events.CLOSE_FLOOD)
+            return True
+        return False
+
+    async def _within_budget(self):
+        """Return whether the member's position budget has room for one more.
+
+        The budget is the member's, shared with the HTTP doors and across processes
+        (``RATE_LIMITS["positions"]``, :func:`maps.access.auth.limit_take`). The socket takes
+        it in chunks of :data:`BUDGET_CHUNK`, so the cache is asked once per chunk, not
+        per position. A position past it is refused (neither stored nor shown), told
+        once a second with the wait.
+        """
+        if self._budget <= 0:
+            for chunk in (BUDGET_CHUNK, 1):
+                if await auth.in_cache_thread(auth.limit_take_positions, self.member.id, chunk):
+                    self._budget = chunk
+                    break
+            else:
+                now = time.monotonic()
+                if now - self._warned_at >= 1.0:
+                    self._warned_at = now
+                    allowed, window = auth.limit("positions")
+                    self._reply(events.error(
+                        "rate_limited",
+                        f"at most {allowed} positions per {window} s per member",
+                        retry_after_ms=auth.retry_after("positions") * 1000,
+                    ))
+                return False
+        self._budget -= 1
+        return True
+
+
+class WatchConsumer(LocationConsumer):
+    """A "watch me" link's socket, ``/ws/watch/<token>/``: one member, nothing else.
+
+    Gets a ``snapshot`` with only that member (no name, no room name or id), then the
+    room's frames filtered to that member (docs/protocol.md, "Watch links"). Closed
+    with 4404 when the link is unknown or expires (or its share ends), 4403 when the
+    member revokes it. The client may only ``ping``.
+    """
+
+    async def connect(self):
+        hubs = registry()
+        if not await self._count_address(hubs):
+            return
+        token = self.scope["url_route"]["kwargs"]["token"]
+        link = await database_sync_to_async(auth.watch_link)(token)
+        if link is None:
+            await self._refuse(events.CLOSE_NO_ROOM)
+            return
+        member, room = link.member, link.member.room
+        hub = await hubs.hub_for({"pk": room.pk, "public_id": room.public_id,
+                                  "name": room.name})
+        self.hub = hub
+        self.outbox = Outbox(
+            send=self.base_send, close=self.close,
+            snapshot=lambda: hub.watch_snapshot_message(member.pk),
+            member_id=member.pk, via_key=None, address=self.address,
+            max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
+            on_closed=lambda: hub.detach_watcher(self.outbox),
+            link_id=link.pk, bound=link.expires_at is None,
+        )
+        await self.accept()
+        self.outbox.start()
+        hub.attach_watcher(self.outbox)
+        if link.expires_at is not None:
+            delay = max(0.0, link.expires_at.timestamp() - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, self.outbox.close_now, events.CLOSE_NO_ROOM)
+
+    def _detach(self):
+        expiry = getattr(self, "_expiry", None)
+        if expiry is not None:
+            expiry.cancel()
+        self.hub.detach_watcher(self.outbox)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.outbox is None or self.outbox.closing or self._flooding():
+            return
+        try:
+            frame = orjson.loads(text_data) if text_data is not None else None
+        except orjson.JSONDecodeError:
+            frame = None
+        if type(frame) is dict and frame.get("type") == "ping":
+            self._reply(events.pong(now_ms()))
+        else:
+            self._reply(events.error("forbidden", "a watch link can only watch"))

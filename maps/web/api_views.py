@@ -1,0 +1,324 @@
+"""History over HTTP: the track API, the map's history, exports, "download my data".
+
+Every endpoint of a room authenticates with :func:`maps.access.auth.api_member` (browser
+session or ``Authorization: Bearer <device key>``) and reads only what
+:func:`maps.access.auth.history_scope` allows: the room's visibility setting and its
+retention. Errors are JSON, ``{"error": ..., "field": ...}`` (docs/api.md).
+"""
+
+import io
+import math
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from django.http import HttpResponse
+from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from maps.access import auth
+from maps.access.auth import Refused
+from maps.domain import tracks
+from maps.storage import selectors
+from maps.storage.selectors import exact_ms, from_ms
+
+PAGE_DEFAULT = 1000
+PAGE_MAX = 5000
+# Device times may run up to 10 minutes ahead of the server (maps.domain.fixes).
+_AHEAD = timedelta(minutes=10, milliseconds=1)
+_MAX_ZOOM = 30
+_MAX_TOLERANCE_M = 1_000_000
+
+
+def _json(data, status=200):
+    return HttpResponse(orjson.dumps(data), status=status,
+                        content_type="application/json")
+
+
+def _refusal(exc):
+    return auth.json_refusal(exc)
+
+
+def api_view(view):
+    """Wrap a history view: GET only, never cached, :class:`Refused` answered as JSON."""
+
+    @require_GET
+    @never_cache
+    def wrapper(request, **kwargs):
+        try:
+            return view(request, **kwargs)
+        except Refused as exc:
+            return _refusal(exc)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+# -- parameters -----------------------------------------------------------------------
+
+
+def parse_time(field, value):
+    """Return an aware datetime of ``value``: epoch milliseconds, or ISO 8601 with a zone.
+
+    Raises :class:`Refused` (400, naming ``field``) for anything else, for a time
+    without a zone, and for times outside years 1970 to 9999.
+    """
+    text = value.strip()
+    if text.lstrip("-").isdigit() and len(text) <= 16:
+        try:
+            return from_ms(int(text))
+        except (OverflowError, OSError, ValueError):
+            raise Refused(400, f"{field} is out of range", field) from None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise Refused(400, f"{field} must be epoch milliseconds or ISO 8601 "
+                      "(2025-06-01T08:00:00Z)", field) from None
+    if parsed.tzinfo is None:
+        raise Refused(400, f"{field} needs a time zone (Z or +01:00)", field)
+    return parsed
+
+
+def _id(field, value):
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+        raise Refused(400, f"{field} must be a member id (a positive integer)", field)
+    return int(value)
+
+
+def _number(field, value, low, high):
+    try:
+        number = float(value)
+    except ValueError:
+        raise Refused(400, f"{field} must be a number", field) from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise Refused(400, f"{field} must be between {low:g} and {high:g}", field)
+    return number
+
+
+def _range(request, now, *, default_since=None):
+    """Return ``(since, until)`` of the request: ``since`` and ``until`` parameters."""
+    get = request.GET.get
+    since = parse_time("since", get("since")) if get("since") else default_since
+    until = parse_time("until", get("until")) if get("until") else now + _AHEAD
+    if since is not None and until < since:
+        raise Refused(400, "until must not be before since", "until")
+    return since, until
+
+
+def _scope(request, room_id, now):
+    member = auth.api_member(request, room_id)
+    only = request.GET.get("member")
+    return auth.history_scope(member, only=None if not only else _id("member", only),
+                              now=now)
+
+
+def _download(content, filename, content_type):
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+def _export_name(scope, since, until, extension):
+    who = scope.members[0].name if len(scope.members) == 1 else scope.room.name
+    start = since.astimezone(UTC).strftime("%Y%m%d-%H%M")
+    end = until.astimezone(UTC).strftime("%Y%m%d-%H%M")
+    return f"geoshare-{slugify(who) or 'track'}-{start}-{end}.{extension}"
+
+
+# -- the track API ---------------------------------------------------------------------
+
+
+@api_view
+def track(request, room_id):
+    """``GET /api/rooms/<room_id>/track``: one page of positions, oldest first.
+
+    Parameters: ``member`` (id; default every member the caller may see), ``since``
+    and ``until`` (epoch ms or ISO 8601; ``since <= ts < until``, default the whole
+    retained history), ``cursor`` (from the previous page's ``next``), ``limit``
+    (1 to 5,000, default 1,000). Answers ``{"positions": [wire position, ...],
+    "next": cursor or null}``; positions in the shape of docs/protocol.md.
+    """
+    now = timezone.now()
+    scope = _scope(request, room_id, now)
+    since, until = _range(request, now, default_since=scope.floor)
+    after = None
+    if request.GET.get("cursor"):
+        try:
+            after = selectors.decode_cursor(request.GET["cursor"])
+        except ValueError:
+            raise Refused(400, "cursor is not one this API gave", "cursor") from None
+    limit = PAGE_DEFAULT
+    if request.GET.get("limit"):
+        limit = int(_number("limit", request.GET["limit"], 1, PAGE_MAX))
+    positions, cursor = selectors.history_page(
+        scope.member_ids, since=since, until=until, floor=scope.floor, after=after,
+        limit=limit,
+    )
+    return _json({"positions": positions, "next": cursor})
+
+
+# -- the map's history -----------------------------------------------------------------
+
+
+@api_view
+def history(request, room_id):
+    """``GET /api/rooms/<room_id>/history``: tracks to draw and stays, as GeoJSON.
+
+    Parameters: ``member``, ``since``, ``until`` (as the track API; ``since`` defaults
+    to an hour ago), and ``zoom`` (the map's zoom: the tolerance is one pixel there) or
+    ``tolerance`` (metres). A FeatureCollection (RFC 7946) with foreign members
+    ``since``, ``until`` (epoch ms), ``tolerance_m``, ``gap_ms`` and ``stay_rule``
+    (``radius_m``, ``min_ms``); features: one simplified track per member
+    (:func:`maps.domain.tracks.track_feature`, ``kind`` ``"track"``), then that member's
+    stays (``kind`` ``"stay"``).
+    """
+    now = timezone.now()
+    scope = _scope(request, room_id, now)
+    since, until = _range(request, now, default_since=now - timedelta(hours=1))
+    get = request.GET.get
+    zoom = _number("zoom", get("zoom"), 0, _MAX_ZOOM) if get("zoom") else None
+    tolerance = (_number("tolerance", get("tolerance"), 0, _MAX_TOLERANCE_M)
+                 if get("tolerance") else None)
+    found = selectors.history_tracks(scope.members, since=since, until=until,
+                                     floor=scope.floor, full=False)
+    tolerance_m = tracks.drawing_tolerance(found, zoom=zoom, tolerance_m=tolerance)
+    collection = tracks.feature_collection(
+        found, tolerance_m=tolerance_m, stays=True, extras=False,
+        foreign={
+            "since": exact_ms(max(since, scope.floor)), "until": exact_ms(until),
+            "tolerance_m": tolerance_m, "gap_ms": tracks.GAP_MS,
+            "stay_rule": {"radius_m": tracks.STAY_RADIUS_M,
+                          "min_ms": tracks.STAY_MIN_MS},
+        },
+    )
+    return _json(collection)
+
+
+# -- exports ---------------------------------------------------------------------------
+
+
+def _export(request, room_id):
+    now = timezone.now()
+    scope = _scope(request, room_id, now)
+    since, until = _range(request, now, default_since=scope.floor)
+    found = selectors.history_tracks(scope.members, since=since, until=until,
+                                     floor=scope.floor)
+    return scope, max(since, scope.floor), until, found
+
+
+@api_view
+def export_gpx(request, room_id):
+    """``GET /r/<room_id>/export.gpx``: GPX 1.1, a track per member, complete."""
+    scope, since, until, found = _export(request, room_id)
+    document = tracks.gpx_document(found, name=scope.room.name)
+    return _download(document, _export_name(scope, since, until, "gpx"),
+                     "application/gpx+xml")
+
+
+@api_view
+def export_geojson(request, room_id):
+    """``GET /r/<room_id>/export.geojson``: a FeatureCollection, a track per member."""
+    scope, since, until, found = _export(request, room_id)
+    collection = tracks.feature_collection(
+        found, foreign={"since": exact_ms(since), "until": exact_ms(until)})
+    return _download(orjson.dumps(collection),
+                     _export_name(scope, since, until, "geojson"),
+                     "application/geo+json")
+
+
+# -- download my data ------------------------------------------------------------------
+
+README = """geoshare: your data, as of {generated}
+
+members.json        your membership of each room this browser is in: the room, your
+                    display name, colour, role, when you joined, when you were last
+                    seen and stopped sharing (UTC epoch milliseconds), whether a
+                    device key is set, how many positions are kept
+positions.geojson   your positions, one track per room (RFC 7946, [longitude, latitude];
+                    times, altitude, speed, heading, accuracy, battery, charging
+                    per point)
+positions.gpx       the same as GPX 1.1, one track per room
+
+Only positions within each room's retention are kept; older ones are deleted.
+"""
+
+
+def _member_record(member, count):
+    room = member.room
+    return {
+        "room": {"id": room.public_id, "name": room.name,
+                 "retention_days": room.retention_days,
+                 "history_visibility": room.history_visibility},
+        "member": {"id": member.pk, "name": member.name, "color": member.color,
+                   "role": member.role, "created": selectors.to_ms(member.created),
+                   "last_seen": selectors.to_ms(member.last_seen),
+                   "stopped_at": selectors.to_ms(member.stopped_at),
+                   "share": member.share_state(),
+                   "sharing_until": selectors.to_ms(member.sharing_until)},
+        # Keys are stored only as hashes: a device's key cannot be given back.
+        "devices": [{"name": d.name, "created": selectors.to_ms(d.created),
+                     "last_seen": selectors.to_ms(d.last_seen),
+                     "owntracks_secret_set": bool(d.secret)}
+                    for d in member.devices.all()],
+        "watch_links": [{"created": selectors.to_ms(w.created),
+                         "expires": selectors.to_ms(w.expires_at), "revoked": w.revoked}
+                        for w in member.watch_links.all()],
+        "positions": count,
+    }
+
+
+def _own_track(member, now):
+    """The member's own retained positions (empty when the room shows them none)."""
+    try:
+        scope = auth.history_scope(member, only=member.pk, now=now)
+    except Refused:
+        return tracks.Track(_own_info(member))
+    (found,) = selectors.history_tracks(scope.members, since=scope.floor,
+                                        until=now + _AHEAD, floor=scope.floor)
+    found.member = _own_info(member)
+    return found
+
+
+def _own_info(member):
+    info = {"id": member.pk, "name": f"{member.name} in {member.room.name}",
+            "color": member.color, "role": member.role}
+    return info
+
+
+@require_GET
+@never_cache
+def my_data(request):
+    """``GET /me/data.zip``: everything geoshare holds about this browser's members.
+
+    One zip: ``members.json`` (a record per room), ``positions.geojson`` and
+    ``positions.gpx`` (a track per room). Only the members bound to this browser
+    session; 401 (JSON) when it holds none.
+    """
+    pairs = selectors.rooms_for_session(request.session)
+    if not pairs:
+        return _refusal(Refused(401, "this browser is in no room", "session"))
+    now = timezone.now()
+    own = [(member, _own_track(member, now)) for _room, member in pairs]
+    records = [_member_record(member, len(track)) for member, track in own]
+    collection = tracks.feature_collection([track for _, track in own])
+    for feature, (member, _track) in zip(
+            collection["features"], [pair for pair in own if len(pair[1])]):
+        feature["properties"]["room"] = member.room.public_id
+        feature["properties"]["member"] = member.pk
+    buffer = io.BytesIO()
+    generated = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.txt", README.format(generated=generated))
+        archive.writestr("members.json", orjson.dumps(
+            {"generated": exact_ms(now), "members": records},
+            option=orjson.OPT_INDENT_2))
+        archive.writestr("positions.geojson", orjson.dumps(collection))
+        archive.writestr("positions.gpx", tracks.gpx_document(
+            [track for _, track in own], name="geoshare: my data"))
+    stamp = now.astimezone(UTC).strftime("%Y%m%d-%H%M")
+    return _download(buffer.getvalue(), f"geoshare-my-data-{stamp}.zip",
+                     "application/zip")
