@@ -232,7 +232,7 @@ def measure(room, walker, key, day, repeat):
 
     from django.utils import timezone
 
-    from maps.access.auth import history_scope
+    from maps.access.scope import history_scope
     from maps.models import Position
 
     floor = history_scope(walker).floor

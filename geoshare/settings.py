@@ -337,7 +337,7 @@ GEOSHARE = {
         "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
     },
     # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed
-    # (maps.access.auth.client_address); none by default.
+    # (maps.access.address.client_address); none by default.
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),
     # How often the service deletes positions past their room's retention.
     "PRUNE_EVERY_S": env_int("GEOSHARE_PRUNE_EVERY_S", default=300),

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from maps.domain.choices import HistoryVisibility, Role, Share
+
 
 def _token(nbytes):
     """Return ``secrets.token_urlsafe(nbytes)`` that does not start with ``-``.
@@ -82,20 +84,6 @@ PALETTE = [
 ]
 
 
-class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    MEMBER = "member", "Member"
-    VIEWER = "viewer", "Viewer"
-
-
-class HistoryVisibility(models.TextChoices):
-    """Whose history a room's people may see (:func:`maps.access.auth.history_members`)."""
-
-    EVERYONE = "everyone", "Everyone in the room, viewers too"
-    MEMBERS = "members", "Members, not viewers"
-    OWN = "own", "Each member only their own"
-
-
 class Room(models.Model):
     """A map that its members share; reached by an unguessable ``public_id``."""
 
@@ -155,16 +143,6 @@ class Invite(models.Model):
 
 # Two members of a room never share a display name, whatever its case.
 MEMBER_NAME_CONSTRAINT = "maps_member_name_unique_in_room"
-
-
-class Share(models.TextChoices):
-    """Whether a member shares their position (docs/protocol.md, "Sharing")."""
-
-    # Never turned on: the first position starts an open-ended share.
-    OFF = "off", "Not sharing"
-    ON = "on", "Sharing"
-    # Ended by the member or by its end time: positions are refused until turned on.
-    ENDED = "ended", "Stopped"
 
 
 class Member(models.Model):

@@ -20,9 +20,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from maps.access import keycache
-from maps.access.auth import may_publish
 from maps.domain import places
 from maps.domain.fixes import now_ms
+from maps.domain.policy import may_publish
 from maps.models import (
     MEMBER_NAME_CONSTRAINT,
     PALETTE,
@@ -97,7 +97,7 @@ MAX_PLACES_PER_ROOM = 100
 
 async def positions_publish(*, member, fixes, durable=False, received_ms=None,
                             device_id=None):
-    """Record and broadcast positions of ``member`` (a :class:`maps.access.auth.MemberRef`).
+    """Record and broadcast positions of ``member`` (a :class:`maps.domain.refs.MemberRef`).
 
     ``fixes`` are validated :class:`maps.domain.fixes.Fix` values (several: a phone's offline
     batch). They join the batched history, the newest by device time becoming the
@@ -113,7 +113,7 @@ async def positions_publish(*, member, fixes, durable=False, received_ms=None,
 
     Raises :class:`NotAllowed` for a member who may not publish (a viewer), and
     :class:`maps.storage.history.StoreFailed` when a durable batch could not be committed.
-    The member's share is the caller's to check first (:func:`maps.access.auth.share_gate`).
+    The member's share is the caller's to check first (:func:`maps.domain.policy.share_gate`).
     """
     if not may_publish(member):
         raise NotAllowed("viewers cannot share a position")
@@ -138,7 +138,7 @@ async def position_publish(*, member, fix, durable=False, received_ms=None):
 
 
 async def ashare_start(*, member, until_ms=None):
-    """Start or change the share of ``member`` (a :class:`maps.access.auth.MemberRef`).
+    """Start or change the share of ``member`` (a :class:`maps.domain.refs.MemberRef`).
 
     ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
     turns it off. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
@@ -173,7 +173,7 @@ def _share_end(member_ids, at):
 
 
 async def amember_stop_sharing(*, member):
-    """End the share of ``member`` (a :class:`maps.access.auth.MemberRef`): the marker goes.
+    """End the share of ``member`` (a :class:`maps.domain.refs.MemberRef`): the marker goes.
 
     Records the end first, so that no later snapshot, friends answer or restart shows
     a position received before it, then tells the room's hubs. Positions are refused
@@ -657,7 +657,7 @@ def room_set_history_visibility(*, room, visibility):
     """Set whose history the room's people may see (a :class:`HistoryVisibility`).
 
     ``everyone``, ``members`` (not viewers) or ``own``; read on every history request
-    (:func:`maps.access.auth.history_scope`), so it applies at once. Raises ``ValueError``
+    (:func:`maps.access.scope.history_scope`), so it applies at once. Raises ``ValueError``
     for another value.
     """
     if visibility not in HistoryVisibility.values:
@@ -871,7 +871,7 @@ def place_for_region(*, room_id, rid, desc):
 
 def place_transition_record(*, member, rid, desc, kind, ts):
     """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
-    of ``member``'s room (a :class:`maps.access.auth.MemberRef`); return the events stored
+    of ``member``'s room (a :class:`maps.domain.refs.MemberRef`); return the events stored
     (maps.storage.history.place_transition: never a second event for one crossing)."""
     from maps.storage.history import place_transition
 

@@ -31,7 +31,7 @@ def _fresh_rate_limits():
     """Rate-limit counters live in the cache; each test starts from none."""
     from django.core.cache import cache
 
-    from maps.access.auth import counts
+    from maps.access.limits import counts
 
     cache.clear()
     counts.clear()

@@ -1,5 +1,5 @@
 """History over HTTP (maps.web.api_views): the track API, the map's history, the exports,
-"download my data", and the one history rule (maps.access.auth.history_scope) behind them.
+"download my data", and the one history rule (maps.access.scope.history_scope) behind them.
 
 The real walk around Lake Cerknica goes in through the OsmAnd door as a JSON batch, its
 times moved to the last hours (the door refuses nothing old, but the room's retention
@@ -244,7 +244,8 @@ def test_wrong_keys_count_against_the_address_as_at_the_doors(walked, member_key
 
 
 def test_watch_me_links_never_see_history(room, member):
-    from maps.access.auth import Refused, history_scope
+    from maps.access.doors import Refused
+    from maps.access.scope import history_scope
 
     room_set_history_visibility(room=room, visibility=HistoryVisibility.EVERYONE)
     member.role = "watch"  # whatever role a watch-me link's caller will carry

@@ -7,7 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import RequestFactory
 
-from maps.access import auth
+from maps.access import address, doors, identity, limits
+from maps.domain import policy
 from maps.models import Position
 from maps.storage.history import history_writer
 from tests.phone_payloads import T
@@ -29,46 +30,46 @@ def scope(peer, forwarded=None):
 
 def test_forwarded_headers_are_ignored_without_trusted_proxies(settings):
     with_geoshare(settings, TRUSTED_PROXIES=[])
-    assert auth.client_address(scope("127.0.0.1", "203.0.113.9")) == "127.0.0.1"
+    assert address.client_address(scope("127.0.0.1", "203.0.113.9")) == "127.0.0.1"
     request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="203.0.113.9",
                                    REMOTE_ADDR="127.0.0.1")
-    assert auth.client_address(request) == "127.0.0.1"
+    assert address.client_address(request) == "127.0.0.1"
 
 
 def test_a_trusted_proxy_names_the_address_it_saw_and_forged_hops_are_ignored(settings):
     with_geoshare(settings, TRUSTED_PROXIES=["127.0.0.1", "10.0.0.0/8"])
     # The client forged "198.51.100.1"; the proxy appended the address it saw.
-    assert auth.client_address(scope("127.0.0.1", "198.51.100.1, 203.0.113.9")) == (
+    assert address.client_address(scope("127.0.0.1", "198.51.100.1, 203.0.113.9")) == (
         "203.0.113.9")
     # Two trusted proxies in a row: the rightmost untrusted hop.
-    assert auth.client_address(scope("10.1.2.3", "198.51.100.1, 203.0.113.9, 10.9.9.9")) == (
+    assert address.client_address(scope("10.1.2.3", "198.51.100.1, 203.0.113.9, 10.9.9.9")) == (
         "203.0.113.9")
     # A peer that is not a trusted proxy is the client, whatever it says.
-    assert auth.client_address(scope("192.0.2.7", "203.0.113.9")) == "192.0.2.7"
+    assert address.client_address(scope("192.0.2.7", "203.0.113.9")) == "192.0.2.7"
     # Garbage from a proxy: believe nothing.
-    assert auth.client_address(scope("127.0.0.1", "not-an-address")) == "127.0.0.1"
+    assert address.client_address(scope("127.0.0.1", "not-an-address")) == "127.0.0.1"
     request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9",
                                    REMOTE_ADDR="127.0.0.1")
-    assert auth.client_address(request) == "203.0.113.9"
+    assert address.client_address(request) == "203.0.113.9"
 
 
 # -- keys ---------------------------------------------------------------------------------------
 
 
 def test_failures_from_an_address_never_lock_out_a_valid_key(member, member_key):
-    allowed, _ = auth.limit("badkey")
+    allowed, _ = limits.limit("badkey")
     for _ in range(allowed + 5):
-        auth.key_member("wrong", "203.0.113.9")
-    assert auth.key_member("wrong", "203.0.113.9") is auth.BLOCKED
-    assert auth.key_member(member_key, "203.0.113.9").pk == member.pk
+        identity.key_member("wrong", "203.0.113.9")
+    assert identity.key_member("wrong", "203.0.113.9") is identity.BLOCKED
+    assert identity.key_member(member_key, "203.0.113.9").pk == member.pk
     # Another address is not affected at all.
-    assert auth.key_member("wrong", "198.51.100.1") is None
+    assert identity.key_member("wrong", "198.51.100.1") is None
 
 
 def test_the_role_rule(owner, member, viewer):
-    assert auth.may_publish(owner) and auth.may_publish(member)
-    assert not auth.may_publish(viewer)
-    assert auth.may_publish(auth.member_ref(member))
+    assert policy.may_publish(owner) and policy.may_publish(member)
+    assert not policy.may_publish(viewer)
+    assert policy.may_publish(identity.member_ref(member))
 
 
 # -- positions per member over HTTP ------------------------------------------------------------
@@ -109,7 +110,7 @@ async def test_a_request_over_the_point_cap_is_413_and_stores_nothing(
     member, member_key, async_client, hubs
 ):
     response = await async_client.post(
-        "/ingest/osmand/", osmand_batch(member_key, auth.MAX_POINTS_PER_REQUEST + 1),
+        "/ingest/osmand/", osmand_batch(member_key, doors.MAX_POINTS_PER_REQUEST + 1),
         content_type="application/json")
     assert response.status_code == 413
     assert "1000 positions per request" in response.json()["error"]
@@ -217,18 +218,18 @@ async def test_handshakes_that_arrive_together_are_answered_by_one_query_each_as
     keycache.keys.clear()
     handshakes = await database_sync_to_async(_handshakes_of_every_kind)(
         room, member, member_key, other, stranger_key)
-    alone = [await database_sync_to_async(auth.socket_member)(r, s, k, "198.51.100.7")
+    alone = [await database_sync_to_async(identity.socket_member)(r, s, k, "198.51.100.7")
              for r, s, k in handshakes]
     assert [code for code, _m, _r in alone] == EXPECTED_CODES
     keycache.keys.clear()
-    auth.counts.clear()
-    keys_before, sessions_before = auth.key_loads.calls, auth.session_loads.calls
-    together = await asyncio.gather(*(auth.asocket_member(r, s, k, "198.51.100.7")
+    limits.counts.clear()
+    keys_before, sessions_before = identity.key_loads.calls, identity.session_loads.calls
+    together = await asyncio.gather(*(identity.asocket_member(r, s, k, "198.51.100.7")
                                       for r, s, k in handshakes))
     assert [_outcome(a) for a in together] == [_outcome(a) for a in alone]
     # Every key went in one lookup, every session in one.
-    assert auth.key_loads.calls - keys_before == 1
-    assert auth.session_loads.calls - sessions_before == 1
+    assert identity.key_loads.calls - keys_before == 1
+    assert identity.session_loads.calls - sessions_before == 1
     # The valid key is kept in memory; the wrong ones are not.
     assert keycache.keys.get(hash_key(member_key)).pk == member.pk
     assert len(keycache.keys) == 1
@@ -243,7 +244,7 @@ def test_a_batch_of_keys_answers_each_and_counts_each_wrong_key_against_its_addr
                                          "badkey": (2, 60)})
     stranger, stranger_key = stranger_and_key
     wrong = hash_key("wrong")
-    answers = auth.keys_members([
+    answers = identity.keys_members([
         (hash_key(member_key), "203.0.113.9"),
         (wrong, "203.0.113.9"),
         (hash_key(stranger_key), "203.0.113.9"),
@@ -253,7 +254,7 @@ def test_a_batch_of_keys_answers_each_and_counts_each_wrong_key_against_its_addr
         (hash_key(member_key), "203.0.113.9"),  # a valid key still works
     ])
     assert [getattr(a, "pk", a) for a in answers] == [
-        member.pk, None, stranger.pk, None, None, auth.BLOCKED, member.pk]
+        member.pk, None, stranger.pk, None, None, identity.BLOCKED, member.pk]
     assert answers[0].device.key_hash == hash_key(member_key)
     assert answers[2].room.pk == stranger.room_id
 
@@ -264,19 +265,19 @@ async def test_a_batch_that_raced_a_forget_is_not_kept(room, member, member_key)
     from maps.access import keycache
 
     keycache.keys.clear()
-    real = auth.key_loads.function
+    real = identity.key_loads.function
 
     def racing(requests):
         answers = real(requests)
         keycache.member_changed(member.room_id, member.pk)
         return answers
 
-    auth.key_loads.function = racing
+    identity.key_loads.function = racing
     try:
-        code, found, _room = await auth.asocket_member(room.public_id, None, member_key,
+        code, found, _room = await identity.asocket_member(room.public_id, None, member_key,
                                                        "198.51.100.7")
     finally:
-        auth.key_loads.function = real
+        identity.key_loads.function = real
     assert code is None and found.pk == member.pk
     assert len(keycache.keys) == 0
 
@@ -290,13 +291,13 @@ async def test_doors_key_lookups_that_arrive_together_go_in_one_query(
 
     keycache.keys.clear()
     stranger, stranger_key = stranger_and_key
-    before = auth.key_loads.calls
+    before = identity.key_loads.calls
     found = await asyncio.gather(
-        auth.akey_member(member_key, "203.0.113.9"),
-        auth.akey_member("wrong", "203.0.113.9"),
-        auth.akey_member(stranger_key, "198.51.100.1"),
+        identity.akey_member(member_key, "203.0.113.9"),
+        identity.akey_member("wrong", "203.0.113.9"),
+        identity.akey_member(stranger_key, "198.51.100.1"),
     )
-    assert auth.key_loads.calls - before == 1
+    assert identity.key_loads.calls - before == 1
     assert [getattr(m, "pk", m) for m in found] == [member.pk, None, stranger.pk]
-    assert auth.counts.peek("badkey", "203.0.113.9", auth.limit("badkey")[1]) == 1
+    assert limits.counts.peek("badkey", "203.0.113.9", limits.limit("badkey")[1]) == 1
     assert len(keycache.keys) == 2

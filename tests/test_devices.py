@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
-from maps.access import auth
+from maps.access import identity
 from maps.models import KEY_ALPHABET, Device, Position, new_device_key
 from maps.services import (
     MAX_DEVICES_PER_MEMBER,
@@ -34,8 +34,8 @@ def test_new_keys_can_be_read_aloud_and_carry_128_bits():
 
 def test_each_device_key_finds_the_member_and_the_device(member, member_key):
     tablet, tablet_key = device_create(member=member, name="Tablet")
-    phone = auth.key_member(member_key, "192.0.2.1")
-    found = auth.key_member(tablet_key, "192.0.2.1")
+    phone = identity.key_member(member_key, "192.0.2.1")
+    found = identity.key_member(tablet_key, "192.0.2.1")
     assert phone.pk == found.pk == member.pk
     assert found.device.pk == tablet.pk and found.device.name == "Tablet"
     assert phone.device.name == "Phone"
@@ -46,11 +46,11 @@ def test_rotating_or_revoking_one_device_leaves_the_others(member, member_key):
     tablet, tablet_key = device_create(member=member, name="Tablet")
     car, car_key = device_create(member=member, name="Car tracker")
     new_tablet_key = device_rotate_key(device=tablet)
-    assert auth.key_member(tablet_key, "192.0.2.1") is None
-    assert auth.key_member(new_tablet_key, "192.0.2.1").device.pk == tablet.pk
+    assert identity.key_member(tablet_key, "192.0.2.1") is None
+    assert identity.key_member(new_tablet_key, "192.0.2.1").device.pk == tablet.pk
     device_revoke(device=car)
-    assert auth.key_member(car_key, "192.0.2.1") is None
-    assert auth.key_member(member_key, "192.0.2.1").pk == member.pk
+    assert identity.key_member(car_key, "192.0.2.1") is None
+    assert identity.key_member(member_key, "192.0.2.1").pk == member.pk
     assert [d.name for d in member.devices.all()] == ["Phone", "Tablet"]
 
 

@@ -18,7 +18,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from maps.access import keycache
-from maps.access.auth import member_ref
+from maps.access.identity import member_ref
 from maps.ingest import friends
 from maps.models import Member, Room, Share
 from maps.services import amember_stop_sharing, device_set_secret, member_remove

@@ -183,7 +183,7 @@ async def test_a_batch_of_phone_positions_reaches_the_room_in_one_event(member, 
     per room and batch, each request's newest position in it, after the commit."""
     from channels.layers import get_channel_layer
 
-    from maps.access.auth import member_ref
+    from maps.access.identity import member_ref
     from maps.protocol.events import room_group
     from maps.services import positions_publish
 

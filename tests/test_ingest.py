@@ -21,7 +21,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 
 from geoshare.asgi import application
-from maps.access.auth import member_ref
+from maps.access.identity import member_ref
 from maps.models import Position, Role
 from maps.realtime.hub import registry
 from maps.services import (

@@ -178,7 +178,7 @@ async def test_an_ended_share_is_seen_by_the_next_request(async_client, member,
                                                           member_key):
     await warm(async_client, member_key)
     ref = keycache.keys.get(hash_key(member_key))
-    from maps.access.auth import member_ref
+    from maps.access.identity import member_ref
 
     await amember_stop_sharing(member=member_ref(ref))
     # The phone still gets its 200 (its queue must not jam), but nothing is kept.

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from maps.access.auth import member_ref
+from maps.access.identity import member_ref
 from maps.domain.fixes import Fix, now_ms
 from maps.models import Position
 from maps.ops.maintenance import prune_once

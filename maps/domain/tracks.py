@@ -4,7 +4,7 @@ A *track* is one member's positions in device-time order (:class:`Track`). This 
 cuts tracks into segments at gaps, finds stays, simplifies tracks for drawing, and
 writes them as GeoJSON (RFC 7946) and GPX 1.1 (with gpxpy). The queries that fill
 tracks are in :mod:`maps.storage.selectors`; who may see which track is
-:func:`maps.access.auth.history_scope`.
+:func:`maps.access.scope.history_scope`.
 
 Units: degrees (WGS84), metres, m/s, degrees clockwise from true north, percent; times
 are UTC epoch milliseconds.

@@ -5,7 +5,7 @@
   each turns its app's wire format into :class:`maps.domain.fixes.Fix` values, with no
   Django, citing the app's source;
 - :mod:`.views`: the HTTP endpoints. Each passes the one door check
-  (:func:`maps.access.auth.ingest_door`: size, key, rate, role) and hands its fixes to the
+  (:func:`maps.access.doors.ingest_door`: size, key, rate, role) and hands its fixes to the
   one publish path (:func:`maps.services.position_publish`).
 
 docs/phones.md documents each door: fields, units, answers and sources.

@@ -26,7 +26,7 @@ response. What the middleware did that still applies is done here:
   JSON error the doors use.
 
 Everything else (the door check, the limits, the durable publish) is the views' own,
-unchanged: :func:`maps.access.auth.ingest_door`.
+unchanged: :func:`maps.access.doors.ingest_door`.
 """
 
 import io

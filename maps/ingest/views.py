@@ -1,13 +1,13 @@
 """The HTTP ingest endpoints: OwnTracks, OsmAnd / Traccar Client, GPSLogger, Overland
 and Hauk (``/hauk/api/*.php``, :mod:`maps.ingest.hauk_views`).
 
-Each view is wrapped in :func:`maps.access.auth.ingest_door`, which checks the body's size,
+Each view is wrapped in :func:`maps.access.doors.ingest_door`, which checks the body's size,
 the device key, the address's wrong-key limit and the member's role before the view
 runs. The view parses with its app's pure parser and publishes through
 :func:`maps.services.positions_publish`, durably: the success answer is sent only once
 the positions are committed. Nothing is stored or broadcast unless every position of a
 request is valid and fits the member's position budget
-(:func:`maps.access.auth.positions_allowed`), and the member's share is not ended.
+(:func:`maps.access.doors.positions_allowed`), and the member's share is not ended.
 """
 
 import orjson
@@ -17,7 +17,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from maps.access import auth
+from maps.access import doors, limits
+from maps.domain import policy
 from maps.domain.fixes import InvalidFix, now_ms
 from maps.ingest import friends, gpslogger, hauk, osmand, overland, owntracks
 from maps.ingest.common import form_params, load_json
@@ -53,10 +54,10 @@ async def _publish(caller, fixes):
     Returns once they are committed (a success answer means stored); each fix carries
     the name of the caller's device. A member whose
     share has ended is answered as usual, but nothing is stored or shown
-    (:func:`maps.access.auth.share_gate`): the app's upload queue must not jam. The member's
+    (:func:`maps.domain.policy.share_gate`): the app's upload queue must not jam. The member's
     position budget applies; the device's ``last_seen`` (its "last report" on the
     "Connect a phone" page) is written in the same commit. Raises
-    :class:`maps.access.auth.Refused`: 429 past the position budget, 403 for a viewer, 503
+    :class:`maps.access.doors.Refused`: 429 past the position budget, 403 for a viewer, 503
     (with ``Retry-After``) when the database could not commit them.
     """
     if not fixes:
@@ -65,32 +66,32 @@ async def _publish(caller, fixes):
         # The key says which device sent them, not the payload: phones cannot claim
         # another device's name.
         fixes = [fix.from_device(caller.device.name) for fix in fixes]
-    gate = auth.share_gate(caller.member.share_state())
+    gate = policy.share_gate(caller.member.share_state())
     if gate == "refuse":
         return
-    await auth.in_cache_thread(auth.positions_allowed, caller.ref.id, len(fixes))
+    await limits.in_cache_thread(doors.positions_allowed, caller.ref.id, len(fixes))
     try:
         if gate == "start":
             await ashare_start(member=caller.ref)
         await positions_publish(member=caller.ref, fixes=fixes, durable=True,
                                 device_id=caller.device.pk if caller.device else None)
     except NotAllowed as exc:
-        raise auth.Refused(403, str(exc)) from None
+        raise doors.Refused(403, str(exc)) from None
     except StoreFailed:
-        raise auth.Refused(503, "the positions could not be stored; send them again",
+        raise doors.Refused(503, "the positions could not be stored; send them again",
                            headers={"Retry-After": "5"}) from None
 
 
 def _invalid(exc):
-    return auth.Refused(400, exc.detail, exc.field)
+    return doors.Refused(400, exc.detail, exc.field)
 
 
 # -- OwnTracks ---------------------------------------------------------------------------------
 
 
 def _owntracks_key(request, body):
-    return auth.KeyClaim(
-        key=auth.basic_password(request) or request.GET.get("key"),
+    return doors.KeyClaim(
+        key=doors.basic_password(request) or request.GET.get("key"),
         unknown_status=401,
         headers={"WWW-Authenticate": 'Basic realm="geoshare"'},
     )
@@ -112,7 +113,7 @@ def _places_may_be_news(caller):
 
 
 @require_POST
-@auth.ingest_door(_owntracks_key)
+@doors.ingest_door(_owntracks_key)
 async def owntracks_view(request, caller):
     """OwnTracks HTTP mode: ``POST /ingest/owntracks/`` with one JSON message.
 
@@ -135,7 +136,7 @@ async def owntracks_view(request, caller):
     if body.strip():
         content_type = _content_type(request)
         if content_type and content_type != "application/json":
-            raise auth.Refused(400, "the body must be application/json", "Content-Type")
+            raise doors.Refused(400, "the body must be application/json", "Content-Type")
         try:
             kind, value = owntracks.parse_message(body, secret=caller.device.secret)
         except InvalidFix as exc:
@@ -174,7 +175,7 @@ def _osmand_key(request, body):
         payload = load_json(body)
         field = "device_id" if type(payload) is dict else "id"
         # Traccar's server answers 404 for an unknown device in JSON, 400 otherwise.
-        return auth.KeyClaim(key=osmand.json_device_id(payload), unknown_status=404,
+        return doors.KeyClaim(key=osmand.json_device_id(payload), unknown_status=404,
                              missing_status=400, field=field, context=("json", payload))
     if request.GET:
         payload = request.GET
@@ -183,12 +184,12 @@ def _osmand_key(request, body):
     else:
         raise InvalidFix("Content-Type", "send a query string, a form body or "
                          "application/json")
-    return auth.KeyClaim(key=osmand.device_id(payload), unknown_status=400, field="id",
+    return doors.KeyClaim(key=osmand.device_id(payload), unknown_status=400, field="id",
                          context=("params", payload))
 
 
 @require_http_methods(["GET", "POST"])
-@auth.ingest_door(_osmand_key)
+@doors.ingest_door(_osmand_key)
 async def osmand_view(request, caller):
     """OsmAnd protocol and Traccar Client: ``/ingest/osmand/``, GET or POST.
 
@@ -220,11 +221,11 @@ async def osmand_view(request, caller):
 
 
 def _gpslogger_key(request, body, key):
-    return auth.KeyClaim(key=key, unknown_status=401)
+    return doors.KeyClaim(key=key, unknown_status=401)
 
 
 @require_http_methods(["GET", "POST"])
-@auth.ingest_door(_gpslogger_key)
+@doors.ingest_door(_gpslogger_key)
 async def gpslogger_view(request, caller, key):
     """GPSLogger custom URL: ``/ingest/gpslogger/<key>/?lat=%LAT&...``, GET or POST.
 
@@ -261,7 +262,7 @@ async def gpslogger_view(request, caller, key):
 
 # Overland's points are about 600 bytes of JSON each (its README): a full batch of
 # MAX_POINTS_PER_REQUEST needs more than the other doors' 256 KiB.
-OVERLAND_MAX_BODY = 1024 * auth.MAX_POINTS_PER_REQUEST
+OVERLAND_MAX_BODY = 1024 * doors.MAX_POINTS_PER_REQUEST
 
 
 def _bearer(request):
@@ -270,12 +271,12 @@ def _bearer(request):
 
 
 def _overland_key(request, body):
-    return auth.KeyClaim(key=_bearer(request) or request.GET.get("key"), unknown_status=401,
+    return doors.KeyClaim(key=_bearer(request) or request.GET.get("key"), unknown_status=401,
                          field="key", headers={"WWW-Authenticate": 'Bearer realm="geoshare"'})
 
 
 @require_POST
-@auth.ingest_door(_overland_key, max_body=OVERLAND_MAX_BODY)
+@doors.ingest_door(_overland_key, max_body=OVERLAND_MAX_BODY)
 async def overland_view(request, caller):
     """Overland (iOS): ``POST /ingest/overland/`` with ``{"locations": [Feature, ...]}``.
 
@@ -288,7 +289,7 @@ async def overland_view(request, caller):
     """
     content_type = _content_type(request)
     if content_type and content_type != "application/json":
-        raise auth.Refused(400, "the body must be application/json", "Content-Type")
+        raise doors.Refused(400, "the body must be application/json", "Content-Type")
     try:
         fixes = overland.parse(load_json(caller.body))
     except InvalidFix as exc:
@@ -360,7 +361,7 @@ def _hauk_refusal(exc):
 def _hauk_key(request, body):
     """``create.php``: the device key is Hauk's password, ``pwd``."""
     form = _form(body)
-    return auth.KeyClaim(key=form.get("pwd"), unknown_status=401, field="pwd",
+    return doors.KeyClaim(key=form.get("pwd"), unknown_status=401, field="pwd",
                          context=form)
 
 
@@ -369,8 +370,8 @@ def _hauk_sid_key(request, body):
     form = _form(body)
     session = hauk_session(form.get("sid"))
     if session is None:
-        raise auth.Refused(400, "unknown session: start a new share", "sid")
-    return auth.KeyClaim(key=None, key_hash=session["h"], unknown_status=400,
+        raise doors.Refused(400, "unknown session: start a new share", "sid")
+    return doors.KeyClaim(key=None, key_hash=session["h"], unknown_status=400,
                          field="sid", context=(form, session))
 
 
@@ -379,7 +380,7 @@ def _hauk_view_link(request, caller):
 
 
 @require_POST
-@auth.ingest_door(_hauk_key, refuse=_hauk_refusal)
+@doors.ingest_door(_hauk_key, refuse=_hauk_refusal)
 async def hauk_create(request, caller):
     """Hauk ``api/create.php``: start a share of ``dur`` seconds with the device key.
 
@@ -404,13 +405,13 @@ def _hauk_live(caller, session):
     """Raise :class:`Refused` unless the session's share is still on."""
     stopped = to_ms(caller.member.stopped_at)
     if session["u"] is not None and now_ms() > session["u"]:
-        raise auth.Refused(400, "the share's time is over: start a new share", "sid")
+        raise doors.Refused(400, "the share's time is over: start a new share", "sid")
     if stopped is not None and stopped >= session["t"]:
-        raise auth.Refused(400, "the share was stopped: start a new share", "sid")
+        raise doors.Refused(400, "the share was stopped: start a new share", "sid")
 
 
 @require_POST
-@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+@doors.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
 async def hauk_post(request, caller):
     """Hauk ``api/post.php``: publish one position of the session's device.
 
@@ -431,7 +432,7 @@ async def hauk_post(request, caller):
 
 
 @require_POST
-@auth.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
+@doors.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
 async def hauk_stop(request, caller):
     """Hauk ``api/stop.php``: end the share; the member's marker goes from the map.
 
@@ -441,7 +442,7 @@ async def hauk_stop(request, caller):
     _form_, session = caller.key_context
     try:
         _hauk_live(caller, session)
-    except auth.Refused:
+    except doors.Refused:
         return hauk_lines("OK")
     await amember_stop_sharing(member=caller.ref)
     return hauk_lines("OK")

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from maps import services
-from maps.access.auth import member_ref
+from maps.access.identity import member_ref
 from maps.domain.fixes import fix_from_values
 from maps.models import Member, Role, Room
 

@@ -17,7 +17,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from maps.access import auth
+from maps.access import address, identity, limits
+from maps.domain import policy
 from maps.domain.fixes import InvalidFix, fix_from_frame, now_ms
 from maps.protocol import events
 from maps.realtime.hub import registry
@@ -102,7 +103,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
 
     async def _count_address(self, hubs):
         """Count this socket against its address; refuse it (4429) past the limit."""
-        self.address = auth.client_address(self.scope)
+        self.address = address.client_address(self.scope)
         if not hubs.address_open(self.address):
             await self._refuse(events.CLOSE_FLOOD)
             return False
@@ -117,7 +118,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
         key = key[0] if key else None
         session_key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        code, member, room = await auth.asocket_member(room_id, session_key, key,
+        code, member, room = await identity.asocket_member(room_id, session_key, key,
                                                        self.address)
         if code is not None:
             await self._refuse(code)
@@ -130,7 +131,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         if per_member and hub.local_sockets(member.pk) >= per_member:
             await self._refuse(events.CLOSE_FLOOD)
             return
-        self.member = auth.member_ref(member)
+        self.member = identity.member_ref(member)
         # A socket opened with a device key speaks for that device; a browser tab
         # (session cookie) has no device name.
         self.device_name = member.device.name if key else None
@@ -203,7 +204,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
                                      field="type"))
 
     async def _position(self, frame):
-        if not auth.may_publish(self.member):
+        if not policy.may_publish(self.member):
             self._reply(events.error("forbidden", "viewers cannot share a position"))
             return
         try:
@@ -213,7 +214,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
         except InvalidFix as exc:
             self._reply(events.error("invalid", exc.detail, field=exc.field))
             return
-        gate = auth.share_gate(self.hub.state.share_state(self.member.id, now_ms()))
+        gate = policy.share_gate(self.hub.state.share_state(self.member.id, now_ms()))
         if gate == "refuse":
             self._reply(events.error(
                 "not_sharing", "your share has ended: turn sharing on (a share frame) "
@@ -240,7 +241,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
                                      "position right now; it will resync"))
 
     async def _share(self, frame):
-        if not auth.may_publish(self.member):
+        if not policy.may_publish(self.member):
             self._reply(events.error("forbidden", "viewers do not share a position"))
             return
         until = frame.get("until")
@@ -262,7 +263,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
             self._reply(events.error("unavailable", "could not start sharing right now"))
 
     async def _stop(self):
-        if not auth.may_publish(self.member):
+        if not policy.may_publish(self.member):
             self._reply(events.error("forbidden", "viewers do not share a position"))
             return
         try:
@@ -290,25 +291,25 @@ class LocationConsumer(AsyncWebsocketConsumer):
         """Return whether the member's position budget has room for one more.
 
         The budget is the member's, shared with the HTTP doors and across processes
-        (``RATE_LIMITS["positions"]``, :func:`maps.access.auth.limit_take`). The socket takes
+        (``RATE_LIMITS["positions"]``, :func:`maps.access.limits.limit_take`). The socket takes
         it in chunks of :data:`BUDGET_CHUNK`, so the cache is asked once per chunk, not
         per position. A position past it is refused (neither stored nor shown), told
         once a second with the wait.
         """
         if self._budget <= 0:
             for chunk in (BUDGET_CHUNK, 1):
-                if await auth.in_cache_thread(auth.limit_take_positions, self.member.id, chunk):
+                if await limits.in_cache_thread(limits.limit_take_positions, self.member.id, chunk):
                     self._budget = chunk
                     break
             else:
                 now = time.monotonic()
                 if now - self._warned_at >= 1.0:
                     self._warned_at = now
-                    allowed, window = auth.limit("positions")
+                    allowed, window = limits.limit("positions")
                     self._reply(events.error(
                         "rate_limited",
                         f"at most {allowed} positions per {window} s per member",
-                        retry_after_ms=auth.retry_after("positions") * 1000,
+                        retry_after_ms=limits.retry_after("positions") * 1000,
                     ))
                 return False
         self._budget -= 1
@@ -329,7 +330,7 @@ class WatchConsumer(LocationConsumer):
         if not await self._count_address(hubs):
             return
         token = self.scope["url_route"]["kwargs"]["token"]
-        link = await database_sync_to_async(auth.watch_link)(token)
+        link = await database_sync_to_async(identity.watch_link)(token)
         if link is None:
             await self._refuse(events.CLOSE_NO_ROOM)
             return

@@ -385,7 +385,7 @@ def history_tracks(members, *, since, until, floor, full=True):
     """Return a :class:`maps.domain.tracks.Track` per member of ``members`` (models), in order.
 
     Positions with ``since <= device_time < until`` (aware datetimes) that are newer
-    than ``floor`` (:attr:`maps.access.auth.HistoryScope.floor`) by device and receive time,
+    than ``floor`` (:attr:`maps.access.scope.HistoryScope.floor`) by device and receive time,
     oldest first (device time, then id). ``full``: with altitude, speed, heading,
     accuracy, battery and charging; else positions and times only (for drawing). Read
     per member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time,

@@ -1,8 +1,8 @@
 """History over HTTP: the track API, the map's history, exports, "download my data".
 
-Every endpoint of a room authenticates with :func:`maps.access.auth.api_member` (browser
+Every endpoint of a room authenticates with :func:`maps.access.api_member` (browser
 session or ``Authorization: Bearer <device key>``) and reads only what
-:func:`maps.access.auth.history_scope` allows: the room's visibility setting and its
+:func:`maps.access.history_scope` allows: the room's visibility setting and its
 retention. Errors are JSON, ``{"error": ..., "field": ...}`` (docs/api.md).
 """
 
@@ -19,8 +19,9 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from maps.access import auth
-from maps.access.auth import Refused
+from maps.access import doors
+from maps.access.doors import Refused
+from maps.access.scope import api_member, history_scope
 from maps.domain import tracks
 from maps.storage import selectors
 from maps.storage.selectors import exact_ms, from_ms
@@ -39,7 +40,7 @@ def _json(data, status=200):
 
 
 def _refusal(exc):
-    return auth.json_refusal(exc)
+    return doors.json_refusal(exc)
 
 
 def api_view(view):
@@ -110,9 +111,9 @@ def _range(request, now, *, default_since=None):
 
 
 def _scope(request, room_id, now):
-    member = auth.api_member(request, room_id)
+    member = api_member(request, room_id)
     only = request.GET.get("member")
-    return auth.history_scope(member, only=None if not only else _id("member", only),
+    return history_scope(member, only=None if not only else _id("member", only),
                               now=now)
 
 
@@ -274,7 +275,7 @@ def _member_record(member, count):
 def _own_track(member, now):
     """The member's own retained positions (empty when the room shows them none)."""
     try:
-        scope = auth.history_scope(member, only=member.pk, now=now)
+        scope = history_scope(member, only=member.pk, now=now)
     except Refused:
         return tracks.Track(_own_info(member))
     (found,) = selectors.history_tracks(scope.members, since=scope.floor,

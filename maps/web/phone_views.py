@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from maps import services
-from maps.access import auth
+from maps.domain import policy
 from maps.models import SECRET_MAX_BYTES, Device, key_groups
 from maps.storage import selectors
 from maps.web import error_views
@@ -223,7 +223,7 @@ def connect_phone(request, room_id):
     if room is None:
         return error_views.not_found(request, "room")
     member = selectors.session_member(request.session, room)
-    if member is None or not auth.may_publish(member):
+    if member is None or not policy.may_publish(member):
         return render(request, "maps/not_member.html", {"room": room}, status=403)
     shown = key = apps = None
     notice = error = None

@@ -1,6 +1,6 @@
 """Places and their events over HTTP (docs/api.md, "Places").
 
-Authenticated as the history API (:func:`maps.access.auth.api_member`: browser session or
+Authenticated as the history API (:func:`maps.access.api_member`: browser session or
 ``Authorization: Bearer <device key>``). A browser session's writes need Django's CSRF
 token (``X-CSRFToken``); a device key is not sent by browsers on their own, so Bearer
 requests are exempt. Errors are JSON ``{"error", "field"}``.
@@ -13,8 +13,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from maps import services
-from maps.access import auth
-from maps.access.auth import Refused
+from maps.access import doors
+from maps.access.doors import Refused
+from maps.access.scope import api_member
 from maps.models import AlertRule, Place, PlaceEvent
 from maps.storage.selectors import to_ms
 from maps.web.api_views import parse_time
@@ -30,7 +31,7 @@ def _json(data, status=200):
 
 def _csrf_refused(request):
     # Only browser sessions: a Bearer key is never sent by a browser on its own.
-    if auth.bearer_key(request)[0]:
+    if doors.bearer_key(request)[0]:
         return None
     return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
 
@@ -52,10 +53,10 @@ def _call(request, room_id, allowed, handler):
         if refused is not None:
             return refused
     try:
-        member = auth.api_member(request, room_id)
+        member = api_member(request, room_id)
         return handler(request, member)
     except Refused as exc:
-        return auth.json_refusal(exc)
+        return doors.json_refusal(exc)
     except services.PlaceInvalid as exc:
         return _json({"error": str(exc), "field": exc.field}, status=400)
     except services.TooManyPlaces as exc:

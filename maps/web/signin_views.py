@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from maps import services
-from maps.access import auth
+from maps.access import address, limits
 from maps.models import SignInLink, hash_key
 from maps.storage import selectors
 from maps.web import error_views
@@ -68,11 +68,11 @@ def signin(request, token):
             .filter(token_hash=hash_key(token)).first())
     if link is None or not link.is_usable():
         # Guessing tokens counts against the address like redeeming invites does.
-        if not auth.limit_hit("redeem", auth.client_address(request)):
+        if not limits.limit_hit("redeem", address.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         return error_views.error_page(request, 404, *GONE)
     if request.method == "POST":
-        if not auth.limit_hit("redeem", auth.client_address(request)):
+        if not limits.limit_hit("redeem", address.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         try:
             member = services.signin_link_redeem(token=token)

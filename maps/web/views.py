@@ -12,7 +12,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from maps import services
-from maps.access import auth
+from maps.access import address, doors, limits
+from maps.access.scope import history_scope
+from maps.domain import policy
 from maps.models import Invite, Member, Role
 from maps.storage import selectors
 from maps.web import error_views
@@ -68,7 +70,7 @@ def home(request):
     """Create a room (and become its owner); list this browser's rooms."""
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not auth.limit_hit("room", auth.client_address(request)):
+        if not limits.limit_hit("room", address.client_address(request)):
             allowed, window = settings.GEOSHARE["RATE_LIMITS"]["room"]
             message = _("Too many rooms were created from this address: at most "
                         "%(allowed)s in %(minutes)s minutes. Try again later.") % {
@@ -98,7 +100,7 @@ def join(request, token):
     invite = selectors.usable_invite(token)
     if invite is None:
         # Guessing tokens counts against the address like redeeming does.
-        if not auth.limit_hit("redeem", auth.client_address(request)):
+        if not limits.limit_hit("redeem", address.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         return render(request, "maps/invite_invalid.html", status=404)
     existing = selectors.session_member(request.session, invite.room)
@@ -106,7 +108,7 @@ def join(request, token):
         return redirect("room_map", room_id=invite.room.public_id)
     form = JoinForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not auth.limit_hit("redeem", auth.client_address(request)):
+        if not limits.limit_hit("redeem", address.client_address(request)):
             return render(request, "maps/too_many.html", status=429)
         try:
             member = services.invite_redeem(
@@ -139,7 +141,7 @@ def room_map(request, room_id):
         "roomName": room.name,
         "memberId": member.pk,
         "role": member.role,
-        "canShare": auth.may_publish(member),
+        "canShare": policy.may_publish(member),
         "isOwner": member.role == Role.OWNER,
         "socketPath": f"/ws/rooms/{room.public_id}/",
         "tileUrl": settings.GEOSHARE["TILE_URL"],
@@ -147,7 +149,7 @@ def room_map(request, room_id):
         # Viewers get no invite link: it would let them join again as members.
         "inviteUrl": (
             request.build_absolute_uri(invite.path())
-            if invite and auth.may_publish(member) else None
+            if invite and policy.may_publish(member) else None
         ),
         "manageUrl": f"/r/{room.public_id}/manage/",
         "leaveUrl": f"/r/{room.public_id}/leave/",
@@ -165,8 +167,8 @@ def room_map(request, room_id):
 def _history_config(room, member):
     """What the map's history mode needs: its URLs, or ``None`` when it shows none."""
     try:
-        scope = auth.history_scope(member)
-    except auth.Refused:
+        scope = history_scope(member)
+    except doors.Refused:
         return None
     return {
         "url": f"/api/rooms/{room.public_id}/history",

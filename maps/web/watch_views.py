@@ -13,7 +13,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from maps import services
-from maps.access import auth
+from maps.access import identity
+from maps.domain import policy
 from maps.models import WatchLink
 from maps.storage import selectors
 
@@ -60,7 +61,7 @@ def watch_links(request, room_id):
         links = member.watch_links.filter(revoked=False).order_by("-created")
         return JsonResponse({"links": [_link_dict(link) for link in links
                                        if link.is_usable()]})
-    if not auth.may_publish(member):
+    if not policy.may_publish(member):
         return JsonResponse({"error": "viewers do not share a position"}, status=403)
     try:
         body = orjson.loads(request.body or b"{}")
@@ -91,7 +92,7 @@ def watch_link_revoke(request, room_id, link_id):
 @never_cache
 def watch_page(request, token):
     """The page a watch link opens: one member's live marker, no account needed."""
-    link = auth.watch_link(token)
+    link = identity.watch_link(token)
     if link is None:
         return render(request, "maps/watch_gone.html", status=404)
     config = {

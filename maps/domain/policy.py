@@ -1,0 +1,95 @@
+"""Who may do what: the rules, pure (no database, no HTTP).
+
+Every door and every service asks these functions, so a rule is written once: who may
+publish a position, what a position does for a member whose share is off or ended,
+whose history a caller may see, who may edit a place, and whether a watch-me link
+still shows its member. They take plain values (roles, states, times) and return
+plain answers; the callers turn a "no" into their own refusal (an HTTP status, a
+WebSocket error frame, :class:`maps.services.NotAllowed`).
+"""
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+from maps.domain.choices import HistoryVisibility, Role, Share
+
+#: The roles that may share a position.
+PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
+
+#: The roles that may see history at all, as the room allows. Anything else that may
+#: come to stand for a caller (a watch-me link's) sees none.
+HISTORY_ROLES = frozenset({Role.OWNER, Role.MEMBER, Role.VIEWER})
+
+ShareGate = Literal["publish", "start", "refuse"]
+HistoryReach = Literal["everyone", "own", "none"]
+
+
+class HasRole(Protocol):
+    """Anything with a ``role`` (a :class:`~maps.models.Member` or a
+    :class:`~maps.domain.refs.MemberRef`)."""
+
+    role: str
+
+
+def may_publish(member: HasRole) -> bool:
+    """Return whether ``member`` (anything with a ``role``) may share a position."""
+    return member.role in PUBLISHING_ROLES
+
+
+def share_gate(state: str) -> ShareGate:
+    """Return what a position does for a member whose share is ``state``.
+
+    ``state`` is a :class:`~maps.domain.choices.Share` value (``"off"``, ``"on"``,
+    ``"ended"``). Returns ``"publish"`` while the share is on; ``"start"`` when the
+    member never shared (the position starts an open-ended share, then is published);
+    ``"refuse"`` when the member's last share was ended by them or by its end time: the
+    position is neither shown nor stored until they turn sharing on again. Over the
+    WebSocket a refusal is an ``error`` frame (``not_sharing``); phone apps still get
+    their success answer, so that their upload queues do not jam (docs/protocol.md,
+    "Sharing").
+    """
+    if state == Share.ON:
+        return "publish"
+    if state == Share.OFF:
+        return "start"
+    return "refuse"
+
+
+def history_reach(role: str, visibility: str) -> HistoryReach:
+    """Return whose history a caller of ``role`` sees in a room of ``visibility``.
+
+    ``visibility`` is a :class:`~maps.domain.choices.HistoryVisibility` value:
+    ``everyone`` lets everyone in the room see everyone's history, viewers too;
+    ``members`` (the default) lets owners and members see everyone's, viewers none;
+    ``own`` lets each member see only their own (the owner too). Callers of any other
+    role (a watch-me link's) see none. Returns ``"everyone"``, ``"own"`` or
+    ``"none"``. Place events (arrivals and departures) follow the same rule.
+    """
+    if role not in HISTORY_ROLES:
+        return "none"
+    if visibility == HistoryVisibility.OWN:
+        return "own"
+    if visibility == HistoryVisibility.EVERYONE or role in PUBLISHING_ROLES:
+        return "everyone"
+    return "none"
+
+
+def may_edit_place(role: str, member_id: int, created_by_id: int | None) -> bool:
+    """Return whether a member (``role``, ``member_id``) may change or delete a place
+    made by ``created_by_id``: its creator or the room's owner."""
+    return role == Role.OWNER or created_by_id == member_id
+
+
+def watch_link_shows(*, revoked: bool, expires_at: datetime | None,
+                     share_state: str, now: datetime) -> bool:
+    """Return whether a watch-me link shows its member at ``now`` (aware, UTC).
+
+    A link with an end time shows until then unless revoked; a link without one
+    (``expires_at`` ``None``: "until my share ends") shows only while the member's
+    share is on (``share_state`` a :class:`~maps.domain.choices.Share` value).
+    """
+    if revoked:
+        return False
+    if expires_at is not None:
+        return now < expires_at
+    return share_state == Share.ON
