@@ -6,16 +6,22 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-quick bench bench-full install install-test lint clean
+.PHONY: run test test-quick bench bench-full install install-test lint lock clean
 
-$(VENV)/.installed: pyproject.toml
+# Both install the versions pinned, with their hashes, in the lock files (`make lock`),
+# then geoshare itself without dependencies: `make run` the runtime's (requirements.lock,
+# what the Docker image installs), `make test` the runtime's, the test and the bench
+# extras' (requirements-dev.lock, the same runtime versions).
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[bench]'
+	$(PIP) install --quiet --require-hashes -r requirements.lock
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[test,bench]'
+$(VENV)/.installed-test: $(VENV)/.installed requirements-dev.lock pyproject.toml
+	$(PIP) install --quiet --require-hashes -r requirements-dev.lock
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -53,6 +59,20 @@ bench: install-test
 bench-full: install-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) -m bench.run --full
+
+# Regenerates both lock files from pyproject.toml, for Python 3.11 on Linux x86_64 (the
+# image's platform; hashes of every file of each pinned release, so other machines
+# verify theirs too), with uv in .venv. Pins already in a lock are kept where the ranges
+# still allow them; `make lock UPGRADE=1` takes the newest releases the ranges allow.
+# Each file's header holds its command.
+UV_VERSION ?= 0.13.10
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+
+lock:
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PIP) install --quiet uv==$(UV_VERSION); }
+	$(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(LOCK) --extra test --extra bench $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) staticfiles tests/artifacts
