@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-quick bench bench-full install install-test lint clean
+.PHONY: run test test-quick test-js bench bench-full install install-test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: install-test
 # Without the tests that start real processes (uvicorn, Redis, PostgreSQL, Chromium).
 test-quick: install-test
 	$(PY) -m pytest -m "not slow"
+
+# The pure JavaScript modules of static/maps/js under node's own test runner (node 20+,
+# no npm packages); local-time functions read TZ, so it is fixed.
+NODE ?= node
+test-js:
+	TZ=UTC $(NODE) --test tests/js/*.test.mjs
 
 lint: install-test
 	$(VENV)/bin/ruff check .
