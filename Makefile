@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-quick bench bench-full install install-test lint lock clean
+.PHONY: run test test-quick test-js bench bench-full install install-test lint lock clean
 
 # Both install the versions pinned, with their hashes, in the lock files (`make lock`),
 # then geoshare itself without dependencies: `make run` the runtime's (requirements.lock,
@@ -38,15 +38,26 @@ run: install
 	$(PY) manage.py demo --host $(HOST) --port $(PORT)
 	$(PY) -m geoshare.serving --host $(HOST) --port $(PORT)
 
-test: install-test
-	$(PY) -m pytest
+# Lint first (ruff, the import layers, mypy), then the JavaScript and Python suites.
+test: lint test-js
+	$(PY) -m pytest --durations=15
 
 # Without the tests that start real processes (uvicorn, Redis, PostgreSQL, Chromium).
 test-quick: install-test
 	$(PY) -m pytest -m "not slow"
 
+# The pure JavaScript modules of static/maps/js under node's own test runner (node 20+,
+# no npm packages); local-time functions read TZ, so it is fixed.
+NODE ?= node
+test-js:
+	TZ=UTC $(NODE) --test tests/js/*.test.mjs
+
+# ruff; import-linter holds the layers of .importlinter (docs/architecture.md); mypy
+# with django-stubs over maps/ and geoshare/ (pyproject.toml's [tool.mypy]).
 lint: install-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # Both end with the table of issue 16's targets (geoshare, bare control, ratio, met).
 # Quick: S1 to 500, S2 at 2,000, S3, phone ingest (5 s a door), storms of 2,000+500

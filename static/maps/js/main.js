@@ -3,21 +3,26 @@
 
 import { MarkerCard } from "./card.js";
 import { clockOffset, serverNow, syncClock } from "./clock.js";
-import {
-  LOW_BATTERY,
-  distanceMeters,
-  formatAgo,
-  formatDistance,
-  formatLeft,
-  formatPower,
-  t,
-  tf,
-} from "./format.js";
+import { formatLeft, t, tf } from "./format.js";
 import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
 import { Places } from "./places.js";
+import {
+  compareRows,
+  errorAction,
+  goneMembers,
+  inheritDevice,
+  keepAliveFor,
+  memberRow,
+  mergeMember,
+  placeholderMember,
+  presenceMember,
+  shareOf,
+  snapshotMembers,
+  stopMember,
+} from "./protocol.js";
 import { LocationSharer } from "./share.js";
 import { RoomSocket } from "./socket.js";
 import { WatchLinks } from "./watchlinks.js";
@@ -91,11 +96,6 @@ function sendFrame(frame) {
   return socket.send(frame);
 }
 
-// A still device re-sends its position well within the stale threshold.
-function keepAliveFor(staleAfterMs) {
-  return Math.max(1000, Math.floor(staleAfterMs / 3));
-}
-
 // -- frames from the server ------------------------------------------------------
 
 function handleFrame(frame) {
@@ -107,7 +107,7 @@ function handleFrame(frame) {
       for (const position of frame.positions) applyPosition(position);
       break;
     case "presence":
-      applyMember({ ...frame.member, online: frame.online });
+      applyMember(presenceMember(frame));
       break;
     case "members":
       for (const member of frame.members) applyMember(member);
@@ -142,11 +142,8 @@ function applySnapshot(frame) {
   state.room = { ...state.room, ...frame.room };
   markers.setTrailMs(state.room.trail_ms);
   if (sharer) sharer.setKeepAlive(keepAliveFor(state.room.stale_after_ms));
-  state.members = new Map(frame.members.map((member) => [member.id, member]));
-  const live = new Set(frame.positions.map((position) => position.member));
-  for (const id of markers.ids()) {
-    if (!live.has(id)) markers.remove(id);
-  }
+  state.members = snapshotMembers(frame);
+  for (const id of goneMembers(markers.ids(), frame.positions)) markers.remove(id);
   state.positions = new Map();
   for (const position of frame.positions) applyPosition(position);
   if (state.following !== null && !state.positions.has(state.following)) unfollow();
@@ -161,17 +158,14 @@ function applyPosition(position) {
   const id = position.member;
   let member = state.members.get(id);
   if (member === undefined) {
-    member = { id, name: "…", color: "#64748b", role: "member", online: true };
+    member = placeholderMember(id);
     state.members.set(id, member);
   }
   member.sharing = true;
   const previous = state.positions.get(id);
   const joined = previous === undefined;
   // A positions frame names the device only when it changed (docs/protocol.md).
-  if (!("device" in position) && previous !== undefined && previous.device) {
-    position.device = previous.device;
-  }
-  state.positions.set(id, position);
+  state.positions.set(id, inheritDevice(position, previous));
   markers.update(member, position, position.seen ?? serverNow());
   if (state.following === id) centerOn(markers.targetOf(id));
   // Someone new on the map: show everyone again, unless the user has moved the map.
@@ -182,21 +176,15 @@ function applyPosition(position) {
 }
 
 function applyMember(member) {
-  const known = state.members.get(member.id);
-  state.members.set(member.id, { ...known, ...member });
-  if (known && (known.name !== member.name || known.color !== member.color)) {
-    markers.rename(member);
-  }
+  const merged = mergeMember(state.members.get(member.id), member);
+  state.members.set(member.id, merged.member);
+  if (merged.rename) markers.rename(member);
 }
 
 function applyStopped(id) {
   state.positions.delete(id);
   markers.remove(id);
-  const member = state.members.get(id);
-  if (member) {
-    member.sharing = false;
-    member.sharing_until = null;
-  }
+  stopMember(state.members.get(id));
   if (state.following === id) unfollow();
   if (id === state.me) {
     // Ended by its end time, or from another tab or device: stop watching here too.
@@ -214,14 +202,20 @@ function applyRemoved(id) {
 }
 
 function applyError(frame) {
-  if (frame.code === "invalid" && frame.field === "ts" && sharer) {
-    sharer.dropDeviceTime();
-    sharer.resend();
-  } else if (frame.code === "forbidden") {
-    showToast(frame.detail || t("Not allowed."));
-  } else if (frame.code === "not_sharing" && sharer) {
-    sharer.stop({ tellServer: false });
-    renderShare();
+  switch (errorAction(frame, sharer !== null)) {
+    case "drop-device-time":
+      sharer.dropDeviceTime();
+      sharer.resend();
+      break;
+    case "notice":
+      showToast(frame.detail || t("Not allowed."));
+      break;
+    case "stop-sharing":
+      sharer.stop({ tellServer: false });
+      renderShare();
+      break;
+    default:
+      break;
   }
 }
 
@@ -325,14 +319,6 @@ function myPosition() {
   return state.positions.get(state.me) || null;
 }
 
-function rank(row) {
-  if (row.you) return 0;
-  if (row.sharing && !row.stale) return 1;
-  if (row.sharing) return 2;
-  if (row.online) return 3;
-  return 4;
-}
-
 function render() {
   renderQueued = false;
   const now = serverNow();
@@ -342,38 +328,16 @@ function render() {
   const labels = new Map();
   const rows = [];
   for (const member of state.members.values()) {
-    const position = state.positions.get(member.id);
-    const sharing = position !== undefined;
-    const seen = sharing ? (position.seen ?? position.ts) : member.last_seen;
-    const stale = sharing && now - seen > staleAfter;
-    const ago = Number.isFinite(seen) ? formatAgo(now - seen) : "";
-    if (stale) {
-      staleIds.add(member.id);
-      labels.set(member.id, ago);
-    }
-    let distance = "";
-    if (me && sharing && member.id !== state.me) {
-      distance = formatDistance(distanceMeters(me, position));
-    }
-    rows.push({
-      id: member.id,
-      name: member.name,
-      color: member.color,
-      role: member.role,
-      you: member.id === state.me,
-      online: Boolean(member.online),
-      sharing,
-      left: member.sharing ? formatLeft(member.sharing_until, now) : "",
-      battery: sharing ? formatPower(position.battery, position.charging) : "",
-      device: sharing && position.device ? position.device : "",
-      lowBattery: sharing && Number.isFinite(position.battery) && position.battery <= LOW_BATTERY,
-      stale,
-      ago,
-      distance,
-      following: state.following === member.id,
+    const row = memberRow(member, state.positions.get(member.id), {
+      now, staleAfter, me, you: state.me, following: state.following,
     });
+    if (row.stale) {
+      staleIds.add(row.id);
+      labels.set(row.id, row.ago);
+    }
+    rows.push(row);
   }
-  rows.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  rows.sort(compareRows);
   memberList.render(rows);
   markers.refresh(now, staleIds, labels);
   card.render({
@@ -391,11 +355,7 @@ function render() {
 
 // The member's own share as the server last told it: on, and when it ends.
 function myShare() {
-  const me = state.members.get(state.me);
-  if (me !== undefined) {
-    return { on: Boolean(me.sharing), until: me.sharing_until ?? null };
-  }
-  return { on: config.share.state === "on", until: config.share.until };
+  return shareOf(state.members.get(state.me), config.share);
 }
 
 function renderShare() {

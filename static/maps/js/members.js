@@ -6,7 +6,7 @@ import { t, tf } from "./format.js";
 // A member whose positions keep coming with no page of the room open is sharing from
 // a phone app (or another device): sharing and fresh, and presence says no socket.
 // `device` is the name of the device that sent the latest fix ("" for a browser tab).
-function statusText(row) {
+export function statusText(row) {
   const parts = [];
   if (row.online) {
     parts.push(t("Online"));

@@ -24,6 +24,11 @@ export function ruleMatches(rule, event) {
     && (rule.place === null || rule.place === event.place);
 }
 
+// Whether this member's page alerts on the event: someone else's, and a rule covers it.
+export function shouldAlert(event, rules, me) {
+  return event.member !== me && rules.some((rule) => ruleMatches(rule, event));
+}
+
 // The feed's line for an event, given names: "Ana arrived at School · 14:02".
 export function describeEvent(event, memberName, placeName) {
   const values = { member: memberName, place: placeName, time: timeOf(event.ts) };
@@ -228,7 +233,7 @@ export class Places {
     const place = this.places.get(event.place);
     const text = describeEvent(event, this.memberName(event.member),
                                place ? place.name : t("a place"));
-    const alert = event.member !== this.me && this.rules.some((r) => ruleMatches(r, event));
+    const alert = shouldAlert(event, this.rules, this.me);
     if (this.el.feed) {
       const item = document.createElement("li");
       item.textContent = text;
