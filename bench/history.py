@@ -260,6 +260,7 @@ def prune_while_inserting(room, now_ms):
 
     from maps import services
     from maps.models import Member, Position, Room
+    from maps.services import positions
 
     member = Member.objects.filter(room=room, name="Other 1").get()
     db = settings.DATABASES["default"]
@@ -283,7 +284,7 @@ def prune_while_inserting(room, now_ms):
     room.refresh_from_db()
     cutoff = timezone_now() - room.retention()
     batch_plan = _plan(Position.objects.filter(member__room=room, received__lt=cutoff)
-                       .values_list("pk", flat=True)[:services.PRUNE_BATCH])
+                       .values_list("pk", flat=True)[:positions.PRUNE_BATCH])
     thread = threading.Thread(target=insert_loop, daemon=True)
     thread.start()
     time.sleep(1.0)  # inserts alone first: the baseline

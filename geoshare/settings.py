@@ -5,6 +5,8 @@ embedded default that runs on a bare machine: SQLite and the in-memory channel l
 """
 
 import os
+import secrets
+import sys
 import warnings
 from pathlib import Path
 
@@ -81,9 +83,6 @@ def generated_secret_key(data_dir):
         key = ""
     if key:
         return key
-    import secrets
-    import sys
-
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
     try:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 def test_admin_deleting_a_member_kicks_them_and_replaces_their_link(admin_client, room):
     invite = invite_create(room=room)
     ana = invite_redeem(token=invite.token, name="Ana")
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         response = admin_client.post(f"/admin/maps/member/{ana.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not Member.objects.filter(pk=ana.pk).exists()
@@ -26,7 +26,7 @@ def test_admin_deleting_a_member_kicks_them_and_replaces_their_link(admin_client
 def test_admin_bulk_delete_of_members_kicks_each(admin_client, room, member, other):
     invite = invite_create(room=room)
     ana = invite_redeem(token=invite.token, name="Cy")
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         response = admin_client.post("/admin/maps/member/", {
             "action": "delete_selected", "_selected_action": [member.pk, ana.pk],
             "post": "yes"})
@@ -42,7 +42,7 @@ def test_admin_bulk_delete_of_members_kicks_each(admin_client, room, member, oth
 
 
 def test_admin_deleting_a_room_closes_its_sockets(admin_client, room, member):
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         response = admin_client.post(f"/admin/maps/room/{room.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not Room.objects.filter(pk=room.pk).exists()
@@ -52,7 +52,7 @@ def test_admin_deleting_a_room_closes_its_sockets(admin_client, room, member):
 
 def test_admin_bulk_delete_of_rooms_closes_each(admin_client, room, stranger_and_key):
     elsewhere = stranger_and_key[0].room
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         response = admin_client.post("/admin/maps/room/", {
             "action": "delete_selected", "_selected_action": [room.pk, elsewhere.pk],
             "post": "yes"})

@@ -10,6 +10,7 @@ from django.test import RequestFactory
 from maps.access import address, doors, identity, limits
 from maps.domain import policy
 from maps.models import Position
+from maps.protocol import events
 from maps.storage.history import history_writer
 from tests.phone_payloads import T
 
@@ -269,7 +270,7 @@ async def test_a_batch_that_raced_a_forget_is_not_kept(room, member, member_key)
 
     def racing(requests):
         answers = real(requests)
-        keycache.member_changed(member.room_id, member.pk)
+        keycache.forget(events.keys_forget(member.room_id, member.pk))
         return answers
 
     identity.key_loads.function = racing

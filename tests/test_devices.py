@@ -144,7 +144,7 @@ def test_admin_deleting_a_device_goes_through_the_service(admin_client, member):
     from unittest import mock
 
     device = member.devices.get()
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         response = admin_client.post(f"/admin/maps/device/{device.pk}/delete/",
                                      {"post": "yes"})
     assert response.status_code == 302

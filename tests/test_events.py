@@ -59,7 +59,7 @@ def test_every_room_event_builder_has_its_shape():
     position = {"member": 1, "lat": 1.0, "lon": 2.0, "ts": 5, "seen": 6}
     info = {"id": 1, "name": "Ana", "color": "#000000", "role": "member"}
     built = [
-        events.room_fix(position), events.room_fixes([position, position]),
+        events.room_fix(position),
         events.room_stop(1, 5), events.room_member(info),
         events.room_share(1, None), events.room_share(1, 5), events.room_unwatch(3),
         events.room_kick(1), events.room_rekey(1, 2), events.room_deleted(),

@@ -178,9 +178,11 @@ def test_time_param_sends_what_the_orm_would_send():
         assert stamp(ms) == connection.ops.adapt_datetimefield_value(from_ms(ms)), ms
 
 
-async def test_a_batch_of_phone_positions_reaches_the_room_in_one_event(member, other):
-    """Durable positions committed together are announced together: one ``room.fixes``
-    per room and batch, each request's newest position in it, after the commit."""
+async def test_phone_positions_are_announced_when_accepted_and_answered_when_stored(
+        member, other):
+    """The one rule for every door (docs/protocol.md): each request's newest position
+    is announced as a ``room.fix`` once accepted; the durable answer waits for the
+    commit, and positions committed together share one commit."""
     from channels.layers import get_channel_layer
 
     from maps.access.identity import member_ref
@@ -201,11 +203,12 @@ async def test_a_batch_of_phone_positions_reaches_the_room_in_one_event(member, 
         positions_publish(member=theirs, fixes=[first], durable=True,
                           received_ms=NOW + 6_000),
     )
-    message = await asyncio.wait_for(layer.receive(channel), 5)
-    assert message["type"] == "room.fixes"
-    assert [(p["member"], p["lat"], p["ts"]) for p in message["ps"]] == [
-        (mine.id, 1.5, NOW + 5_000), (theirs.id, 1.0, NOW)]
+    # Both answered: both stored.
     stored = await database_sync_to_async(
         lambda: sorted(Position.objects.values_list("member_id", "lat")))()
     assert stored == sorted([(mine.id, 1.0), (mine.id, 1.5), (theirs.id, 1.0)])
+    announced = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(2)]
+    assert [m["type"] for m in announced] == ["room.fix", "room.fix"]
+    assert sorted((m["p"]["member"], m["p"]["lat"], m["p"]["ts"]) for m in announced) == [
+        (mine.id, 1.5, NOW + 5_000), (theirs.id, 1.0, NOW)]
     await layer.group_discard(room_group(member.room_id), channel)

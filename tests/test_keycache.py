@@ -19,6 +19,7 @@ from maps.services import (
     device_rotate_key,
     device_set_secret,
     member_remove,
+    publish,
 )
 from maps.storage.history import history_writer
 from tests.servers import Project, Uvicorn, redis_url
@@ -86,18 +87,18 @@ def test_a_full_cache_drops_its_oldest_entries():
 
 
 def test_only_changes_that_matter_to_a_door_forget_and_only_whom_they_concern():
-    assert keycache.room_changed(5, events.room_fix({"member": 7})) is None
-    assert keycache.room_changed(5, events.room_presence("hub", 7, True)) is None
+    assert publish.forget_message(5, events.room_fix({"member": 7})) is None
+    assert publish.forget_message(5, events.room_presence("hub", 7, True)) is None
     about_one = [events.room_share(7, None), events.room_stop(7, 1),
                  events.room_member({"id": 7, "name": "Ana", "color": "#000",
                                      "role": "member"}),
                  events.room_kick(7), events.room_rekey(7, 3)]
     for event in about_one:
-        message = keycache.room_changed(5, event)
+        message = publish.forget_message(5, event)
         assert message == {"type": "keys.forget", "room": 5, "member": 7}
         events.check_room_event(message)
     for event in (events.room_deleted(), events.room_places([])):
-        message = keycache.room_changed(5, event)
+        message = publish.forget_message(5, event)
         assert message == {"type": "keys.forget", "room": 5}
         events.check_room_event(message)
 
@@ -212,13 +213,13 @@ async def test_changes_are_announced_to_every_process(member, member_key, on_com
     """The message other processes listen for is sent to their group."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.group_add(keycache.GROUP, channel)
+    await layer.group_add(events.KEYS_GROUP, channel)
     device = await database_sync_to_async(Device.objects.get)(member=member)
     await on_commit(device_rotate_key, device=device)
     message = await asyncio.wait_for(layer.receive(channel), 5)
     assert message == {"type": "keys.forget", "room": member.room_id,
                        "member": member.pk}
-    await layer.group_discard(keycache.GROUP, channel)
+    await layer.group_discard(events.KEYS_GROUP, channel)
 
 
 async def test_the_listener_forgets_what_another_process_announces(member, member_key,
@@ -228,7 +229,7 @@ async def test_the_listener_forgets_what_another_process_announces(member, membe
         await asyncio.sleep(0.1)  # joined its group
         await warm(async_client, member_key)
         # As another process's services send it, without touching this one's memory.
-        await get_channel_layer().group_send(keycache.GROUP,
+        await get_channel_layer().group_send(events.KEYS_GROUP,
                                              events.keys_forget(member.room_id, member.pk))
         for _ in range(50):
             if keycache.keys.get(hash_key(member_key)) is None:

@@ -120,6 +120,7 @@ def test_prune_takes_each_rooms_own_retention_and_tells_only_rooms_it_changed(
     only a room that had a live position past its retention hears ``room.retention``."""
     from maps import services
     from maps.models import LivePosition
+    from maps.services import publish
 
     stranger, _key = stranger_and_key
     Room.objects.filter(pk=stranger.room_id).update(retention_days=30)
@@ -133,7 +134,7 @@ def test_prune_takes_each_rooms_own_retention_and_tells_only_rooms_it_changed(
     old = now - timedelta(days=8)
     LivePosition.objects.create(member=member, lat=1, lon=2, device_time=old, received=old)
     told = []
-    monkeypatch.setattr(services, "_room_event",
+    monkeypatch.setattr(publish, "room_event_on_commit",
                         lambda room_pk, message: told.append((room_pk, message["type"])))
     assert positions_prune(now=now) == 3  # 8 and 31 days in 7; 31 days in 30
     left = sorted((p.member_id, (now - p.received).days) for p in Position.objects.all())

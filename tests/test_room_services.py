@@ -9,6 +9,7 @@ from django.utils import timezone
 from maps import services
 from maps.models import Invite, Member, Role
 from maps.services import invite_create, invite_redeem, member_remove
+from maps.services.names import clean_name
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +97,7 @@ def test_removing_a_member_without_invite_replaces_only_the_map_link(room, membe
 
 def test_removal_sends_the_kick_event(room, member):
     member_pk = member.pk
-    with mock.patch("maps.services._room_event") as event:
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
         member_remove(member=member, replace_invite=True)
     event.assert_any_call(room.pk, {"type": "room.kick", "member": member_pk})
 
@@ -153,7 +154,7 @@ def test_a_room_holds_a_limited_number_of_usable_invites(room, settings):
     ],
 )
 def test_names_lose_invisible_and_bidi_characters(raw, clean):
-    assert services._clean_name(raw) == clean
+    assert clean_name(raw) == clean
 
 
 def test_a_name_of_only_invisible_characters_is_refused(room):
@@ -192,7 +193,7 @@ def test_member_names_are_unique_case_insensitively(room, member):
 def test_the_database_refuses_a_duplicate_name_that_slipped_past_the_check(room, member):
     """Two redemptions at once both pass the check; the constraint stops the second."""
     invite = invite_create(room=room)
-    with mock.patch("maps.services._name_taken", return_value=False), \
+    with mock.patch("maps.services.rooms._name_taken", return_value=False), \
             pytest.raises(services.NameTaken):
         invite_redeem(token=invite.token, name="aNA")
     invite.refresh_from_db()

@@ -40,17 +40,13 @@ import time
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from maps.ingest import friends
 from maps.protocol import events
 from maps.storage.dbthread import reads
 
 log = logging.getLogger(__name__)
 
-# The channel-layer group every process listens to for changes (maps.access.keycache.listen).
-GROUP = "geoshare.keys"
-# The room events after which a room's keys are loaded again.
-FORGETTING_EVENTS = frozenset({"room.share", "room.stop", "room.member", "room.kick",
-                               "room.rekey", "room.deleted", "room.places"})
+# The channel-layer group every process listens to for changes (:func:`listen`).
+GROUP = events.KEYS_GROUP
 # How often the listener joins its group again (seconds).
 REJOIN_S = 60.0
 # At most this many keys are kept; past it the oldest are dropped.
@@ -154,36 +150,23 @@ keys = KeyCache()
 loader = reads
 
 
-def room_changed(room_pk, event=None):
-    """Forget keys of room ``room_pk`` here, and return the message that makes every
-    other process forget them.
-
-    ``event`` is the room event being sent (``None``: forget the whole room). Events
-    that change nothing a door relies on (positions, presence) forget nothing; those
-    about one member (a share, a stop, a change, a removal, a key) forget that
-    member's keys only; the rest (the room deleted, its places changed) the room's.
-    Synchronous callers must call this after their transaction commits. Returns the
-    message to send to :data:`GROUP` (``None`` when there is nothing to forget): the
-    caller sends it with the event.
-    """
-    if event is not None and event["type"] not in FORGETTING_EVENTS:
-        return None
-    member = event.get("member") if event is not None else None
-    if type(member) is dict:  # room.member carries the member's info
-        member = member.get("id")
-    if type(member) is int:
-        return member_changed(room_pk, member)
-    keys.forget_room(room_pk)
-    friends.room_changed(room_pk)
-    return events.keys_forget(room_pk)
+#: ``hook(room id or None, member id or None)`` called whenever keys are forgotten
+#: here: what else a process keeps of a room's members goes with its keys (the
+#: OwnTracks friends answers, maps.ingest.friends, registered by maps.apps). A room
+#: of ``None`` means everything.
+_forget_hooks = []
 
 
-def member_changed(room_pk, member_pk):
-    """Forget member ``member_pk``'s keys here; return the message that makes every
-    other process forget them (the caller sends it to :data:`GROUP`)."""
-    keys.forget_member(member_pk)
-    friends.room_changed(room_pk, member_pk)
-    return events.keys_forget(room_pk, member_pk)
+def on_forget(hook):
+    """Call ``hook(room, member)`` whenever this process forgets keys (see :func:`forget`)."""
+    if hook not in _forget_hooks:
+        _forget_hooks.append(hook)
+
+
+def _forget_all():
+    keys.clear()
+    for hook in _forget_hooks:
+        hook(None, None)
 
 
 async def listen():
@@ -201,8 +184,7 @@ async def listen():
             if channel is None:
                 channel = await layer.new_channel("keys.")
                 await layer.group_add(GROUP, channel)
-                keys.clear()
-                friends.clear()
+                _forget_all()
             try:
                 message = await asyncio.wait_for(layer.receive(channel), REJOIN_S)
             except TimeoutError:
@@ -215,8 +197,7 @@ async def listen():
         except Exception:
             log.warning("key cache: channel layer away; keys expire after %ss", keys.ttl_s)
             channel = None
-            keys.clear()
-            friends.clear()
+            _forget_all()
             await asyncio.sleep(1)
             continue
         if message.get("type") == "keys.forget":
@@ -224,9 +205,13 @@ async def listen():
 
 
 def forget(message):
-    """Forget what a ``keys.forget`` message (:class:`maps.protocol.events.KeysForget`) says
-    changed: the member's keys, or the room's, or everything; and with them the
-    room's OwnTracks friends (:mod:`maps.ingest.friends`)."""
+    """Forget what a ``keys.forget`` message (:class:`maps.protocol.events.KeysForget`)
+    says changed: the member's keys, or the room's, or everything; and with them what
+    the hooks of :func:`on_forget` keep (the room's OwnTracks friends).
+
+    Called for the messages of other processes (:func:`listen`) and, at once, for this
+    process's own (registered with :func:`maps.services.publish.on_forget`).
+    """
     room, member = message.get("room"), message.get("member")
     if member is not None:
         keys.forget_member(member)
@@ -234,7 +219,5 @@ def forget(message):
         keys.forget_room(room)
     else:
         keys.clear()
-    if room is not None:
-        friends.room_changed(room, member)
-    else:
-        friends.clear()
+    for hook in _forget_hooks:
+        hook(room, member)

@@ -259,3 +259,13 @@ def room_changed(room_pk, member_pk=None):
 def clear():
     """Forget every room's friends (maps.access.keycache, when announcements may be lost)."""
     rooms.clear()
+
+
+def keys_forgotten(room_pk, member_pk=None):
+    """Forget what goes stale with forgotten keys: the hook the key cache calls
+    (:func:`maps.access.keycache.on_forget`, registered by maps.apps). ``room_pk``
+    ``None`` forgets every room's friends."""
+    if room_pk is None:
+        clear()
+    else:
+        room_changed(room_pk, member_pk)

@@ -26,7 +26,6 @@ from maps.services import (
     NotAllowed,
     amember_stop_sharing,
     ashare_start,
-    place_events_announce,
     place_transition_record,
     places_for_device,
     places_import,
@@ -145,11 +144,10 @@ async def owntracks_view(request, caller):
             await _publish(caller, [value])
             metrics.POSITIONS_BY_DOOR["owntracks"].inc()
         elif kind == "transition":
-            created = await database_sync_to_async(place_transition_record)(
+            # Announced after its commit by the one publisher, as computed ones are.
+            await database_sync_to_async(place_transition_record)(
                 member=caller.ref, rid=value.rid, desc=value.desc, kind=value.kind,
                 ts=value.ts)
-            if created:
-                await place_events_announce(created)
         elif kind == "waypoints":
             await database_sync_to_async(places_import)(member=caller.member,
                                                         waypoints=value)

@@ -28,6 +28,11 @@ CLOSE_NO_ROOM = 4404
 CLOSE_FLOOD = 4429
 
 
+#: The channel-layer group every process's key cache listens to for ``keys.forget``
+#: (maps.access.keycache.listen; sent only by maps.services.publish).
+KEYS_GROUP = "geoshare.keys"
+
+
 def room_group(room_pk):
     """Return the channel-layer group of the room with primary key ``room_pk``.
 
@@ -296,18 +301,10 @@ def send_message(text):
 
 
 class RoomFix(TypedDict):
-    """A member's position (sent by ``maps.services.position_publish``)."""
+    """A member's newest accepted position (sent by ``maps.services.publish.position_announce``)."""
 
     type: Literal["room.fix"]
     p: WirePosition
-
-
-class RoomFixes(TypedDict):
-    """Positions of several members, stored in one history batch (sent once per room by
-    ``maps.storage.history``'s writer after the commit, instead of a ``room.fix`` each)."""
-
-    type: Literal["room.fixes"]
-    ps: list[WirePosition]
 
 
 class RoomStop(TypedDict):
@@ -434,7 +431,6 @@ class KeysForget(TypedDict):
 
 ROOM_EVENTS = {
     "room.fix": RoomFix,
-    "room.fixes": RoomFixes,
     "room.stop": RoomStop,
     "room.share": RoomShare,
     "room.unwatch": RoomUnwatch,
@@ -456,10 +452,6 @@ PROCESS_EVENTS = {"keys.forget": KeysForget}
 
 def room_fix(position):
     return {"type": "room.fix", "p": position}
-
-
-def room_fixes(positions):
-    return {"type": "room.fixes", "ps": positions}
 
 
 def room_stop(member_id, at):

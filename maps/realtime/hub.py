@@ -32,6 +32,7 @@ from maps.domain.fixes import now_ms
 from maps.domain.room_state import RoomState, watch_frames
 from maps.protocol import events
 from maps.storage.dbthread import LOOKUP_GAP_S, Batcher, reads
+from maps.storage.selectors import member_info, rooms_live_state
 from maps.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -256,10 +257,6 @@ class RoomHub:
     def room_fix(self, message):
         self._apply_fix(message["p"])
 
-    def room_fixes(self, message):
-        for position in message["ps"]:
-            self._apply_fix(position)
-
     def _apply_fix(self, position):
         if not self.state.apply_fix(position):
             # Unknown here: joined through another process, or removed. Look it up; a
@@ -336,8 +333,6 @@ class RoomHub:
         return time.monotonic() + 3 * geoshare_setting("HEARTBEAT_MS") / 1000
 
     async def _reload_member(self, position):
-        from maps.storage.selectors import member_info
-
         info = await database_sync_to_async(member_info)(self.room_pk, position["member"])
         if info is None:
             return
@@ -423,12 +418,9 @@ class RoomHub:
         for member_id in ended:
             self._close_watchers(member_id, events.CLOSE_NO_ROOM,
                                  only=lambda socket: socket.bound)
-        if ended:
-            # Every process's hub ends the share at the same time by itself; this makes
-            # it true in the database as well (idempotent).
-            from maps.services import shares_expire
-
-            self._spawn(database_sync_to_async(shares_expire)())
+        # Every process's hub ends the share at the same time by itself; the
+        # maintenance loop writes it down (maps.services.shares.shares_expire): the hub
+        # never writes to the database.
         self._changed()
 
     # -- channel layer --------------------------------------------------------------
@@ -519,14 +511,8 @@ class RoomHub:
                 self.resync_all()
 
 
-def _rooms_live_state(room_pks):
-    from maps.storage.selectors import rooms_live_state
-
-    return rooms_live_state(room_pks)
-
-
 # Hubs that start at once (a restart's reconnect storm) load their rooms together.
-live_states = Batcher(reads, _rooms_live_state, max_batch=200, gap=LOOKUP_GAP_S)
+live_states = Batcher(reads, rooms_live_state, max_batch=200, gap=LOOKUP_GAP_S)
 
 
 class HubRegistry:
@@ -619,3 +605,14 @@ def registry():
 def registries():
     """Return the hub registries of every event loop of this process (for metrics)."""
     return list(_registries.values())
+
+
+def _open_sockets():
+    return sum(len(hub.sockets) for r in registries() for hub in list(r.hubs.values()))
+
+
+def _live_hubs():
+    return sum(len(r.hubs) for r in registries())
+
+
+metrics.gauge_sources(open_sockets=_open_sockets, live_hubs=_live_hubs)

@@ -56,8 +56,6 @@ class HistoryWriter:
     def __init__(self):
         self.buffer = []
         self.waiters = []
-        # (room id, WirePosition) of the durable positions, announced after the commit.
-        self.announcements = []
         # member id -> the last_seen (epoch ms) last written, within the resolution.
         self.persisted = {}
         # device id -> the newest receive time (epoch ms) of the buffered positions,
@@ -69,16 +67,15 @@ class HistoryWriter:
         self._flushing = None
         self._tasks = set()
 
-    def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None,
-            announce=None):
+    def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None):
         """Queue positions of one member (``fixes``, a list of :class:`Fix`).
 
         ``device_id``: the device that sent them, whose ``last_seen`` the batch writes
         (at :data:`DEVICE_SEEN_RESOLUTION_MS`). Returns ``None``, or with ``durable`` a
         future that resolves when they are committed, or fails with
-        :class:`StoreFailed`. ``announce`` (durable only): ``(room id, WirePosition)``
-        to send to the room once the batch is committed; every room hears the
-        positions of one batch in one ``room.fixes`` event (:func:`_announce_fixes`).
+        :class:`StoreFailed`. The positions were announced by the caller when accepted
+        (maps.services.publish); the writer reports only what a commit computed (the
+        place events) to the callback of :func:`on_commit`.
         """
         for fix in fixes:
             self.buffer.append((member_id, fix, received_ms))
@@ -88,8 +85,6 @@ class HistoryWriter:
         if durable:
             future = loop.create_future()
             self.waiters.append(future)
-            if announce is not None:
-                self.announcements.append(announce)
             self._start_soon(loop)
             return future
         if self._handle is None:
@@ -128,7 +123,6 @@ class HistoryWriter:
             return
         batch, self.buffer = self.buffer, []
         waiters, self.waiters = self.waiters, []
-        announcements, self.announcements = self.announcements, []
         devices, self.devices = self.devices, {}
         loop = asyncio.get_running_loop()
         self._flushing = loop.create_future()
@@ -148,10 +142,8 @@ class HistoryWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-            if announcements:
-                self._spawn(loop, _announce_fixes(announcements))
-            if place_events:
-                self._spawn(loop, _announce(place_events))
+            if place_events and _committed:
+                self._spawn(loop, _committed[0](place_events))
             if connection.vendor == "sqlite":
                 # Off the durable path: nobody waits for it (CHECKPOINT_EVERY_S).
                 self._spawn(loop, checkpoints.load(None))
@@ -162,34 +154,19 @@ class HistoryWriter:
                 self._start_soon(loop)
 
 
-async def _announce_fixes(announcements):
-    """Send ``[(room id, WirePosition)]`` of a committed batch: one ``room.fixes`` event
-    per room, not one ``room.fix`` per request (on the in-memory layer each event is a
-    deep copy and a hub wake-up; on Redis a publish and a receive per process)."""
-    from channels.layers import get_channel_layer
-
-    from maps.protocol import events
-
-    rooms = {}
-    for room_pk, wire in announcements:
-        rooms.setdefault(room_pk, []).append(wire)
-    layer = get_channel_layer()
-    for room_pk, positions in rooms.items():
-        try:
-            await layer.group_send(events.room_group(room_pk), events.room_fixes(positions))
-        except Exception:
-            # Stored and answered: the hubs resync when the layer is back.
-            log.warning("room %s: stored positions not announced (channel layer away)",
-                        room_pk)
+# The callback of :func:`on_commit` (at most one: maps.services.publish's).
+_committed = []
 
 
-async def _announce(place_events):
-    from maps.services import place_events_announce
+def on_commit(callback):
+    """Register ``await callback(place_events)``, called after each commit that stored
+    arrivals or departures (``[(room id, member id, place id, kind, device time ms)]``).
 
-    try:
-        await place_events_announce(place_events)
-    except Exception:
-        log.warning("place events stored but not announced (channel layer away)")
+    The writer never sends on the channel layer itself: the one publisher
+    (:func:`maps.services.publish.install`) registers here at start-up. A second
+    registration replaces the first.
+    """
+    _committed[:] = [callback]
 
 
 # ``Member.last_seen`` in the database is for pages and for a hub that starts cold; live

@@ -11,6 +11,7 @@ from django.db import connections
 from django.db.models import BigIntegerField, F, Func, Q
 from django.utils import timezone
 
+from maps.domain.tracks import Track
 from maps.models import (
     Device,
     Invite,
@@ -392,8 +393,6 @@ def history_tracks(members, *, since, until, floor, full=True):
     id) index, times as integers (:class:`EpochUs`), so memory holds rows, never model
     instances.
     """
-    from maps.domain.tracks import Track
-
     fields = _TRACK_FIELDS if full else _TRACK_FIELDS[:2]
     tracks = []
     for member in members:

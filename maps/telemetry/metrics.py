@@ -2,7 +2,7 @@
 
 The core counts with one cheap call where something happens (a counter's ``inc``, a
 histogram's ``observe``); the gauges of open sockets and live hubs are read from the
-hub registries when scraped, so the hot path does nothing for them. Labels carry only
+functions the hub registers (:func:`gauge_sources`) when scraped, so the hot path does nothing for them. Labels carry only
 fixed, non-personal values: ``door`` (``websocket``, ``owntracks``, ``osmand``,
 ``gpslogger``) and ``bucket`` (a limiter bucket of ``GEOSHARE["RATE_LIMITS"]``, or
 ``flood``). Never a room id, a member id, a name, a key or an address.
@@ -27,35 +27,35 @@ shared directory to wipe at each restart.
 import hmac
 import logging
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
 
 DOORS = ("websocket", "owntracks", "osmand", "gpslogger", "overland", "hauk")
 
 
-def _hub_registries():
-    from maps.realtime.hub import (
-        registries,  # imported late: maps.realtime.hub imports this module
-    )
-
-    return registries()
-
-
-def _open_sockets():
-    return sum(len(hub.sockets) for r in _hub_registries() for hub in list(r.hubs.values()))
-
-
-def _live_hubs():
-    return sum(len(r.hubs) for r in _hub_registries())
-
-
 OPEN_SOCKETS = Gauge(
     "geoshare_open_sockets", "WebSocket connections attached to a room hub in this process")
-OPEN_SOCKETS.set_function(_open_sockets)
-
 LIVE_HUBS = Gauge("geoshare_live_hubs", "Rooms with a live hub in this process")
-LIVE_HUBS.set_function(_live_hubs)
+
+
+def gauge_sources(*, open_sockets, live_hubs):
+    """Read :data:`OPEN_SOCKETS` and :data:`LIVE_HUBS` from these functions when scraped.
+
+    ``open_sockets()`` and ``live_hubs()`` return counts (ints). Called once by the hub
+    module (maps.realtime.hub) on import: this module imports nothing of geoshare's.
+    """
+    OPEN_SOCKETS.set_function(open_sockets)
+    LIVE_HUBS.set_function(live_hubs)
+
 
 POSITIONS = Counter(
     "geoshare_positions_received", "Positions accepted and published, by door", ["door"])
@@ -146,8 +146,6 @@ def allowed(bucket, ok):
 def exposition():
     """Return ``(body bytes, content type)``: this process's metrics in Prometheus'
     text format."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 

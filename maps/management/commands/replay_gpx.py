@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 import gpxpy
 import orjson
 import websockets
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from maps.management.commands._common import get_room
@@ -104,8 +105,6 @@ class Command(BaseCommand):
                             help="the running server (default: GEOSHARE_PUBLIC_URL)")
 
     def handle(self, *args, **options):
-        from django.conf import settings
-
         if options["speed"] <= 0:
             raise CommandError("--speed must be positive")
         room = get_room(options["room"])

@@ -1,0 +1,244 @@
+"""Places (circles in a room), a phone's own region reports, and members' alert rules."""
+
+import math
+
+from django.db import transaction
+from django.utils import timezone
+
+from maps.domain import places
+from maps.domain.policy import may_publish
+from maps.domain.refs import MemberRef
+from maps.models import (
+    AlertRule,
+    Device,
+    Member,
+    Place,
+    Role,
+    Room,
+)
+from maps.protocol import events
+from maps.services import publish
+from maps.services.errors import NotAllowed, PlaceInvalid, TooManyPlaces
+from maps.services.names import clean_name
+from maps.storage.history import place_transition
+
+MAX_PLACES_PER_ROOM = 100
+
+
+def _place_number(data, field, low, high):
+    value = data.get(field)
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise PlaceInvalid(field, f"{field} must be a number")
+    if not low <= value <= high:
+        raise PlaceInvalid(field, f"{field} must be between {low:g} and {high:g}")
+    return float(value)
+
+
+def place_values(data, *, partial=False):
+    """Return the checked fields of a place from ``data`` (a decoded JSON object).
+
+    ``name`` (1 to 60 characters once cleaned), ``lat`` (-90..90 degrees), ``lon``
+    (-180..180), ``radius`` (25 m to 5 km). With ``partial`` only the fields present.
+    Raises :class:`PlaceInvalid` naming the first bad field.
+    """
+    if type(data) is not dict:
+        raise PlaceInvalid("body", "send a JSON object")
+    limits = {"lat": (-90, 90), "lon": (-180, 180),
+              "radius": (places.MIN_RADIUS_M, places.MAX_RADIUS_M)}
+    values = {}
+    for field in ("name", "lat", "lon", "radius"):
+        if field not in data:
+            if partial:
+                continue
+            raise PlaceInvalid(field, f"{field} is required")
+        if field == "name":
+            if type(data["name"]) is not str:
+                raise PlaceInvalid("name", "name must be text")
+            try:
+                values["name"] = clean_name(data["name"], limit=60)
+            except ValueError:
+                raise PlaceInvalid("name", "name is required") from None
+        else:
+            values[field] = _place_number(data, field, *limits[field])
+    return values
+
+
+def may_edit_place(member, place):
+    """Return whether ``member`` may change or delete ``place``: its creator or the
+    room's owner."""
+    return member.role == Role.OWNER or place.created_by_id == member.pk
+
+
+def _place_name_taken(room_id, name, exclude=None):
+    found = Place.objects.filter(room_id=room_id, name__iexact=name)
+    if exclude is not None:
+        found = found.exclude(pk=exclude)
+    return found.exists()
+
+
+def _places_changed(room_id):
+    Room.objects.filter(pk=room_id).update(places_changed=timezone.now())
+    wire = [p.to_dict() for p in Place.objects.filter(room_id=room_id)]
+    publish.room_event_on_commit(room_id, events.room_places(wire))
+
+
+def place_create(*, member, values):
+    """Create a place of ``member``'s room from checked ``values`` (:func:`place_values`).
+
+    Raises :class:`NotAllowed` for a viewer, :class:`TooManyPlaces` past
+    :data:`MAX_PLACES_PER_ROOM`, :class:`PlaceInvalid` (``name``) for a name the room
+    already has (ignoring case). Every map hears of it (``room.places``).
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers cannot make places")
+    with transaction.atomic():
+        # The room row is the lock: two creations cannot both pass the count.
+        Room.objects.select_for_update().filter(pk=member.room_id).first()
+        if Place.objects.filter(room_id=member.room_id).count() >= MAX_PLACES_PER_ROOM:
+            raise TooManyPlaces(f"a room has at most {MAX_PLACES_PER_ROOM} places")
+        if _place_name_taken(member.room_id, values["name"]):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        place = Place.objects.create(room_id=member.room_id, created_by_id=member.pk,
+                                     **values)
+        _places_changed(member.room_id)
+    return place
+
+
+def place_update(*, member, place, values):
+    """Change ``place`` (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can change it")
+    with transaction.atomic():
+        if "name" in values and _place_name_taken(place.room_id, values["name"],
+                                                  exclude=place.pk):
+            raise PlaceInvalid("name", "this room already has a place of that name")
+        for field, value in values.items():
+            setattr(place, field, value)
+        place.updated = timezone.now()
+        place.save(update_fields=[*values, "updated"])
+        _places_changed(place.room_id)
+    return place
+
+
+def place_delete(*, member, place):
+    """Delete ``place`` and its events (creator or owner only, else :class:`NotAllowed`)."""
+    if not may_edit_place(member, place):
+        raise NotAllowed("only the place's maker or the room's owner can delete it")
+    with transaction.atomic():
+        room_id = place.room_id
+        place.delete()
+        _places_changed(room_id)
+
+
+def place_for_region(*, room_id, rid, desc):
+    """Return the place of room ``room_id`` a phone's region names, or ``None``.
+
+    By the region id geoshare gave it (``geoshare-<id>``, maps.ingest.owntracks), else
+    by name, ignoring case.
+    """
+    if rid.startswith("geoshare-") and rid[9:].isdigit():
+        found = Place.objects.filter(room_id=room_id, pk=int(rid[9:])).first()
+        if found is not None:
+            return found
+    if not desc:
+        return None
+    return Place.objects.filter(room_id=room_id, name__iexact=desc.strip()).first()
+
+
+def place_transition_record(*, member: MemberRef, rid: str, desc: str, kind: str,
+                            ts: int) -> list[publish.PlaceEventRow]:
+    """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
+    of ``member``'s room; return the events stored.
+
+    ``kind`` is ``"enter"`` or ``"leave"``, ``ts`` the device time (epoch ms). The same
+    stored state as the crossings computed from positions decides
+    (:func:`maps.storage.history.place_transition`: never a second event for one
+    crossing), and the events take the same route: announced after the commit by the
+    one publisher (:func:`maps.services.publish.place_events_on_commit`).
+    """
+    place = place_for_region(room_id=member.room_pk, rid=rid, desc=desc)
+    if place is None:
+        return []
+    with transaction.atomic():
+        created = place_transition(member.room_pk, member.id, place.pk, kind, ts)
+        if created:
+            publish.place_events_on_commit(created)
+    return created
+
+
+def places_import(*, member, waypoints):
+    """Make places of a phone's regions (``[Waypoint]``) the room does not have yet.
+
+    By name, ignoring case; the radius is brought into 25 m..5 km; names cleaned as
+    any place's; stops at :data:`MAX_PLACES_PER_ROOM`. Returns the places made.
+    """
+    made = []
+    for waypoint in waypoints:
+        try:
+            values = place_values({
+                "name": waypoint.desc, "lat": waypoint.lat, "lon": waypoint.lon,
+                "radius": min(max(waypoint.rad, places.MIN_RADIUS_M),
+                              places.MAX_RADIUS_M)})
+        except PlaceInvalid:
+            continue
+        if _place_name_taken(member.room_id, values["name"]):
+            continue
+        try:
+            made.append(place_create(member=member, values=values))
+        except (TooManyPlaces, PlaceInvalid):
+            break
+    return made
+
+
+def places_for_device(*, device):
+    """Return the room's places for the phone of ``device`` if they changed since it
+    last got them (``[dict]`` with ``created`` in epoch seconds), else ``None``; marks
+    them sent."""
+    room = Room.objects.filter(pk=device.member.room_id).only("places_changed").first()
+    if room is None or room.places_changed is None:
+        return None
+    if device.places_sent is not None and device.places_sent >= room.places_changed:
+        return None
+    found = [{**p.to_dict(), "created": int(p.created.timestamp())}
+             for p in Place.objects.filter(room_id=room.pk)]
+    Device.objects.filter(pk=device.pk).update(places_sent=room.places_changed)
+    device.places_sent = room.places_changed
+    return found
+
+
+MAX_ALERT_RULES = 50
+
+
+def alert_rules_set(*, member, rules):
+    """Replace ``member``'s alert rules with ``rules`` (a decoded JSON list of
+    ``{"member": id or null, "place": id or null}``, null meaning any).
+
+    Every id must be a member or a place of the room. At most
+    :data:`MAX_ALERT_RULES`. Raises :class:`PlaceInvalid` naming the bad field
+    (``rules``, ``member`` or ``place``). Returns the stored rules as dicts.
+    """
+    if type(rules) is not list:
+        raise PlaceInvalid("rules", "rules must be a list")
+    if len(rules) > MAX_ALERT_RULES:
+        raise PlaceInvalid("rules", f"at most {MAX_ALERT_RULES} alert rules")
+    members = set(Member.objects.filter(room_id=member.room_id)
+                  .values_list("pk", flat=True))
+    place_ids = set(Place.objects.filter(room_id=member.room_id)
+                    .values_list("pk", flat=True))
+    wanted = []
+    for rule in rules:
+        if type(rule) is not dict or set(rule) - {"member", "place"}:
+            raise PlaceInvalid("rules", 'each rule is {"member": id|null, '
+                                        '"place": id|null}')
+        watched, place = rule.get("member"), rule.get("place")
+        if watched is not None and (type(watched) is not int or watched not in members):
+            raise PlaceInvalid("member", "member must be a member of the room, or null")
+        if place is not None and (type(place) is not int or place not in place_ids):
+            raise PlaceInvalid("place", "place must be a place of the room, or null")
+        if (watched, place) not in wanted:
+            wanted.append((watched, place))
+    with transaction.atomic():
+        AlertRule.objects.filter(member_id=member.pk).delete()
+        AlertRule.objects.bulk_create([
+            AlertRule(member_id=member.pk, watched_id=w, place_id=p) for w, p in wanted])
+    return [{"member": w, "place": p} for w, p in wanted]

@@ -1,0 +1,274 @@
+"""Rooms, invites and members: created, joined, renamed, removed, deleted."""
+
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from maps.domain.policy import may_publish
+from maps.models import (
+    MEMBER_NAME_CONSTRAINT,
+    PALETTE,
+    HistoryVisibility,
+    Invite,
+    Member,
+    Role,
+    Room,
+)
+from maps.protocol import events
+from maps.services import publish
+from maps.services.devices import device_create
+from maps.services.errors import InviteUnusable, NameTaken, TooManyInvites
+from maps.services.names import clean_name
+from maps.services.positions import positions_prune
+from maps.storage import selectors
+
+
+def _next_color(room):
+    used = room.members.count()
+    return PALETTE[used % len(PALETTE)]
+
+
+# Control (Cc) and format (Cf) characters: among them the bidi embeddings, overrides
+# and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which
+# reverse the text around a name on the others' pages, and the zero-width characters
+# (U+200B-U+200D, U+FEFF), which make two names look alike. Lone surrogates (Cs) cannot
+# even be encoded as UTF-8.
+def _name_taken(room, name):
+    """Return whether a member of ``room`` is already called ``name``, ignoring case.
+
+    Compared with ``str.casefold`` ("STRASSE" is "straße"), which the database's
+    ``LOWER`` cannot do; the unique constraint on ``LOWER(name)`` backs this check
+    up when two people join at once.
+    """
+    folded = name.casefold()
+    names = Member.objects.filter(room=room).values_list("name", flat=True)
+    return any(other.casefold() == folded for other in names)
+
+
+def _member_insert(member):
+    """Save a new ``member``; raise :class:`NameTaken` if the database finds the name taken.
+
+    In a savepoint, so that the caller's transaction can go on (or roll back) cleanly.
+    """
+    if _name_taken(member.room_id, member.name):
+        raise NameTaken(f"Someone in this room is already called {member.name}.")
+    try:
+        with transaction.atomic():
+            member.save(force_insert=True)
+    except IntegrityError as exc:
+        # Another request took the name between the check and the insert.
+        if MEMBER_NAME_CONSTRAINT not in str(exc):
+            raise
+        raise NameTaken(f"Someone in this room is already called {member.name}.") from exc
+    return member
+
+
+def room_create(*, name, owner_name, user=None, retention_days=None):
+    """Create a room and its owner; return ``(room, owner)``.
+
+    ``retention_days`` defaults to ``GEOSHARE["DEFAULT_RETENTION_DAYS"]``; 0 keeps no
+    history. Both names are cleaned as display names (:func:`_clean_name`). Raises
+    ``ValueError`` for an empty name.
+    """
+
+    if retention_days is None:
+        retention_days = settings.GEOSHARE["DEFAULT_RETENTION_DAYS"]
+    with transaction.atomic():
+        room = Room.objects.create(name=clean_name(name, limit=100),
+                                   retention_days=retention_days)
+        owner = Member.objects.create(
+            room=room, name=clean_name(owner_name), color=PALETTE[0], role=Role.OWNER,
+            user=user,
+        )
+    return room, owner
+
+
+def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None, label=""):
+    """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``).
+
+    ``expires_at`` is an aware datetime or ``None`` (never); ``max_uses`` a count or
+    ``None`` (unlimited); ``label`` the owner's name for it (cleaned as a display
+    name, at most 60 characters; empty for none). Raises :class:`TooManyInvites` when the room already holds
+    ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another role.
+    """
+
+    if role not in (Role.MEMBER, Role.VIEWER):
+        raise ValueError("an invite's role is member or viewer")
+    limit = settings.GEOSHARE["MAX_INVITES_PER_ROOM"]
+    with transaction.atomic():
+        # The room row locked, so that two requests cannot both take the last place.
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        if selectors.usable_invites(room).count() >= limit:
+            raise TooManyInvites(
+                f"This room already has {limit} usable invites: revoke one first."
+            )
+        return Invite.objects.create(room=room, role=role, expires_at=expires_at,
+                                     max_uses=max_uses, label=_invite_label(label))
+
+
+def _invite_label(label):
+    """Return ``label`` cleaned like a display name; empty (no label) when nothing is left."""
+    try:
+        return clean_name(label or "", limit=60)
+    except ValueError:
+        return ""
+
+
+def invite_set_label(*, invite, label):
+    """Give an invite the owner's name for it (``""`` removes it)."""
+    invite.label = _invite_label(label)
+    invite.save(update_fields=["label"])
+
+
+def invite_redeem(*, token, name, user=None):
+    """Join the invite's room as a new member named ``name``; return the member.
+
+    Raises :class:`InviteUnusable` when the invite is unknown, revoked, expired or used
+    up, :class:`NameTaken` when someone in the room has the name (the invite's use is
+    not spent), and ``ValueError`` for an empty name.
+    """
+    name = clean_name(name)
+    with transaction.atomic():
+        # Locked so that two people redeeming the last use at once cannot both get in.
+        invite = (
+            Invite.objects.select_for_update().select_related("room").filter(token=token)
+            .first()
+        )
+        if invite is None or not invite.is_usable():
+            raise InviteUnusable("this invite link is no longer valid")
+        member = _member_insert(Member(
+            room=invite.room, name=name, color=_next_color(invite.room), role=invite.role,
+            user=user, invite=invite,
+        ))
+        Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
+    publish.room_event_on_commit(member.room_id, events.room_member(events.member_info(member)))
+    return member
+
+
+def member_create(*, room, name, role=Role.MEMBER, user=None):
+    """Add a member with one device, "Phone"; return ``(member, key)``.
+
+    The key is the device's, shown once: only its hash is stored. Raises
+    :class:`NameTaken` when someone in the room has the name, ``ValueError`` for an
+    empty name.
+    """
+    member = Member(room=room, name=clean_name(name), color=_next_color(room), role=role,
+                    user=user)
+    with transaction.atomic():
+        _member_insert(member)
+        _device, key = device_create(member=member, name="Phone")
+    publish.room_event_on_commit(room.pk, events.room_member(events.member_info(member)))
+    return member, key
+
+
+def member_remove(*, member, replace_invite=False):
+    """Remove a member and everything of theirs: positions, sockets, marker.
+
+    ``replace_invite`` is for removals by the owner or an admin: the links the member
+    knows stop working, so that they cannot join again at once. Those are the invite
+    they joined by and, if they could see it, the member invite the room's map shows
+    (:func:`maps.storage.selectors.map_invite`); each still usable one is revoked and replaced
+    (:func:`_invite_replace`). A member leaving by themselves keeps nothing out.
+
+    Returns the replacement invites, the one for the member's own invite first; an
+    empty list when none was replaced.
+    """
+    room_pk, member_pk = member.room_id, member.pk
+    with transaction.atomic():
+        replacements = []
+        if replace_invite:
+            replacements = [_invite_replace(i) for i in _invites_known_to(member)]
+        _lock_members(Member.objects.filter(pk=member_pk))
+        member.delete()
+    publish.room_event_on_commit(room_pk, events.room_kick(member_pk))
+    return replacements
+
+
+def _invites_known_to(member):
+    """Return the usable invites whose links ``member`` has seen, own invite first."""
+    # Read again: in a bulk removal an earlier replacement may have moved the member
+    # to a new invite since the caller loaded them.
+    own = Member.objects.filter(pk=member.pk).values_list("invite_id", flat=True).first()
+    ids = [own] if own is not None else []
+    if may_publish(member):
+        shown = selectors.map_invite(member.room_id)
+        if shown is not None and shown.pk not in ids:
+            ids.append(shown.pk)
+    # Locked so that a redemption cannot slip in between the check and the revocation.
+    invites = {i.pk: i for i in Invite.objects.select_for_update().filter(pk__in=ids)}
+    return [invites[pk] for pk in ids if pk in invites and invites[pk].is_usable()]
+
+
+def _invite_replace(invite):
+    """Revoke ``invite`` and return a new one with the same room, role, expiry and limit.
+
+    The members who joined through the old link stay, and count from now on as joined
+    through the new one: revoking the replacement removes them too, as revoking the
+    original would have. The replacement starts with no uses.
+    """
+    Invite.objects.filter(pk=invite.pk).update(revoked=True)
+    replacement = Invite.objects.create(
+        room_id=invite.room_id, role=invite.role, expires_at=invite.expires_at,
+        max_uses=invite.max_uses,
+    )
+    Member.objects.filter(invite=invite).update(invite=replacement)
+    return replacement
+
+
+def _lock_members(members):
+    """Lock member rows ``FOR UPDATE`` before deleting them (PostgreSQL; SQLite no-op).
+
+    The history writer holds ``FOR KEY SHARE`` on the members of the batch it is
+    writing (maps.storage.history): taking this lock first makes a delete wait for that batch
+    to commit, so the delete then sees, and removes, the positions just written,
+    instead of failing on them. A batch that comes second finds the members gone.
+    """
+    list(members.select_for_update().values_list("pk", flat=True))
+
+
+def invite_revoke(*, invite):
+    """Revoke an invite and remove the members who joined through it.
+
+    They have seen the room's map, so when one of them could see its invite link
+    (:func:`maps.storage.selectors.map_invite`) and that is another invite, it is replaced too
+    (:func:`_invite_replace`): otherwise they would come straight back by it.
+    """
+    with transaction.atomic():
+        shown = selectors.map_invite(invite.room_id)
+        Invite.objects.filter(pk=invite.pk).update(revoked=True)
+        members = list(Member.objects.filter(invite=invite))
+        if (shown is not None and shown.pk != invite.pk
+                and any(may_publish(m) for m in members)):
+            _invite_replace(shown)
+        for member in members:
+            member_remove(member=member)
+
+
+def room_delete(*, room):
+    """Delete a room with all its members and positions; close its sockets."""
+    room_pk = room.pk
+    with transaction.atomic():
+        _lock_members(Member.objects.filter(room_id=room_pk))
+        room.delete()
+    publish.room_event_on_commit(room_pk, events.room_deleted())
+
+
+def room_set_retention(*, room, days):
+    """Set how many days of history the room keeps (0: live only) and apply it now."""
+    room.retention_days = days
+    room.save(update_fields=["retention_days"])
+    return positions_prune(rooms=[room])
+
+
+def room_set_history_visibility(*, room, visibility):
+    """Set whose history the room's people may see (a :class:`HistoryVisibility`).
+
+    ``everyone``, ``members`` (not viewers) or ``own``; read on every history request
+    (:func:`maps.access.scope.history_scope`), so it applies at once. Raises ``ValueError``
+    for another value.
+    """
+    if visibility not in HistoryVisibility.values:
+        raise ValueError("history visibility is everyone, members or own")
+    room.history_visibility = visibility
+    room.save(update_fields=["history_visibility"])

@@ -1,0 +1,129 @@
+"""Shares (a member showing their marker, until a time or until stopped) and watch-me links."""
+
+from datetime import timedelta
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from maps.domain.fixes import now_ms
+from maps.domain.policy import may_publish
+from maps.models import (
+    LivePosition,
+    Member,
+    Share,
+    WatchLink,
+    hash_key,
+    new_watch_token,
+)
+from maps.protocol import events
+from maps.services import publish
+from maps.services.errors import NotAllowed
+from maps.storage.selectors import from_ms, to_ms
+
+
+async def ashare_start(*, member, until_ms=None):
+    """Start or change the share of ``member`` (a :class:`maps.domain.refs.MemberRef`).
+
+    ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
+    turns it off. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
+    that is not in the future.
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers cannot share a position")
+    if until_ms is not None and until_ms <= now_ms():
+        raise ValueError("until must be in the future")
+    until = None if until_ms is None else from_ms(until_ms)
+    await database_sync_to_async(
+        Member.objects.filter(pk=member.id).update
+    )(share=Share.ON, sharing_until=until)
+    await publish.room_event_send(member.room_pk, events.room_share(member.id, until_ms))
+
+
+def _share_end(member_ids, at):
+    """Write down that these members' shares ended at ``at``; forget their positions.
+
+    Their live positions go, and so do the watch links that ended with the share.
+    Returns the ids of those links.
+    """
+    with transaction.atomic():
+        Member.objects.filter(pk__in=member_ids).update(
+            share=Share.ENDED, sharing_until=None, stopped_at=at)
+        LivePosition.objects.filter(member_id__in=member_ids).delete()
+        links = WatchLink.objects.filter(member_id__in=member_ids, expires_at=None,
+                                         revoked=False)
+        ids = list(links.values_list("pk", flat=True))
+        links.update(revoked=True)
+    return ids
+
+
+async def amember_stop_sharing(*, member):
+    """End the share of ``member`` (a :class:`maps.domain.refs.MemberRef`): the marker goes.
+
+    Records the end first, so that no later snapshot, friends answer or restart shows
+    a position received before it, then tells the room's hubs. Positions are refused
+    from then on until the member shares again (:func:`ashare_start`).
+    """
+    at = timezone.now()
+    await database_sync_to_async(_share_end)([member.id], at)
+    await publish.room_event_send(member.room_pk, events.room_stop(member.id, to_ms(at)))
+
+
+def shares_expire(*, now=None):
+    """Write down every share whose end time has passed; return how many ended.
+
+    The hubs end them on the map at their end time by themselves (maps.realtime.hub); this
+    makes it true in the database too (run by maps.ops.maintenance and by the hubs).
+    """
+    now = now or timezone.now()
+    due = list(Member.objects.filter(share=Share.ON, sharing_until__lte=now)
+               .values_list("pk", "sharing_until"))
+    for member_id, until in due:
+        _share_end([member_id], until)
+    return len(due)
+
+
+WATCH_MINUTES_MIN = 15
+
+
+WATCH_MINUTES_MAX = 7 * 24 * 60
+
+
+MAX_WATCH_LINKS = 20
+
+
+def watch_link_create(*, member, minutes=None):
+    """Make a "watch me" link to ``member``'s marker; return ``(link, token)``.
+
+    ``minutes`` (15 to 10,080, seven days) is how long it works; ``None`` means until
+    the share running now ends (at its end time, or when the member turns it off).
+    The token (192 random bits) is shown once: only its hash is stored. Raises
+    ``ValueError`` for a duration out of range, for ``None`` without a running share,
+    and past :data:`MAX_WATCH_LINKS` usable links; :class:`NotAllowed` for a viewer.
+    """
+    if not may_publish(member):
+        raise NotAllowed("viewers do not share a position")
+    now = timezone.now()
+    if minutes is None:
+        if member.share_state(now) != Share.ON:
+            raise ValueError("start sharing first, or say for how many minutes")
+        expires_at = member.sharing_until
+    else:
+        if not WATCH_MINUTES_MIN <= minutes <= WATCH_MINUTES_MAX:
+            raise ValueError(f"a watch link lasts {WATCH_MINUTES_MIN} minutes to "
+                             f"{WATCH_MINUTES_MAX // 1440} days")
+        expires_at = now + timedelta(minutes=minutes)
+    usable = [link for link in member.watch_links.filter(revoked=False)
+              if link.is_usable(now)]
+    if len(usable) >= MAX_WATCH_LINKS:
+        raise ValueError(f"at most {MAX_WATCH_LINKS} watch links at a time: revoke one")
+    token = new_watch_token()
+    link = WatchLink.objects.create(member=member, token_hash=hash_key(token),
+                                    expires_at=expires_at)
+    return link, token
+
+
+def watch_link_revoke(*, link):
+    """Revoke a watch link: whoever watches through it is closed out (4403)."""
+    WatchLink.objects.filter(pk=link.pk).update(revoked=True)
+    publish.room_event_on_commit(link.member.room_id, events.room_unwatch(link.pk))
