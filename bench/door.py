@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DOORS = ("osmand-get", "osmand-post", "owntracks")
+from bench.common import DOORS, make_devices, prepare_env
+
 IN_FLIGHT = 50
 
 
@@ -92,7 +92,7 @@ async def drive(application, door: str, keys: list[str], count: int,
 
 async def measure(door: str, keys: list[str], count: int, warmup: int,
                   profile: Path | None) -> dict:
-    from geoshare.asgi import application
+    from geoshare.asgi import application  # after django.setup()
 
     startup: asyncio.Queue = asyncio.Queue()
     said: asyncio.Queue = asyncio.Queue()
@@ -132,16 +132,11 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=10_000)
     parser.add_argument("--profile", metavar="FILE", help="py-spy the measured part")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from bench.run import prepare_env
-
     prepare_env(Path(tempfile.mkdtemp(prefix="bench-door-")))
-    from django.conf import settings
+    from django.conf import settings  # after django.setup()
 
     # Plain HTTP in production mode, as bench.ingest's servers run.
     settings.SECURE_SSL_REDIRECT = False
-    from bench.ingest import make_devices
-
     keys, _ids, _paths = make_devices(1000, 0, 0)
     for door in args.doors.split(","):
         profile = Path(args.profile) if args.profile else None

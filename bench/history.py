@@ -30,11 +30,12 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
+import django
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import postgres_database
+
 TOTAL = 1_000_000
 DAY_POINTS = 86_400
 OTHERS = 11
@@ -47,11 +48,8 @@ def _setup(database_url):
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.pop("REDIS_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
     django.setup()
-    from django.core.management import call_command
+    from django.core.management import call_command  # after django.setup()
 
     call_command("migrate", "--noinput", verbosity=0)
 
@@ -111,6 +109,7 @@ def _copy_rows(member_id, lat, lon, speed, ts):
 
 def load(now_ms):
     """Make the room and COPY a million positions; return (room, day member, key, day)."""
+    # after django.setup()
     from django.db import connection
 
     from maps.models import Member
@@ -175,6 +174,7 @@ def _get(client, url, key):
 
 
 def measure(room, walker, key, day, repeat):
+    # after django.setup()
     from django.test import Client
 
     from maps.storage.selectors import from_ms
@@ -230,6 +230,7 @@ def measure(room, walker, key, day, repeat):
     rows.append(("API second page, one member", times,
                  f"{len(response.json()['positions'])} positions"))
 
+    # after django.setup()
     from django.utils import timezone
 
     from maps.access.scope import history_scope
@@ -255,6 +256,8 @@ def prune_while_inserting(room, now_ms):
     Returns ``(deleted, prune seconds, [insert ms], batch plan)``.
     """
     import psycopg
+
+    # after django.setup()
     from django.conf import settings
     from django.db import connection
 
@@ -300,7 +303,7 @@ def prune_while_inserting(room, now_ms):
 
 
 def timezone_now():
-    from django.utils import timezone
+    from django.utils import timezone  # after django.setup()
 
     return timezone.now()
 
@@ -334,9 +337,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="geoshare history benchmark (issue 13)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each request")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from tests.servers import postgres_database
-
     with postgres_database() as url:
         _setup(url)
         now_ms = int(time.time() * 1000)
@@ -346,7 +346,7 @@ def main(argv=None):
         rows, plans = measure(room, walker, key, day, args.repeat)
         prune = prune_while_inserting(room, now_ms)
         report(rows, plans, loaded, prune)
-        from django.db import connections
+        from django.db import connections  # after django.setup()
 
         connections.close_all()
     return 0

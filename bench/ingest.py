@@ -8,7 +8,7 @@ control measured in the same run:
 - ``owntracks``: ``POST /ingest/owntracks/`` with ``{"_type": "location", "lat", "lon",
   "tst": <now, epoch s>, "acc"}`` and HTTP Basic auth whose password is the device key.
 
-geoshare: one uvicorn (``bench.run.Server``, geoshare's flags) pinned to core 0 on a
+geoshare: one uvicorn (``bench.common.Server``, geoshare's flags) pinned to core 0 on a
 fresh SQLite database, history on; ``wrk`` on core 1, ``--connections`` connections,
 ``--seconds`` seconds, a Lua script rotating over ``--devices`` devices so each device
 sends rate/devices positions a second, inside the per-member budget of 1,200 a minute
@@ -56,9 +56,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-DOORS = ("osmand-get", "osmand-post", "owntracks")
+from bench.common import (
+    DOORS,
+    PY,
+    ROOT,
+    Server,
+    child_setup,
+    make_devices,
+    prepare_env,
+    py_spy,
+    raise_nofile,
+)
+from bench.report import print_summary
+from tests.servers import pinned
+
 #: Issue 16's target, positions per second on one core, every door.
 TARGET_PER_S = 5000
 #: The device clock of the OwnTracks door is whole seconds (``tst``).
@@ -107,39 +118,6 @@ def lua_script(door: str, keys: list[str], prefix: str = "") -> str:
         "prefix": json.dumps(prefix),
         "door": json.dumps(door),
     }
-
-
-def make_devices(count: int, viewers: int = 0, room_size: int = 0):
-    """Create ``count`` keyed members and ``viewers`` viewers (role ``viewer``).
-
-    With ``room_size`` 0 all are in one room; otherwise the devices are in rooms of
-    ``room_size`` and the viewers in the first. Returns ``(device keys, {device member
-    id: key}, viewer socket paths)``.
-    """
-    from django.db import connection, transaction
-
-    from maps.services import member_create, room_create
-
-    keys: list[str] = []
-    ids: dict[int, str] = {}
-    viewer_paths: list[str] = []
-    per_room = room_size or max(count, 1)
-    with transaction.atomic():
-        first = None
-        for start in range(0, count, per_room):
-            room, _ = room_create(name=f"ingest {start}", owner_name="bench owner")
-            first = first or room
-            for m in range(min(per_room, count - start)):
-                member, key = member_create(room=room, name=f"phone {m}", role="member")
-                keys.append(key)
-                ids[member.pk] = key
-        if first is None:
-            first, _ = room_create(name="ingest", owner_name="bench owner")
-        for v in range(viewers):
-            _, key = member_create(room=first, name=f"viewer {v}", role="viewer")
-            viewer_paths.append(f"/ws/rooms/{first.public_id}/?key={key}")
-    connection.close()
-    return keys, ids, viewer_paths
 
 
 def parse_wrk(text):
@@ -200,8 +178,6 @@ def settle(server, timeout: float = 60.0, idle_pct: float = 10.0) -> float:
 
 
 def _wrk(url: str, script: Path, connections: int, seconds: float) -> str:
-    from tests.servers import pinned
-
     return subprocess.run(
         pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                 "-s", str(script), url], 1),
@@ -217,9 +193,6 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
     report (their shares started, their keys looked up), the steady state a running
     server is in. The stored count is taken after them.
     """
-    from bench.run import Server, _child_setup, py_spy
-    from tests.servers import pinned
-
     script = work / f"{door}-{app}.lua"
     script.write_text(lua_script(door, keys, "/bare" if app == "bare" else ""))
     db = env["DATABASE_URL"].removeprefix("sqlite:///")
@@ -239,7 +212,7 @@ def run_door(door, app, env, work, keys, ids, viewer_paths, *, connections, seco
             viewers = subprocess.Popen(
                 pinned([PY, "-m", "bench.viewers", str(spec)], 1), cwd=ROOT, env=env,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                preexec_fn=_child_setup,
+                preexec_fn=child_setup,
             )
             line = viewers.stdout.readline()
             if not line:
@@ -316,8 +289,6 @@ def run(doors=DOORS, devices=1000, viewers=500, connections=50, seconds=10,
         room_size=0, sample_viewers=50, profile_dir=None, work=None, env=None,
         emit=print, warmup=3.0, extra_env=None) -> list[dict]:
     """Run every door on geoshare and bare; return the summary rows."""
-    from bench.run import prepare_env
-
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     if work is None:
@@ -382,9 +353,6 @@ def main(argv=None):
                         help="a setting for the servers (e.g. GEOSHARE_INGEST_FRONT=0), "
                         "to measure what a step is worth")
     args = parser.parse_args(argv)
-    from bench.loadgen import raise_nofile
-    from bench.report import print_summary
-
     raise_nofile()
     profile_dir = None
     if args.profile:

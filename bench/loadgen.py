@@ -50,13 +50,14 @@ import hashlib
 import json
 import os
 import random
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import orjson
+
+from bench.common import raise_nofile
 
 HIST_MAX_MS = 120_000
 SATURATED_CPU_PCT = 90.0
@@ -747,14 +748,6 @@ def summarize(run: Run, k: Counters, **timing) -> dict:
         "gen_loop_lag_max_ms": round(run.loop_lag_max * 1000, 1),
         "generator_saturated": gen_cpu_pct > SATURATED_CPU_PCT,
     }
-
-
-def raise_nofile() -> int:
-    """Raise the soft open-files limit to the hard one; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def run_spec(spec: dict, emit=None, wait_for_go: bool = False) -> dict:

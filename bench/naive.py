@@ -30,7 +30,7 @@ def configure_layer() -> None:
     geoshare's embedded layer is tuned for its hubs; the floor must be the usual
     design, so it gets channels' own in-memory layer, untuned.
     """
-    from django.conf import settings
+    from django.conf import settings  # after django.setup()
 
     layers = settings.CHANNEL_LAYERS
     default = layers.get("default", {})

@@ -2,8 +2,8 @@
 
 For every load point it starts a fresh uvicorn serving ``bench.asgi:application``
 (geoshare and both controls) with geoshare's uvicorn flags (``geoshare.serving``, as
-``make run``; servers come from ``tests.servers``, the tests' harness) pinned to core 0
-with ``taskset``, runs the load generator
+``make run``; ``bench.common.Server``, on ``tests.servers``, the tests' harness)
+pinned to core 0 with ``taskset``, runs the load generator
 (``bench.loadgen``) in its own process pinned to core 1, measures the server's CPU and
 RSS with psutil, stops the server, and prints one plain-text table with geoshare, the
 naive floor and the bare ceiling side by side. Scenarios (issue 6):
@@ -49,13 +49,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from bench import ingest, storm
+from bench.common import (
+    PY,
+    ROOT,
+    Server,
+    child_setup,
+    prepare_env,
+    py_spy,
+    raise_nofile,
+)
+from bench.report import print_summary
+from tests.servers import RedisServer, pinned
 
-from bench.loadgen import raise_nofile
-from tests.servers import Project, RedisServer, Uvicorn, pinned
-
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
 APPS = ("geoshare", "naive", "bare")
 P99_LIMIT_MS = 1000
 DELIVERY_MIN = 0.99
@@ -64,45 +70,6 @@ DELIVERY_MIN = 0.99
 RATIO_TARGETS = {"S1": 1.4, "S2": 1.5}
 #: Apps that S1's stopping rule never stops: the control of those ratios.
 UNSTOPPED = ("bare",)
-
-
-# -- servers ------------------------------------------------------------------------
-
-
-def _child_setup() -> None:
-    raise_nofile()
-
-
-class Server(Uvicorn):
-    """One uvicorn serving ``bench.asgi:application``, started at once.
-
-    The harness of the tests (``tests.servers.Uvicorn``): geoshare's uvicorn flags
-    (``geoshare.serving``, as ``make run``), only quieter (warnings, no access log).
-    Pinned to ``core`` with taskset; its log is ``uvicorn-<port>.log`` in ``log_dir``;
-    its CPU time and RSS are read with psutil.
-    """
-
-    def __init__(self, env: dict, log_dir: Path, ws: str = "wsproto", core=0) -> None:
-        super().__init__(
-            env=env,
-            app="bench.asgi:application",
-            ws=ws,
-            core=core,
-            log_dir=log_dir,
-            log_level="warning",
-            access_log=False,
-            preexec_fn=_child_setup,
-        )
-        self.start()
-        self.ps = psutil.Process(self.process.pid)
-        self.rss_base = self.ps.memory_info().rss
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
 
 
 # -- rooms --------------------------------------------------------------------------
@@ -126,6 +93,7 @@ class Fixtures:
         ]
 
     def _geoshare_rooms(self, sizes: list[int]) -> list[list[str]]:
+        # after django.setup()
         from django.db import transaction
 
         from maps.models import Member, Share
@@ -177,38 +145,6 @@ def _reader(stream, q: queue.Queue) -> None:
     for line in stream:
         q.put(line)
     q.put(None)
-
-
-def py_spy(pid: int, seconds: float, path: Path):
-    """Start ``py-spy record`` of process ``pid`` for ``seconds`` into ``path`` (raw
-    collapsed stacks, only the thread holding the GIL); return the Popen, or ``None``
-    when py-spy is not installed. Summarise with ``python -m bench.stacks FILE``."""
-    exe = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
-    if exe is None:
-        print("(py-spy not installed: no profile)", file=sys.stderr)
-        return None
-    return subprocess.Popen(
-        [
-            exe,
-            "record",
-            "--format",
-            "raw",
-            "--rate",
-            "200",
-            "--nonblocking",
-            # Only the thread holding the GIL: where the CPU goes, not where
-            # threads wait.
-            "--gil",
-            "--duration",
-            str(max(1, int(seconds))),
-            "--pid",
-            str(pid),
-            "-o",
-            str(path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def start_profilers(point: Point, servers: list[Server], out: Path) -> list:
@@ -285,7 +221,7 @@ def run_point(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=_child_setup,
+            preexec_fn=child_setup,
         )
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_reader, args=(gen.stdout, lines), daemon=True).start()
@@ -592,31 +528,6 @@ def headline_rows(rows: list[dict]) -> list[dict]:
 # -- main -----------------------------------------------------------------------------
 
 
-def prepare_env(work: Path) -> dict:
-    """Environment for this process, the servers and the generator; migrates the DB.
-
-    A ``tests.servers.Project`` in ``work``: a fresh SQLite database, production mode.
-    """
-    project = Project(
-        work,
-        SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
-        DEBUG="0",
-        LOG_LEVEL="WARNING",
-        # Every simulated client connects from 127.0.0.1: the per-address socket limit
-        # (1,000 per process by default, docs/security.md) would refuse the load itself.
-        # Every other limit and check stays on.
-        GEOSHARE_MAX_SOCKETS_PER_ADDRESS="0",
-        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    ).migrate()
-    env = project.env
-    os.environ.update(env)
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    return env
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="geoshare fan-out benchmark (issue 6)")
     mode = parser.add_mutually_exclusive_group()
@@ -703,16 +614,12 @@ def main(argv=None) -> int:
                     print(ratio_line(target), flush=True)
         targets = headline_rows(targets)
         if wanted is None or "ingest" in wanted:
-            from bench import ingest
-
             print("\nPhone ingest (bench.ingest)", flush=True)
             seconds = args.ingest_seconds or (10 if args.full else 5)
             targets += ingest.run(
                 seconds=seconds, profile_dir=profile_dir, work=work, env=env
             )
         if wanted is None or "storm" in wanted:
-            from bench import storm
-
             print("\nReconnect storm (bench.storm)", flush=True)
             sizes = (10_000, 2_000, 2_000) if args.full else (2_000, 500, 500)
             targets += storm.run(
@@ -738,8 +645,6 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if targets:
-        from bench.report import print_summary
-
         print_summary(targets)
     print(f"({time.monotonic() - started:.0f} s)")
     return 0

@@ -15,7 +15,7 @@ Before each storm every member has a live position (a ``LivePosition`` row, shar
 so each snapshot carries every member and every position of its room; a bare room is
 seeded with as many members and positions (``?seed=``).
 
-One measurement: a fresh uvicorn pinned to core 0 (``bench.run.Server``); the client
+One measurement: a fresh uvicorn pinned to core 0 (``bench.common.Server``); the client
 (this module with ``--client``, ``websockets``, on uvloop) on core 1, ``--clients``
 processes of them, each raising its open-files limit. Each socket connects, waits for
 its first frame and then keeps reading (and dropping) what follows, as a browser would.
@@ -41,10 +41,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import import_module
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from bench.common import (
+    PY,
+    ROOT,
+    Server,
+    child_setup,
+    prepare_env,
+    py_spy,
+    raise_nofile,
+)
+from bench.loadgen import frame_type
+from bench.report import print_summary
+from tests.servers import pinned
+
 STORM_TIMEOUT_S = 300
 #: Targets of issue 16.
 ROOMS_RATIO_TARGET = 2.0
@@ -57,8 +69,6 @@ ROOM_SECONDS_TARGET = 10.0
 async def _storm(sockets: list[dict], concurrency: int, timeout: float) -> dict:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
-
-    from bench.loadgen import frame_type
 
     sem = asyncio.Semaphore(concurrency) if concurrency > 0 else None
     firsts: list[float] = []
@@ -137,8 +147,6 @@ async def _storm(sockets: list[dict], concurrency: int, timeout: float) -> dict:
 
 def client_main(spec_path: str) -> None:
     """``--client SPEC``: read the spec, wait for ``go`` on stdin, storm, print JSON."""
-    from bench.loadgen import raise_nofile
-
     raise_nofile()
     spec = json.loads(Path(spec_path).read_text())
     print(json.dumps({"event": "ready"}), flush=True)
@@ -166,8 +174,7 @@ def make_rooms(sizes: list[int], sessions: int = 0) -> tuple[list[list[dict]], l
     Returns, per room, its sockets' ``{"path", "cookie"}`` (``cookie`` the session's
     value, ``None`` for a key), and the rooms.
     """
-    from importlib import import_module
-
+    # after django.setup()
     from django.conf import settings
     from django.db import connection, transaction
     from django.utils import timezone
@@ -239,10 +246,7 @@ def storm(
 ) -> dict:
     """Open ``sockets`` (``{"path", "cookie"}``) at once on a fresh server; return the
     merged client results with ``seconds`` (first connect to last first frame)."""
-    from django.conf import settings
-
-    from bench.run import Server, _child_setup, py_spy
-    from tests.servers import pinned
+    from django.conf import settings  # after django.setup()
 
     server = Server(env, work, core=0)
     procs: list[subprocess.Popen] = []
@@ -275,7 +279,7 @@ def storm(
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
-                    preexec_fn=_child_setup,
+                    preexec_fn=child_setup,
                 )
             )
         for p in procs:
@@ -392,8 +396,6 @@ def run(
     emit=print,
 ) -> list[dict]:
     """Run the storms; return one summary row per scenario (see :func:`summary_rows`)."""
-    from bench.run import prepare_env
-
     if work is None:
         work = Path(tempfile.mkdtemp(prefix="bench-storm-"))
     if env is None:
@@ -463,9 +465,6 @@ def main(argv=None) -> int:
     if args.client:
         client_main(args.client)
         return 0
-    from bench.loadgen import raise_nofile
-    from bench.report import print_summary
-
     raise_nofile()
     if args.quick:
         args.key_sockets, args.session_sockets, args.room_sockets = 2000, 500, 500

@@ -25,7 +25,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.loadgen import count_positions, frame_type, raise_nofile
+from bench.common import raise_nofile
+from bench.loadgen import count_positions, frame_type
 
 
 class Viewer:

@@ -299,9 +299,9 @@ def test_handshake_response_then_frames_in_one_read():
 
 @pytest.fixture(scope="module")
 def bench_server(tmp_path_factory):
-    """bench.run's server (uvicorn serving bench.asgi) on a fresh migrated SQLite
+    """bench.common.Server (uvicorn serving bench.asgi) on a fresh migrated SQLite
     database, with one geoshare room of three keyed members; shared by the module."""
-    from bench.run import Server
+    from bench.common import Server
 
     work = tmp_path_factory.mktemp("bench")
     project = Project(
