@@ -432,3 +432,14 @@ async def test_presence_goes_to_other_hubs_only_when_there_are_any(
         assert heard["hub"] == hub.channel
     finally:
         layer.group_send = original
+
+
+async def test_a_hub_left_without_sockets_retires_after_its_idle_grace(
+    room, member_key, connect, hubs
+):
+    hubs.idle_grace_s = 0  # HubRegistry.idle_grace_s: no 30 s wait
+    client = await connect(room, key=member_key)
+    hub = hubs.get(room.pk)
+    await client.disconnect()
+    await until(lambda: hubs.get(room.pk) is None)
+    await until(lambda: hub.closed)
