@@ -177,6 +177,25 @@ class Client:
                 return False
         return True
 
+    async def handled(self, timeout=2):
+        """Send a ``ping`` and wait for its ``pong``: every frame sent before it has been
+        handled (a consumer handles one frame at a time), its events sent. Frames
+        received meanwhile are returned."""
+        await self.send({"type": "ping"})
+        frames = []
+        while (frame := await self.receive(timeout))["type"] != "pong":
+            frames.append(frame)
+        return frames
+
+    async def frames_until(self, marker, timeout=2):
+        """Return the frames received up to and including the first one for which
+        ``marker(frame)`` is true: the later message an absence is proved by."""
+        frames = []
+        while True:
+            frames.append(await self.receive(timeout))
+            if marker(frames[-1]):
+                return frames
+
     async def close_code(self, timeout=2):
         """Return the close code of a socket the server closes (frames before it skipped)."""
         while True:
@@ -186,6 +205,19 @@ class Client:
 
     async def disconnect(self):
         await self.communicator.disconnect()
+
+
+def about(frames, member_id, kinds=("positions", "stopped", "removed")):
+    """Return the frames of ``kinds`` that are about member ``member_id``."""
+    return [frame for frame in frames if frame["type"] in kinds and (
+        frame.get("member") == member_id
+        or any(p["member"] == member_id for p in frame.get("positions", ())))]
+
+
+def position_of(member_id):
+    """A marker for :meth:`Client.frames_until`: a ``positions`` frame with the member's."""
+    return lambda frame: frame["type"] == "positions" and any(
+        p["member"] == member_id for p in frame["positions"])
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@
 - :class:`RedisServer` / :func:`redis_url`: a private ``redis-server``;
 - :func:`postgres_database`: a private database on a PostgreSQL server;
 - :class:`Nginx`: Debian's nginx as a child process, serving one of the repository's
-  site files (docker/nginx.conf) with only its ports and paths changed.
+  site files (docker/nginx.conf) with only its ports and paths changed;
+- :func:`until` / :func:`wait_for`: poll a condition with a deadline (instead of a fixed
+  sleep), on the event loop or off it; :class:`FakeClock`: a clock a test moves.
 
 Each server starts on a free port and is stopped by whoever started it. Where one cannot
 be had (no redis-server binary and no ``REDIS_URL``, no PostgreSQL answering, no nginx), the caller
@@ -15,6 +17,7 @@ is skipped with a reason, or failed when ``CI`` is set (:func:`skip_or_fail`). p
 imported only to skip: the benchmarks use this module without it.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,8 +28,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from geoshare.serving import APP, uvicorn_command
@@ -94,6 +99,59 @@ def wait_for_port(port, timeout=60.0, process=None):
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+async def until(predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 5.0,
+                interval: float = 0.01) -> Any:
+    """Poll ``predicate`` (a function, or a coroutine function) until it returns a true
+    value, and return that value.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds. For what has no event to await:
+    a fixed sleep waits too long on a fast machine and not long enough on a slow one.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise TimeoutError(f"{getattr(predicate, '__name__', predicate)} still false "
+                               f"after {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0,
+             interval: float = 0.02) -> Any:
+    """Call ``predicate`` until it returns a true value, and return that value (off the
+    event loop: a test that drives a real server). ``TimeoutError`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{getattr(predicate, '__name__', predicate)} still false "
+                               f"after {timeout} s")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it: ``clock()`` returns seconds,
+    from ``start`` (default: the real ``time.monotonic()``, so readings the code took
+    before the fake was put in stay comparable)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.monotonic() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward."""
+        self.now += seconds
 
 
 def pinned(command, core):

@@ -9,7 +9,8 @@ from maps.models import LivePosition, Position
 from maps.protocol.events import check_frame
 from maps.services import device_create, member_remove
 from maps.storage.history import history_writer
-from tests.conftest import Client
+from tests.conftest import Client, about, position_of
+from tests.servers import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,7 +74,10 @@ async def test_positions_within_one_tick_are_coalesced(
         await sender.send({**SAMPLE, "lat": 46.0 + i / 100, "ts": SAMPLE["ts"] + i})
     frame = await watcher.receive_type("positions")
     assert [p["lat"] for p in frame["positions"]] == [46.03]
-    assert await watcher.nothing(0.3)
+    # No second frame of them: proved by a later position, which the hub hears after them.
+    await watcher.send({**SAMPLE, "lat": 47.0})
+    assert about(await watcher.frames_until(position_of(watcher.snapshot["you"])),
+                 member.pk) == []
     # Every one of them is history all the same.
     await history_writer().flush()
     count = await database_sync_to_async(Position.objects.filter(member=member).count)()
@@ -88,7 +92,11 @@ async def test_out_of_order_position_never_moves_marker_back(
     await sender.send({**SAMPLE, "lat": 46.1, "ts": SAMPLE["ts"] + 5000})
     assert (await watcher.receive_type("positions"))["positions"][0]["lat"] == 46.1
     await sender.send({**SAMPLE, "lat": 45.0, "ts": SAMPLE["ts"]})
-    assert await watcher.nothing(0.3)
+    await sender.handled()
+    # Proved by a later position, which the hub hears after the old one.
+    await watcher.send({**SAMPLE, "lat": 47.0})
+    assert about(await watcher.frames_until(position_of(watcher.snapshot["you"])),
+                 member.pk) == []
     await history_writer().flush()
     stored = await database_sync_to_async(
         lambda: sorted(Position.objects.filter(member=member).values_list("lat", flat=True))
@@ -102,9 +110,14 @@ async def test_viewer_cannot_publish(room, viewer_key, member_key, connect):
     await viewer.send(SAMPLE)
     error = await viewer.receive_type("error")
     assert error["code"] == "forbidden"
-    assert await watcher.nothing(0.3)
+    # Proved by a later position, which the hub hears after the refused one.
+    await watcher.send(SAMPLE)
+    frames = await watcher.frames_until(position_of(watcher.snapshot["you"]))
+    assert about(frames, viewer.snapshot["you"]) == []
     await history_writer().flush()
-    assert await database_sync_to_async(Position.objects.count)() == 0
+    stored = await database_sync_to_async(
+        lambda: list(Position.objects.values_list("member_id", flat=True)))()
+    assert stored == [watcher.snapshot["you"]]  # the later one only
 
 
 async def test_stranger_is_refused_with_4403(room, stranger_key, connect):
@@ -177,10 +190,12 @@ async def test_bad_frames_get_errors_and_change_nothing(
     error = await sender.receive_type("error")
     assert error["code"] == code
     assert error.get("field") == field
-    assert await watcher.nothing(0.25)
-    # The socket stays open and keeps working.
+    # The socket stays open and keeps working; the first of its positions the watcher
+    # sees is that later one, none from the bad frame.
     await sender.send(SAMPLE)
-    assert (await watcher.receive_type("positions"))["positions"][0]["lat"] == 46.05
+    frames = await watcher.frames_until(position_of(sender.snapshot["you"]))
+    (shown,) = about(frames, sender.snapshot["you"])
+    assert [p["lat"] for p in shown["positions"]] == [46.05]
     await history_writer().flush()
     assert await database_sync_to_async(Position.objects.count)() == 1
 
@@ -358,10 +373,8 @@ async def test_sockets_joining_in_one_tick_share_one_encoding_of_the_room(
     # The member stops sharing: the next socket's snapshot is encoded again, without it.
     removals = hubs.get(room.pk).state.removals
     await sender.send({"type": "stop"})
-    for _ in range(200):  # the hub hears of it (the frame itself waits for the tick)
-        if hubs.get(room.pk).state.removals > removals:
-            break
-        await asyncio.sleep(0.01)
+    # The hub hears of it (the frame itself waits for the tick).
+    await until(lambda: hubs.get(room.pk).state.removals > removals)
     late = await connect(room, key=other_key)
     assert late.snapshot["positions"] == []
     assert len(encoded) == before_stop + 1
@@ -419,3 +432,14 @@ async def test_presence_goes_to_other_hubs_only_when_there_are_any(
         assert heard["hub"] == hub.channel
     finally:
         layer.group_send = original
+
+
+async def test_a_hub_left_without_sockets_retires_after_its_idle_grace(
+    room, member_key, connect, hubs
+):
+    hubs.idle_grace_s = 0  # HubRegistry.idle_grace_s: no 30 s wait
+    client = await connect(room, key=member_key)
+    hub = hubs.get(room.pk)
+    await client.disconnect()
+    await until(lambda: hubs.get(room.pk) is None)
+    await until(lambda: hub.closed)

@@ -23,6 +23,7 @@ from django.test import AsyncClient, Client
 from geoshare.asgi import application
 from maps.access.identity import member_ref
 from maps.models import Position, Role
+from maps.protocol import events
 from maps.realtime.hub import registry
 from maps.services import (
     amember_stop_sharing,
@@ -70,6 +71,7 @@ class Watcher:
         self.communicator = WebsocketCommunicator(
             application, f"/ws/rooms/{room.public_id}/?key={key}"
         )
+        self.room_pk = room.pk
 
     async def start(self):
         connected, _ = await self.communicator.connect()
@@ -80,10 +82,10 @@ class Watcher:
         return self
 
     async def drain(self):
-        """Read and drop frames until the room is quiet (presence after connecting)."""
-        # receive_nothing, not a receive timeout: a timeout cancels the application.
-        while not await self.communicator.receive_nothing(timeout=0.3):
-            await self.communicator.receive_json_from()
+        """Read and drop frames up to the pong of a ping (the socket's own are sent)."""
+        await self.communicator.send_json_to({"type": "ping"})
+        while (await self.communicator.receive_json_from(timeout=2))["type"] != "pong":
+            pass
 
     async def positions(self, timeout=2):
         """Return the ``positions[]`` of the next ``positions`` frame."""
@@ -92,9 +94,22 @@ class Watcher:
             if frame["type"] == "positions":
                 return frame["positions"]
 
-    async def quiet(self):
-        """Return whether nothing was broadcast for a few ticks."""
-        return await self.communicator.receive_nothing(timeout=0.4)
+    async def quiet(self, timeout=2):
+        """Return whether nothing (positions, a stop, a removal) was broadcast before a
+        later event, sent to the room's group after what the test did: another hub's word
+        that the room's owner is online, which the viewer sees as ``presence``."""
+        owner = next(m["id"] for m in self.snapshot["members"] if m["role"] == "owner")
+        group, hub = events.room_group(self.room_pk), "hub.quiet-marker"
+        layer = get_channel_layer()
+        await layer.group_send(group, events.room_presence(hub, owner, False))
+        await layer.group_send(group, events.room_presence(hub, owner, True))
+        while True:
+            frame = await self.communicator.receive_json_from(timeout=timeout)
+            if frame["type"] in ("positions", "stopped", "removed"):
+                return False
+            if (frame["type"] == "presence" and frame["member"]["id"] == owner
+                    and frame["member"]["online"]):
+                return True
 
 
 @pytest.fixture

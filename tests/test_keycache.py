@@ -22,7 +22,7 @@ from maps.services import (
     publish,
 )
 from maps.storage.history import history_writer
-from tests.servers import Project, Uvicorn, redis_url
+from tests.servers import FakeClock, Project, Uvicorn, redis_url, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -224,31 +224,32 @@ async def test_changes_are_announced_to_every_process(member, member_key, on_com
 
 async def test_the_listener_forgets_what_another_process_announces(member, member_key,
                                                                    async_client):
+    layer = get_channel_layer()
+    before = set(layer.groups.get(events.KEYS_GROUP, ()))
     listener = asyncio.get_running_loop().create_task(keycache.listen())
     try:
-        await asyncio.sleep(0.1)  # joined its group
+        await until(lambda: set(layer.groups.get(events.KEYS_GROUP, ())) - before)  # joined
         await warm(async_client, member_key)
         # As another process's services send it, without touching this one's memory.
-        await get_channel_layer().group_send(events.KEYS_GROUP,
-                                             events.keys_forget(member.room_id, member.pk))
-        for _ in range(50):
-            if keycache.keys.get(hash_key(member_key)) is None:
-                break
-            await asyncio.sleep(0.02)
+        await layer.group_send(events.KEYS_GROUP, events.keys_forget(member.room_id, member.pk))
+        await until(lambda: keycache.keys.get(hash_key(member_key)) is None)
         assert keycache.keys.get(hash_key(member_key)) is None
     finally:
         listener.cancel()
 
 
 async def test_a_key_changed_behind_the_services_back_stops_after_the_cache_time(
-        async_client, member, member_key, settings):
+        async_client, member, member_key, settings, monkeypatch):
     """No event at all (a change made in the database directly): the documented bound."""
     settings.GEOSHARE = {**settings.GEOSHARE, "KEY_CACHE_S": 1}
+    clock = FakeClock()
+    monkeypatch.setattr(keycache.keys, "clock", clock)
     await warm(async_client, member_key)
     await database_sync_to_async(Device.objects.filter(member=member).update)(
         key_hash=hash_key("something else"))
+    clock.advance(0.9)
     assert (await osmand(async_client, member_key)).status_code == 200  # still trusted
-    await asyncio.sleep(1.1)
+    clock.advance(0.1)
     assert (await osmand(async_client, member_key)).status_code == 400
 
 

@@ -1,6 +1,5 @@
 """Shares with an end, watch-me links and the tutorial client (in process)."""
 
-import asyncio
 import json
 
 import pytest
@@ -12,7 +11,8 @@ from maps.models import LivePosition, Member, Position, Share, WatchLink
 from maps.protocol.events import check_frame
 from maps.services import shares_expire, watch_link_create, watch_link_revoke
 from maps.storage.history import history_writer
-from tests.conftest import Client
+from tests.conftest import Client, about, position_of
+from tests.servers import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,14 +29,16 @@ async def test_a_share_with_an_end_ends_for_everyone_and_refuses_after(
 ):
     sender = await connect(room, key=member_key)
     watcher = await connect(room, key=other_key)
-    until = now_ms() + 1500
-    await sender.send({"type": "share", "until": until})
+    end = now_ms() + 60_000
+    await sender.send({"type": "share", "until": end})
     frame = await watcher.receive_type("presence")
     assert frame["member"]["sharing"] is True
-    assert frame["member"]["sharing_until"] == until
+    assert frame["member"]["sharing_until"] == end
     await sender.send(SAMPLE)
     assert (await watcher.receive_type("positions"))["positions"][0]["member"] == member.pk
-    # The end passes: every viewer is told, without anyone doing anything.
+    # The end moved up to a moment from now, then passes: every viewer is told,
+    # without anyone doing anything.
+    await sender.send({"type": "share", "until": now_ms() + 200})
     assert (await watcher.receive_type("stopped", timeout=5))["member"] == member.pk
     # Every read treats it as ended at once; the maintenance loop writes it down (the
     # hub never writes to the database).
@@ -56,13 +58,33 @@ async def test_a_share_with_an_end_ends_for_everyone_and_refuses_after(
     response = await async_client.get("/ingest/osmand/",
                                       {"id": member_key, "lat": "1", "lon": "2"})
     assert response.status_code == 200
-    assert await watcher.nothing(0.4)
+    # Nothing of them shows: proved by a later position, the watcher's own.
+    await watcher.send(SAMPLE)
+    assert about(await watcher.frames_until(position_of(watcher.snapshot["you"])),
+                 member.pk) == []
     assert await stored(member) == count
     # Turning sharing on again brings the marker back.
     await sender.send({"type": "share", "until": None})
     await sender.send(SAMPLE)
     (position,) = (await watcher.receive_type("positions"))["positions"]
     assert position["member"] == member.pk
+
+
+async def test_the_hub_ends_a_share_by_its_own_clock(
+    room, member, member_key, other_key, connect, hubs
+):
+    """The hub's clock (RoomHub.clock) decides when a share ends, so a test can move it."""
+    sender = await connect(room, key=member_key)
+    watcher = await connect(room, key=other_key)
+    hub = hubs.get(room.pk)
+    end = now_ms() + 3_600_000
+    await sender.send({"type": "share", "until": end})
+    await sender.send(SAMPLE)
+    await watcher.receive_type("positions")
+    hub.clock = lambda: end / 1000 + 1  # a second past the end, an hour early
+    await sender.send({"type": "share", "until": end - 1})  # the hub looks again
+    assert (await watcher.receive_type("stopped"))["member"] == member.pk
+    assert hub.state.next_share_end() is None
 
 
 async def test_stop_ends_the_share_and_a_position_does_not_restart_it(
@@ -177,8 +199,12 @@ async def test_a_watch_link_stops_at_its_expiry(room, member, member_key, connec
 async def test_a_link_for_the_share_ends_with_the_share(room, member, member_key, connect):
     sender = await connect(room, key=member_key)
     await sender.send({"type": "share", "until": None})
-    await asyncio.sleep(0.2)
-    fresh = await database_sync_to_async(Member.objects.get)(pk=member.pk)
+
+    async def sharing():
+        fresh = await database_sync_to_async(Member.objects.get)(pk=member.pk)
+        return fresh if fresh.share == Share.ON else None
+
+    fresh = await until(sharing)
     link, token = await database_sync_to_async(watch_link_create)(member=fresh)
     assert link.expires_at is None
     watch = await open_watch(token)

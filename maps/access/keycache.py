@@ -36,12 +36,17 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from maps.protocol import events
 from maps.storage.dbthread import reads
+
+if TYPE_CHECKING:
+    from maps.models import Member
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +62,18 @@ class KeyCache:
     """Key hash -> member (room and device loaded), per room, with a time to live.
 
     Thread-safe: services forget from database threads, doors read on the loop.
+    ``clock`` returns the time in seconds that entries are stamped and aged with
+    (``time.monotonic``; tests pass their own, or set :attr:`clock`, to age entries
+    without waiting).
     """
 
-    def __init__(self, ttl_s=None, max_entries=MAX_ENTRIES):
+    def __init__(self, ttl_s: float | None = None, max_entries: int = MAX_ENTRIES, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self.max_entries = max_entries
+        self.clock = clock
         self.generation = 0
-        self._entries = {}  # key hash -> (member, loaded at (monotonic s))
+        self._entries = {}  # key hash -> (member, loaded at (clock s))
         self._rooms = {}  # room pk -> set of key hashes
         self._members = {}  # member pk -> set of key hashes
         self._forgotten = {}  # room pk -> the generation that last forgot it
@@ -80,13 +90,16 @@ class KeyCache:
             return self._ttl_s
         return settings.GEOSHARE.get("KEY_CACHE_S", 10)
 
-    def get(self, key_hash, now=None):
-        """Return the member cached for ``key_hash``, or ``None`` (unknown or expired)."""
+    def get(self, key_hash: str, now: float | None = None) -> "Member | None":
+        """Return the member cached for ``key_hash``, or ``None`` (unknown or expired).
+
+        ``now`` is a reading of :attr:`clock` (seconds); ``None``: read it.
+        """
         found = self._entries.get(key_hash)
         if found is None:
             return None
         member, loaded = found
-        if (now if now is not None else time.monotonic()) - loaded >= self.ttl_s:
+        if (now if now is not None else self.clock()) - loaded >= self.ttl_s:
             return None
         return member
 
@@ -99,7 +112,7 @@ class KeyCache:
                 return False
             if len(self._entries) >= self.max_entries and key_hash not in self._entries:
                 self._drop_oldest()
-            self._entries[key_hash] = (member, time.monotonic())
+            self._entries[key_hash] = (member, self.clock())
             self._rooms.setdefault(member.room_id, set()).add(key_hash)
             self._members.setdefault(member.pk, set()).add(key_hash)
             return True

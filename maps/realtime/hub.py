@@ -23,12 +23,12 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from maps.domain.fixes import now_ms
 from maps.domain.room_state import RoomState, watch_frames
 from maps.protocol import events
 from maps.storage.dbthread import LOOKUP_GAP_S, Batcher, reads
@@ -53,10 +53,19 @@ class RoomHub:
     :class:`~maps.realtime.outbox.Outbox` objects (``member_id``, ``via_key`` (the id of the
     device whose key opened the socket, or ``None``), ``push``,
     ``resync``, ``close_now``).
+
+    ``clock`` returns the wall-clock time in seconds (``time.time``) that shares' ends
+    are compared with; ``monotonic`` the seconds other hubs' heartbeats expire by
+    (``time.monotonic``). Both default to the registry's (:class:`HubRegistry`), which
+    tests replace to end a share or lose a peer without waiting.
     """
 
-    def __init__(self, registry, room):
+    def __init__(self, registry: "HubRegistry", room: dict, *,
+                 clock: Callable[[], float] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.registry = registry
+        self.clock = clock if clock is not None else registry.clock
+        self.monotonic = monotonic if monotonic is not None else registry.monotonic
         self.room_pk = room["pk"]
         self.group = events.room_group(self.room_pk)
         self.state = RoomState({
@@ -149,8 +158,8 @@ class RoomHub:
 
     def watch_snapshot_message(self, member_id):
         """Return the ASGI send message of a watch link's ``snapshot``."""
-        return events.send_message(events.encode(self.state.watch_snapshot(member_id,
-                                                                           now_ms())))
+        frame = self.state.watch_snapshot(member_id, self._now_ms())
+        return events.send_message(events.encode(frame))
 
     def _close_watchers(self, member_id, code, only=None):
         for socket in list(self.watchers.get(member_id, ())):
@@ -171,7 +180,7 @@ class RoomHub:
             self._idle_handle.cancel()
             self._idle_handle = None
         member_id = socket.member_id
-        came_online = self.state.socket_opened(member_id, member_info, now_ms())
+        came_online = self.state.socket_opened(member_id, member_info, self._now_ms())
         self.sockets.add(socket)
         self._changed()
         # One write: a reconnect storm is thousands of these at once.
@@ -185,7 +194,7 @@ class RoomHub:
         if socket not in self.sockets:
             return
         self.sockets.discard(socket)
-        if self.state.socket_closed(socket.member_id, now_ms()):
+        if self.state.socket_closed(socket.member_id, self._now_ms()):
             self._changed()
             if not self._alone():
                 self._spawn(self._send_group(
@@ -196,7 +205,8 @@ class RoomHub:
         if not self.sockets and not self.watchers and not self.closed:
             if self._idle_handle is None:
                 loop = asyncio.get_running_loop()
-                self._idle_handle = loop.call_later(IDLE_GRACE_S, self._idle_timeout)
+                self._idle_handle = loop.call_later(self.registry.idle_grace_s,
+                                                    self._idle_timeout)
 
     def _idle_timeout(self):
         self._idle_handle = None
@@ -217,7 +227,7 @@ class RoomHub:
         key = (self._ticks, self.state.removals)
         if self._snapshot_parts is None or self._snapshot_parts[0] != key:
             self._snapshot_parts = (key, events.snapshot_tail(self.state.snapshot_parts()))
-        text = events.snapshot_text(member_id, now_ms(), self._snapshot_parts[1])
+        text = events.snapshot_text(member_id, self._now_ms(), self._snapshot_parts[1])
         metrics.sent_one(text)
         return events.send_message(text)
 
@@ -282,7 +292,7 @@ class RoomHub:
         self.state.apply_member(message["member"])
 
     def room_kick(self, message):
-        self.state.apply_kick(message["member"], now_ms())
+        self.state.apply_kick(message["member"], self._now_ms())
         self._close_member(message["member"], events.CLOSE_FORBIDDEN)
         self._close_watchers(message["member"], events.CLOSE_NO_ROOM)
 
@@ -329,8 +339,11 @@ class RoomHub:
             self.state.peer_sync(message["hub"], message["online"], message["positions"],
                                  message["stopped"], self._peer_expiry())
 
+    def _now_ms(self):
+        return int(self.clock() * 1000)
+
     def _peer_expiry(self):
-        return time.monotonic() + 3 * geoshare_setting("HEARTBEAT_MS") / 1000
+        return self.monotonic() + 3 * geoshare_setting("HEARTBEAT_MS") / 1000
 
     async def _reload_member(self, position):
         info = await database_sync_to_async(member_info)(self.room_pk, position["member"])
@@ -407,14 +420,14 @@ class RoomHub:
         self._share_at = at
         if at is not None:
             loop = asyncio.get_running_loop()
-            delay = max(0.0, (at - now_ms()) / 1000)
+            delay = max(0.0, (at - self._now_ms()) / 1000)
             self._share_handle = loop.call_later(delay, self._shares_end)
 
     def _shares_end(self):
         self._share_handle = None
         self._share_at = None
         self._shares_seen = -1
-        ended = self.state.expire_shares(now_ms())
+        ended = self.state.expire_shares(self._now_ms())
         for member_id in ended:
             self._close_watchers(member_id, events.CLOSE_NO_ROOM,
                                  only=lambda socket: socket.bound)
@@ -486,7 +499,7 @@ class RoomHub:
     async def _heartbeat_loop(self):
         while True:
             await asyncio.sleep(geoshare_setting("HEARTBEAT_MS") / 1000)
-            self.state.expire_peers(time.monotonic())
+            self.state.expire_peers(self.monotonic())
             self._changed()
             try:
                 # Re-joining refreshes the group's expiry and, after the layer's
@@ -516,9 +529,20 @@ live_states = Batcher(reads, rooms_live_state, max_batch=200, gap=LOOKUP_GAP_S)
 
 
 class HubRegistry:
-    """This process's (this event loop's) room hubs, started on first use."""
+    """This process's (this event loop's) room hubs, started on first use.
 
-    def __init__(self):
+    The clocks its hubs start with: ``clock`` (wall-clock seconds, ``time.time``) for
+    shares' ends, ``monotonic`` (``time.monotonic``) for peers' heartbeats; and
+    ``idle_grace_s``, how long a hub with no sockets lingers (:data:`IDLE_GRACE_S`).
+    Tests set them to drive time instead of waiting for it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 idle_grace_s: float = IDLE_GRACE_S) -> None:
+        self.clock = clock
+        self.monotonic = monotonic
+        self.idle_grace_s = idle_grace_s
         self.hubs = {}
         self._starting = {}
         self._tasks = set()
