@@ -604,7 +604,8 @@ class HubRegistry:
             await hub.stop()
 
 
-_registries = weakref.WeakKeyDictionary()
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HubRegistry] = (
+    weakref.WeakKeyDictionary())
 
 
 def registry():
