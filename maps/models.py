@@ -166,6 +166,10 @@ class Member(models.Model):
     # When the running share ends by itself; null: when the member turns it off.
     sharing_until = models.DateTimeField(null=True, blank=True)
 
+    # Not a field: the Device whose key found the member, set on the members the
+    # device-key lookups return (maps.storage.selectors.members_for_keys).
+    device: "Device"
+
     class Meta:
         indexes = [models.Index(fields=["room", "role"])]
         constraints = [

@@ -8,10 +8,12 @@ Every HTTP ingest view is wrapped in :func:`ingest_door`; the refusal type
 import base64
 import binascii
 import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from maps.access.address import client_address
@@ -20,6 +22,7 @@ from maps.access.limits import limit, limit_take, retry_after
 from maps.domain.fixes import InvalidFix
 from maps.domain.policy import may_publish
 from maps.domain.refs import MemberRef
+from maps.models import Device, Member
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -30,7 +33,8 @@ MAX_POINTS_PER_REQUEST = 1000
 class Refused(Exception):
     """A door refuses the request: ``status``, ``detail``, optional ``field``/``headers``."""
 
-    def __init__(self, status, detail, field=None, headers=None):
+    def __init__(self, status: int, detail: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -38,9 +42,9 @@ class Refused(Exception):
         self.headers = headers
 
 
-def json_refusal(exc):
+def json_refusal(exc: Refused) -> JsonResponse:
     """Return the JSON error every ingest door answers: ``{"error", "field"}``."""
-    data = {"error": exc.detail}
+    data: dict[str, str] = {"error": exc.detail}
     if exc.field is not None:
         data["field"] = exc.field
     return JsonResponse(data, status=exc.status, headers=exc.headers)
@@ -51,12 +55,14 @@ class Caller:
     """Who passed an ingest door: the member (a model, room loaded), its ref, the
     device whose key was used, the body, and what the key locator parsed."""
 
-    member: object
+    member: Member
     ref: MemberRef
     address: str
     body: bytes
-    key_context: object
-    device: object = None
+    # What the door's key locator parsed (KeyClaim.context): its own shape per door.
+    key_context: Any
+    # Always the device whose key was used (the doors take device keys only).
+    device: Device
 
 
 @dataclass(slots=True)
@@ -73,12 +79,12 @@ class KeyClaim:
     unknown_status: int = 401
     missing_status: int | None = None
     field: str | None = None
-    context: object = None
-    headers: dict | None = None
+    context: Any = None
+    headers: dict[str, str] | None = None
     key_hash: str | None = None
 
 
-def read_body(request, max_bytes=MAX_BODY_BYTES):
+def read_body(request: HttpRequest, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """Return the request body; raise :class:`Refused` (413) over ``max_bytes``."""
     try:
         # META rather than request.headers, which would build a mapping of every header.
@@ -96,11 +102,11 @@ def read_body(request, max_bytes=MAX_BODY_BYTES):
     return body
 
 
-def _too_large(max_bytes):
+def _too_large(max_bytes: int) -> Refused:
     return Refused(413, f"the body is larger than {max_bytes // 1024} KiB", "body")
 
 
-def basic_password(request):
+def basic_password(request: HttpRequest) -> str | None:
     """Return the password of an HTTP Basic ``Authorization`` header, or ``None``."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, credentials = header.partition(" ")
@@ -114,7 +120,17 @@ def basic_password(request):
     return password if sep else None
 
 
-def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
+#: An ingest view as :func:`ingest_door` calls it: ``view(request, caller, **kwargs)``.
+DoorView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+#: What :func:`ingest_door` makes of one: ``door(request, **kwargs)``.
+Door = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+def ingest_door(
+    locate_key: Callable[..., KeyClaim],
+    refuse: Callable[[Refused], HttpResponseBase] = json_refusal,
+    max_body: int = MAX_BODY_BYTES,
+) -> Callable[[DoorView], Door]:
     """Decorate an async ingest view with the one prologue: size, key, rate, role.
 
     ``max_body`` is the largest body in bytes (256 KiB; a door whose app batches
@@ -127,10 +143,10 @@ def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
     key, 429 with ``Retry-After`` for an address past its wrong-key limit, 403 for a
     viewer's key. ``refuse`` turns a :class:`Refused` into the app's error response.
     """
-    def decorator(view):
+    def decorator(view: DoorView) -> Door:
         @csrf_exempt
         @functools.wraps(view)
-        async def door(request, **kwargs):
+        async def door(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
             address = client_address(request)
             try:
                 body = read_body(request, max_body)
@@ -162,13 +178,14 @@ def ingest_door(locate_key, refuse=json_refusal, max_body=MAX_BODY_BYTES):
 
         # Served by the phone doors' own front (maps.ingest.front); functools.wraps
         # carries the mark to the decorators outside this one.
-        door.ingest_door = True
+        # A plain function attribute, which mypy does not know of functions.
+        door.ingest_door = True  # type: ignore[attr-defined]
         return door
 
     return decorator
 
 
-def positions_allowed(member_id, count):
+def positions_allowed(member_id: int, count: int) -> None:
     """Take ``count`` positions from the member's budget; raise :class:`Refused` (429).
 
     ``RATE_LIMITS["positions"]`` per member, on every door together (the WebSocket
@@ -185,7 +202,7 @@ def positions_allowed(member_id, count):
                       headers={"Retry-After": str(retry_after("positions"))})
 
 
-def bearer_key(request):
+def bearer_key(request: HttpRequest) -> tuple[bool, str | None]:
     """Return ``(present, key)``: whether an ``Authorization`` header was sent, its key.
 
     ``key`` is the token of ``Authorization: Bearer <device key>``, or ``None`` for

@@ -5,10 +5,14 @@ doors (:func:`akey_member`) and the history door (:func:`key_member`) find the m
 here. A wrong key counts against the caller's address (:mod:`maps.access.limits`).
 """
 
+import enum
+from collections.abc import Sequence
 from importlib import import_module
+from typing import Any, Final
 
 from django.conf import settings
 from django.contrib.sessions.backends import db as db_sessions
+from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
 from maps.access import keycache
@@ -25,17 +29,30 @@ from maps.storage.dbthread import LOOKUP_GAP_S, Batcher
 MAX_KEY_LENGTH = 200
 
 
-def member_ref(member):
+def member_ref(member: Member) -> MemberRef:
     """Return the :class:`MemberRef` of a :class:`~maps.models.Member` (room loaded)."""
     return MemberRef(id=member.pk, room_pk=member.room_id,
                      room_public_id=member.room.public_id, role=member.role)
 
 
+class Blocked(enum.Enum):
+    """The type of :data:`BLOCKED` (an enum member, so that ``is BLOCKED`` narrows)."""
+
+    BLOCKED = "blocked"
+
+
 # Returned instead of a member when the client's address tried too many wrong keys.
-BLOCKED = object()
+BLOCKED: Final = Blocked.BLOCKED
+
+#: A member found by device key (room and ``device`` loaded), none, or :data:`BLOCKED`.
+KeyAnswer = Member | Blocked | None
+
+#: ``(close code or None, member, room)``: what a WebSocket handshake is answered.
+SocketAnswer = tuple[int | None, Member | None, Room | None]
 
 
-def key_member(key, address, *, key_hash=None):
+def key_member(key: str | None, address: str | None, *,
+               key_hash: str | None = None) -> KeyAnswer:
     """Return the member of device ``key`` (room loaded), ``None``, or :data:`BLOCKED`.
 
     Synchronous (database): one indexed query on the devices. The member's ``device``
@@ -59,15 +76,17 @@ def key_member(key, address, *, key_hash=None):
     return None
 
 
-def load_session(session_key):
+def load_session(session_key: str | None) -> SessionBase | None:
     """Return the browser session stored under ``session_key``, or ``None``."""
     if not session_key:
         return None
     engine = import_module(settings.SESSION_ENGINE)
-    return engine.SessionStore(session_key)
+    store: SessionBase = engine.SessionStore(session_key)
+    return store
 
 
-def socket_member(room_id, session_key, key, address):
+def socket_member(room_id: str, session_key: str | None, key: str | None,
+                  address: str | None) -> SocketAnswer:
     """Return ``(close_code, member, room)`` for a WebSocket; ``close_code`` ``None`` = ok.
 
     Synchronous (database). ``session_key`` is the session cookie's value. A device key
@@ -94,7 +113,7 @@ def socket_member(room_id, session_key, key, address):
     return None, member, room
 
 
-def keys_members(requests):
+def keys_members(requests: Sequence[tuple[str, str | None]]) -> list[KeyAnswer]:
     """Return :func:`key_member` of each ``(key hash, address)`` of ``requests``.
 
     Synchronous (database): the batched form of :func:`key_member`, one query per
@@ -105,21 +124,21 @@ def keys_members(requests):
     :func:`key_member` counts it, in the order of ``requests``.
     """
     found = selectors.members_for_keys([key_hash for key_hash, _address in requests])
-    answers = []
+    answers: list[KeyAnswer] = []
     for key_hash, address in requests:
-        member = found.get(key_hash)
+        member: KeyAnswer = found.get(key_hash)
         if member is None and not limit_hit("badkey", address):
             member = BLOCKED
         answers.append(member)
     return answers
 
 
-def _session_engine_is_db():
+def _session_engine_is_db() -> bool:
     store = import_module(settings.SESSION_ENGINE).SessionStore
     return store.load is db_sessions.SessionStore.load
 
 
-def sessions_members(requests):
+def sessions_members(requests: Sequence[tuple[str, str | None]]) -> list[SocketAnswer]:
     """Return :func:`socket_member` of each ``(room_id, session_key)`` of ``requests``
     (WebSockets without a device key): ``(close_code, member, room)`` each.
 
@@ -137,31 +156,32 @@ def sessions_members(requests):
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
     rooms = {room.public_id: room for room in Room.objects.filter(
         public_id__in={room_id for room_id, _key in requests})}
-    stores = {}
+    stores: dict[str, Any] = {}
     for _room_id, session_key in requests:
         if session_key and session_key not in stores:
             store = store_class(session_key)
             if store.session_key is not None:  # the engine's own check of the key
                 stores[session_key] = store
-    data = {}
+    data: dict[str | None, dict[str, Any]] = {}
     if stores:
         rows = store_class.get_model_class().objects.filter(
             session_key__in=list(stores), expire_date__gt=timezone.now())
         for row in rows.values_list("session_key", "session_data"):
             data[row[0]] = stores[row[0]].decode(row[1])
-    wanted = {}
+    wanted: dict[tuple[str, str | None], Any] = {}
     for room_id, session_key in requests:
         room = rooms.get(room_id)
         session = data.get(session_key) or {}
-        member_id = (session.get("members") or {}).get(room_id) if room else None
+        # A session's value: whatever was stored (digits are a member's pk).
+        member_id: Any = (session.get("members") or {}).get(room_id) if room else None
         if member_id is not None:
             wanted[(room_id, session_key)] = member_id
-    members = {}
+    members: dict[int, Member] = {}
     ids = {int(pk) for pk in wanted.values() if str(pk).isdigit()}
     if ids:
         members = {m.pk: m for m in Member.objects.select_related("room").filter(
             pk__in=ids)}
-    answers = []
+    answers: list[SocketAnswer] = []
     for room_id, session_key in requests:
         room = rooms.get(room_id)
         if room is None:
@@ -180,7 +200,7 @@ def sessions_members(requests):
     return answers
 
 
-def _key_refusal(room_id, member):
+def _key_refusal(room_id: str, member: Member | None) -> SocketAnswer:
     """The close code of a known key of another room, or of an unknown key."""
     room = selectors.room_by_public_id(room_id)
     if room is None:
@@ -197,7 +217,8 @@ key_loads = Batcher(keycache.loader, keys_members, gap=LOOKUP_GAP_S)
 session_loads = Batcher(keycache.loader, sessions_members, gap=LOOKUP_GAP_S)
 
 
-async def asocket_member(room_id, session_key, key, address):
+async def asocket_member(room_id: str, session_key: str | None, key: str | None,
+                         address: str | None) -> SocketAnswer:
     """:func:`socket_member` from the event loop (the WebSocket handshake).
 
     A device key this process looked up lately is answered from memory
@@ -227,7 +248,7 @@ async def asocket_member(room_id, session_key, key, address):
     return await keycache.loader.run(_key_refusal, room_id, member)
 
 
-def watch_link(token):
+def watch_link(token: str | None) -> WatchLink | None:
     """Return the usable watch link of ``token`` (member and room loaded), or ``None``.
 
     Synchronous (database). A link that ends with the member's share is usable only
@@ -246,7 +267,8 @@ def watch_link(token):
     return link
 
 
-async def akey_member(key, address, *, key_hash=None):
+async def akey_member(key: str | None, address: str | None, *,
+                      key_hash: str | None = None) -> KeyAnswer:
     """:func:`key_member` from the event loop, answered from memory when it can be.
 
     A key this process looked up in the last ``GEOSHARE["KEY_CACHE_S"]`` seconds, with

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -73,10 +73,10 @@ class KeyCache:
         self.max_entries = max_entries
         self.clock = clock
         self.generation = 0
-        self._entries = {}  # key hash -> (member, loaded at (clock s))
-        self._rooms = {}  # room pk -> set of key hashes
-        self._members = {}  # member pk -> set of key hashes
-        self._forgotten = {}  # room pk -> the generation that last forgot it
+        self._entries: dict[str, tuple[Any, float]] = {}  # key hash -> (member, loaded at (clock s))
+        self._rooms: dict[int, set[str]] = {}  # room pk -> set of key hashes
+        self._members: dict[int, set[str]] = {}  # member pk -> set of key hashes
+        self._forgotten: dict[int, int] = {}  # room pk -> the generation that last forgot it
         self._cleared = 0  # the generation that last forgot everything
         self._lock = threading.Lock()
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.http import HttpRequest
 from django.utils import timezone
 
 from maps.access.address import client_address
@@ -10,7 +11,7 @@ from maps.access.doors import _BEARER, Refused, bearer_key
 from maps.access.identity import BLOCKED, key_member
 from maps.access.limits import retry_after
 from maps.domain import policy
-from maps.models import Member
+from maps.models import Member, Room
 from maps.storage import selectors
 
 
@@ -23,16 +24,17 @@ class HistoryScope:
     received before it are past the room's retention and never returned.
     """
 
-    room: object
-    members: list
+    room: Room
+    members: list[Member]
     floor: datetime
 
     @property
-    def member_ids(self):
+    def member_ids(self) -> list[int]:
         return [m.pk for m in self.members]
 
 
-def history_scope(member, *, only=None, now=None):
+def history_scope(member: Member, *, only: int | None = None,
+                  now: datetime | None = None) -> HistoryScope:
     """Return the :class:`HistoryScope` of ``member`` (room loaded) in their room.
 
     The one history rule, used by every history endpoint (the map's history, the track
@@ -72,7 +74,7 @@ def history_scope(member, *, only=None, now=None):
     return HistoryScope(room=room, members=list(visible), floor=now - room.retention())
 
 
-def api_member(request, room_id):
+def api_member(request: HttpRequest, room_id: str) -> Member:
     """Return the member (room loaded) calling a history endpoint of room ``room_id``.
 
     Synchronous (database). Authenticated by ``Authorization: Bearer <device key>``

@@ -20,9 +20,11 @@ the fix, is not the payload's to say: the door that checked the key fills it in
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from maps.protocol.events import wire_position
+from maps.protocol.events import WirePosition, wire_position
 
 # Device times before this are refused (2000-01-01T00:00:00Z, epoch ms): GPS week
 # roll-over bugs report 1999 or 2019-04 minus 1024 weeks.
@@ -46,7 +48,7 @@ _RANGES = {
 class InvalidFix(ValueError):
     """A position was refused; ``field`` names the offending field, ``detail`` says why."""
 
-    def __init__(self, field, detail):
+    def __init__(self, field: str, detail: str) -> None:
         super().__init__(detail)
         self.field = field
         self.detail = detail
@@ -67,7 +69,7 @@ class Fix:
     charging: bool | None = None
     device: str | None = None
 
-    def from_device(self, name):
+    def from_device(self, name: str | None) -> "Fix":
         """Return this fix as sent by the device called ``name`` (``None``: browser)."""
         # Field by field rather than dataclasses.replace, which builds its keyword
         # arguments from the fields' metadata on every call: this runs for every
@@ -75,17 +77,17 @@ class Fix:
         return Fix(self.lat, self.lon, self.ts, self.accuracy, self.altitude, self.speed,
                    self.heading, self.battery, self.charging, name)
 
-    def to_wire(self, member_id, seen_ms):
+    def to_wire(self, member_id: int, seen_ms: int) -> WirePosition:
         """Return the :class:`~maps.protocol.events.WirePosition` of this fix."""
         return wire_position(member_id, self, self.ts, seen_ms)
 
 
-def now_ms():
+def now_ms() -> int:
     """Return the server's clock as UTC epoch milliseconds."""
     return int(time.time() * 1000)
 
 
-def _number(field, value):
+def _number(field: str, value: object) -> float:
     # bool is an int subclass: true/false are not numbers on this wire.
     if type(value) is not float and type(value) is not int:
         raise InvalidFix(field, f"{field} must be a number")
@@ -99,18 +101,18 @@ def _number(field, value):
 
 
 def fix_from_values(
-    lat,
-    lon,
+    lat: object,
+    lon: object,
     *,
-    ts=None,
-    accuracy=None,
-    altitude=None,
-    speed=None,
-    heading=None,
-    battery=None,
-    charging=None,
-    now=None,
-):
+    ts: object = None,
+    accuracy: object = None,
+    altitude: object = None,
+    speed: object = None,
+    heading: object = None,
+    battery: object = None,
+    charging: object = None,
+    now: int | None = None,
+) -> Fix:
     """Validate already-converted values and return a :class:`Fix`.
 
     Every argument is a JSON-style number (``int`` or ``float``, never ``bool`` or
@@ -126,7 +128,7 @@ def fix_from_values(
         raise InvalidFix("lon", "lon is required")
     lat = _number("lat", lat)
     lon = _number("lon", lon)
-    optional = {}
+    optional: dict[str, Any] = {}
     for field, value in (
         ("accuracy", accuracy),
         ("altitude", altitude),
@@ -155,7 +157,7 @@ def fix_from_values(
     return Fix(lat=lat, lon=lon, ts=ts, **optional)
 
 
-def fix_from_frame(frame, *, now=None):
+def fix_from_frame(frame: Mapping[str, Any], *, now: int | None = None) -> Fix:
     """Return the :class:`Fix` of a WebSocket ``position`` frame (a decoded JSON object).
 
     The frame's shape is docs/protocol.md's: ``lat`` and ``lon`` required; ``accuracy``,

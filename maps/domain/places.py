@@ -31,6 +31,7 @@ Earth radius), R. W. Sinnott, "Virtues of the Haversine", Sky and Telescope 68 (
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +46,7 @@ MAX_RADIUS_M = 5_000.0
 Kind = Literal["enter", "leave"]
 
 
-def distance_m(lat1, lon1, lat2, lon2):
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Return the great-circle distance in metres between two points in degrees.
 
     Haversine: ``a = sin²(Δφ/2) + cos φ1 · cos φ2 · sin²(Δλ/2)``,
@@ -60,7 +61,7 @@ def distance_m(lat1, lon1, lat2, lon2):
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def margin(radius):
+def margin(radius: float) -> float:
     """Return the leave margin in metres of a place of ``radius`` metres."""
     return max(MIN_MARGIN_M, MARGIN_FRACTION * radius)
 
@@ -88,7 +89,8 @@ class PlaceState:
 OUTSIDE = PlaceState()
 
 
-def classify(circle, lat, lon, accuracy):
+def classify(circle: Circle, lat: float, lon: float,
+             accuracy: float | None) -> Literal["inside", "outside"] | None:
     """Return what one fix says: ``"inside"``, ``"outside"``, or ``None`` (unclear).
 
     ``accuracy`` in metres (None: unknown, counted as 0). See the module docstring.
@@ -104,7 +106,8 @@ def classify(circle, lat, lon, accuracy):
     return None
 
 
-def step(circle, state, lat, lon, accuracy, ts):
+def step(circle: Circle, state: PlaceState, lat: float, lon: float,
+         accuracy: float | None, ts: int) -> tuple[PlaceState, Kind | None]:
     """Apply one fix (degrees, accuracy in metres, device time ``ts`` epoch ms).
 
     Returns ``(new_state, kind)``: ``kind`` is ``"enter"``, ``"leave"`` or ``None``.
@@ -121,12 +124,15 @@ def step(circle, state, lat, lon, accuracy, ts):
     return PlaceState(inside, ts, ts), ("enter" if inside else "leave")
 
 
-def run(circle, state, fixes):
+def run(
+    circle: Circle, state: PlaceState,
+    fixes: Iterable[tuple[float, float, float | None, int]],
+) -> tuple[PlaceState, list[tuple[Kind, int]]]:
     """Apply ``fixes`` (``(lat, lon, accuracy, ts)`` tuples) in device-time order.
 
     Returns ``(new_state, [(kind, ts), ...])``.
     """
-    found = []
+    found: list[tuple[Kind, int]] = []
     for lat, lon, accuracy, ts in sorted(fixes, key=lambda f: f[3]):
         state, kind = step(circle, state, lat, lon, accuracy, ts)
         if kind is not None:

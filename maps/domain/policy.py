@@ -28,7 +28,8 @@ class HasRole(Protocol):
     """Anything with a ``role`` (a :class:`~maps.models.Member` or a
     :class:`~maps.domain.refs.MemberRef`)."""
 
-    role: str
+    @property
+    def role(self) -> str: ...
 
 
 def may_publish(member: HasRole) -> bool:

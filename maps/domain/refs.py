@@ -18,6 +18,6 @@ class MemberRef:
     role: str
 
     @property
-    def group(self):
+    def group(self) -> str:
         """The room's channel-layer group."""
         return events.room_group(self.room_pk)

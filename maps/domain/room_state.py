@@ -10,7 +10,33 @@ Times are passed in by the caller: ``now`` is UTC epoch milliseconds, ``mono`` i
 monotonic clock in seconds (peer expiry). Shapes are :mod:`maps.protocol.events`'.
 """
 
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypedDict, cast
+
 from maps.protocol import events
+from maps.protocol.events import MemberInfo, WireMember, WirePlace, WirePosition
+
+#: A frame of a tick.
+Frame = events.ServerFrame
+
+
+class StoredMember(TypedDict):
+    """One member of :func:`maps.storage.selectors.room_live_state`'s answer."""
+
+    id: int
+    info: MemberInfo
+    last_seen: int | None
+    stopped_at: int | None
+    share: str
+    sharing_until: int | None
+
+
+class StoredRoom(TypedDict):
+    """:func:`maps.storage.selectors.room_live_state`'s answer (times in epoch ms)."""
+
+    members: list[StoredMember]
+    positions: list[WirePosition]
+    places: list[WirePlace]
 
 # Changes above this many in one tick go out as one ``members`` frame.
 PRESENCE_FRAMES_MAX = 3
@@ -29,37 +55,37 @@ class RoomState:
     - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s).
     """
 
-    def __init__(self, room):
+    def __init__(self, room: dict[str, Any]) -> None:
         """``room`` is a dict with ``public_id``, ``name`` and the ``RoomInfo`` timings
         ``tick_ms``, ``stale_after_ms``, ``trail_ms``."""
         self.room = room
-        self.members = {}
-        self.latest = {}
+        self.members: dict[int, MemberInfo] = {}
+        self.latest: dict[int, WirePosition] = {}
         # member id -> the device name the last positions frame gave for the member
         # ("" for none): a frame repeats it only when it changed (_frame_position).
-        self._sent_devices = {}
-        self.last_seen = {}
-        self.stopped_at = {}
-        self.shares = {}
-        self.ended = set()
+        self._sent_devices: dict[int, str] = {}
+        self.last_seen: dict[int, int] = {}
+        self.stopped_at: dict[int, int] = {}
+        self.shares: dict[int, int | None] = {}
+        self.ended: set[int] = set()
         # Bumped whenever a share starts, changes or ends: the hub re-arms its timer
         # only then, not on every fix.
         self.shares_version = 0
         # Bumped whenever something is taken away (a position, a member): a snapshot
         # encoded before must not be handed out after (maps.realtime.hub.RoomHub.snapshot_message).
         self.removals = 0
-        self.local = {}
-        self.remote = {}
-        self._positions = {}
-        self._events = []
-        self._changed = {}
+        self.local: dict[int, int] = {}
+        self.remote: dict[str, tuple[set[int], float]] = {}
+        self._positions: dict[int, WirePosition] = {}
+        self._events: list[Frame] = []
+        self._changed: dict[int, bool] = {}
         # The room's places (WirePlace dicts), sent as a ``places`` frame after each
         # snapshot and whenever they change.
-        self.places = []
+        self.places: list[WirePlace] = []
 
     # -- loading -----------------------------------------------------------------------
 
-    def load(self, stored):
+    def load(self, stored: StoredRoom) -> None:
         """Take the stored state of :func:`maps.storage.selectors.room_live_state`."""
         for member in stored["members"]:
             member_id = member["id"]
@@ -80,29 +106,29 @@ class RoomState:
     # -- queries -------------------------------------------------------------------------
 
     @property
-    def dirty(self):
+    def dirty(self) -> bool:
         """Whether a flush would send anything."""
         return bool(self._positions or self._events or self._changed)
 
-    def is_online(self, member_id):
+    def is_online(self, member_id: int) -> bool:
         """Return whether the member has an open socket on this or a live peer hub."""
         if self.local.get(member_id):
             return True
         return any(member_id in online for online, _ in self.remote.values())
 
-    def share_state(self, member_id, now):
+    def share_state(self, member_id: int, now: int) -> Literal["on", "off", "ended"]:
         """Return the member's share at ``now``: ``"on"``, ``"off"`` or ``"ended"``."""
         if member_id in self.shares:
             until = self.shares[member_id]
             return "on" if until is None or until > now else "ended"
         return "ended" if member_id in self.ended else "off"
 
-    def next_share_end(self):
+    def next_share_end(self) -> int | None:
         """Return the earliest end (epoch ms) of a running share, or ``None``."""
         ends = [until for until in self.shares.values() if until is not None]
         return min(ends) if ends else None
 
-    def wire_member(self, member_id):
+    def wire_member(self, member_id: int) -> WireMember:
         """Return the :class:`~maps.protocol.events.WireMember` of ``member_id``."""
         return {
             **self.members[member_id],
@@ -112,11 +138,11 @@ class RoomState:
             "last_seen": self.last_seen.get(member_id),
         }
 
-    def watch_member(self, member_id):
+    def watch_member(self, member_id: int) -> WireMember:
         """Return the member as a watch link shows them: no name, nothing of the room."""
         return {**self.wire_member(member_id), "name": "", "role": "member"}
 
-    def watch_snapshot(self, member_id, now):
+    def watch_snapshot(self, member_id: int, now: int) -> events.Snapshot:
         """Return the :class:`~maps.protocol.events.Snapshot` a watch link's socket starts with.
 
         Only ``member_id``'s marker and state; the room's id and name are left out.
@@ -132,11 +158,11 @@ class RoomState:
             positions=[self.latest[member_id]] if member_id in self.latest else [],
         )
 
-    def snapshot(self, you, now):
+    def snapshot(self, you: int | None, now: int) -> events.Snapshot:
         """Return the :class:`~maps.protocol.events.Snapshot` frame for member ``you``."""
         return events.snapshot(you=you, now=now, **self.snapshot_parts())
 
-    def snapshot_parts(self):
+    def snapshot_parts(self) -> dict[str, Any]:
         """Return what a snapshot holds for everyone alike: ``room``, ``members`` and
         ``positions`` (:meth:`snapshot` adds whom it is for and the time)."""
         return dict(
@@ -151,7 +177,7 @@ class RoomState:
             positions=list(self.latest.values()),
         )
 
-    def sync_event(self, hub):
+    def sync_event(self, hub: str) -> events.RoomSync:
         """Return the ``room.sync`` event that tells a starting peer this state."""
         return events.room_sync(
             hub,
@@ -162,7 +188,7 @@ class RoomState:
 
     # -- transitions ------------------------------------------------------------------------
 
-    def apply_fix(self, position):
+    def apply_fix(self, position: WirePosition) -> bool:
         """Take a position; return ``False`` when its member is unknown here.
 
         An unknown member may have joined through another process, or been removed: the
@@ -189,14 +215,14 @@ class RoomState:
             self.last_seen[member_id] = position["seen"]
         return True
 
-    def apply_share(self, member_id, until):
+    def apply_share(self, member_id: int, until: int | None) -> None:
         """The member's share started or changed; it ends at ``until`` (ms) or never."""
         self.shares[member_id] = until
         self.shares_version += 1
         self.ended.discard(member_id)
         self._member_changed(member_id)
 
-    def apply_stop(self, member_id, at):
+    def apply_stop(self, member_id: int, at: int) -> None:
         """The member's share ended at server time ``at``: drop the live position."""
         self.removals += 1
         if at > self.stopped_at.get(member_id, 0):
@@ -211,33 +237,35 @@ class RoomState:
             self._events.append(events.stopped(member_id))
             self._member_changed(member_id)
 
-    def apply_places(self, items):
+    def apply_places(self, items: list[WirePlace]) -> None:
         """Take the room's places (all of them); every socket gets them at the next
         flush."""
         self.places = items
         self._events.append(events.places(items))
 
-    def apply_place_event(self, member_id, place_id, kind, ts):
+    def apply_place_event(self, member_id: int, place_id: int,
+                          kind: Literal["enter", "leave"], ts: int) -> None:
         """Queue a ``place_event`` frame for every socket."""
         self._events.append(events.place_event(member_id, place_id, kind, ts))
 
-    def places_frame(self):
+    def places_frame(self) -> events.Places:
         """Return the ``places`` frame a socket gets right after its snapshot."""
         return events.places(self.places)
 
-    def expire_shares(self, now):
+    def expire_shares(self, now: int) -> list[int]:
         """End every share whose end time has come; return the members whose did."""
-        ended = [m for m, until in self.shares.items() if until is not None and until <= now]
-        for member_id in ended:
-            self.apply_stop(member_id, self.shares[member_id])
-        return ended
+        ended = {m: until for m, until in self.shares.items()
+                 if until is not None and until <= now}
+        for member_id, until in ended.items():
+            self.apply_stop(member_id, until)
+        return list(ended)
 
-    def apply_member(self, info):
+    def apply_member(self, info: MemberInfo) -> None:
         """A member joined or changed (``info`` a :class:`~maps.protocol.events.MemberInfo`)."""
         self.members[info["id"]] = info
         self._member_changed(info["id"])
 
-    def apply_kick(self, member_id, now):
+    def apply_kick(self, member_id: int, now: int) -> None:
         """The member was removed: no marker, no list entry."""
         self.apply_stop(member_id, now)
         self._changed.pop(member_id, None)
@@ -247,7 +275,7 @@ class RoomState:
         self.stopped_at.pop(member_id, None)
         self.ended.discard(member_id)
 
-    def expire(self, before):
+    def expire(self, before: int) -> None:
         """Drop live positions received before ``before`` (epoch ms): past retention."""
         self.removals += 1
         for member_id in [m for m, p in self.latest.items() if p["seen"] < before]:
@@ -257,7 +285,7 @@ class RoomState:
             self._events.append(events.stopped(member_id))
             self._member_changed(member_id)
 
-    def socket_opened(self, member_id, info, now):
+    def socket_opened(self, member_id: int, info: MemberInfo, now: int) -> bool:
         """A local socket of the member opened; return whether the member came online."""
         if member_id not in self.members:
             self.members[member_id] = info
@@ -268,7 +296,7 @@ class RoomState:
             self._member_changed(member_id)
         return came_online
 
-    def socket_closed(self, member_id, now):
+    def socket_closed(self, member_id: int, now: int) -> bool:
         """A local socket closed; return whether it was the member's last one here."""
         count = self.local.get(member_id, 0) - 1
         if count > 0:
@@ -283,7 +311,8 @@ class RoomState:
 
     # -- peers (other processes' hubs of the room) --------------------------------------------
 
-    def peer_presence(self, hub, member_id, online, expiry):
+    def peer_presence(self, hub: str, member_id: int, online: bool,
+                      expiry: float) -> None:
         """Peer ``hub`` says the member's sockets there opened or all closed."""
         members, _ = self.remote.get(hub, (set(), expiry))
         before = self.is_online(member_id)
@@ -295,15 +324,16 @@ class RoomState:
         if self.is_online(member_id) != before:
             self._member_changed(member_id)
 
-    def peer_online(self, hub, online, expiry):
+    def peer_online(self, hub: str, online: Iterable[int], expiry: float) -> None:
         """Peer ``hub`` is alive with exactly ``online`` (member ids) online."""
         before, _ = self.remote.get(hub, (set(), expiry))
-        online = set(online)
-        self.remote[hub] = (online, expiry)
-        for member_id in before ^ online:
+        now_online = set(online)
+        self.remote[hub] = (now_online, expiry)
+        for member_id in before ^ now_online:
             self._member_changed(member_id)
 
-    def peer_sync(self, hub, online, positions, stopped, expiry):
+    def peer_sync(self, hub: str, online: Iterable[int], positions: Iterable[WirePosition],
+                  stopped: Iterable[Iterable[int]], expiry: float) -> None:
         """Take a peer's state (``room.sync``)."""
         self.peer_online(hub, online, expiry)
         for member_id, at in stopped:
@@ -312,7 +342,7 @@ class RoomState:
         for position in positions:
             self.apply_fix(position)
 
-    def expire_peers(self, mono):
+    def expire_peers(self, mono: float) -> None:
         """Forget peers whose last word is older than their expiry."""
         for hub, (online, expiry) in list(self.remote.items()):
             if expiry < mono:
@@ -322,7 +352,7 @@ class RoomState:
 
     # -- the tick ---------------------------------------------------------------------------
 
-    def flush(self):
+    def flush(self) -> list[Frame]:
         """Return the frames of what changed since the last flush, and forget it.
 
         Order: ``stopped``/``removed`` events, then member changes (one ``presence``
@@ -346,7 +376,7 @@ class RoomState:
             self._positions = {}
         return frames
 
-    def _frame_position(self, position):
+    def _frame_position(self, position: WirePosition) -> WirePosition:
         """Return ``position`` as a ``positions`` frame carries it: with ``device``
         only when it differs from what the room's last frame said of the member (``""``
         when it now has none: a browser tab), else without it.
@@ -361,37 +391,39 @@ class RoomState:
         if self._sent_devices.get(member_id) == device:
             if "device" not in position:
                 return position
-            return {key: value for key, value in position.items() if key != "device"}
+            return cast(WirePosition, {key: value for key, value in position.items()
+                                       if key != "device"})
         self._sent_devices[member_id] = device
         if "device" not in position:
             return {**position, "device": ""}
         return position
 
-    def _member_changed(self, member_id):
+    def _member_changed(self, member_id: int) -> None:
         if member_id in self.members:
             self._changed[member_id] = True
 
 
-def watch_frames(frames, member_id, anonymous):
+def watch_frames(frames: Iterable[Frame], member_id: int,
+                 anonymous: Callable[[WireMember], WireMember]) -> list[Frame]:
     """Return the frames a watch link of ``member_id`` sees of a tick's ``frames``.
 
     Only what concerns that member, with the member shown as ``anonymous`` (a
     function of a :class:`~maps.protocol.events.WireMember` returning it without name or role).
     """
-    out = []
+    out: list[Frame] = []
     for frame in frames:
-        kind = frame["type"]
-        if kind == "positions":
+        # Compared on frame["type"] itself, which tells the frame's shape to mypy.
+        if frame["type"] == "positions":
             mine = [p for p in frame["positions"] if p["member"] == member_id]
             if mine:
                 out.append(events.positions(mine))
-        elif kind in ("stopped", "removed"):
+        elif frame["type"] == "stopped" or frame["type"] == "removed":
             if frame["member"] == member_id:
                 out.append(frame)
-        elif kind == "presence":
+        elif frame["type"] == "presence":
             if frame["member"]["id"] == member_id:
                 out.append(events.presence(anonymous(frame["member"]), frame["online"]))
-        elif kind == "members":
+        elif frame["type"] == "members":
             for member in frame["members"]:
                 if member["id"] == member_id:
                     out.append(events.presence(anonymous(member), member["online"]))

@@ -36,12 +36,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from xml.etree import ElementTree
 
 import gpxpy
 import gpxpy.gpx
 import numpy as np
+import numpy.typing as npt
 import shapely
+
+from maps.protocol.events import MemberInfo
 
 GAP_MS = 5 * 60_000
 STAY_RADIUS_M = 50.0
@@ -68,22 +72,24 @@ class Track:
     hold ``None`` where unknown.
     """
 
-    member: dict
-    lat: list = field(default_factory=list)
-    lon: list = field(default_factory=list)
-    ts: list = field(default_factory=list)
-    altitude: list = field(default_factory=list)
-    speed: list = field(default_factory=list)
-    heading: list = field(default_factory=list)
-    accuracy: list = field(default_factory=list)
-    battery: list = field(default_factory=list)
-    charging: list = field(default_factory=list)
+    member: MemberInfo
+    lat: list[float] = field(default_factory=list)
+    lon: list[float] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    altitude: list[float | None] = field(default_factory=list)
+    speed: list[float | None] = field(default_factory=list)
+    heading: list[float | None] = field(default_factory=list)
+    accuracy: list[float | None] = field(default_factory=list)
+    battery: list[float | None] = field(default_factory=list)
+    charging: list[bool | None] = field(default_factory=list)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.ts)
 
-    def append(self, lat, lon, ts, altitude=None, speed=None, heading=None,
-               accuracy=None, battery=None, charging=None):
+    def append(self, lat: float, lon: float, ts: int, altitude: float | None = None,
+               speed: float | None = None, heading: float | None = None,
+               accuracy: float | None = None, battery: float | None = None,
+               charging: bool | None = None) -> None:
         """Add one position (the next in device time)."""
         self.lat.append(lat)
         self.lon.append(lon)
@@ -107,14 +113,14 @@ class Stay:
     points: int
 
     @property
-    def duration_ms(self):
+    def duration_ms(self) -> int:
         return self.end - self.start
 
 
 # -- geometry ----------------------------------------------------------------------------
 
 
-def metres_per_pixel(zoom, lat):
+def metres_per_pixel(zoom: float, lat: float) -> float:
     """Return the ground size in metres of one pixel at web-map ``zoom`` and ``lat``.
 
     Web Mercator with 256-pixel tiles, as Leaflet and OpenStreetMap draw:
@@ -123,31 +129,32 @@ def metres_per_pixel(zoom, lat):
     return EQUATOR_M * math.cos(math.radians(lat)) / 2 ** (zoom + 8)
 
 
-def local_metres(lat, lon):
+def local_metres(lat: npt.ArrayLike,
+                 lon: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Return ``(x, y)`` arrays in metres east and north of the positions' mean point.
 
     An equirectangular projection about the mean latitude: good to a few per cent over
     the extent of a day's track, exact enough for boxes of tens of metres and for
     pixel tolerances. Longitudes are unwrapped across the antimeridian.
     """
-    lat = np.asarray(lat, dtype=float)
-    lon = np.asarray(lon, dtype=float)
-    lat0 = math.radians(float(lat.mean()))
-    dlon = (lon - lon[0] + 180.0) % 360.0 - 180.0
+    lats = np.asarray(lat, dtype=float)
+    lons = np.asarray(lon, dtype=float)
+    lat0 = math.radians(float(lats.mean()))
+    dlon = (lons - lons[0] + 180.0) % 360.0 - 180.0
     dlon -= dlon.mean()
     x = np.radians(dlon) * EARTH_RADIUS_M * math.cos(lat0)
-    y = np.radians(lat - math.degrees(lat0)) * EARTH_RADIUS_M
+    y = np.radians(lats - math.degrees(lat0)) * EARTH_RADIUS_M
     return x, y
 
 
-def segment_bounds(ts, gap_ms=GAP_MS):
+def segment_bounds(ts: npt.ArrayLike, gap_ms: int = GAP_MS) -> list[tuple[int, int]]:
     """Return ``[(start, stop), ...]`` index ranges of ``ts`` cut at gaps over ``gap_ms``."""
-    ts = np.asarray(ts, dtype=np.int64)
-    if len(ts) == 0:
+    times = np.asarray(ts, dtype=np.int64)
+    if len(times) == 0:
         return []
-    cuts = np.flatnonzero(np.diff(ts) > gap_ms) + 1
+    cuts = np.flatnonzero(np.diff(times) > gap_ms) + 1
     starts = [0, *cuts.tolist()]
-    stops = [*cuts.tolist(), len(ts)]
+    stops = [*cuts.tolist(), len(times)]
     return list(zip(starts, stops))
 
 
@@ -160,7 +167,8 @@ def _kept_by_time(scaled_t, values, tolerance):
     return np.searchsorted(scaled_t, kept)
 
 
-def simplify_indices(lat, lon, ts, tolerance_m):
+def simplify_indices(lat: npt.ArrayLike, lon: npt.ArrayLike, ts: npt.ArrayLike,
+                     tolerance_m: float) -> npt.NDArray[np.intp]:
     """Return the indices of the positions to draw, for one segment (sorted array).
 
     Every position dropped lies within ``tolerance_m`` of where the kept ones put the
@@ -174,16 +182,16 @@ def simplify_indices(lat, lon, ts, tolerance_m):
     themselves within ``e``): the error is at most ``0.71 * tolerance_m``. Positions
     with the same time as the one before are not drawn.
     """
-    ts = np.asarray(ts, dtype=np.int64)
-    n = len(ts)
+    times = np.asarray(ts, dtype=np.int64)
+    n = len(times)
     if n <= 2 or tolerance_m <= 0:
         return np.arange(n)
-    unique = np.concatenate([[True], np.diff(ts) > 0])
+    unique = np.concatenate([[True], np.diff(times) > 0])
     index = np.flatnonzero(unique)
     if len(index) <= 2:
         return index
     x, y = local_metres(np.asarray(lat)[index], np.asarray(lon)[index])
-    seconds = (ts[index] - ts[index[0]]) / 1000.0
+    seconds = (times[index] - times[index[0]]) / 1000.0
     dt = np.diff(seconds)
     fastest = float(np.max(np.hypot(np.diff(x), np.diff(y)) / dt))
     scaled = seconds * max(10.0 * fastest, 1.0)
@@ -217,7 +225,8 @@ def _window_extent(values, stops):
     return low, high
 
 
-def find_stays(lat, lon, ts, *, radius_m=STAY_RADIUS_M, min_ms=STAY_MIN_MS):
+def find_stays(lat: Sequence[float], lon: Sequence[float], ts: npt.ArrayLike, *,
+               radius_m: float = STAY_RADIUS_M, min_ms: int = STAY_MIN_MS) -> list[Stay]:
     """Return the :class:`Stay` list of a track (positions in device-time order).
 
     The rule is the module's: at least ``min_ms`` within a box whose diagonal is at
@@ -226,13 +235,13 @@ def find_stays(lat, lon, ts, *, radius_m=STAY_RADIUS_M, min_ms=STAY_MIN_MS):
     while the box still fits, and the search goes on after its last position.
     ``O(n log w)`` for windows of ``w`` positions.
     """
-    ts = np.asarray(ts, dtype=np.int64)
-    n = len(ts)
+    times = np.asarray(ts, dtype=np.int64)
+    n = len(times)
     if n < 2:
         return []
     x, y = local_metres(lat, lon)
     limit = (2.0 * radius_m) ** 2
-    ends = np.searchsorted(ts, ts + min_ms)  # the first position min_ms later
+    ends = np.searchsorted(times, times + min_ms)  # the first position min_ms later
     long_enough = ends < n
     stops = np.where(long_enough, ends, n - 1)
     xmin, xmax = _window_extent(x, stops)
@@ -247,12 +256,12 @@ def find_stays(lat, lon, ts, *, radius_m=STAY_RADIUS_M, min_ms=STAY_MIN_MS):
             break
         i = int(starts[found])
         last = _grow(x, y, i, int(stops[i]), limit)
-        first, end, cx, cy = _core(x, y, ts, i, last, radius_m)
-        if ts[end] - ts[first] >= min_ms:
+        first, end, cx, cy = _core(x, y, times, i, last, radius_m)
+        if times[end] - times[first] >= min_ms:
             centre = first + int(np.argmin((x[first:end + 1] - cx) ** 2
                                            + (y[first:end + 1] - cy) ** 2))
             stays.append(Stay(lat=float(lat[centre]), lon=float(lon[centre]),
-                              start=int(ts[first]), end=int(ts[end]),
+                              start=int(times[first]), end=int(times[end]),
                               points=end - first + 1))
         i = last + 1
     return stays
@@ -316,7 +325,8 @@ def _line(track, index):
     return index, [[track.lon[i], track.lat[i]] for i in index]
 
 
-def track_feature(track, *, tolerance_m=None, extras=True):
+def track_feature(track: Track, *, tolerance_m: float | None = None,
+                  extras: bool = True) -> dict[str, Any] | None:
     """Return one member's GeoJSON Feature: a LineString, or a MultiLineString per gap.
 
     ``properties``: ``member`` (id), ``name``, ``color``, ``times`` (epoch ms, the
@@ -328,7 +338,9 @@ def track_feature(track, *, tolerance_m=None, extras=True):
     """
     if not len(track):
         return None
-    lines, times, extra = [], [], {name: [] for name in _EXTRAS}
+    lines: list[list[list[float]]] = []
+    times: list[list[int]] = []
+    extra: dict[str, list[list[Any]]] = {name: [] for name in _EXTRAS}
     for start, stop in segment_bounds(track.ts):
         if tolerance_m:
             index = (simplify_indices(track.lat[start:stop], track.lon[start:stop],
@@ -345,7 +357,7 @@ def track_feature(track, *, tolerance_m=None, extras=True):
     single = len(lines) == 1
     geometry = ({"type": "LineString", "coordinates": lines[0]} if single
                 else {"type": "MultiLineString", "coordinates": lines})
-    properties = {
+    properties: dict[str, Any] = {
         "member": track.member["id"],
         "name": track.member["name"],
         "color": track.member["color"],
@@ -358,7 +370,7 @@ def track_feature(track, *, tolerance_m=None, extras=True):
     return {"type": "Feature", "geometry": geometry, "properties": properties}
 
 
-def stay_feature(member, stay):
+def stay_feature(member: MemberInfo, stay: Stay) -> dict[str, Any]:
     """Return a stay as a GeoJSON Point Feature (``properties.kind`` is ``"stay"``)."""
     return {
         "type": "Feature",
@@ -369,8 +381,9 @@ def stay_feature(member, stay):
     }
 
 
-def feature_collection(tracks: Iterable[Track], *, tolerance_m=None, stays=False,
-                       extras=True, foreign=None):
+def feature_collection(tracks: Iterable[Track], *, tolerance_m: float | None = None,
+                       stays: bool = False, extras: bool = True,
+                       foreign: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return a GeoJSON FeatureCollection: one track Feature per non-empty track.
 
     With ``stays`` each member's stays follow as Point Features. ``foreign`` are
@@ -389,7 +402,8 @@ def feature_collection(tracks: Iterable[Track], *, tolerance_m=None, stays=False
     return {"type": "FeatureCollection", **(foreign or {}), "features": features}
 
 
-def drawing_tolerance(tracks: Sequence[Track], *, zoom=None, tolerance_m=None):
+def drawing_tolerance(tracks: Sequence[Track], *, zoom: float | None = None,
+                      tolerance_m: float | None = None) -> float | None:
     """Return the simplification tolerance in metres: as given, or a pixel at ``zoom``.
 
     A pixel is measured at the latitude of the tracks' positions nearest a pole, where
@@ -407,7 +421,7 @@ def drawing_tolerance(tracks: Sequence[Track], *, zoom=None, tolerance_m=None):
 # -- GPX 1.1 (gpxpy) --------------------------------------------------------------------
 
 
-def _ms_datetime(ms):
+def _ms_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
@@ -438,7 +452,7 @@ def _extension(track, i):
     return elements
 
 
-def gpx_document(tracks: Iterable[Track], *, name=None):
+def gpx_document(tracks: Iterable[Track], *, name: str | None = None) -> str:
     """Return a GPX 1.1 document (text) with one ``trk`` per non-empty track.
 
     Written by gpxpy: a ``trkseg`` per segment (:func:`segment_bounds`), each point with

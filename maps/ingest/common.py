@@ -7,12 +7,14 @@ in geoshare's units for :func:`maps.domain.fixes.fix_from_values`, the one gate,
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import orjson
 
-from maps.domain.fixes import InvalidFix, fix_from_values
+from maps.domain.fixes import Fix, InvalidFix, fix_from_values
 
 # 1 knot = 1852 m / 3600 s (international nautical mile); 1 km/h = 1 / 3.6 m/s.
 KNOT_MS = 1852 / 3600
@@ -30,7 +32,7 @@ _INTEGER = re.compile(r"[+-]?\d{1,20}", re.ASCII)
 MAX_PARAMETERS = 1000
 
 
-def form_params(text, field="body"):
+def form_params(text: str, field: str = "body") -> dict[str, str]:
     """Return the parameters of a query string or form body (``text``) as a ``dict``.
 
     Parsed as ``application/x-www-form-urlencoded`` (:func:`urllib.parse.parse_qsl`,
@@ -46,7 +48,7 @@ def form_params(text, field="body"):
         return dict(parse_qsl(text, keep_blank_values=True))
     # Nothing escaped (a phone's usual query): parse_qsl's answer without its unquote
     # per name and value, a fifth of the phone doors' parsing (python -m bench.door).
-    params = {}
+    params: dict[str, str] = {}
     for pair in text.split("&"):
         if pair:
             name, _, value = pair.partition("=")
@@ -54,7 +56,7 @@ def form_params(text, field="body"):
     return params
 
 
-def fix_named(names, **values):
+def fix_named(names: Mapping[str, str], **values: Any) -> Fix:
     """Return :func:`fix_from_values` of ``values``, naming fields as the app does.
 
     ``names`` maps geoshare's field names to the app's; an :class:`InvalidFix` is
@@ -69,19 +71,19 @@ def fix_named(names, **values):
         raise InvalidFix(wire, f"{wire}: {exc.detail}") from None
 
 
-def json_number(field, value):
+def json_number(field: str, value: object) -> float | None:
     """Return a JSON number as ``float`` (``None`` stays ``None``); refuse anything else."""
     if value is None:
         return None
     if type(value) is not int and type(value) is not float:
         raise InvalidFix(field, f"{field} must be a number")
-    value = float(value)
-    if not math.isfinite(value):
+    number = float(value)
+    if not math.isfinite(number):
         raise InvalidFix(field, f"{field} must be a finite number")
-    return value
+    return number
 
 
-def text_number(field, value):
+def text_number(field: str, value: object) -> float | None:
     """Return a query-string number (``"46.05"``, ``"1e-4"``) as ``float``.
 
     ``None`` and the empty string are absent (``None``). JSON numbers are accepted too,
@@ -103,13 +105,13 @@ def text_number(field, value):
     return number
 
 
-def unknown_if_negative(value):
+def unknown_if_negative(value: float | None) -> float | None:
     # The apps use -1 for "unknown" speed, heading and battery (Traccar Client JSON,
     # iOS Core Location); a negative value of these never means anything else.
     return None if value is None or value < 0 else value
 
 
-def unknown_if_zero(value):
+def unknown_if_zero(value: float | None) -> float | None:
     # Android's Location.getAccuracy() is 0.0 when the fix has no accuracy, and
     # GPSLogger writes 0.0 for every value it lacks: no receiver reports an accuracy
     # of exactly 0 m, and a battery at 0 % has switched the phone off.
@@ -119,7 +121,7 @@ def unknown_if_zero(value):
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def text_bool(value):
+def text_bool(value: object) -> bool | None:
     """Return a query-string flag as ``bool``: ``true``/``1`` and ``false``/``0`` (any
     case; a JSON ``true``/``false`` as it is), ``None`` for anything else.
 
@@ -134,12 +136,12 @@ def text_bool(value):
     return _FLAGS.get(value.strip().lower())
 
 
-def json_bool(value):
+def json_bool(value: object) -> bool | None:
     """Return a JSON ``true``/``false`` as it is; anything else (or absent): ``None``."""
     return value if type(value) is bool else None
 
 
-def iso_ms(field, text):
+def iso_ms(field: str, text: str) -> int:
     """Return an ISO 8601 date-time as epoch ms; a naive one is taken as UTC."""
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -150,7 +152,7 @@ def iso_ms(field, text):
     return round(moment.timestamp() * 1000)
 
 
-def parse_timestamp(field, value):
+def parse_timestamp(field: str, value: object) -> int | None:
     """Return an OsmAnd / GPSLogger ``timestamp`` as UTC epoch milliseconds, or ``None``.
 
     Accepted, as Traccar's ``OsmAndProtocolDecoder`` reads it: epoch seconds or epoch
@@ -160,7 +162,8 @@ def parse_timestamp(field, value):
     if value is None or (type(value) is str and not value.strip()):
         return None
     if type(value) is not str:
-        number = json_number(field, value)
+        # Not None here, so a number (or json_number raised).
+        number = cast(float, json_number(field, value))
     elif _INTEGER.fullmatch(value.strip()):
         number = int(value)
         return number * 1000 if number < SECONDS_BELOW else number
@@ -182,7 +185,7 @@ def parse_timestamp(field, value):
     return round(number * 1000) if number < SECONDS_BELOW else round(number)
 
 
-def load_json(body):
+def load_json(body: bytes | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

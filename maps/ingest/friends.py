@@ -56,11 +56,11 @@ class RoomEntry:
     """One room's friends: ``pieces`` (bytes, by member id) of ``members`` (member
     ids, the same order), usable until ``expires`` (the cache's clock, seconds)."""
 
-    members: tuple
-    pieces: tuple
+    members: tuple[int, ...]
+    pieces: tuple[bytes, ...]
     expires: float
 
-    def others(self, member_id):
+    def others(self, member_id: int) -> list[bytes]:
         """Return the pieces of every member but ``member_id``, as a new list."""
         try:
             i = self.members.index(member_id)
@@ -69,7 +69,7 @@ class RoomEntry:
         return [*self.pieces[:i], *self.pieces[i + 1:]]
 
 
-def room_entry(room_pk, started, keep_s):
+def room_entry(room_pk: int, started: float, keep_s: float) -> RoomEntry:
     """Load room ``room_pk``'s friends (synchronous: the database) as a
     :class:`RoomEntry` that expires ``keep_s`` seconds after ``started``, or sooner
     when one of them drops out by the clock (:func:`maps.storage.selectors.room_friends`)."""
@@ -92,20 +92,21 @@ class RoomFriends:
     monotonic clock in seconds (tests set their own).
     """
 
-    def __init__(self, keep_s=KEEP_S, max_rooms=MAX_ROOMS):
+    def __init__(self, keep_s: float = KEEP_S, max_rooms: int = MAX_ROOMS) -> None:
         self.keep_s = keep_s
         self.max_rooms = max_rooms
         self.clock = time.monotonic
         self.generation = 0
         self.loads = 0  # how many times a room was read from the database
-        self._entries = {}  # room pk -> RoomEntry
-        self._loading = {}  # room pk -> the asyncio task loading it (loop thread only)
+        self._entries: dict[int, RoomEntry] = {}
+        # room pk -> the asyncio task loading it (loop thread only)
+        self._loading: dict[int, asyncio.Task[tuple[RoomEntry, bool]]] = {}
         # room pk, or (room pk, member pk) -> the generation that last forgot it
-        self._forgotten = {}
+        self._forgotten: dict[int | tuple[int, int], int] = {}
         self._cleared = 0  # the generation that last forgot everything
         self._lock = threading.Lock()
 
-    async def get(self, room_pk):
+    async def get(self, room_pk: int) -> RoomEntry | None:
         """Return room ``room_pk``'s :class:`RoomEntry`, loading it when it is missing
         or expired; ``None`` when every load raced a change of the room (at most
         :data:`MAX_LOADS`). Errors of the load (the database's) are raised."""
@@ -125,14 +126,14 @@ class RoomFriends:
                 return entry
         return None
 
-    async def _load(self, room_pk):
+    async def _load(self, room_pk: int) -> tuple[RoomEntry, bool]:
         generation = self.generation
         started = self.clock()
         self.loads += 1
         entry = await reads.run(room_entry, room_pk, started, self.keep_s)
         return entry, self._put(room_pk, entry, generation)
 
-    def _loaded(self, room_pk, task):
+    def _loaded(self, room_pk: int, task: asyncio.Task[tuple[RoomEntry, bool]]) -> None:
         if self._loading.get(room_pk) is task:
             del self._loading[room_pk]
         if not task.cancelled():
@@ -140,7 +141,7 @@ class RoomFriends:
             # logged as "never retrieved"; its waiters still get the error.
             task.exception()
 
-    def _put(self, room_pk, entry, generation):
+    def _put(self, room_pk: int, entry: RoomEntry, generation: int) -> bool:
         with self._lock:
             forgotten = self._forgotten
             if max(self._cleared, forgotten.get(room_pk, 0)) > generation:
@@ -158,13 +159,13 @@ class RoomFriends:
             self._entries[room_pk] = entry
             return True
 
-    def forget_room(self, room_pk):
+    def forget_room(self, room_pk: int) -> None:
         """Forget room ``room_pk``'s friends, and any load of them under way."""
         with self._lock:
             self._mark(room_pk)
             self._entries.pop(room_pk, None)
 
-    def forget_member(self, room_pk, member_pk):
+    def forget_member(self, room_pk: int, member_pk: int) -> None:
         """Forget room ``room_pk``'s friends if member ``member_pk`` is among them,
         and any load of them under way that finds the member."""
         with self._lock:
@@ -173,14 +174,14 @@ class RoomFriends:
             if entry is not None and member_pk in entry.members:
                 del self._entries[room_pk]
 
-    def _mark(self, mark):
+    def _mark(self, mark: int | tuple[int, int]) -> None:
         self.generation += 1
         if len(self._forgotten) >= self.max_rooms:
             self._forgotten.clear()
             self._cleared = self.generation
         self._forgotten[mark] = self.generation
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget every room's friends, and every load under way."""
         with self._lock:
             self.generation += 1
@@ -193,15 +194,16 @@ class FriendsThrottle:
     """Device pk -> when it last got the friends (``clock``, seconds), at most
     ``max_devices`` of them. On the event loop only."""
 
-    def __init__(self, max_devices=MAX_DEVICES):
+    def __init__(self, max_devices: int = MAX_DEVICES) -> None:
         self.max_devices = max_devices
         self.clock = time.monotonic
-        self._sent = {}  # device pk -> clock; insertion order is the order of sending
+        # device pk -> clock; insertion order is the order of sending
+        self._sent: dict[int, float] = {}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._sent)
 
-    def due(self, device_pk, every_s):
+    def due(self, device_pk: int, every_s: float) -> bool:
         """Return whether device ``device_pk`` is due the friends: it never got them
         (here, or not since it was dropped), or got them ``every_s`` seconds ago or
         longer. ``every_s`` 0 or less: always."""
@@ -210,14 +212,14 @@ class FriendsThrottle:
         sent = self._sent.get(device_pk)
         return sent is None or self.clock() - sent >= every_s
 
-    def sent(self, device_pk):
+    def sent(self, device_pk: int) -> None:
         """Note that device ``device_pk`` got the friends now."""
         self._sent.pop(device_pk, None)
         if len(self._sent) >= self.max_devices:
             del self._sent[next(iter(self._sent))]
         self._sent[device_pk] = self.clock()
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget every device."""
         self._sent.clear()
 
@@ -226,7 +228,7 @@ rooms = RoomFriends()
 throttle = FriendsThrottle()
 
 
-async def friends_for(*, device_pk, member_id, room_pk):
+async def friends_for(*, device_pk: int, member_id: int, room_pk: int) -> list[bytes]:
     """Return the pieces of the friends answer for a post of device ``device_pk`` of
     member ``member_id`` (room ``room_pk``): every other sharing member's ``card`` and
     ``location`` (:func:`maps.ingest.owntracks.answer_of` joins them), or ``[]`` when
@@ -246,7 +248,7 @@ async def friends_for(*, device_pk, member_id, room_pk):
     return entry.others(member_id)
 
 
-def room_changed(room_pk, member_pk=None):
+def room_changed(room_pk: int, member_pk: int | None = None) -> None:
     """Forget room ``room_pk``'s friends in this process, or with ``member_pk`` only
     if that member is among them (maps.access.keycache calls it wherever it forgets the
     room's or a member's keys)."""
@@ -256,7 +258,7 @@ def room_changed(room_pk, member_pk=None):
         rooms.forget_member(room_pk, member_pk)
 
 
-def clear():
+def clear() -> None:
     """Forget every room's friends (maps.access.keycache, when announcements may be lost)."""
     rooms.clear()
 

@@ -8,6 +8,9 @@ which shows a value GPSLogger lacks written as ``0.0`` (``acc=0.0``, ``battery=0
 or ``false``.
 """
 
+from collections.abc import Mapping
+
+from maps.domain.fixes import Fix
 from maps.ingest.common import (
     fix_named,
     iso_ms,
@@ -22,7 +25,7 @@ NAMES = {"accuracy": "acc", "altitude": "alt", "speed": "spd", "heading": "dir",
          "battery": "batt"}
 
 
-def parse(params):
+def parse(params: Mapping[str, object]) -> Fix:
     """Return the :class:`~maps.domain.fixes.Fix` of GPSLogger custom-URL parameters.
 
     ``params`` maps the names of the template on the "Connect a phone" page to the

@@ -17,7 +17,9 @@ Sources, in https://github.com/bilde2910/Hauk:
   app reads the lines of a 200 answer, so refusals are 200 with the reason as line 1).
 """
 
-from maps.domain.fixes import InvalidFix
+from collections.abc import Mapping
+
+from maps.domain.fixes import Fix, InvalidFix
 from maps.ingest.common import fix_named, text_number
 
 # Hauk's own Constants.java SHARE_MODE_* and backend-php/include/inc.php.
@@ -33,7 +35,7 @@ MAX_DURATION_S = 7 * 24 * 3600
 NAMES = {"ts": "time", "accuracy": "acc", "speed": "spd", "altitude": "alt"}
 
 
-def parse_create(params):
+def parse_create(params: Mapping[str, str]) -> int:
     """Return the duration in seconds of a Hauk ``create.php`` form (``params``).
 
     Only a share of one's own (``mod`` absent or 0) in plain text (``e2e`` absent or
@@ -56,7 +58,7 @@ def parse_create(params):
     return int(duration)
 
 
-def parse_post(params):
+def parse_post(params: Mapping[str, str]) -> Fix:
     """Return the :class:`~maps.domain.fixes.Fix` of a Hauk ``post.php`` form (``params``).
 
     ``lat``, ``lon`` (degrees) and ``time`` (epoch seconds, possibly fractional)

@@ -19,8 +19,10 @@ Sources:
 """
 
 import re
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
-from maps.domain.fixes import InvalidFix
+from maps.domain.fixes import Fix, InvalidFix
 from maps.ingest.common import (
     KNOT_MS,
     fix_named,
@@ -43,7 +45,7 @@ JSON_NAMES = {"lat": "latitude", "lon": "longitude", "ts": "timestamp",
               "battery": "battery.level"}
 
 
-def device_id(params):
+def device_id(params: Mapping[str, Any]) -> str | None:
     """Return the ``id`` (or ``deviceid``) of OsmAnd parameters, or ``None``."""
     for name in ("id", "deviceid"):
         value = params.get(name)
@@ -52,7 +54,7 @@ def device_id(params):
     return None
 
 
-def is_token_upload(params):
+def is_token_upload(params: Mapping[str, Any]) -> bool:
     """Return whether OsmAnd-protocol ``params`` carry no position, only a push token.
 
     Traccar Client 10.x posts ``id=<key>&notificationToken=<token>`` (form-encoded)
@@ -65,10 +67,10 @@ def is_token_upload(params):
     return all(params.get(name) in (None, "") for name in _POSITION_FIELDS)
 
 
-def _filled(params):
+def _filled(params: Mapping[str, Any]) -> Callable[[str], Any]:
     """Return ``params.get`` that reads an unfilled ``{N}`` placeholder as absent."""
 
-    def get(name):
+    def get(name: str) -> Any:
         value = params.get(name)
         if type(value) is str and "{" in value and _UNFILLED.fullmatch(value.strip()):
             return None
@@ -77,7 +79,7 @@ def _filled(params):
     return get
 
 
-def parse_params(params):
+def parse_params(params: Mapping[str, Any]) -> Fix:
     """Return the :class:`~maps.domain.fixes.Fix` of OsmAnd protocol parameters.
 
     ``params`` maps names to strings (a query string or form body; the objects of a
@@ -126,7 +128,7 @@ def parse_params(params):
     )
 
 
-def _traccar_location(location):
+def _traccar_location(location: object) -> Fix:
     """Return the :class:`~maps.domain.fixes.Fix` of one Traccar Client ``location`` object."""
     if type(location) is not dict:
         raise InvalidFix("location", "location must be an object")
@@ -158,7 +160,7 @@ def _traccar_location(location):
     )
 
 
-def json_device_id(obj):
+def json_device_id(obj: object) -> str | None:
     """Return the device key of an OsmAnd-endpoint JSON body, or ``None``.
 
     ``device_id`` of Traccar Client's object, or the one ``id`` of a flat batch.
@@ -178,7 +180,7 @@ def json_device_id(obj):
     raise InvalidFix("body", "the body must be a JSON object or array")
 
 
-def parse_json(obj):
+def parse_json(obj: object) -> tuple[str | None, list[Fix]]:
     """Return ``(device_id, [Fix, ...])`` of an OsmAnd-endpoint JSON body.
 
     Two shapes are read:
@@ -202,11 +204,13 @@ def parse_json(obj):
         if not locations:
             raise InvalidFix("location", "location must not be empty")
         return key, [_traccar_location(location) for location in locations]
-    if not obj:
+    # json_device_id refused anything but an object or an array.
+    batch = cast(list[Any], obj)
+    if not batch:
         raise InvalidFix("body", "the batch is empty")
-    for item in obj:
+    for item in batch:
         if type(item) is not dict:
             raise InvalidFix("body", "each batch item must be an object")
-    return key, [parse_params(item) for item in obj]
+    return key, [parse_params(item) for item in batch]
 
 

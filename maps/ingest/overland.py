@@ -15,7 +15,7 @@ Core Location's negative speed, course and accuracies mean "not available"
 ``unplugged``, ``charging``, ``full`` (plugged in and full).
 """
 
-from maps.domain.fixes import InvalidFix
+from maps.domain.fixes import Fix, InvalidFix
 from maps.ingest.common import fix_named, iso_ms, json_number, unknown_if_negative
 
 # UIDevice.BatteryState by name; "unknown" and anything else: unknown.
@@ -26,7 +26,7 @@ NAMES = {"lat": "coordinates", "lon": "coordinates", "ts": "timestamp",
          "heading": "course", "battery": "battery_level"}
 
 
-def _feature_fix(feature):
+def _feature_fix(feature: object) -> Fix | None:
     """Return the :class:`~maps.domain.fixes.Fix` of one Feature, or ``None`` without geometry."""
     if type(feature) is not dict:
         raise InvalidFix("locations", "each location must be a GeoJSON Feature object")
@@ -69,7 +69,7 @@ def _feature_fix(feature):
     )
 
 
-def parse(obj):
+def parse(obj: object) -> list[Fix]:
     """Return the fixes of an Overland body (a decoded JSON object), oldest first as sent.
 
     Features without a geometry are skipped; ``current``, the newest point the app

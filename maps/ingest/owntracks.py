@@ -12,13 +12,16 @@ https://github.com/owntracks/android.
 import base64
 import binascii
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 import nacl.exceptions
 import nacl.secret
 import orjson
 
-from maps.domain.fixes import InvalidFix
+from maps.domain.fixes import Fix, InvalidFix
 from maps.ingest.common import (
     KMH_MS,
     fix_named,
@@ -31,7 +34,33 @@ from maps.ingest.common import (
 KEY_BYTES = nacl.secret.SecretBox.KEY_SIZE
 
 
-def secret_key(secret):
+class FriendPosition(Protocol):
+    """What :func:`friend_messages` reads of a stored :class:`~maps.models.Reading`."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def device_time(self) -> datetime: ...
+    @property
+    def accuracy(self) -> float | None: ...
+    @property
+    def altitude(self) -> float | None: ...
+    @property
+    def speed(self) -> float | None: ...
+    @property
+    def heading(self) -> float | None: ...
+    @property
+    def battery(self) -> float | None: ...
+
+
+#: One parsed message: ``("location", Fix)``, ``("transition", Transition)``,
+#: ``("waypoints", [Waypoint])`` or ``(None, None)`` (see :func:`parse_message`).
+Message = tuple[str | None, Any]
+
+
+def secret_key(secret: str) -> bytes:
     """Return the 32-byte key of an OwnTracks encryption secret.
 
     As ``EncryptionProvider.initializeSecretBox``: the secret's bytes (UTF-8), cut to
@@ -40,7 +69,7 @@ def secret_key(secret):
     return secret.encode("utf-8")[:KEY_BYTES].ljust(KEY_BYTES, b"\0")
 
 
-def decrypt(secret, data):
+def decrypt(secret: str, data: object) -> bytes:
     """Return the plaintext bytes of an ``encrypted`` message's ``data``.
 
     ``data`` is base64 of nonce (24 bytes) || MAC (16) || ciphertext: libsodium's
@@ -65,21 +94,21 @@ def decrypt(secret, data):
         ) from None
 
 
-def encrypt(secret, plaintext):
+def encrypt(secret: str, plaintext: bytes) -> dict[str, str]:
     """Return ``{"_type": "encrypted", "data": ...}`` of ``plaintext`` (bytes), as the
     apps encrypt (a random nonce before the box; :func:`decrypt` reverses it)."""
     sealed = nacl.secret.SecretBox(secret_key(secret)).encrypt(plaintext)
     return {"_type": "encrypted", "data": base64.b64encode(bytes(sealed)).decode("ascii")}
 
 
-def answer(messages, secret=None):
+def answer(messages: object, secret: str | None = None) -> bytes:
     """Return the body of the answer to the app: the JSON array of ``messages``, or,
     when the device has a secret, one ``encrypted`` object holding that array (how
     the apps and the OwnTracks Recorder encrypt an answer, ``Parser.kt``)."""
     return _sealed(orjson.dumps(messages), secret)
 
 
-def answer_of(pieces, secret=None):
+def answer_of(pieces: Iterable[bytes], secret: str | None = None) -> bytes:
     """Return the body of the answer made of already encoded ``pieces``, as
     :func:`answer` makes it of messages.
 
@@ -89,7 +118,7 @@ def answer_of(pieces, secret=None):
     return _sealed(b"[" + b",".join(pieces) + b"]", secret)
 
 
-def _sealed(plain, secret):
+def _sealed(plain: bytes, secret: str | None) -> bytes:
     if not secret:
         return plain
     return orjson.dumps(encrypt(secret, plain))
@@ -123,7 +152,7 @@ class Waypoint:
     rad: float
 
 
-def parse(body, secret=None):
+def parse(body: bytes, secret: str | None = None) -> Fix | None:
     """Return the :class:`~maps.domain.fixes.Fix` of an OwnTracks HTTP-mode body, or ``None``.
 
     :func:`parse_message` with anything but a ``location`` read as ``None``.
@@ -132,7 +161,7 @@ def parse(body, secret=None):
     return value if kind == "location" else None
 
 
-def parse_message(body, secret=None):
+def parse_message(body: bytes, secret: str | None = None) -> Message:
     """Return ``(kind, value)`` of an OwnTracks HTTP-mode body.
 
     ``("location", Fix)``; ``("transition", Transition)`` (``event`` ``enter`` or
@@ -179,8 +208,8 @@ def parse_message(body, secret=None):
         return "waypoints", [w for w in map(_waypoint, items if type(items) is list
                                             else []) if w is not None]
     if kind == "waypoint":
-        found = _waypoint(message)
-        return "waypoints", [] if found is None else [found]
+        waypoint = _waypoint(message)
+        return "waypoints", [] if waypoint is None else [waypoint]
     if kind != "location":
         return None, None
     tst = json_number("tst", message.get("tst"))
@@ -202,7 +231,7 @@ def parse_message(body, secret=None):
     )
 
 
-def tid(member_id, name):
+def tid(member_id: int, name: str) -> str:
     """Return the OwnTracks tracker id of a friend: two letters of the name, then the id.
 
     The OwnTracks Android app identifies an HTTP-mode friend by ``tid`` alone (it makes
@@ -212,7 +241,8 @@ def tid(member_id, name):
     return ("".join(letters) or "M").upper() + str(member_id)
 
 
-def friend_messages(member_id, name, position):
+def friend_messages(member_id: int, name: str,
+                    position: FriendPosition) -> list[dict[str, Any]]:
     """Return the ``card`` and ``location`` messages that show a friend in OwnTracks.
 
     ``position`` is a stored :class:`~maps.models.Position`. Numbers the app reads as
@@ -220,7 +250,7 @@ def friend_messages(member_id, name, position):
     Source: https://owntracks.org/booklet/tech/json/ (``card``, ``location``).
     """
     tracker = tid(member_id, name)
-    location = {
+    location: dict[str, Any] = {
         "_type": "location",
         "tid": tracker,
         "lat": position.lat,
@@ -240,7 +270,7 @@ def friend_messages(member_id, name, position):
     return [{"_type": "card", "tid": tracker, "name": name}, location]
 
 
-def friend_piece(member_id, name, position):
+def friend_piece(member_id: int, name: str, position: FriendPosition) -> bytes:
     """Return a friend's two :func:`friend_messages` encoded as one piece of an answer
     (:func:`answer_of`): the ``card``'s JSON, a comma, the ``location``'s."""
     card, location = friend_messages(member_id, name, position)
@@ -249,7 +279,7 @@ def friend_piece(member_id, name, position):
 
 
 
-def _transition(message):
+def _transition(message: Mapping[str, Any]) -> Transition | None:
     # One the server cannot use is skipped, not refused: a 400 would jam the app's queue.
     event = message.get("event")
     tst = _number(message.get("tst"))
@@ -261,19 +291,21 @@ def _transition(message):
                       rid=rid if type(rid) is str else "", ts=round(tst * 1000))
 
 
-def _number(value):
+def _number(value: object) -> float | None:
     # The booklet's own example sends numbers as strings ("rad": "50").
     if type(value) is str:
         try:
             value = float(value)
         except ValueError:
             return None
-    if type(value) not in (int, float) or not math.isfinite(value):
+    if type(value) is not int and type(value) is not float:
+        return None
+    if not math.isfinite(value):
         return None
     return float(value)
 
 
-def _waypoint(item):
+def _waypoint(item: object) -> Waypoint | None:
     if type(item) is not dict or type(item.get("desc")) is not str:
         return None
     lat, lon, rad = (_number(item.get(k)) for k in ("lat", "lon", "rad"))
@@ -284,12 +316,12 @@ def _waypoint(item):
     return Waypoint(desc=item["desc"], lat=lat, lon=lon, rad=rad)
 
 
-def region_id(place_id):
+def region_id(place_id: int) -> str:
     """Return the OwnTracks region id (``rid``) geoshare gives place ``place_id``."""
     return f"geoshare-{int(place_id)}"
 
 
-def set_waypoints(places):
+def set_waypoints(places: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Return the ``cmd`` that makes the app monitor ``places`` (dicts with ``id``,
     ``name``, ``lat``, ``lon``, ``radius`` and ``created`` epoch seconds).
 

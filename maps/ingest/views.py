@@ -10,16 +10,19 @@ request is valid and fits the member's position budget
 (:func:`maps.access.doors.positions_allowed`), and the member's share is not ended.
 """
 
+from typing import Any
+
 import orjson
 from channels.db import database_sync_to_async
 from django.core import signing
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from maps.access import doors, limits
+from maps.access.doors import Caller, KeyClaim
 from maps.domain import policy
-from maps.domain.fixes import InvalidFix, now_ms
+from maps.domain.fixes import Fix, InvalidFix, now_ms
 from maps.ingest import friends, gpslogger, hauk, osmand, overland, owntracks
 from maps.ingest.common import form_params, load_json
 from maps.services import (
@@ -36,18 +39,18 @@ from maps.storage.selectors import to_ms
 from maps.telemetry import metrics
 
 
-def _content_type(request):
+def _content_type(request: HttpRequest) -> str:
     return (request.content_type or "").lower()
 
 
-def _form(body, field="body"):
+def _form(body: bytes, field: str = "body") -> dict[str, str]:
     try:
         return form_params(body.decode("utf-8"), field)
     except UnicodeDecodeError:
         raise InvalidFix(field, "the body is not UTF-8 form data") from None
 
 
-async def _publish(caller, fixes):
+async def _publish(caller: Caller, fixes: list[Fix]) -> None:
     """Store, then broadcast, validated fixes of the caller.
 
     Returns once they are committed (a success answer means stored); each fix carries
@@ -81,14 +84,14 @@ async def _publish(caller, fixes):
                            headers={"Retry-After": "5"}) from None
 
 
-def _invalid(exc):
+def _invalid(exc: InvalidFix) -> doors.Refused:
     return doors.Refused(400, exc.detail, exc.field)
 
 
 # -- OwnTracks ---------------------------------------------------------------------------------
 
 
-def _owntracks_key(request, body):
+def _owntracks_key(request: HttpRequest, body: bytes) -> KeyClaim:
     return doors.KeyClaim(
         key=doors.basic_password(request) or request.GET.get("key"),
         unknown_status=401,
@@ -96,7 +99,7 @@ def _owntracks_key(request, body):
     )
 
 
-def _places_may_be_news(caller):
+def _places_may_be_news(caller: Caller) -> bool:
     """Return whether the room's places may have changed since this device got them.
 
     Read from the key cache's room and device (maps.access.keycache), which forgets the room
@@ -113,7 +116,7 @@ def _places_may_be_news(caller):
 
 @require_POST
 @doors.ingest_door(_owntracks_key)
-async def owntracks_view(request, caller):
+async def owntracks_view(request: HttpRequest, caller: Caller) -> HttpResponse:
     """OwnTracks HTTP mode: ``POST /ingest/owntracks/`` with one JSON message.
 
     Authenticated by HTTP Basic (the password is the device key; the user name is not
@@ -166,7 +169,7 @@ async def owntracks_view(request, caller):
 # -- OsmAnd and Traccar Client -------------------------------------------------------------------
 
 
-def _osmand_key(request, body):
+def _osmand_key(request: HttpRequest, body: bytes) -> KeyClaim:
     """Find the device key of an OsmAnd request, parsing the payload on the way."""
     content_type = _content_type(request)
     if content_type == "application/json":
@@ -188,7 +191,7 @@ def _osmand_key(request, body):
 
 @require_http_methods(["GET", "POST"])
 @doors.ingest_door(_osmand_key)
-async def osmand_view(request, caller):
+async def osmand_view(request: HttpRequest, caller: Caller) -> HttpResponse:
     """OsmAnd protocol and Traccar Client: ``/ingest/osmand/``, GET or POST.
 
     A query string or form body (:func:`osmand.parse_params`, ``id`` = device key), or
@@ -218,13 +221,13 @@ async def osmand_view(request, caller):
 # -- GPSLogger -------------------------------------------------------------------------------------
 
 
-def _gpslogger_key(request, body, key):
+def _gpslogger_key(request: HttpRequest, body: bytes, key: str) -> KeyClaim:
     return doors.KeyClaim(key=key, unknown_status=401)
 
 
 @require_http_methods(["GET", "POST"])
 @doors.ingest_door(_gpslogger_key)
-async def gpslogger_view(request, caller, key):
+async def gpslogger_view(request: HttpRequest, caller: Caller, key: str) -> HttpResponse:
     """GPSLogger custom URL: ``/ingest/gpslogger/<key>/?lat=%LAT&...``, GET or POST.
 
     Parameters come from the query string, and from a form or JSON-object body when
@@ -263,19 +266,19 @@ async def gpslogger_view(request, caller, key):
 OVERLAND_MAX_BODY = 1024 * doors.MAX_POINTS_PER_REQUEST
 
 
-def _bearer(request):
+def _bearer(request: HttpRequest) -> str | None:
     scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _overland_key(request, body):
+def _overland_key(request: HttpRequest, body: bytes) -> KeyClaim:
     return doors.KeyClaim(key=_bearer(request) or request.GET.get("key"), unknown_status=401,
                          field="key", headers={"WWW-Authenticate": 'Bearer realm="geoshare"'})
 
 
 @require_POST
 @doors.ingest_door(_overland_key, max_body=OVERLAND_MAX_BODY)
-async def overland_view(request, caller):
+async def overland_view(request: HttpRequest, caller: Caller) -> JsonResponse:
     """Overland (iOS): ``POST /ingest/overland/`` with ``{"locations": [Feature, ...]}``.
 
     The device key is the app's access token (``Authorization: Bearer <key>``) or
@@ -306,7 +309,7 @@ HAUK_VERSION = "1.6.2"
 HAUK_SID_SALT = "geoshare.hauk.session"
 
 
-def hauk_sid(*, key_hash, until_ms, issued_ms):
+def hauk_sid(*, key_hash: str, until_ms: int | None, issued_ms: int) -> str:
     """Return a Hauk session id: the device's key hash, the share's end and its start,
     signed with Django's ``SECRET_KEY`` (``django.core.signing``).
 
@@ -317,7 +320,7 @@ def hauk_sid(*, key_hash, until_ms, issued_ms):
                          salt=HAUK_SID_SALT, compress=True)
 
 
-def hauk_session(sid):
+def hauk_session(sid: str | None) -> dict[str, Any] | None:
     """Return ``{"h", "u", "t"}`` of a session id made by :func:`hauk_sid`, or ``None``."""
     if not sid or len(sid) > 500:
         return None
@@ -330,7 +333,7 @@ def hauk_session(sid):
     return session
 
 
-def hauk_lines(*lines):
+def hauk_lines(*lines: str) -> HttpResponse:
     """Return a Hauk answer: one line each, ``X-Hauk-Version`` set, always status 200.
 
     The app reads only the lines of a 200 answer (``ConnectionThread.java``) and shows
@@ -345,7 +348,7 @@ def hauk_lines(*lines):
 SESSION_EXPIRED = "Session expired!"
 
 
-def _hauk_refusal(exc):
+def _hauk_refusal(exc: doors.Refused) -> HttpResponse:
     if exc.status in (400, 404) and exc.field in ("sid",):
         return hauk_lines(SESSION_EXPIRED, exc.detail)
     if exc.field == "pwd" and exc.status in (400, 401):
@@ -356,14 +359,14 @@ def _hauk_refusal(exc):
     return hauk_lines(detail)
 
 
-def _hauk_key(request, body):
+def _hauk_key(request: HttpRequest, body: bytes) -> KeyClaim:
     """``create.php``: the device key is Hauk's password, ``pwd``."""
     form = _form(body)
     return doors.KeyClaim(key=form.get("pwd"), unknown_status=401, field="pwd",
                          context=form)
 
 
-def _hauk_sid_key(request, body):
+def _hauk_sid_key(request: HttpRequest, body: bytes) -> KeyClaim:
     """``post.php`` / ``stop.php``: the device comes from the signed session id."""
     form = _form(body)
     session = hauk_session(form.get("sid"))
@@ -373,13 +376,13 @@ def _hauk_sid_key(request, body):
                          field="sid", context=(form, session))
 
 
-def _hauk_view_link(request, caller):
+def _hauk_view_link(request: HttpRequest, caller: Caller) -> str:
     return request.build_absolute_uri(f"/r/{caller.ref.room_public_id}/")
 
 
 @require_POST
 @doors.ingest_door(_hauk_key, refuse=_hauk_refusal)
-async def hauk_create(request, caller):
+async def hauk_create(request: HttpRequest, caller: Caller) -> HttpResponse:
     """Hauk ``api/create.php``: start a share of ``dur`` seconds with the device key.
 
     The member sets ``https://<site>/hauk/`` as the server and the device key as the
@@ -399,7 +402,7 @@ async def hauk_create(request, caller):
                       caller.ref.room_public_id)
 
 
-def _hauk_live(caller, session):
+def _hauk_live(caller: Caller, session: dict[str, Any]) -> None:
     """Raise :class:`Refused` unless the session's share is still on."""
     stopped = to_ms(caller.member.stopped_at)
     if session["u"] is not None and now_ms() > session["u"]:
@@ -410,7 +413,7 @@ def _hauk_live(caller, session):
 
 @require_POST
 @doors.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
-async def hauk_post(request, caller):
+async def hauk_post(request: HttpRequest, caller: Caller) -> HttpResponse:
     """Hauk ``api/post.php``: publish one position of the session's device.
 
     ``time`` is epoch seconds with a fraction, ``spd`` m/s, ``acc`` m. Answers ``OK``,
@@ -431,7 +434,7 @@ async def hauk_post(request, caller):
 
 @require_POST
 @doors.ingest_door(_hauk_sid_key, refuse=_hauk_refusal)
-async def hauk_stop(request, caller):
+async def hauk_stop(request: HttpRequest, caller: Caller) -> HttpResponse:
     """Hauk ``api/stop.php``: end the share; the member's marker goes from the map.
 
     A share already over (time up, stopped) answers ``OK`` and changes nothing, as
@@ -447,10 +450,11 @@ async def hauk_stop(request, caller):
 
 
 @csrf_exempt
-async def hauk_unsupported(request, name):
+async def hauk_unsupported(request: HttpRequest, name: str) -> HttpResponse:
     """Other Hauk endpoints (``adopt.php``, ``new-link.php``, ...): a clear line."""
     return hauk_lines(f"geoshare does not offer Hauk's {name}.php: only sharing your "
                       "own location alone")
 
 
-hauk_unsupported.ingest_door = True  # served by maps.ingest.front, as the doors are
+# Served by maps.ingest.front, as the doors are (a function attribute: mypy knows none).
+hauk_unsupported.ingest_door = True  # type: ignore[attr-defined]

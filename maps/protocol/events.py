@@ -17,7 +17,7 @@ JSON (positions are validated finite before they get here, :mod:`maps.domain.fix
 
 import types
 import typing
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast
 
 import orjson
 
@@ -33,7 +33,7 @@ CLOSE_FLOOD = 4429
 KEYS_GROUP = "geoshare.keys"
 
 
-def room_group(room_pk):
+def room_group(room_pk: int) -> str:
     """Return the channel-layer group of the room with primary key ``room_pk``.
 
     Channels allows ``[A-Za-z0-9._-]`` under 100 characters; the pk is an integer.
@@ -100,31 +100,71 @@ class WirePlace(TypedDict):
     created_by: int | None
 
 
+class PositionSource(Protocol):
+    """What :func:`wire_position` reads: a :class:`maps.domain.fixes.Fix` or a stored
+    :class:`maps.models.Reading` (read-only attributes, ``None`` unknown)."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def accuracy(self) -> float | None: ...
+    @property
+    def altitude(self) -> float | None: ...
+    @property
+    def speed(self) -> float | None: ...
+    @property
+    def heading(self) -> float | None: ...
+    @property
+    def battery(self) -> float | None: ...
+    @property
+    def charging(self) -> bool | None: ...
+    @property
+    def device(self) -> str | None: ...
+
+
+class HasMemberFields(Protocol):
+    """What :func:`member_info` reads of a :class:`maps.models.Member`."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def color(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
 _OPTIONAL_POSITION_FIELDS = ("accuracy", "altitude", "speed", "heading", "battery",
                              "charging", "device")
 
 
-def wire_position(member_id, source, ts, seen):
+def wire_position(member_id: int, source: PositionSource, ts: int,
+                  seen: int) -> WirePosition:
     """Return the :class:`WirePosition` of ``member_id``.
 
     ``source`` is anything with ``lat``, ``lon`` and the optional fields as attributes
     (a :class:`maps.domain.fixes.Fix` or a stored :class:`maps.models.Position`); ``ts`` is the
     device time and ``seen`` the server's receive time, both epoch ms.
     """
-    data = {"member": member_id, "lat": source.lat, "lon": source.lon}
+    data: dict[str, Any] = {"member": member_id, "lat": source.lat, "lon": source.lon}
     for field in _OPTIONAL_POSITION_FIELDS:
         value = getattr(source, field)
         if value is not None:
             data[field] = value
     data["ts"] = ts
     data["seen"] = seen
-    return data
+    # Built key by key (the optional fields by name, in the wire's order).
+    return cast(WirePosition, data)
 
 
-def member_info(member):
+def member_info(member: HasMemberFields) -> MemberInfo:
     """Return the :class:`MemberInfo` of a :class:`maps.models.Member`."""
-    return {"id": member.pk, "name": member.name, "color": member.color,
-            "role": member.role}
+    # ``role`` is a Role value, one of MemberInfo's literals.
+    return cast(MemberInfo, {"id": member.pk, "name": member.name, "color": member.color,
+                             "role": member.role})
 
 
 # -- wire frames, server to client -----------------------------------------------------
@@ -195,6 +235,10 @@ class PlaceEvent(TypedDict):
     ts: int
 
 
+#: Any frame the server sends.
+ServerFrame = (Snapshot | Positions | Presence | Members | Stopped | Removed | Error
+               | Pong | Places | PlaceEvent)
+
 SERVER_FRAMES = {
     "snapshot": Snapshot,
     "positions": Positions,
@@ -209,19 +253,20 @@ SERVER_FRAMES = {
 }
 
 
-def snapshot(*, you, now, room, members, positions):
+def snapshot(*, you: int | None, now: int, room: RoomInfo, members: list[WireMember],
+             positions: list[WirePosition]) -> Snapshot:
     """Return a :class:`Snapshot`: the whole room state for one member."""
     return {"type": "snapshot", "you": you, "now": now, "room": room,
             "members": members, "positions": positions}
 
 
-def snapshot_tail(parts):
+def snapshot_tail(parts: dict[str, Any]) -> str:
     """Return the text :func:`snapshot_text` completes: :func:`encode` of the
     snapshot's shared parts (``room``, ``members``, ``positions``) without its ``{``."""
     return encode(parts)[1:]
 
 
-def snapshot_text(you, now, tail):
+def snapshot_text(you: int | None, now: int, tail: str) -> str:
     """Return the JSON text of a :class:`Snapshot` for ``you`` at ``now`` (epoch ms).
 
     ``tail`` is :func:`snapshot_tail` of the shared parts: encoded once for every
@@ -232,34 +277,35 @@ def snapshot_text(you, now, tail):
     return head[:-1] + "," + tail
 
 
-def positions(items):
+def positions(items: list[WirePosition]) -> Positions:
     """Return a :class:`Positions` frame of :class:`WirePosition` dicts."""
     return {"type": "positions", "positions": items}
 
 
-def presence(member, online):
+def presence(member: WireMember, online: bool) -> Presence:
     """Return a :class:`Presence` frame for a :class:`WireMember`."""
     return {"type": "presence", "member": member, "online": online}
 
 
-def members(items):
+def members(items: list[WireMember]) -> Members:
     """Return a :class:`Members` frame: several members that changed in one tick."""
     return {"type": "members", "members": items}
 
 
-def stopped(member_id):
+def stopped(member_id: int) -> Stopped:
     """Return a :class:`Stopped` frame: remove that member's marker."""
     return {"type": "stopped", "member": member_id}
 
 
-def removed(member_id):
+def removed(member_id: int) -> Removed:
     """Return a :class:`Removed` frame: drop that member from the list."""
     return {"type": "removed", "member": member_id}
 
 
-def error(code, detail, field=None, retry_after_ms=None):
+def error(code: ErrorCode, detail: str, field: str | None = None,
+          retry_after_ms: int | None = None) -> Error:
     """Return an :class:`Error` frame; ``field`` names the offending field, if any."""
-    frame = {"type": "error", "code": code, "detail": detail}
+    frame: Error = {"type": "error", "code": code, "detail": detail}
     if field is not None:
         frame["field"] = field
     if retry_after_ms is not None:
@@ -267,29 +313,30 @@ def error(code, detail, field=None, retry_after_ms=None):
     return frame
 
 
-def pong(now):
+def pong(now: int) -> Pong:
     """Return a :class:`Pong`, the answer to a ``ping``."""
     return {"type": "pong", "now": now}
 
 
-def places(items):
+def places(items: list[WirePlace]) -> Places:
     """Return a :class:`Places` frame: every place of the room (all of them, each time)."""
     return {"type": "places", "places": items}
 
 
-def place_event(member_id, place_id, kind, ts):
+def place_event(member_id: int, place_id: int, kind: Literal["enter", "leave"],
+                ts: int) -> PlaceEvent:
     """Return a :class:`PlaceEvent` frame: ``member_id`` arrived at (``"enter"``) or
     left (``"leave"``) place ``place_id`` at device time ``ts`` (epoch ms)."""
     return {"type": "place_event", "member": member_id, "place": place_id, "kind": kind,
             "ts": ts}
 
 
-def encode(frame):
+def encode(frame: object) -> str:
     """Return ``frame`` as strict JSON text."""
     return orjson.dumps(frame).decode()
 
 
-def send_message(text):
+def send_message(text: str) -> dict[str, str]:
     """Return the ASGI ``websocket.send`` message carrying ``text``.
 
     One message object is shared by every socket a frame goes to: servers only read it.
@@ -450,69 +497,71 @@ ROOM_EVENTS = {
 PROCESS_EVENTS = {"keys.forget": KeysForget}
 
 
-def room_fix(position):
+def room_fix(position: WirePosition) -> RoomFix:
     return {"type": "room.fix", "p": position}
 
 
-def room_stop(member_id, at):
+def room_stop(member_id: int, at: int) -> RoomStop:
     return {"type": "room.stop", "member": member_id, "at": at}
 
 
-def room_share(member_id, until):
+def room_share(member_id: int, until: int | None) -> RoomShare:
     return {"type": "room.share", "member": member_id, "until": until}
 
 
-def room_unwatch(link_id):
+def room_unwatch(link_id: int) -> RoomUnwatch:
     return {"type": "room.unwatch", "link": link_id}
 
 
-def room_member(info):
+def room_member(info: MemberInfo) -> RoomMember:
     return {"type": "room.member", "member": info}
 
 
-def room_kick(member_id):
+def room_kick(member_id: int) -> RoomKick:
     return {"type": "room.kick", "member": member_id}
 
 
-def room_rekey(member_id, device_id):
+def room_rekey(member_id: int, device_id: int) -> RoomRekey:
     return {"type": "room.rekey", "member": member_id, "device": device_id}
 
 
-def room_deleted():
+def room_deleted() -> RoomDeleted:
     return {"type": "room.deleted"}
 
 
-def room_retention(before):
+def room_retention(before: int) -> RoomRetention:
     return {"type": "room.retention", "before": before}
 
 
-def room_places(items):
+def room_places(items: list[WirePlace]) -> RoomPlaces:
     return {"type": "room.places", "places": items}
 
 
-def room_place_event(member_id, place_id, kind, ts):
+def room_place_event(member_id: int, place_id: int, kind: Literal["enter", "leave"],
+                     ts: int) -> RoomPlaceEvent:
     return {"type": "room.place_event", "member": member_id, "place": place_id,
             "kind": kind, "ts": ts}
 
 
-def room_presence(hub, member_id, online):
+def room_presence(hub: str, member_id: int, online: bool) -> RoomPresence:
     return {"type": "room.presence", "hub": hub, "member": member_id, "online": online}
 
 
-def room_beat(hub, online):
+def room_beat(hub: str, online: list[int]) -> RoomBeat:
     return {"type": "room.beat", "hub": hub, "online": online}
 
 
-def room_hello(hub):
+def room_hello(hub: str) -> RoomHello:
     return {"type": "room.hello", "hub": hub}
 
 
-def room_sync(hub, online, positions, stopped):
+def room_sync(hub: str, online: list[int], positions: list[WirePosition],
+              stopped: list[list[int]]) -> RoomSync:
     return {"type": "room.sync", "hub": hub, "online": online, "positions": positions,
             "stopped": stopped}
 
 
-def keys_forget(room_pk, member_pk=None):
+def keys_forget(room_pk: int, member_pk: int | None = None) -> KeysForget:
     if member_pk is None:
         return {"type": "keys.forget", "room": room_pk}
     return {"type": "keys.forget", "room": room_pk, "member": member_pk}
@@ -525,24 +574,26 @@ class ShapeError(ValueError):
     """A message does not have its documented shape; the text says where."""
 
 
-def check_frame(frame):
+def check_frame(frame: object) -> None:
     """Check a decoded server frame against its TypedDict; raise :class:`ShapeError`."""
     kind = frame.get("type") if type(frame) is dict else None
-    if kind not in SERVER_FRAMES:
+    # A type that is not a string (a list: unhashable) is unknown too, not a TypeError.
+    if type(kind) is not str or kind not in SERVER_FRAMES:
         raise ShapeError(f"unknown frame type {kind!r}")
     _check(SERVER_FRAMES[kind], frame, kind)
 
 
-def check_room_event(message):
+def check_room_event(message: object) -> None:
     """Check a channel-layer room event against its TypedDict; raise :class:`ShapeError`."""
     kind = message.get("type") if type(message) is dict else None
-    expected = ROOM_EVENTS.get(kind) or PROCESS_EVENTS.get(kind)
-    if expected is None:
+    expected = (ROOM_EVENTS.get(kind) or PROCESS_EVENTS.get(kind)
+                if type(kind) is str else None)
+    if kind is None or expected is None:
         raise ShapeError(f"unknown room event {kind!r}")
     _check(expected, message, kind)
 
 
-def _check(expected, value, where):
+def _check(expected: Any, value: Any, where: str) -> None:
     if typing.is_typeddict(expected):
         if type(value) is not dict:
             raise ShapeError(f"{where}: expected an object, got {value!r}")

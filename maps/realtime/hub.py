@@ -24,6 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -77,9 +78,9 @@ class RoomHub:
         })
         self.layer = get_channel_layer()
         self.channel = None
-        self.sockets = set()
+        self.sockets: set[Any] = set()
         # member id -> the watch links' sockets (Outbox) that see only that member.
-        self.watchers = {}
+        self.watchers: dict[int, set[Any]] = {}
         self._share_handle = None
         self._share_at = None
         self._shares_seen = -1
@@ -93,7 +94,7 @@ class RoomHub:
         self._snapshot_parts = None
         self._places_message = None
         self._idle_handle = None
-        self._tasks = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._healthy = True
         self.closed = False
         self._handlers = {
@@ -543,10 +544,10 @@ class HubRegistry:
         self.clock = clock
         self.monotonic = monotonic
         self.idle_grace_s = idle_grace_s
-        self.hubs = {}
-        self._starting = {}
-        self._tasks = set()
-        self.addresses = {}
+        self.hubs: dict[int, RoomHub] = {}
+        self._starting: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.addresses: dict[str, int] = {}
 
     def get(self, room_pk):
         """Return the running hub of a room, or ``None``."""
@@ -614,7 +615,8 @@ class HubRegistry:
             await hub.stop()
 
 
-_registries = weakref.WeakKeyDictionary()
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HubRegistry] = (
+    weakref.WeakKeyDictionary())
 
 
 def registry():

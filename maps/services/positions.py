@@ -57,6 +57,7 @@ async def positions_publish(*, member: MemberRef, fixes: list[Fix], durable: boo
     if durable:
         stored = writer.add(member.id, fixes, received_ms, durable=True,
                             device_id=device_id)
+        assert stored is not None  # durable: a future
         try:
             await publish.position_announce(member.room_pk, wire)
         except Exception:

@@ -16,7 +16,8 @@ through a ``keys.forget`` message to :data:`maps.protocol.events.KEYS_GROUP`.
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -37,7 +38,7 @@ _forget_hooks: list[Callable[[events.KeysForget], None]] = []
 
 #: A place event as the history writer stored it:
 #: ``(room id, member id, place id, kind, device time ms)``.
-PlaceEventRow = tuple[int, int, int, str, int]
+PlaceEventRow = history.PlaceEventRow
 
 
 def on_forget(hook: Callable[[events.KeysForget], None]) -> None:
@@ -50,7 +51,7 @@ def on_forget(hook: Callable[[events.KeysForget], None]) -> None:
         _forget_hooks.append(hook)
 
 
-def forget_message(room_pk: int, event: dict | None = None) -> events.KeysForget | None:
+def forget_message(room_pk: int, event: Mapping[str, Any] | None = None) -> events.KeysForget | None:
     """Return the ``keys.forget`` that ``event`` calls for in room ``room_pk``, or ``None``.
 
     ``event`` is the room event being sent (``None``: the whole room). Events that change
@@ -73,7 +74,7 @@ def _forget_here(message: events.KeysForget) -> None:
         hook(message)
 
 
-async def room_event_send(room_pk: int, event: dict) -> None:
+async def room_event_send(room_pk: int, event: Mapping[str, Any]) -> None:
     """Send a room event (a :mod:`maps.protocol.events` builder's dict) to the room's hubs.
 
     From the event loop. An event of :data:`FORGETTING_EVENTS` makes every process
@@ -89,7 +90,7 @@ async def room_event_send(room_pk: int, event: dict) -> None:
         await layer.group_send(events.KEYS_GROUP, forget)
 
 
-def room_event_on_commit(room_pk: int, event: dict) -> None:
+def room_event_on_commit(room_pk: int, event: Mapping[str, Any]) -> None:
     """Send a room event from synchronous code, once the transaction commits.
 
     Called by the synchronous services inside their transaction (or outside one: then
@@ -147,7 +148,9 @@ async def place_events_announce(created: Iterable[PlaceEventRow]) -> None:
     """
     for room_id, member_id, place_id, kind, ts in created:
         await room_event_send(room_id,
-                              events.room_place_event(member_id, place_id, kind, ts))
+                              events.room_place_event(
+                                  member_id, place_id,
+                                  cast(Literal["enter", "leave"], kind), ts))
 
 
 def place_events_on_commit(created: list[PlaceEventRow]) -> None:

@@ -15,12 +15,15 @@ import contextvars
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from maps.domain import places
+from maps.domain.fixes import Fix
 from maps.models import (
     Device,
     LivePosition,
@@ -36,6 +39,15 @@ from maps.storage.selectors import from_ms, to_ms
 from maps.telemetry import metrics
 
 log = logging.getLogger(__name__)
+
+#: One buffered position: ``(member id, fix, received ms)``.
+BatchItem = tuple[int, Fix, int]
+#: A stored arrival or departure: ``(room id, member id, place id, kind, device time ms)``.
+PlaceEventRow = tuple[int, int, int, str, int]
+#: :func:`_member_rooms`' answer: member id -> (room retention days, room id).
+MemberRooms = dict[int, tuple[int, int]]
+#: :func:`time_param`'s ``stamp``: epoch ms -> the query parameter of that time.
+Stamp = Callable[[int], Any]
 
 
 class StoreFailed(Exception):
@@ -53,21 +65,23 @@ class HistoryWriter:
     commit), so a "200" to a phone means stored without a transaction per request.
     """
 
-    def __init__(self):
-        self.buffer = []
-        self.waiters = []
+    def __init__(self) -> None:
+        self.buffer: list[BatchItem] = []
+        self.waiters: list[asyncio.Future[None]] = []
         # member id -> the last_seen (epoch ms) last written, within the resolution.
-        self.persisted = {}
+        self.persisted: dict[int, int] = {}
         # device id -> the newest receive time (epoch ms) of the buffered positions,
         # and the last_seen last written per device.
-        self.devices = {}
-        self.devices_persisted = {}
-        self._handle = None
+        self.devices: dict[int, int] = {}
+        self.devices_persisted: dict[int, int] = {}
+        self._handle: asyncio.TimerHandle | None = None
         self._soon = False
-        self._flushing = None
-        self._tasks = set()
+        self._flushing: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, member_id, fixes, received_ms, *, durable=False, device_id=None):
+    def add(self, member_id: int, fixes: Sequence[Fix], received_ms: int, *,
+            durable: bool = False,
+            device_id: int | None = None) -> asyncio.Future[None] | None:
         """Queue positions of one member (``fixes``, a list of :class:`Fix`).
 
         ``device_id``: the device that sent them, whose ``last_seen`` the batch writes
@@ -115,7 +129,7 @@ class HistoryWriter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def flush(self):
+    async def flush(self) -> None:
         """Write everything buffered now; wait for a flush already under way first."""
         while self._flushing is not None:
             await self._flushing
@@ -128,7 +142,7 @@ class HistoryWriter:
         self._flushing = loop.create_future()
         try:
             started = time.perf_counter()
-            place_events = []
+            place_events: list[PlaceEventRow] = []
             await _thread.run(write_batch, batch, self.persisted, place_events,
                               devices=devices, devices_persisted=self.devices_persisted)
             metrics.history_written(len(batch), time.perf_counter() - started)
@@ -155,10 +169,10 @@ class HistoryWriter:
 
 
 # The callback of :func:`on_commit` (at most one: maps.services.publish's).
-_committed = []
+_committed: list[Callable[[list[PlaceEventRow]], Awaitable[None]]] = []
 
 
-def on_commit(callback):
+def on_commit(callback: Callable[[list[PlaceEventRow]], Awaitable[None]]) -> None:
     """Register ``await callback(place_events)``, called after each commit that stored
     arrivals or departures (``[(room id, member id, place id, kind, device time ms)]``).
 
@@ -221,7 +235,7 @@ def _statement(name, build):
     return sql
 
 
-_STATEMENTS = {}
+_STATEMENTS: dict[tuple[str, str], str] = {}
 
 
 def _position_insert_sql():
@@ -255,8 +269,10 @@ def _live_upsert_sql():
     )
 
 
-def write_batch(batch, persisted=None, place_events=None, *, devices=None,
-                devices_persisted=None):
+def write_batch(batch: Sequence[BatchItem], persisted: dict[int, int] | None = None,
+                place_events: list[PlaceEventRow] | None = None, *,
+                devices: dict[int, int] | None = None,
+                devices_persisted: dict[int, int] | None = None) -> int:
     """Insert a batch of ``(member_id, fix, received_ms)`` in one transaction.
 
     Each member's newest fix of the batch becomes their :class:`LivePosition` (in every
@@ -288,8 +304,8 @@ def write_batch(batch, persisted=None, place_events=None, *, devices=None,
         retention = _member_rooms(member_ids)
         rows = []
         # member id -> (device time, received, the row's parameters)
-        newest = {}
-        last_seen = {}
+        newest: dict[int, tuple[int, int, tuple[Any, ...]]] = {}
+        last_seen: dict[int, int] = {}
         for member_id, fix, received_ms in batch:
             found = retention.get(member_id)
             if found is None:
@@ -369,7 +385,7 @@ def _last_seen_update(model, rows):
                            [(at, pk) for pk, at in rows])
 
 
-def evaluate_places(batch, rooms):
+def evaluate_places(batch: Sequence[BatchItem], rooms: MemberRooms) -> list[PlaceEventRow]:
     """Hold ``batch``'s fixes against their rooms' places; store what changes.
 
     ``rooms`` is :func:`_member_rooms`' answer. Each member's fixes are taken in
@@ -389,12 +405,12 @@ def evaluate_places(batch, rooms):
     room_ids = sorted({found[1] for found in rooms.values()})
     if not room_ids:
         return []
-    circles = {}
+    circles: dict[int, list[tuple[int, places.Circle]]] = {}
     for pk, room_id, lat, lon, radius in _room_places(room_ids):
         circles.setdefault(room_id, []).append((pk, places.Circle(lat, lon, radius)))
     if not circles:
         return []
-    fixes = {}
+    fixes: dict[int, list[tuple[float, float, float | None, int]]] = {}
     for member_id, fix, _received in batch:
         found = rooms.get(member_id)
         if found is not None and found[1] in circles:
@@ -405,21 +421,22 @@ def evaluate_places(batch, rooms):
     pairs = [(member_id, pk) for member_id in sorted(fixes)
              for pk, _circle in circles[rooms[member_id][1]]]
     states = _lock_place_states(pairs)
-    created = []
+    created: list[PlaceEventRow] = []
     changed = []
     for member_id in sorted(fixes):
         room_id = rooms[member_id][1]
         for pk, circle in circles[room_id]:
             row = states[(member_id, pk)]
             before = places.PlaceState(row.inside, to_ms(row.since), to_ms(row.checked))
-            after, found = places.run(circle, before, fixes[member_id])
+            after, crossings = places.run(circle, before, fixes[member_id])
             if after == before:
                 continue
             row.inside, row.since, row.checked = (
                 after.inside, from_ms(after.since) if after.since is not None else None,
-                from_ms(after.checked))
+                # A state that changed has decided a fix: ``checked`` is its time.
+                from_ms(cast(int, after.checked)))
             changed.append(row)
-            for kind, ts in found:
+            for kind, ts in crossings:
                 created.append((room_id, member_id, pk, kind, ts))
     PlaceState.objects.bulk_update(changed, ["inside", "since", "checked"])
     if not created:
@@ -446,7 +463,7 @@ def _room_places(room_ids):
     return found
 
 
-def place_events_insert(created):
+def place_events_insert(created: Sequence[PlaceEventRow]) -> list[PlaceEventRow]:
     """Insert ``[(room id, member id, place id, kind, ts ms)]`` as :class:`PlaceEvent`
     rows unless already stored; return those inserted.
 
@@ -468,7 +485,8 @@ def place_events_insert(created):
     return fresh
 
 
-def place_transition(room_id, member_id, place_id, kind, ts):
+def place_transition(room_id: int, member_id: int, place_id: int, kind: str,
+                     ts: int) -> list[PlaceEventRow]:
     """Record that the member's phone reported entering or leaving a place itself.
 
     An OwnTracks ``transition`` is the same crossing the server finds in the fixes, so
@@ -524,7 +542,7 @@ def _sqlite_utc_text(ms):
     return str(_EPOCH + timedelta(milliseconds=ms))
 
 
-def time_param():
+def time_param() -> Stamp:
     """Return ``stamp(ms)``: the query parameter of a ``DateTimeField`` value given as
     UTC epoch milliseconds, for this thread's connection.
 
@@ -534,18 +552,19 @@ def time_param():
     history thread's time in ``make bench``'s phone ingest. Within one batch each
     distinct millisecond is adapted once (a request's rows share their receive time).
     """
-    if (connection.vendor == "sqlite" and settings.USE_TZ
-            and connection.timezone.utcoffset(None) == timedelta(0)):
-        adapt = _sqlite_utc_text
+    zone = connection.timezone
+    if (connection.vendor == "sqlite" and settings.USE_TZ and zone is not None
+            and zone.utcoffset(None) == timedelta(0)):
+        adapt: Callable[[int], Any] = _sqlite_utc_text
     else:
         ops = connection.ops
 
-        def adapt(ms):
+        def adapt(ms: int) -> Any:
             return ops.adapt_datetimefield_value(from_ms(ms))
 
-    seen = {}
+    seen: dict[int, Any] = {}
 
-    def stamp(ms):
+    def stamp(ms: int) -> Any:
         value = seen.get(ms)
         if value is None:
             value = seen[ms] = adapt(ms)
@@ -597,7 +616,7 @@ def _autocheckpoint_off():
         connection.geoshare_autocheckpoint_off = connection.connection
 
 
-def wal_checkpoint():
+def wal_checkpoint() -> tuple[int, int, int]:
     """Run SQLite's ``PRAGMA wal_checkpoint(PASSIVE)`` on this thread's connection.
 
     Returns its row ``(busy, frames in the log, frames checkpointed)``; ``-1`` frames
@@ -623,10 +642,11 @@ def _checkpoint_for(batches):
 checkpoints = Batcher(_checkpointer, _checkpoint_for, gap=CHECKPOINT_EVERY_S)
 
 
-_writers = weakref.WeakKeyDictionary()
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HistoryWriter] = (
+    weakref.WeakKeyDictionary())
 
 
-def history_writer():
+def history_writer() -> HistoryWriter:
     """Return the history writer of the running event loop."""
     loop = asyncio.get_running_loop()
     writer = _writers.get(loop)

@@ -5,12 +5,16 @@ import base64
 import binascii
 import heapq
 import itertools
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast, overload
 
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import connections
-from django.db.models import BigIntegerField, F, Func, Q
+from django.db.models import BigIntegerField, F, Func, Q, QuerySet
 from django.utils import timezone
 
+from maps.domain.room_state import StoredRoom
 from maps.domain.tracks import Track
 from maps.models import (
     Device,
@@ -25,25 +29,33 @@ from maps.models import (
     hash_key,
 )
 from maps.protocol import events
+from maps.protocol.events import MemberInfo, WirePosition
 
 
-def to_ms(value):
+@overload
+def to_ms(value: datetime) -> int: ...
+@overload
+def to_ms(value: None) -> None: ...
+@overload
+def to_ms(value: datetime | None) -> int | None: ...
+def to_ms(value: datetime | None) -> int | None:
     """Return an aware datetime as UTC epoch milliseconds (``None`` stays ``None``)."""
     return None if value is None else int(value.timestamp() * 1000)
 
 
-def from_ms(value):
+def from_ms(value: float) -> datetime:
     """Return UTC epoch milliseconds as an aware ``datetime``."""
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
-def position_wire(position):
+def position_wire(position: Position | LivePosition) -> WirePosition:
     """Return a stored :class:`Position` as a :class:`~maps.protocol.events.WirePosition`."""
     return events.wire_position(position.member_id, position,
                                 to_ms(position.device_time), to_ms(position.received))
 
 
-def live_positions(members, now=None):
+def live_positions(members: QuerySet[Member],
+                   now: datetime | None = None) -> list[LivePosition]:
     """Return the live position of each sharing member among ``members``, as stored.
 
     A member's live position is their :class:`LivePosition`, shown while their share is
@@ -61,7 +73,7 @@ def live_positions(members, now=None):
     return list(live)
 
 
-def members_last_seen(room):
+def members_last_seen(room: Room) -> dict[int, datetime]:
     """Return member id -> when the server last received a position of theirs.
 
     One answer for every page: the newest of the member's ``last_seen`` (written in
@@ -69,9 +81,9 @@ def members_last_seen(room):
     once) and their devices' ``last_seen``; a member with none is absent. Aware UTC
     datetimes.
     """
-    seen = {}
+    seen: dict[int, datetime] = {}
 
-    def newer(member_id, when):
+    def newer(member_id: int, when: datetime | None) -> None:
         if when is not None and (member_id not in seen or when > seen[member_id]):
             seen[member_id] = when
 
@@ -86,7 +98,7 @@ def members_last_seen(room):
     return seen
 
 
-def room_live_state(room_pk):
+def room_live_state(room_pk: int) -> StoredRoom:
     """Return what a room hub starts from: its members, shares and live positions.
 
     Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at", "share",
@@ -101,7 +113,7 @@ def room_live_state(room_pk):
 ROOMS_PER_QUERY = 200
 
 
-def rooms_live_state(room_pks):
+def rooms_live_state(room_pks: Sequence[int]) -> list[StoredRoom]:
     """Return :func:`room_live_state` of each room of ``room_pks``, in that order.
 
     Three queries per :data:`ROOMS_PER_QUERY` rooms (members, live positions, places)
@@ -110,7 +122,7 @@ def rooms_live_state(room_pks):
     (:class:`maps.storage.dbthread.Batcher`). A room that does not exist (any more) gets the
     state of an empty room.
     """
-    states = {}
+    states: dict[int, StoredRoom] = {}
     now = timezone.now()
     wanted = list(dict.fromkeys(room_pks))
     for start in range(0, len(wanted), ROOMS_PER_QUERY):
@@ -118,9 +130,10 @@ def rooms_live_state(room_pks):
     return [states[pk] for pk in room_pks]
 
 
-def _rooms_live_state(room_pks, now):
-    states = {pk: {"members": [], "positions": [], "places": []} for pk in room_pks}
-    sharing = {}
+def _rooms_live_state(room_pks: Sequence[int], now: datetime) -> dict[int, StoredRoom]:
+    states: dict[int, StoredRoom] = {
+        pk: {"members": [], "positions": [], "places": []} for pk in room_pks}
+    sharing: dict[int, int] = {}
     for member in Member.objects.filter(room_id__in=room_pks).order_by("pk"):
         share = member.share_state(now)
         states[member.room_id]["members"].append(
@@ -153,7 +166,9 @@ def _rooms_live_state(room_pks, now):
     return states
 
 
-def room_friends(room_pk, now=None):
+def room_friends(
+    room_pk: int, now: datetime | None = None,
+) -> tuple[list[tuple[int, str, LivePosition]], datetime | None]:
     """Return ``([(member id, name, LivePosition)], until)``: what OwnTracks shows of
     room ``room_pk``'s sharing members, and when that changes by the clock alone.
 
@@ -172,19 +187,19 @@ def room_friends(room_pk, now=None):
     ends = [members[p.member_id][1] for p in positions if p.member_id in members]
     if retention_days:
         ends += [p.received + timedelta(days=retention_days) for p in positions]
-    ends = [end for end in ends if end is not None]
+    known = [end for end in ends if end is not None]
     friends = [(p.member_id, members[p.member_id][0], p)
                for p in sorted(positions, key=lambda p: p.member_id) if p.member_id in members]
-    return friends, min(ends, default=None)
+    return friends, min(known, default=None)
 
 
-def member_info(room_pk, member_id):
+def member_info(room_pk: int, member_id: int) -> MemberInfo | None:
     """Return one member's info dict, or ``None`` when not (or no longer) in the room."""
     member = Member.objects.filter(room_id=room_pk, pk=member_id).first()
     return None if member is None else events.member_info(member)
 
 
-def member_for_key(key=None, *, key_hash=None):
+def member_for_key(key: str | None = None, *, key_hash: str | None = None) -> Member | None:
     """Return the member whose device key is ``key`` (with its room), or ``None``.
 
     One indexed query on the devices. The member's ``device`` attribute is the
@@ -201,7 +216,7 @@ def member_for_key(key=None, *, key_hash=None):
 KEYS_PER_QUERY = 500
 
 
-def members_for_keys(key_hashes):
+def members_for_keys(key_hashes: Iterable[str]) -> dict[str, Member]:
     """Return ``{key hash: member}`` for the device key hashes (hex text) that exist.
 
     The batched form of :func:`member_for_key` (same members, each with its room and
@@ -276,12 +291,12 @@ def _key_query_build():
     )
 
 
-def member_devices(member):
+def member_devices(member: Member) -> list[Device]:
     """Return the member's devices, oldest first."""
     return list(Device.objects.filter(member=member).order_by("created", "pk"))
 
 
-def session_member(session, room):
+def session_member(session: SessionBase, room: Room) -> Member | None:
     """Return the member the browser ``session`` holds for ``room``, or ``None``."""
     member_id = session.get("members", {}).get(room.public_id)
     if member_id is None:
@@ -289,7 +304,7 @@ def session_member(session, room):
     return Member.objects.select_related("room").filter(pk=member_id, room=room).first()
 
 
-def usable_invite(token):
+def usable_invite(token: str) -> Invite | None:
     """Return the invite with this token if it admits people now, else ``None``."""
     invite = Invite.objects.select_related("room").filter(token=token).first()
     if invite is None or not invite.is_usable():
@@ -297,19 +312,19 @@ def usable_invite(token):
     return invite
 
 
-def rooms_for_session(session):
+def rooms_for_session(session: SessionBase) -> list[tuple[Room, Member]]:
     """Return ``(room, member)`` pairs of the rooms this browser session is in."""
     ids = list(session.get("members", {}).values())
     members = Member.objects.select_related("room").filter(pk__in=ids).order_by("-created")
     return [(m.room, m) for m in members]
 
 
-def room_by_public_id(public_id):
+def room_by_public_id(public_id: str) -> Room | None:
     """Return the room with this public id, or ``None``."""
     return Room.objects.filter(public_id=public_id).first()
 
 
-def usable_invites(room, *, now=None):
+def usable_invites(room: Room | int, *, now: datetime | None = None) -> QuerySet[Invite]:
     """Return the invites of ``room`` (a Room or its pk) that admit people now.
 
     The database form of :meth:`maps.models.Invite.is_usable`: not revoked, not
@@ -324,7 +339,7 @@ def usable_invites(room, *, now=None):
     )
 
 
-def map_invite(room):
+def map_invite(room: Room | int) -> Invite | None:
     """Return the invite link the room's map offers its members, or ``None``.
 
     The oldest usable member invite: usually the one made with the room. Viewers are
@@ -341,7 +356,7 @@ _ONE_US = timedelta(microseconds=1)
 # Rows read from the database at a time when a whole range is read.
 HISTORY_CHUNK = 10_000
 
-def exact_ms(value):
+def exact_ms(value: datetime) -> int:
     """Return an aware datetime as whole UTC epoch milliseconds (floor), exactly."""
     return (value - _EPOCH) // _ONE_MS
 
@@ -382,7 +397,8 @@ _TRACK_FIELDS = ("lat", "lon", "altitude", "speed", "heading", "accuracy", "batt
                  "charging")
 
 
-def history_tracks(members, *, since, until, floor, full=True):
+def history_tracks(members: Iterable[Member], *, since: datetime, until: datetime,
+                   floor: datetime, full: bool = True) -> list[Track]:
     """Return a :class:`maps.domain.tracks.Track` per member of ``members`` (models), in order.
 
     Positions with ``since <= device_time < until`` (aware datetimes) that are newer
@@ -415,7 +431,7 @@ def history_tracks(members, *, since, until, floor, full=True):
                 for name, values in zip(fields, columns[1:-1]):
                     if name == "charging":
                         # Raw rows: SQLite gives its booleans as 0 and 1.
-                        values = [None if v is None else bool(v) for v in values]
+                        values = tuple(None if v is None else bool(v) for v in values)
                     getattr(track, name).extend(values)
                 if not full:
                     for name in _TRACK_FIELDS[2:]:
@@ -441,13 +457,13 @@ def _fetch(queryset):
         return cursor.fetchall()
 
 
-def encode_cursor(device_time, pk):
+def encode_cursor(device_time: datetime, pk: int) -> str:
     """Return the opaque cursor after the position ``(device_time, pk)``."""
     raw = f"{(device_time - _EPOCH) // _ONE_US}.{pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor):
+def decode_cursor(cursor: object) -> tuple[datetime, int]:
     """Return ``(device_time, pk)`` of a cursor, or raise ``ValueError``."""
     if not isinstance(cursor, str) or len(cursor) > 64:
         raise ValueError("not a cursor")
@@ -465,7 +481,10 @@ _PAGE_FIELDS = ("id", "member_id", "us", "seen_us", "lat", "lon", "accuracy",
                 "altitude", "speed", "heading", "battery", "charging", "device")
 
 
-def history_page(member_ids, *, since, until, floor, after=None, limit=1000):
+def history_page(
+    member_ids: Iterable[int], *, since: datetime, until: datetime, floor: datetime,
+    after: tuple[datetime, int] | None = None, limit: int = 1000,
+) -> tuple[list[WirePosition], str | None]:
     """Return ``(positions, next cursor or None)``: one page of the track API.
 
     ``positions`` are :class:`~maps.protocol.events.WirePosition` dicts ordered by device time,
@@ -490,13 +509,13 @@ def history_page(member_ids, *, since, until, floor, after=None, limit=1000):
     cursor = None
     if len(merged) > limit:
         cursor = encode_cursor(_EPOCH + page[-1][2] * _ONE_US, page[-1][0])
-    positions = []
+    positions: list[WirePosition] = []
     for _pk, member_id, us, seen_us, lat, lon, *optional in page:
-        data = {"member": member_id, "lat": lat, "lon": lon}
+        data: dict[str, Any] = {"member": member_id, "lat": lat, "lon": lon}
         for name, value in zip(_PAGE_FIELDS[6:], optional):
             if value is not None:
                 data[name] = value
         data["ts"] = us // 1000
         data["seen"] = seen_us // 1000
-        positions.append(data)
+        positions.append(cast(WirePosition, data))
     return positions, cursor
