@@ -5,7 +5,7 @@ import math
 from django.db import transaction
 from django.utils import timezone
 
-from maps.domain import places
+from maps.domain import places, policy
 from maps.domain.policy import may_publish
 from maps.domain.refs import MemberRef
 from maps.models import (
@@ -13,7 +13,6 @@ from maps.models import (
     Device,
     Member,
     Place,
-    Role,
     Room,
 )
 from maps.protocol import events
@@ -63,10 +62,10 @@ def place_values(data, *, partial=False):
     return values
 
 
-def may_edit_place(member, place):
+def may_edit_place(member: Member, place: Place) -> bool:
     """Return whether ``member`` may change or delete ``place``: its creator or the
-    room's owner."""
-    return member.role == Role.OWNER or place.created_by_id == member.pk
+    room's owner (the rule: :func:`maps.domain.policy.may_edit_place`)."""
+    return policy.may_edit_place(member.role, member.pk, place.created_by_id)
 
 
 def _place_name_taken(room_id, name, exclude=None):
