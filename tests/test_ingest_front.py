@@ -165,8 +165,30 @@ async def test_other_paths_are_still_djangos(db):
     assert status == 200
 
 
+async def test_a_query_string_that_is_not_utf8_is_a_400_as_djangos_handler_answers(
+        member_key):
+    status, _, body = await call("/ingest/osmand/", query=b"id=k&lat=1&lon=\xff")
+    assert status == 400 and orjson.loads(body)["field"] == "query"
+
+
+# What DoorRequest promises (its docstring): the attributes and methods the doors and the
+# front use, each also Django's request's (the doors run on both, GEOSHARE_INGEST_FRONT).
+DOOR_ATTRIBUTES = ("scope", "method", "path", "path_info", "script_name", "META",
+                   "content_type", "body", "resolver_match", "GET", "scheme")
+DOOR_METHODS = (("is_secure", ()), ("get_host", ()), ("get_full_path", ()),
+                ("build_absolute_uri", ()), ("build_absolute_uri", ("/r/abc/",)))
+
+
+def _answer(method, *args):
+    try:
+        return method(*args)
+    except Exception as exc:  # the same refusal, or the same answer
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("proxy_header", [None, ("HTTP_X_FORWARDED_PROTO", "https")])
 @pytest.mark.parametrize("scope", [
-    {"path": "/ingest/owntracks/", "method": "post", "query_string": b"key=a%20b&x=1",
+    {"path": "/ingest/owntracks/", "method": "post", "query_string": b"key=a%20b&x=1&x=2",
      "headers": [(b"host", b"example.org"), (b"content-type", b"application/json"),
                  (b"content-length", b"12"), (b"authorization", b"Basic eDp5"),
                  (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2"),
@@ -178,22 +200,43 @@ async def test_other_paths_are_still_djangos(db):
     {"path": "/ingest/osmand/", "method": "POST", "headers": [
         (b"content-type", b"application/x-www-form-urlencoded; charset=nope; a=b")],
      "client": None, "server": None},
+    {"path": "/hauk/api/post.php", "method": "POST", "scheme": "https",
+     "headers": [(b"X-Forwarded-Proto", b"https, http"), (b"content-type", b"Text/Plain")],
+     "client": ("127.0.0.1", 1), "server": ("localhost", 443)},
 ])
-def test_door_request_has_what_django_request_has(scope):
+def test_door_request_has_what_django_request_has(scope, proxy_header, settings):
     # DoorRequest builds its attributes itself (with the header names' META keys and the
-    # parsed Content-Type kept between requests): the same as Django's ASGIRequest,
-    # twice in a row (the second time from what was kept).
+    # parsed Content-Type kept between requests): for every attribute the doors use, the
+    # same as Django's ASGIRequest, twice in a row (the second time from what was kept).
     from io import BytesIO
 
     from django.core.handlers.asgi import ASGIRequest
+    from django.http import HttpRequest
 
-    skip = {"_stream", "_body", "GET"}
+    settings.SECURE_PROXY_SSL_HEADER = proxy_header
     for _ in range(2):
         django_request = ASGIRequest(scope, BytesIO(b"{}"))
         door_request = front.DoorRequest(scope, b"{}")
-        assert ({k: v for k, v in vars(door_request).items() if k not in skip}
-                == {k: v for k, v in vars(django_request).items() if k not in skip})
-        assert door_request.encoding == django_request.encoding
-        assert door_request.body == b"{}" and door_request.read() == b"{}"
+        for name in DOOR_ATTRIBUTES:
+            door, django = getattr(door_request, name), getattr(django_request, name)
+            if name == "GET":  # a dict, where Django's is a QueryDict: what get answers
+                assert door == dict(django.items()) and bool(door) == bool(django)
+            else:
+                assert door == django, name
+        for name, args in DOOR_METHODS:
+            assert (_answer(getattr(door_request, name), *args)
+                    == _answer(getattr(django_request, name), *args)), name
+        assert django_request.read() == door_request.django_request().read() == b"{}"
+    assert not isinstance(door_request, HttpRequest)
     assert door_request.META.get("HTTP_X_FORWARDED_FOR") == (
-        "10.0.0.1,10.0.0.2" if scope.get("client") else None)
+        "10.0.0.1,10.0.0.2" if scope["path"] == "/ingest/owntracks/" else None)
+
+
+def test_door_request_offers_only_what_it_promises():
+    """Its own slots are the promised attributes (a new one is added to the test above
+    too, or it is not held against Django's)."""
+    own = {name for name in front.DoorRequest.__slots__ if not name.startswith("_")}
+    assert own | {"GET", "scheme"} == set(DOOR_ATTRIBUTES)
+    request = front.DoorRequest({"path": "/ingest/osmand/", "method": "GET"}, b"")
+    with pytest.raises(AttributeError):
+        request.POST  # noqa: B018

@@ -10,9 +10,10 @@ views that read no session, no user, no CSRF token and no language.
 
 This front resolves the path with Django's own URL resolver, reads the body (at most
 :data:`MAX_BODY` bytes are kept: the doors refuse larger ones themselves, 413, in their
-app's format), builds a :class:`DoorRequest` (Django's ``ASGIRequest`` with the body
-already read and the query string as a plain ``dict``), calls the view, and sends its
-response. What the middleware did that still applies is done here:
+app's format), builds a :class:`DoorRequest` (a plain object of the attributes the
+doors read of Django's request, built from the scope: the body already read, the query
+string a plain ``dict``), calls the view, and sends its response. What the
+middleware did that still applies is done here:
 
 - ``ALLOWED_HOSTS``: a request for another host is refused (400), as
   ``CommonMiddleware`` does (Django's ``get_host``, its answer kept per host header
@@ -31,6 +32,8 @@ unchanged: :func:`maps.access.doors.ingest_door`.
 
 import io
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -40,11 +43,15 @@ from django.core.signals import setting_changed
 from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver, set_script_prefix
-from django.utils.functional import cached_property
+from django.utils.http import parse_header_parameters
 
 from maps.ingest.common import form_params
 
 log = logging.getLogger("django.request")
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
 
 # The paths this front serves; everything else goes to Django.
 PREFIXES = ("/ingest/", "/hauk/api/")
@@ -53,8 +60,9 @@ PREFIXES = ("/ingest/", "/hauk/api/")
 MAX_BODY = 1024 * 1000 + 1
 
 
-def serves(scope):
-    """Return whether ``scope`` (an ASGI HTTP scope) is for a phone door."""
+def serves(scope: dict) -> bool:
+    """Return whether ``scope`` (an ASGI HTTP scope) has a phone door's path prefix
+    (:data:`PREFIXES`); the path may still resolve to something else."""
     return scope["path"].startswith(PREFIXES)
 
 
@@ -77,7 +85,7 @@ async def _read_body(receive):
     return b"".join(chunks)
 
 
-_RESOLVED = {}  # (resolver, path) -> ResolverMatch, for paths without arguments
+_RESOLVED: dict = {}  # (resolver, path) -> ResolverMatch, for paths without arguments
 
 
 def _resolve(resolver, path):
@@ -106,10 +114,10 @@ def _plain(status, data):
 
 # Header name (bytes) -> its META key ("" for a name with "_", which Django leaves out),
 # for the names seen first; past MAX_META_NAMES a name is translated each time.
-_META_NAMES = {}
+_META_NAMES: dict[bytes, str] = {}
 MAX_META_NAMES = 1000
-# Content-Type value -> (content_type, content_params) as Django parses it.
-_CONTENT_TYPES = {}
+# Content-Type value -> its media type as Django parses it.
+_CONTENT_TYPES: dict[str, str] = {}
 MAX_CONTENT_TYPES = 100
 
 
@@ -133,26 +141,65 @@ def _meta_name(name):
     return key
 
 
-class DoorRequest(ASGIRequest):
-    """Django's ``ASGIRequest`` of a phone door, with less work per request.
+class DoorRequest:
+    """A phone door's request: what the doors read of Django's ``HttpRequest``, built from
+    the ASGI scope and nothing more.
 
-    The same attributes and ``META`` as ``ASGIRequest.__init__`` makes (Django 5.2,
-    ``django/core/handlers/asgi.py``; tests/test_ingest_front.py holds them against
-    it), with the header names' ``META`` keys and the parsed ``Content-Type`` kept
-    from one request to the next. ``body`` is the bytes the front read (no stream to
-    read again), and ``GET`` is a plain ``dict`` of the query string
-    (:func:`maps.ingest.common.form_params`: the last of a repeated name wins, as
-    ``QueryDict.get`` answers; more than 1,000 parameters raise
-    :class:`maps.domain.fixes.InvalidFix`, which the door answers 400). Django's
-    ``QueryDict`` builds a list per parameter and checks mutability on every insert:
-    in ``make bench``'s phone ingest that was a twentieth of a request.
+    The doors (:func:`maps.access.doors.ingest_door`, :mod:`maps.ingest.views`) are also
+    served by Django's own handler (``GEOSHARE_INGEST_FRONT=0``), so they use only
+    attributes both requests have, under the same names. This object promises these,
+    each equal to what Django's ``ASGIRequest`` (Django 5.2,
+    ``django/core/handlers/asgi.py``) gives for the same scope (tests/test_ingest_front.py
+    holds them against it):
+
+    - ``scope`` (the ASGI scope), ``method`` (upper case), ``path``, ``path_info`` and
+      ``script_name`` (text);
+    - ``META``: ``dict`` of text, as Django builds it: ``REQUEST_METHOD``,
+      ``QUERY_STRING``, ``SCRIPT_NAME``, ``PATH_INFO``, ``REMOTE_ADDR``/``HOST``/``PORT``
+      from the client, ``SERVER_NAME``/``PORT`` from the server (``"unknown"``, ``"0"``
+      without one), ``CONTENT_TYPE``, ``CONTENT_LENGTH`` and an ``HTTP_*`` key per other
+      header (repeated ones joined with commas, names with ``_`` left out against
+      spoofing). The doors read ``REMOTE_ADDR``, ``HTTP_X_FORWARDED_FOR``,
+      ``CONTENT_LENGTH`` and ``HTTP_AUTHORIZATION``;
+    - ``content_type``: the media type of ``Content-Type`` without parameters, as
+      Django parses it (``""`` without one);
+    - ``body``: the bytes the front read (at most :data:`MAX_BODY`);
+    - ``GET``: the query string as a plain ``dict`` of text, parsed on first use by
+      :func:`maps.ingest.common.form_params` (the last of a repeated name wins, as
+      ``QueryDict.get`` answers; more than 1,000 parameters raise
+      :class:`maps.domain.fixes.InvalidFix`, which the doors answer 400). The doors use
+      ``get``, ``items`` and its truth, which ``QueryDict`` has too;
+    - ``scheme`` and ``is_secure()``: ``SECURE_PROXY_SSL_HEADER``'s header when the
+      setting names one and the request carries it, else the scope's scheme;
+    - ``get_host()``, ``get_full_path()``, ``build_absolute_uri(location)``: answered by
+      Django's own request (:meth:`django_request`), built the first time one is asked
+      (the front keeps ``get_host``'s answer per host; Hauk's answers carry a link);
+    - ``resolver_match``: Django's ``ResolverMatch`` of the path, set by the front.
+
+    Anything else (``POST``, ``COOKIES``, ``headers``, ``session``, ``user``, reading the
+    body as a stream) raises ``AttributeError``: the doors use none of it. Django's
+    ``QueryDict`` builds a list per parameter and checks mutability on every insert, and
+    ``ASGIRequest`` a ``defaultdict`` of lists of the headers, a ``BytesIO`` and the
+    parsed ``Content-Type`` per request; this object keeps the header names' ``META``
+    keys and the parsed ``Content-Type`` from one request to the next
+    (docs/benchmarks.md, "DoorRequest: a plain object").
+
+    Raises ``UnicodeDecodeError`` for a query string that is not UTF-8, as
+    ``ASGIRequest`` does (Django's handler answers it 400, and so does the front).
     """
 
-    def __init__(self, scope, body):
+    __slots__ = ("scope", "method", "path", "path_info", "script_name", "META",
+                 "content_type", "body", "resolver_match", "_get", "_django")
+    META: dict[str, Any]
+    _get: dict[str, str] | None
+    _django: ASGIRequest | None
+
+    def __init__(self, scope: dict, body: bytes) -> None:
         self.scope = scope
-        self._post_parse_error = False
-        self._read_started = False
+        self.body = body
         self.resolver_match = None
+        self._get = None
+        self._django = None
         path = self.path = scope["path"]
         script_name = self.script_name = get_script_prefix(scope)
         self.path_info = path.removeprefix(script_name) if script_name else path
@@ -187,26 +234,67 @@ class DoorRequest(ASGIRequest):
             value = value.decode("latin1")
             # A repeated header: its values joined with commas, as Django does.
             meta[key] = meta[key] + "," + value if key in meta else value
-        self._content_type(meta.get("CONTENT_TYPE", ""))
-        self._stream = io.BytesIO(body)
-        self._body = body
+        self.content_type = _media_type(meta.get("CONTENT_TYPE", ""))
 
-    def _content_type(self, value):
-        known = _CONTENT_TYPES.get(value)
-        if known is None:
-            self._set_content_type_params({"CONTENT_TYPE": value})
-            if "charset" in self.content_params:
-                return  # encoding set (or not) by Django's own check, never kept
-            known = (self.content_type, dict(self.content_params))
-            if len(_CONTENT_TYPES) < MAX_CONTENT_TYPES:
-                _CONTENT_TYPES[value] = known
-            return
-        self.content_type = known[0]
-        self.content_params = dict(known[1])
+    @property
+    def GET(self) -> dict[str, str]:  # noqa: N802 (Django's name)
+        """The query string's parameters (see the class); raises ``InvalidFix``."""
+        params = self._get
+        if params is None:
+            params = self._get = form_params(self.META["QUERY_STRING"], "query")
+        return params
 
-    @cached_property
-    def GET(self):  # noqa: N802 (Django's name)
-        return form_params(self.META["QUERY_STRING"], "query")
+    @property
+    def scheme(self) -> str:
+        """``"https"`` or ``"http"``, as ``HttpRequest.scheme`` answers."""
+        header = settings.SECURE_PROXY_SSL_HEADER
+        if header:
+            if len(header) != 2:
+                # Django's ImproperlyConfigured, raised by its own request.
+                return self.django_request().scheme or "http"
+            value = self.META.get(header[0])
+            if value is not None:
+                return "https" if value.split(",", 1)[0].strip() == header[1] else "http"
+        return self.scope.get("scheme") or "http"
+
+    def is_secure(self) -> bool:
+        """Whether the request came over HTTPS (:attr:`scheme`)."""
+        return self.scheme == "https"
+
+    def get_host(self) -> str:
+        """Django's ``get_host``: the host checked against ``ALLOWED_HOSTS``; raises
+        ``DisallowedHost``."""
+        return self.django_request().get_host()
+
+    def get_full_path(self) -> str:
+        """Django's ``get_full_path``: the path and query string, as a URI."""
+        return self.django_request().get_full_path()
+
+    def build_absolute_uri(self, location: str | None = None) -> str:
+        """Django's ``build_absolute_uri`` of ``location`` (a path or URL) for this
+        request's scheme and host; raises ``DisallowedHost``."""
+        return self.django_request().build_absolute_uri(location)
+
+    def django_request(self) -> ASGIRequest:
+        """Return Django's own ``ASGIRequest`` of this request (built once, on first
+        use), with the same body and ``resolver_match``: for what the doors ask rarely,
+        and for a log record's ``request``."""
+        request = self._django
+        if request is None:
+            request = self._django = ASGIRequest(self.scope, io.BytesIO(self.body))
+            request.resolver_match = self.resolver_match
+        return request
+
+
+def _media_type(value: str) -> str:
+    """Return the media type of a ``Content-Type`` value as Django parses it
+    (``parse_header_parameters``, lower case, no parameters); kept per value."""
+    known = _CONTENT_TYPES.get(value)
+    if known is None:
+        known = parse_header_parameters(value)[0]
+        if len(_CONTENT_TYPES) < MAX_CONTENT_TYPES:
+            _CONTENT_TYPES[value] = known
+    return known
 
 
 class _Secure:
@@ -220,9 +308,10 @@ class _Secure:
 
 
 class IngestFront:
-    """The ASGI app of the phone doors; ``fallback`` serves what it does not resolve."""
+    """The ASGI app of the phone doors; ``fallback`` (an ASGI app, Django's) serves
+    what does not resolve to a view marked ``ingest_door``."""
 
-    def __init__(self, fallback):
+    def __init__(self, fallback: ASGIApp) -> None:
         self.fallback = fallback
         self._settings_changed()
         # SecurityMiddleware reads its settings once; so does this front, again when
@@ -245,8 +334,11 @@ class IngestFront:
 
     def _host_allowed(self, request):
         meta = request.META
+        # The scheme too: without a Host header, get_host adds a port that is not the
+        # scheme's default.
         key = (meta.get("HTTP_X_FORWARDED_HOST"), meta.get("HTTP_X_FORWARDED_PORT"),
-               meta.get("HTTP_HOST"), meta.get("SERVER_NAME"), meta.get("SERVER_PORT"))
+               meta.get("HTTP_HOST"), meta.get("SERVER_NAME"), meta.get("SERVER_PORT"),
+               request.scheme)
         allowed = self._hosts.get(key)
         if allowed is None:
             try:
@@ -258,7 +350,12 @@ class IngestFront:
                 self._hosts[key] = allowed
         return allowed
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request (ASGI 3): the door's answer, with ``Content-Length``
+        and SecurityMiddleware's headers; 400 for a host not in ``ALLOWED_HOSTS`` or a
+        query string that is not UTF-8, 301 to HTTPS when ``SECURE_SSL_REDIRECT`` says
+        so, 500 (logged on ``django.request``) for a crash in the view. A client that
+        hangs up before its body is read gets nothing."""
         match = _resolve(get_resolver(), scope["path"])
         if match is None or not getattr(match.func, "ingest_door", False):
             return await self.fallback(scope, receive, send)
@@ -269,7 +366,15 @@ class IngestFront:
         if root:
             # Without one, the default ("/") is what every request's context has.
             set_script_prefix(root)
-        request = DoorRequest(scope, body)
+        try:
+            request = DoorRequest(scope, body)
+        except UnicodeDecodeError:
+            # Django's handler answers 400 too ("Bad Request (UnicodeDecodeError)").
+            log.warning("Bad Request (UnicodeDecodeError): %s", scope["path"],
+                        extra={"status_code": 400})
+            response = _plain(400, {"error": "the query string is not UTF-8",
+                                    "field": "query"})
+            return await self._send(response, self._headers[False], send)
         request.resolver_match = match
         response = await self._respond(request, match)
         await self._send(response, self._headers[request.is_secure()], send)
@@ -283,8 +388,10 @@ class IngestFront:
         try:
             response = await match.func(request, *match.args, **match.kwargs)
         except Exception:
+            # Django's own request, as the handler would log it (an AdminEmailHandler
+            # reads its POST, COOKIES, user).
             log.exception("Internal Server Error: %s", request.path,
-                          extra={"status_code": 500, "request": request})
+                          extra={"status_code": 500, "request": request.django_request()})
             response = _plain(500, {"error": "internal error; try again later"})
         return response
 
@@ -308,7 +415,7 @@ class IngestFront:
         await send({"type": "http.response.body", "body": content})
 
 
-def front(django_app):
+def front(django_app: ASGIApp) -> ASGIApp:
     """Wrap Django's ASGI app: phone doors are served by :class:`IngestFront`.
 
     Set ``GEOSHARE_INGEST_FRONT=0`` to send them through Django's handler and its full
@@ -318,7 +425,7 @@ def front(django_app):
         return django_app
     ingest = IngestFront(django_app)
 
-    async def app(scope, receive, send):
+    async def app(scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and serves(scope):
             return await ingest(scope, receive, send)
         return await django_app(scope, receive, send)
