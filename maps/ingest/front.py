@@ -32,7 +32,7 @@ unchanged: :func:`maps.access.doors.ingest_door`.
 
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -49,9 +49,10 @@ from maps.ingest.common import form_params
 
 log = logging.getLogger("django.request")
 
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
+# ASGI's callables, as asgiref's own handler types them.
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 # The paths this front serves; everything else goes to Django.
 PREFIXES = ("/ingest/", "/hauk/api/")
