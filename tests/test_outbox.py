@@ -599,3 +599,55 @@ async def test_uvicorn_still_has_the_state_direct_write_reads(live):
     source = inspect.getsource(WSProtocol.send)
     assert "wsproto.events.Message(data=data)" in source
     assert "message_finished" not in source
+
+
+# -- geoshare as make run serves it --------------------------------------------------
+
+
+async def _room_traffic(server, room, keys):
+    """Ana and Bo connect; Ana sends a position; return the frames types each got."""
+    import time
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    url = f"{server.ws_url}/ws/rooms/{room}/?key="
+    got = {}
+    async with (connect(url + keys["Ana"]["key"]) as ana,
+                connect(url + keys["Bo"]["key"]) as bo):
+        for name, socket in (("Ana", ana), ("Bo", bo)):
+            got[name] = [orjson.loads(await asyncio.wait_for(socket.recv(), 10))["type"]]
+        await ana.send(orjson.dumps({"type": "position", "lat": 46.1, "lon": 7.2,
+                                     "ts": int(time.time() * 1000)}).decode())
+        async with asyncio.timeout(10):
+            while "positions" not in got["Bo"]:
+                got["Bo"].append(orjson.loads(await bo.recv())["type"])
+    return got
+
+
+@pytest.mark.slow
+async def test_geoshare_as_served_writes_directly_unless_switched_off(tmp_path):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.servers import Project, Uvicorn, free_port
+
+    project = Project(tmp_path).migrate()
+    room, keys = project.make_room(members=("Ana", "Bo"))
+    for switch in ("1", "0"):
+        metrics_port = free_port()
+        env = {"GEOSHARE_METRICS_PORT": str(metrics_port),
+               "GEOSHARE_DIRECT_WRITE": switch}
+        with Uvicorn(project, extra_env=env) as server:
+            got = await _room_traffic(server, room, keys)
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert got["Ana"] == ["snapshot"] and got["Bo"][0] == "snapshot", got
+        paths = {sample.labels["path"]: sample.value
+                 for family in text_string_to_metric_families(scraped)
+                 for sample in family.samples
+                 if sample.name == "geoshare_socket_writes_total"}
+        if switch == "1":
+            # Every frame went directly: the sockets were never paused nor closing.
+            assert paths["direct"] >= 3 and paths["send"] == 0, paths
+        else:
+            assert paths["direct"] == 0 and paths["send"] >= 4, paths
