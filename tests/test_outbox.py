@@ -12,6 +12,13 @@ def text(value):
     return {"type": "websocket.send", "text": value}
 
 
+@pytest.fixture(autouse=True)
+def direct_write_on(settings):
+    """Direct writes on (off by default), for the tests of them; a test turns it off
+    again with the ``settings`` fixture."""
+    settings.GEOSHARE = {**settings.GEOSHARE, "DIRECT_WRITE": True}
+
+
 def outbox(send, max_pending=10):
     box = Outbox(send=send, close=None, snapshot=lambda: text("snapshot"), member_id=1,
                  via_key=None, address="192.0.2.1", max_pending=max_pending)

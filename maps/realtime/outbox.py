@@ -12,17 +12,19 @@ its queue grow to ``max_pending`` messages; then its backlog is replaced by one 
 snapshot (the latest state wins, and memory stays bounded by references to frames
 shared with the other sockets).
 
-Under uvicorn's ``wsproto`` implementation (what ``make run`` serves), an idle, open
-socket is written more directly still: the frame's bytes (RFC 6455 section 5.2: FIN and
-the text opcode, the payload length, no mask from a server, no extension since
-permessage-deflate is off) are built once per message and handed to the socket's
-transport, instead of every socket encoding the text to UTF-8 and framing it again in
-uvicorn's ``send`` and wsproto. That is what :class:`DirectWrite` does, and only when
-uvicorn's ``send`` would have written the same bytes at once; anything else goes the ASGI
-way (make bench, S1 and S2: the per-socket framing was most of the server's fan-out).
-It reads private state of uvicorn's ``WSProtocol`` and wsproto's connection, so it is
-fenced (docs/benchmarks.md, "Direct write: on and off (issue 24)"): upper version bounds
-in pyproject.toml, an off switch (``GEOSHARE["DIRECT_WRITE"]``, env
+With ``GEOSHARE["DIRECT_WRITE"]`` on (off by default), under uvicorn's ``wsproto``
+implementation (what ``make run`` serves), an idle, open socket is written more directly
+still: the frame's bytes (RFC 6455 section 5.2: FIN and the text opcode, the payload
+length, no mask from a server, no extension since permessage-deflate is off) are built
+once per message and handed to the socket's transport, instead of every socket encoding
+the text to UTF-8 and framing it again in uvicorn's ``send`` and wsproto. That is what
+:class:`DirectWrite` does, and only when uvicorn's ``send`` would have written the same
+bytes at once; anything else goes the ASGI way. It was written when the per-socket
+framing was most of the server's fan-out (make bench, S1 and S2); measured on and off in
+S1 (docs/benchmarks.md, issue 24) it saved under 10 % of server CPU and p99, hence off
+by default. It reads private state of uvicorn's ``WSProtocol`` and wsproto's connection,
+so it is fenced (docs/benchmarks.md, "Direct write: on and off (issue 24)"): upper
+version bounds in pyproject.toml, a switch (``GEOSHARE["DIRECT_WRITE"]``, env
 ``GEOSHARE_DIRECT_WRITE``, read as each socket opens), a metric of the writes each way
 (``geoshare_socket_writes_total{path}``), and tests/test_outbox.py, which fails when
 uvicorn's protocol no longer has the state read here. Under uvicorn's ``websockets``
@@ -99,7 +101,8 @@ class DirectWrite:
     def of(cls, send):
         """Return a :class:`DirectWrite` for ASGI ``send``, or ``None`` when ``send`` is
         not the bound ``send`` of uvicorn's ``WSProtocol`` with compression off, or
-        when ``GEOSHARE["DIRECT_WRITE"]`` is off (read now, so a test can override it)."""
+        when ``GEOSHARE["DIRECT_WRITE"]`` is off, the default (read now, so a test can
+        override it)."""
         if not settings.GEOSHARE["DIRECT_WRITE"]:
             return None
         protocol = getattr(send, "__self__", None)

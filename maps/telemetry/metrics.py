@@ -72,7 +72,8 @@ FRAME_BYTES_SENT = Counter(
 #: How a socket's outbox wrote (maps/realtime/outbox.py): ``direct``, pre-built frame
 #: bytes handed to uvicorn's transport (one write carries a tick's frames), or ``send``,
 #: one message through uvicorn's ASGI send (the fallback: compression on, another
-#: WebSocket implementation, a paused or closing socket, or GEOSHARE_DIRECT_WRITE=0).
+#: WebSocket implementation, a paused or closing socket, or GEOSHARE_DIRECT_WRITE off,
+#: the default).
 WRITE_PATHS = ("direct", "send")
 SOCKET_WRITES = Counter(
     "geoshare_socket_writes",
