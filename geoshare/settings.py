@@ -363,6 +363,12 @@ GEOSHARE = {
     # Phone doors (/ingest/, /hauk/api/) served by their own ASGI front instead of
     # Django's request handler and middleware (maps/ingest/front.py); 0 for the latter.
     "INGEST_FRONT": env_bool("GEOSHARE_INGEST_FRONT", default=True),
+    # 1: under uvicorn's wsproto without compression, an idle socket gets the tick's
+    # frame bytes, built once, written straight to its transport (maps.realtime.outbox
+    # DirectWrite, which reads uvicorn's private state). Off by default: it saved less
+    # than 10 % of server CPU or p99 in S1 (docs/benchmarks.md, issue 24), so every frame
+    # goes through uvicorn's ASGI send. Read as each socket opens.
+    "DIRECT_WRITE": env_bool("GEOSHARE_DIRECT_WRITE", default=False),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

@@ -82,3 +82,12 @@ def test_management_commands_run_from_a_plain_shell_with_debug_off(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "SECRET_KEY must be set" not in result.stderr
+
+
+def test_direct_write_is_off_by_default_and_switched_on_from_the_environment():
+    code = "print(s.GEOSHARE['DIRECT_WRITE'])"
+    assert _start(code, GEOSHARE_DIRECT_WRITE="").stdout.split() == ["False"]
+    assert _start(code, GEOSHARE_DIRECT_WRITE="1").stdout.split() == ["True"]
+    refused = _start(code, GEOSHARE_DIRECT_WRITE="of")
+    assert refused.returncode == 1
+    assert "GEOSHARE_DIRECT_WRITE='of'" in refused.stderr

@@ -12,14 +12,23 @@ its queue grow to ``max_pending`` messages; then its backlog is replaced by one 
 snapshot (the latest state wins, and memory stays bounded by references to frames
 shared with the other sockets).
 
-Under uvicorn's ``wsproto`` implementation (what ``make run`` serves) and its
-``websockets`` one, an idle, open socket is written more directly still: the frame's bytes (RFC 6455 section 5.2: FIN and
-the text opcode, the payload length, no mask from a server, no extension since
-permessage-deflate is off) are built once per message and handed to the socket's
-transport, instead of every socket encoding the text to UTF-8 and framing it again in
-uvicorn's ``send`` and wsproto. That is what :class:`DirectWrite` does, and only when
-uvicorn's ``send`` would have written the same bytes at once; anything else goes the ASGI
-way (make bench, S1 and S2: the per-socket framing was most of the server's fan-out).
+With ``GEOSHARE["DIRECT_WRITE"]`` on (off by default), under uvicorn's ``wsproto``
+implementation (what ``make run`` serves), an idle, open socket is written more directly
+still: the frame's bytes (RFC 6455 section 5.2: FIN and the text opcode, the payload
+length, no mask from a server, no extension since permessage-deflate is off) are built
+once per message and handed to the socket's transport, instead of every socket encoding
+the text to UTF-8 and framing it again in uvicorn's ``send`` and wsproto. That is what
+:class:`DirectWrite` does, and only when uvicorn's ``send`` would have written the same
+bytes at once; anything else goes the ASGI way. It was written when the per-socket
+framing was most of the server's fan-out (make bench, S1 and S2); measured on and off in
+S1 (docs/benchmarks.md, issue 24) it saved under 10 % of server CPU and p99, hence off
+by default. It reads private state of uvicorn's ``WSProtocol`` and wsproto's connection,
+so it is fenced (docs/benchmarks.md, "Direct write: on and off (issue 24)"): upper
+version bounds in pyproject.toml, a switch (``GEOSHARE["DIRECT_WRITE"]``, env
+``GEOSHARE_DIRECT_WRITE``, read as each socket opens), a metric of the writes each way
+(``geoshare_socket_writes_total{path}``), and tests/test_outbox.py, which fails when
+uvicorn's protocol no longer has the state read here. Under uvicorn's ``websockets``
+implementation every frame goes through uvicorn's ``send``.
 """
 
 import asyncio
@@ -27,8 +36,14 @@ import collections
 import struct
 import types
 
-from websockets.protocol import State as WebSocketsState
+from django.conf import settings
 from wsproto.connection import ConnectionState
+
+from maps.telemetry import metrics
+
+# Pre-bound counter children: one cheap ``inc`` per socket write.
+_DIRECT_WRITES = metrics.SOCKET_WRITES_BY_PATH["direct"]
+_SENDS = metrics.SOCKET_WRITES_BY_PATH["send"]
 
 
 def text_frame(text):
@@ -54,45 +69,51 @@ def text_frame(text):
 class DirectWrite:
     """Write a ``websocket.send`` text message straight to the socket's transport.
 
-    For uvicorn's two WebSocket implementations whose frames are known here: ``wsproto``
-    (``WSProtocol``, what ``make run`` serves) and ``websockets``
-    (``WebSocketProtocol``, on the ``websockets`` library's legacy protocol), without
-    compression. Use :meth:`of`; ``protocol`` is the object whose ``send`` is the ASGI
-    send. :meth:`__call__` returns ``False``, having written nothing, whenever
+    For uvicorn's ``wsproto`` implementation (``WSProtocol``, what ``make run`` serves)
+    without compression. Use :meth:`of`; ``protocol`` is the object whose ``send`` is
+    the ASGI send. :meth:`__call__` returns ``False``, having written nothing, whenever
     uvicorn's own ``send`` would not simply frame the text and write it at once: before
     the handshake completes, once a close was sent or received or the client went away,
-    while the transport is paused or closing, while a fragmented message is under way,
-    and for a message with ``bytes``. The caller then sends them the ASGI way, which
-    waits or fails as uvicorn decides.
+    while the transport is paused or closing, and for a message with ``bytes``. The
+    caller then sends them the ASGI way, which waits or fails as uvicorn decides.
+
+    A fragmented outgoing message, which would forbid writing a frame in the middle of
+    it (RFC 6455 section 5.4), cannot be under way: uvicorn's ``send`` hands wsproto
+    whole messages only (``Message(data=...)``, ``message_finished`` true), and ASGI
+    has no partial ``websocket.send``.
+
+    Private names read (uvicorn <0.56, wsproto <1.4; tests/test_outbox.py fails when
+    they change): ``WSProtocol.handshake_complete``, ``close_sent``, ``disconnected``,
+    ``response_started`` (bools), ``writable`` (an ``asyncio.Event`` cleared by
+    ``pause_writing``), ``conn.state`` (wsproto's ``ConnectionState``), ``transport``
+    and ``config.ws_per_message_deflate``.
     """
 
-    __slots__ = ("protocol", "_open")
+    __slots__ = ("protocol",)
 
     _messages = None
     _frames = b""
 
-    def __init__(self, protocol, is_open):
+    def __init__(self, protocol):
         self.protocol = protocol
-        self._open = is_open
 
     @classmethod
     def of(cls, send):
         """Return a :class:`DirectWrite` for ASGI ``send``, or ``None`` when ``send`` is
-        not the bound ``send`` of one of uvicorn's protocols above, compression off."""
+        not the bound ``send`` of uvicorn's ``WSProtocol`` with compression off, or
+        when ``GEOSHARE["DIRECT_WRITE"]`` is off, the default (read now, so a test can
+        override it)."""
+        if not settings.GEOSHARE["DIRECT_WRITE"]:
+            return None
         protocol = getattr(send, "__self__", None)
         kind = type(protocol)
         config = getattr(protocol, "config", None)
         if config is None or getattr(config, "ws_per_message_deflate", True):
             return None
-        func = getattr(send, "__func__", None)
-        if (kind.__module__ == "uvicorn.protocols.websockets.wsproto_impl"
-                and kind.__name__ == "WSProtocol" and func is kind.send
-                and all(hasattr(protocol, name) for name in _WSPROTO_STATE)):
-            return cls(protocol, _wsproto_open)
-        if (kind.__module__ == "uvicorn.protocols.websockets.websockets_impl"
-                and kind.__name__ == "WebSocketProtocol" and func is kind.asgi_send
-                and all(hasattr(protocol, name) for name in _WEBSOCKETS_STATE)):
-            return cls(protocol, _websockets_open)
+        if (kind.__module__ == WSPROTO_MODULE and kind.__name__ == "WSProtocol"
+                and getattr(send, "__func__", None) is kind.send
+                and all(hasattr(protocol, name) for name in WSPROTO_STATE)):
+            return cls(protocol)
         return None
 
     def __call__(self, messages):
@@ -101,7 +122,7 @@ class DirectWrite:
         uvicorn would not, or when one of them is not text. The bytes of the last
         sequence are kept (class-wide): the hub pushes one list to every socket of the
         room, so a tick is framed once."""
-        if not self._open(self.protocol):
+        if not wsproto_open(self.protocol):
             return False
         if messages is not DirectWrite._messages:
             if any(m.get("text") is None or m.get("bytes") is not None for m in messages):
@@ -112,38 +133,24 @@ class DirectWrite:
         return True
 
 
-_WSPROTO_STATE = ("conn", "transport", "writable", "handshake_complete", "close_sent",
-                  "disconnected", "response_started")
+WSPROTO_MODULE = "uvicorn.protocols.websockets.wsproto_impl"
+
+#: The attributes of uvicorn's ``WSProtocol`` that :func:`wsproto_open` reads.
+WSPROTO_STATE = ("conn", "transport", "writable", "handshake_complete", "close_sent",
+                 "disconnected", "response_started")
 
 
-def _wsproto_open(protocol):
-    # uvicorn's WSProtocol.send: waits on ``writable`` (cleared while paused), writes
-    # only after the handshake, before a close, and wsproto refuses to send unless OPEN.
+def wsproto_open(protocol):
+    """Return whether uvicorn's ``WSProtocol.send`` would write a text frame at once.
+
+    It waits on ``writable`` (cleared while the transport is paused), writes only after
+    the handshake and before a close (sent, or received: wsproto then refuses to send
+    unless OPEN), and not to a closing transport.
+    """
     return (protocol.handshake_complete and not protocol.close_sent
             and not protocol.disconnected and not protocol.response_started
             and protocol.writable.is_set()
             and protocol.conn.state is ConnectionState.OPEN
-            and not protocol.transport.is_closing())
-
-
-_WEBSOCKETS_STATE = ("state", "transport", "handshake_completed_event", "closed_event",
-                     "initial_response", "extensions", "_paused",
-                     "_fragmented_message_waiter")
-
-
-def _websockets_open(protocol):
-    # uvicorn's asgi_send, then websockets' legacy send: ensure_open (OPEN, the data
-    # transfer running: its task exists once the handshake's response is written),
-    # no fragmented message under way, write_frame, then drain (which waits while the
-    # transport is paused).
-    transfer = getattr(protocol, "transfer_data_task", None)
-    return (protocol.handshake_completed_event.is_set()
-            and not protocol.closed_event.is_set()
-            and protocol.initial_response is None
-            and protocol.state is WebSocketsState.OPEN
-            and transfer is not None and not transfer.done()
-            and protocol._fragmented_message_waiter is None
-            and not protocol._paused and not protocol.extensions
             and not protocol.transport.is_closing())
 
 
@@ -208,6 +215,7 @@ class Outbox:
             return
         if (not self._box and not self._busy and self._writer is not None
                 and self._direct is not None and self._direct(messages)):
+            _DIRECT_WRITES.inc()
             return
         for message in messages:
             self._push_asgi(message)
@@ -232,6 +240,7 @@ class Outbox:
 
     def _send_now(self, message):
         """Run ``send(message)`` until it first waits; a task finishes it from there."""
+        _SENDS.inc()
         coroutine = self._send(message)
         try:
             waiting = coroutine.send(None)
@@ -328,6 +337,7 @@ class Outbox:
                     await self._wake
                     continue
                 self._busy = True
+                _SENDS.inc()
                 try:
                     await send(box.popleft())
                 finally:

@@ -4,8 +4,9 @@ The core counts with one cheap call where something happens (a counter's ``inc``
 histogram's ``observe``); the gauges of open sockets and live hubs are read from the
 functions the hub registers (:func:`gauge_sources`) when scraped, so the hot path does nothing for them. Labels carry only
 fixed, non-personal values: ``door`` (``websocket``, ``owntracks``, ``osmand``,
-``gpslogger``) and ``bucket`` (a limiter bucket of ``GEOSHARE["RATE_LIMITS"]``, or
-``flood``). Never a room id, a member id, a name, a key or an address.
+``gpslogger``), ``bucket`` (a limiter bucket of ``GEOSHARE["RATE_LIMITS"]``, or
+``flood``) and ``path`` (``direct`` or ``send``, :data:`SOCKET_WRITES`). Never a room
+id, a member id, a name, a key or an address.
 
 Where they are served (docs/deploy.md, "Metrics"):
 
@@ -67,6 +68,20 @@ FRAMES_SENT = Counter(
     "Frames handed to sockets (a room frame counts once per socket it goes to)")
 FRAME_BYTES_SENT = Counter(
     "geoshare_frame_bytes_sent", "Bytes of the frames counted by geoshare_frames_sent")
+
+#: How a socket's outbox wrote (maps/realtime/outbox.py): ``direct``, pre-built frame
+#: bytes handed to uvicorn's transport (one write carries a tick's frames), or ``send``,
+#: one message through uvicorn's ASGI send (the fallback: compression on, another
+#: WebSocket implementation, a paused or closing socket, or GEOSHARE_DIRECT_WRITE off,
+#: the default).
+WRITE_PATHS = ("direct", "send")
+SOCKET_WRITES = Counter(
+    "geoshare_socket_writes",
+    "Socket writes by path: direct (frame bytes onto uvicorn's transport, a tick's "
+    "frames in one write) or send (one message through uvicorn's ASGI send)",
+    ["path"])
+#: One pre-bound child per path: ``SOCKET_WRITES_BY_PATH["direct"].inc()``.
+SOCKET_WRITES_BY_PATH = {path: SOCKET_WRITES.labels(path=path) for path in WRITE_PATHS}
 
 FLUSH_SECONDS = Histogram(
     "geoshare_tick_flush_seconds",
