@@ -189,7 +189,7 @@ async def test_a_member_who_stops_sharing_is_gone_from_the_next_answer(party, wa
     every(0)
     await osmand_post(party.bo_key, 45.3)
     assert friend_names(await answer_of(party.ana_key)) == ["Bo"]
-    await amember_stop_sharing(member=member_ref(await member(party.bo_key)))
+    await amember_stop_sharing(ref=member_ref(await member(party.bo_key)))
     assert await answer_of(party.ana_key) == []  # inside the second it is kept
 
 

@@ -198,9 +198,9 @@ async def test_phone_positions_are_announced_when_accepted_and_answered_when_sto
     first = Fix(lat=1.0, lon=2.0, ts=NOW)
     newer = Fix(lat=1.5, lon=2.5, ts=NOW + 5_000)
     await asyncio.gather(
-        positions_publish(member=mine, fixes=[first, newer], durable=True,
+        positions_publish(ref=mine, fixes=[first, newer], durable=True,
                           received_ms=NOW + 6_000),
-        positions_publish(member=theirs, fixes=[first], durable=True,
+        positions_publish(ref=theirs, fixes=[first], durable=True,
                           received_ms=NOW + 6_000),
     )
     # Both answered: both stored.

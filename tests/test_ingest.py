@@ -214,7 +214,7 @@ async def test_owntracks_answer_leaves_out_members_who_stopped(party, watch):
                                          "timestamp": str(T)})
     await history_writer().flush()
     bo = await database_sync_to_async(lambda: member_for_key(party.bo_key))()
-    await amember_stop_sharing(member=member_ref(bo))
+    await amember_stop_sharing(ref=member_ref(bo))
     response = await post_owntracks(client, owntracks_location(), party.ana_key)
     assert response.json() == []
 

@@ -181,7 +181,7 @@ async def test_an_ended_share_is_seen_by_the_next_request(async_client, member,
     ref = keycache.keys.get(hash_key(member_key))
     from maps.access.identity import member_ref
 
-    await amember_stop_sharing(member=member_ref(ref))
+    await amember_stop_sharing(ref=member_ref(ref))
     # The phone still gets its 200 (its queue must not jam), but nothing is kept.
     assert (await osmand(async_client, member_key, 47.0)).status_code == 200
     await history_writer().flush()

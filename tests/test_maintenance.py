@@ -27,7 +27,7 @@ async def test_positions_past_retention_leave_the_map_and_never_reach_late_joine
     ref = await database_sync_to_async(member_ref)(member)
     eight_days_ago = now_ms() - 8 * DAY_MS
     fix = Fix(lat=46.0, lon=14.0, ts=eight_days_ago)
-    await position_publish(member=ref, fix=fix, received_ms=eight_days_ago)
+    await position_publish(ref=ref, fix=fix, received_ms=eight_days_ago)
     await watcher.receive_type("positions")
     await history_writer().flush()
     assert await prune_once() == 1

@@ -74,8 +74,8 @@ async def _publish(caller: Caller, fixes: list[Fix]) -> None:
     await limits.in_cache_thread(doors.positions_allowed, caller.ref.id, len(fixes))
     try:
         if gate == "start":
-            await ashare_start(member=caller.ref)
-        await positions_publish(member=caller.ref, fixes=fixes, durable=True,
+            await ashare_start(ref=caller.ref)
+        await positions_publish(ref=caller.ref, fixes=fixes, durable=True,
                                 device_id=caller.device.pk if caller.device else None)
     except NotAllowed as exc:
         raise doors.Refused(403, str(exc)) from None
@@ -149,7 +149,7 @@ async def owntracks_view(request: HttpRequest, caller: Caller) -> HttpResponse:
         elif kind == "transition":
             # Announced after its commit by the one publisher, as computed ones are.
             await database_sync_to_async(place_transition_record)(
-                member=caller.ref, rid=value.rid, desc=value.desc, kind=value.kind,
+                ref=caller.ref, rid=value.rid, desc=value.desc, kind=value.kind,
                 ts=value.ts)
         elif kind == "waypoints":
             await database_sync_to_async(places_import)(member=caller.member,
@@ -396,7 +396,7 @@ async def hauk_create(request: HttpRequest, caller: Caller) -> HttpResponse:
         raise _invalid(exc) from None
     issued = now_ms()
     until = issued + duration_s * 1000
-    await ashare_start(member=caller.ref, until_ms=until)
+    await ashare_start(ref=caller.ref, until_ms=until)
     sid = hauk_sid(key_hash=caller.device.key_hash, until_ms=until, issued_ms=issued)
     return hauk_lines("OK", sid, _hauk_view_link(request, caller),
                       caller.ref.room_public_id)
@@ -445,7 +445,7 @@ async def hauk_stop(request: HttpRequest, caller: Caller) -> HttpResponse:
         _hauk_live(caller, session)
     except doors.Refused:
         return hauk_lines("OK")
-    await amember_stop_sharing(member=caller.ref)
+    await amember_stop_sharing(ref=caller.ref)
     return hauk_lines("OK")
 
 

@@ -81,13 +81,13 @@ async def demo_walker():
         points = await asyncio.to_thread(track_points)
         step_s = settings.GEOSHARE["DEMO_STEP_MS"] / 1000
         log.info("demo walker: walking in room %s", ref.room_public_id)
-        await services.ashare_start(member=ref)
+        await services.ashare_start(ref=ref)
         index = 0
         while True:
             here, ahead = points[index], points[(index + 1) % len(points)]
             fix = fix_from_values(here[0], here[1], accuracy=6.0, speed=1.4,
                                   heading=_bearing(here, ahead))
-            await services.position_publish(member=ref, fix=fix)
+            await services.position_publish(ref=ref, fix=fix)
             index = (index + 1) % len(points)
             await asyncio.sleep(step_s)
     except asyncio.CancelledError:

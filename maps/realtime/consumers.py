@@ -224,11 +224,11 @@ class LocationConsumer(AsyncWebsocketConsumer):
             return
         try:
             if gate == "start":
-                await ashare_start(member=self.member)
+                await ashare_start(ref=self.member)
                 # The room hears of it through the layer; this socket's next position
                 # must not start it again meanwhile.
                 self.hub.state.apply_share(self.member.id, None)
-            await position_publish(member=self.member, fix=fix)
+            await position_publish(ref=self.member, fix=fix)
             metrics.POSITIONS_BY_DOOR["websocket"].inc()
         except NotAllowed as exc:
             self._reply(events.error("forbidden", str(exc)))
@@ -254,7 +254,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
                     "or null", field="until"))
                 return
         try:
-            await ashare_start(member=self.member, until_ms=until)
+            await ashare_start(ref=self.member, until_ms=until)
             # The room hears of it through the layer; this socket's next position, in
             # the same breath, must already find the share on.
             self.hub.state.apply_share(self.member.id, until)
@@ -267,7 +267,7 @@ class LocationConsumer(AsyncWebsocketConsumer):
             self._reply(events.error("forbidden", "viewers do not share a position"))
             return
         try:
-            await amember_stop_sharing(member=self.member)
+            await amember_stop_sharing(ref=self.member)
         except Exception:
             log.warning("room %s: could not announce a stop", self.member.room_pk)
             self._reply(events.error("unavailable", "could not stop right now"))

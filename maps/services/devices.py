@@ -17,11 +17,12 @@ from maps.services.names import clean_name
 MAX_DEVICES_PER_MEMBER = 10
 
 
-def member_rotate_key(*, member):
+def member_rotate_key(*, member: Member) -> str:
     """Give the member's first device a new key (making a "Phone" if none); return it.
 
     The old key stops working at once: sockets opened with it are closed (4401); the
-    member's other devices keep theirs.
+    member's other devices keep theirs. The key is shown once: only its hash is
+    stored. Raises nothing (a member without devices has room for one).
     """
     device = Device.objects.filter(member=member).order_by("created", "pk").first()
     if device is None:
@@ -29,7 +30,7 @@ def member_rotate_key(*, member):
     return device_rotate_key(device=device)
 
 
-def device_create(*, member, name):
+def device_create(*, member: Member, name: str) -> tuple[Device, str]:
     """Give ``member`` a new device called ``name``; return ``(device, key)``.
 
     The key (:func:`maps.models.new_device_key`) is shown once: only its hash is
@@ -50,11 +51,12 @@ def device_create(*, member, name):
     return device, key
 
 
-def device_rotate_key(*, device):
-    """Give ``device`` a new key and return it.
+def device_rotate_key(*, device: Device) -> str:
+    """Give ``device`` a new key and return it (shown once: only its hash is stored).
 
     The old key stops working at once, and the sockets opened with it are closed
-    (``room.rekey`` with the device's id); the member's other devices keep theirs.
+    (``room.rekey`` with the device's id, after the commit); the member's other
+    devices keep theirs. Raises nothing.
     """
     key = new_device_key()
     device.set_key(key)
@@ -63,18 +65,22 @@ def device_rotate_key(*, device):
     return key
 
 
-def device_revoke(*, device):
+def device_revoke(*, device: Device) -> None:
     """Remove ``device``: its key stops working and its sockets are closed.
 
-    The member, their other devices and their positions stay.
+    The member, their other devices and their positions stay; the sockets hear
+    ``room.rekey`` after the commit. Raises nothing.
     """
     room_id, member_id, device_id = device.member.room_id, device.member_id, device.pk
     device.delete()
     publish.room_event_on_commit(room_id, events.room_rekey(member_id, device_id))
 
 
-def device_set_secret(*, device, secret):
+def device_set_secret(*, device: Device, secret: str) -> Device:
     """Set the OwnTracks payload encryption secret of ``device`` ("" turns it off).
+
+    Surrounding whitespace is dropped. Returns ``device``, saved; every process loads
+    the member's keys again after the commit.
 
     Raises ``ValueError`` for a secret longer than 32 bytes in UTF-8: OwnTracks cuts
     its key there (``EncryptionProvider``), and a longer one would seem to work while

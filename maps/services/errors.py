@@ -28,7 +28,7 @@ class TooManyPlaces(ValueError):
 class PlaceInvalid(ValueError):
     """A place's field is missing or out of range; ``field`` names it."""
 
-    def __init__(self, field, detail):
+    def __init__(self, field: str, detail: str) -> None:
         super().__init__(detail)
         self.field = field
 

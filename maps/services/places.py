@@ -1,6 +1,8 @@
 """Places (circles in a room), a phone's own region reports, and members' alert rules."""
 
 import math
+from collections.abc import Iterable
+from typing import Any, Literal, Protocol, TypedDict
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,69 +26,104 @@ from maps.storage.history import place_transition
 MAX_PLACES_PER_ROOM = 100
 
 
-def _place_number(data, field, low, high):
+class PlaceValues(TypedDict, total=False):
+    """A place's checked fields (:func:`place_values`): all four, or with ``partial``
+    those present."""
+
+    name: str
+    lat: float  # degrees, -90..90
+    lon: float  # degrees, -180..180
+    radius: float  # metres
+
+
+class Region(Protocol):
+    """A region a phone defined (an OwnTracks waypoint,
+    :class:`maps.ingest.owntracks.Waypoint`): ``desc``, centre in degrees, ``rad`` in
+    metres."""
+
+    @property
+    def desc(self) -> str: ...
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def rad(self) -> float: ...
+
+
+_NumberField = Literal["lat", "lon", "radius"]
+
+
+def _place_number(data: dict[str, Any], field: _NumberField, low: float,
+                  high: float) -> float:
     value = data.get(field)
-    if type(value) not in (int, float) or not math.isfinite(value):
+    # JSON's true and false are ints to Python, not numbers here.
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)):
         raise PlaceInvalid(field, f"{field} must be a number")
     if not low <= value <= high:
         raise PlaceInvalid(field, f"{field} must be between {low:g} and {high:g}")
     return float(value)
 
 
-def place_values(data, *, partial=False):
+def place_values(data: object, *, partial: bool = False) -> PlaceValues:
     """Return the checked fields of a place from ``data`` (a decoded JSON object).
 
     ``name`` (1 to 60 characters once cleaned), ``lat`` (-90..90 degrees), ``lon``
     (-180..180), ``radius`` (25 m to 5 km). With ``partial`` only the fields present.
-    Raises :class:`PlaceInvalid` naming the first bad field.
+    Raises :class:`PlaceInvalid` naming the first bad field (``body`` when ``data`` is
+    not an object).
     """
     if type(data) is not dict:
         raise PlaceInvalid("body", "send a JSON object")
-    limits = {"lat": (-90, 90), "lon": (-180, 180),
-              "radius": (places.MIN_RADIUS_M, places.MAX_RADIUS_M)}
-    values = {}
-    for field in ("name", "lat", "lon", "radius"):
+    values: PlaceValues = {}
+    if "name" in data:
+        if type(data["name"]) is not str:
+            raise PlaceInvalid("name", "name must be text")
+        try:
+            values["name"] = clean_name(data["name"], limit=60)
+        except ValueError:
+            raise PlaceInvalid("name", "name is required") from None
+    elif not partial:
+        raise PlaceInvalid("name", "name is required")
+    limits: tuple[tuple[_NumberField, float, float], ...] = (
+        ("lat", -90, 90), ("lon", -180, 180),
+        ("radius", places.MIN_RADIUS_M, places.MAX_RADIUS_M))
+    for field, low, high in limits:
         if field not in data:
             if partial:
                 continue
             raise PlaceInvalid(field, f"{field} is required")
-        if field == "name":
-            if type(data["name"]) is not str:
-                raise PlaceInvalid("name", "name must be text")
-            try:
-                values["name"] = clean_name(data["name"], limit=60)
-            except ValueError:
-                raise PlaceInvalid("name", "name is required") from None
-        else:
-            values[field] = _place_number(data, field, *limits[field])
+        values[field] = _place_number(data, field, low, high)
     return values
 
 
 def may_edit_place(member: Member, place: Place) -> bool:
     """Return whether ``member`` may change or delete ``place``: its creator or the
-    room's owner (the rule: :func:`maps.domain.policy.may_edit_place`)."""
+    room's owner (the rule: :func:`maps.domain.policy.may_edit_place`). Raises nothing."""
     return policy.may_edit_place(member.role, member.pk, place.created_by_id)
 
 
-def _place_name_taken(room_id, name, exclude=None):
+def _place_name_taken(room_id: int, name: str, exclude: int | None = None) -> bool:
     found = Place.objects.filter(room_id=room_id, name__iexact=name)
     if exclude is not None:
         found = found.exclude(pk=exclude)
     return found.exists()
 
 
-def _places_changed(room_id):
+def _places_changed(room_id: int) -> None:
     Room.objects.filter(pk=room_id).update(places_changed=timezone.now())
     wire = [p.to_dict() for p in Place.objects.filter(room_id=room_id)]
     publish.room_event_on_commit(room_id, events.room_places(wire))
 
 
-def place_create(*, member, values):
+def place_create(*, member: Member, values: PlaceValues) -> Place:
     """Create a place of ``member``'s room from checked ``values`` (:func:`place_values`).
 
     Raises :class:`NotAllowed` for a viewer, :class:`TooManyPlaces` past
     :data:`MAX_PLACES_PER_ROOM`, :class:`PlaceInvalid` (``name``) for a name the room
-    already has (ignoring case). Every map hears of it (``room.places``).
+    already has (ignoring case), ``KeyError`` when ``values`` lacks a field. Returns
+    the place; every map hears of it (``room.places``) after the commit.
     """
     if not may_publish(member):
         raise NotAllowed("viewers cannot make places")
@@ -103,8 +140,14 @@ def place_create(*, member, values):
     return place
 
 
-def place_update(*, member, place, values):
-    """Change ``place`` (creator or owner only, else :class:`NotAllowed`)."""
+def place_update(*, member: Member, place: Place, values: PlaceValues) -> Place:
+    """Change ``place`` to the checked ``values`` (:func:`place_values`, partial) and
+    return it.
+
+    Creator or owner only, else :class:`NotAllowed`; :class:`PlaceInvalid`
+    (``name``) for a name another place of the room has (ignoring case). Every map
+    hears of it (``room.places``) after the commit.
+    """
     if not may_edit_place(member, place):
         raise NotAllowed("only the place's maker or the room's owner can change it")
     with transaction.atomic():
@@ -119,8 +162,11 @@ def place_update(*, member, place, values):
     return place
 
 
-def place_delete(*, member, place):
-    """Delete ``place`` and its events (creator or owner only, else :class:`NotAllowed`)."""
+def place_delete(*, member: Member, place: Place) -> None:
+    """Delete ``place`` and its events (creator or owner only, else :class:`NotAllowed`).
+
+    Every map hears of it (``room.places``) after the commit.
+    """
     if not may_edit_place(member, place):
         raise NotAllowed("only the place's maker or the room's owner can delete it")
     with transaction.atomic():
@@ -129,11 +175,11 @@ def place_delete(*, member, place):
         _places_changed(room_id)
 
 
-def place_for_region(*, room_id, rid, desc):
+def place_for_region(*, room_id: int, rid: str, desc: str | None) -> Place | None:
     """Return the place of room ``room_id`` a phone's region names, or ``None``.
 
     By the region id geoshare gave it (``geoshare-<id>``, maps.ingest.owntracks), else
-    by name, ignoring case.
+    by name (``desc``), ignoring case. Raises nothing.
     """
     if rid.startswith("geoshare-") and rid[9:].isdigit():
         found = Place.objects.filter(room_id=room_id, pk=int(rid[9:])).first()
@@ -144,10 +190,12 @@ def place_for_region(*, room_id, rid, desc):
     return Place.objects.filter(room_id=room_id, name__iexact=desc.strip()).first()
 
 
-def place_transition_record(*, member: MemberRef, rid: str, desc: str, kind: str,
+def place_transition_record(*, ref: MemberRef, rid: str, desc: str, kind: str,
                             ts: int) -> list[publish.PlaceEventRow]:
     """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
-    of ``member``'s room; return the events stored.
+    of the room of the member ``ref`` names; return the events stored
+    (``[(room id, member id, place id, kind, device time ms)]``, empty when the
+    region names no place or the crossing is known already).
 
     ``kind`` is ``"enter"`` or ``"leave"``, ``ts`` the device time (epoch ms). The same
     stored state as the crossings computed from positions decides
@@ -155,23 +203,25 @@ def place_transition_record(*, member: MemberRef, rid: str, desc: str, kind: str
     crossing), and the events take the same route: announced after the commit by the
     one publisher (:func:`maps.services.publish.place_events_on_commit`).
     """
-    place = place_for_region(room_id=member.room_pk, rid=rid, desc=desc)
+    place = place_for_region(room_id=ref.room_pk, rid=rid, desc=desc)
     if place is None:
         return []
     with transaction.atomic():
-        created = place_transition(member.room_pk, member.id, place.pk, kind, ts)
+        created = place_transition(ref.room_pk, ref.id, place.pk, kind, ts)
         if created:
             publish.place_events_on_commit(created)
     return created
 
 
-def places_import(*, member, waypoints):
-    """Make places of a phone's regions (``[Waypoint]``) the room does not have yet.
+def places_import(*, member: Member, waypoints: Iterable[Region]) -> list[Place]:
+    """Make places of a phone's regions (:class:`Region`) the room does not have yet.
 
     By name, ignoring case; the radius is brought into 25 m..5 km; names cleaned as
-    any place's; stops at :data:`MAX_PLACES_PER_ROOM`. Returns the places made.
+    any place's; regions that are still invalid are skipped; stops at
+    :data:`MAX_PLACES_PER_ROOM`. Returns the places made. Raises :class:`NotAllowed`
+    for a viewer.
     """
-    made = []
+    made: list[Place] = []
     for waypoint in waypoints:
         try:
             values = place_values({
@@ -189,10 +239,10 @@ def places_import(*, member, waypoints):
     return made
 
 
-def places_for_device(*, device):
+def places_for_device(*, device: Device) -> list[dict[str, Any]] | None:
     """Return the room's places for the phone of ``device`` if they changed since it
-    last got them (``[dict]`` with ``created`` in epoch seconds), else ``None``; marks
-    them sent."""
+    last got them (``[dict]``: :meth:`maps.models.Place.to_dict` with ``created`` in
+    epoch seconds), else ``None``; marks them sent. Raises nothing."""
     room = Room.objects.filter(pk=device.member.room_id).only("places_changed").first()
     if room is None or room.places_changed is None:
         return None
@@ -208,7 +258,7 @@ def places_for_device(*, device):
 MAX_ALERT_RULES = 50
 
 
-def alert_rules_set(*, member, rules):
+def alert_rules_set(*, member: Member, rules: object) -> list[dict[str, int | None]]:
     """Replace ``member``'s alert rules with ``rules`` (a decoded JSON list of
     ``{"member": id or null, "place": id or null}``, null meaning any).
 
@@ -224,7 +274,7 @@ def alert_rules_set(*, member, rules):
                   .values_list("pk", flat=True))
     place_ids = set(Place.objects.filter(room_id=member.room_id)
                     .values_list("pk", flat=True))
-    wanted = []
+    wanted: list[tuple[int | None, int | None]] = []
     for rule in rules:
         if type(rule) is not dict or set(rule) - {"member", "place"}:
             raise PlaceInvalid("rules", 'each rule is {"member": id|null, '

@@ -1,6 +1,8 @@
 """Positions: the publish path every door calls, and pruning past a room's retention."""
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime
 from operator import attrgetter
 
 from django.utils import timezone
@@ -24,10 +26,10 @@ from maps.storage.selectors import to_ms
 log = logging.getLogger(__name__)
 
 
-async def positions_publish(*, member: MemberRef, fixes: list[Fix], durable: bool = False,
+async def positions_publish(*, ref: MemberRef, fixes: list[Fix], durable: bool = False,
                             received_ms: int | None = None,
                             device_id: int | None = None) -> WirePosition:
-    """Record and announce positions of ``member`` (a :class:`~maps.domain.refs.MemberRef`).
+    """Record and announce positions of the member ``ref`` names.
 
     ``fixes`` are validated :class:`~maps.domain.fixes.Fix` values (several: a phone's
     offline batch). They join the batched history, the newest by device time becoming
@@ -48,32 +50,32 @@ async def positions_publish(*, member: MemberRef, fixes: list[Fix], durable: boo
     committed, and (not durable) what the channel layer raises. The member's share is
     the caller's to check first (:func:`maps.domain.policy.share_gate`).
     """
-    if not may_publish(member):
+    if not may_publish(ref):
         raise NotAllowed("viewers cannot share a position")
     received_ms = now_ms() if received_ms is None else received_ms
     newest = max(fixes, key=attrgetter("ts"))
-    wire = newest.to_wire(member.id, received_ms)
+    wire = newest.to_wire(ref.id, received_ms)
     writer = history_writer()
     if durable:
-        stored = writer.add(member.id, fixes, received_ms, durable=True,
+        stored = writer.add(ref.id, fixes, received_ms, durable=True,
                             device_id=device_id)
         assert stored is not None  # durable: a future
         try:
-            await publish.position_announce(member.room_pk, wire)
+            await publish.position_announce(ref.room_pk, wire)
         except Exception:
             log.warning("room %s: a position not announced (channel layer away)",
-                        member.room_pk)
+                        ref.room_pk)
         await stored
         return wire
-    writer.add(member.id, fixes, received_ms, device_id=device_id)
-    await publish.position_announce(member.room_pk, wire)
+    writer.add(ref.id, fixes, received_ms, device_id=device_id)
+    await publish.position_announce(ref.room_pk, wire)
     return wire
 
 
-async def position_publish(*, member: MemberRef, fix: Fix, durable: bool = False,
+async def position_publish(*, ref: MemberRef, fix: Fix, durable: bool = False,
                            received_ms: int | None = None) -> WirePosition:
     """Record and announce one position: :func:`positions_publish` of ``[fix]``."""
-    return await positions_publish(member=member, fixes=[fix], durable=durable,
+    return await positions_publish(ref=ref, fixes=[fix], durable=durable,
                                    received_ms=received_ms)
 
 
@@ -84,8 +86,12 @@ PRUNE_BATCH = 5_000
 PRUNE_ROOMS = 500
 
 
-def positions_prune(*, now=None, rooms=None):
+def positions_prune(*, now: datetime | None = None,
+                    rooms: Iterable[Room] | None = None) -> int:
     """Delete positions older than their room's retention; return how many went.
+
+    ``now`` is an aware UTC datetime (default the present); ``rooms`` the rooms to
+    prune (default all of them; each needs ``pk`` and ``retention_days``).
 
     Place events (arrivals and departures) go with them, by the time they were made.
 
@@ -95,7 +101,7 @@ def positions_prune(*, now=None, rooms=None):
     live positions past it are then told (``room.retention``) to drop them, so nobody
     who joins later sees them. Safe to run at any time and concurrently with the service: the
     service runs it every ``GEOSHARE["PRUNE_EVERY_S"]`` seconds (maps.ops.maintenance), and
-    ``manage.py prune`` runs it once.
+    ``manage.py prune`` runs it once. Raises only what the database raises.
     """
     now = now or timezone.now()
     deleted = 0
@@ -105,7 +111,7 @@ def positions_prune(*, now=None, rooms=None):
     # chunks of rooms, rather than several queries per room (a server with thousands
     # of rooms spent seconds on it, make bench). Only rooms that had live positions
     # past it are told: the hubs' memory holds nothing the database no longer has.
-    by_days = {}
+    by_days: dict[int, list[Room]] = {}
     for room in rooms:
         by_days.setdefault(room.retention_days, []).append(room)
     for days, of_days in by_days.items():

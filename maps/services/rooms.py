@@ -1,9 +1,11 @@
 """Rooms, invites and members: created, joined, renamed, removed, deleted."""
 
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from maps.domain.policy import may_publish
 from maps.models import (
@@ -23,19 +25,18 @@ from maps.services.names import clean_name
 from maps.services.positions import positions_prune
 from maps.storage import selectors
 
+if TYPE_CHECKING:
+    # The account model (settings.AUTH_USER_MODEL), as django-stubs resolves it.
+    from django.contrib.auth.models import User
 
-def _next_color(room):
+
+def _next_color(room: Room) -> str:
     used = room.members.count()
     return PALETTE[used % len(PALETTE)]
 
 
-# Control (Cc) and format (Cf) characters: among them the bidi embeddings, overrides
-# and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which
-# reverse the text around a name on the others' pages, and the zero-width characters
-# (U+200B-U+200D, U+FEFF), which make two names look alike. Lone surrogates (Cs) cannot
-# even be encoded as UTF-8.
-def _name_taken(room, name):
-    """Return whether a member of ``room`` is already called ``name``, ignoring case.
+def _name_taken(room: Room | int, name: str) -> bool:
+    """Return whether a member of ``room`` (a Room or its pk) is already called ``name``, ignoring case.
 
     Compared with ``str.casefold`` ("STRASSE" is "straße"), which the database's
     ``LOWER`` cannot do; the unique constraint on ``LOWER(name)`` backs this check
@@ -46,7 +47,7 @@ def _name_taken(room, name):
     return any(other.casefold() == folded for other in names)
 
 
-def _member_insert(member):
+def _member_insert(member: Member) -> Member:
     """Save a new ``member``; raise :class:`NameTaken` if the database finds the name taken.
 
     In a savepoint, so that the caller's transaction can go on (or roll back) cleanly.
@@ -64,12 +65,14 @@ def _member_insert(member):
     return member
 
 
-def room_create(*, name, owner_name, user=None, retention_days=None):
+def room_create(*, name: str, owner_name: str, user: "User | None" = None,
+                retention_days: int | None = None) -> tuple[Room, Member]:
     """Create a room and its owner; return ``(room, owner)``.
 
-    ``retention_days`` defaults to ``GEOSHARE["DEFAULT_RETENTION_DAYS"]``; 0 keeps no
-    history. Both names are cleaned as display names (:func:`_clean_name`). Raises
-    ``ValueError`` for an empty name.
+    ``user`` is the signed-in account the owner belongs to, if any. ``retention_days``
+    (days) defaults to ``GEOSHARE["DEFAULT_RETENTION_DAYS"]``; 0 keeps no history. The
+    room's name is cleaned to at most 100 characters, the owner's as a display name
+    (:func:`maps.services.names.clean_name`). Raises ``ValueError`` for an empty name.
     """
 
     if retention_days is None:
@@ -84,13 +87,16 @@ def room_create(*, name, owner_name, user=None, retention_days=None):
     return room, owner
 
 
-def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None, label=""):
+def invite_create(*, room: Room, role: str = Role.MEMBER, expires_at: datetime | None = None,
+                  max_uses: int | None = None, label: str | None = "") -> Invite:
     """Create an invite to ``room`` with ``role`` (``member`` or ``viewer``).
 
-    ``expires_at`` is an aware datetime or ``None`` (never); ``max_uses`` a count or
-    ``None`` (unlimited); ``label`` the owner's name for it (cleaned as a display
-    name, at most 60 characters; empty for none). Raises :class:`TooManyInvites` when the room already holds
-    ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another role.
+    ``expires_at`` is an aware UTC datetime or ``None`` (never); ``max_uses`` a count
+    or ``None`` (unlimited); ``label`` the owner's name for it (cleaned as a display
+    name, at most 60 characters; empty for none). Returns the new invite. Raises
+    :class:`TooManyInvites` when the room already holds
+    ``GEOSHARE["MAX_INVITES_PER_ROOM"]`` usable invites, ``ValueError`` for another
+    role.
     """
 
     if role not in (Role.MEMBER, Role.VIEWER):
@@ -107,7 +113,7 @@ def invite_create(*, room, role=Role.MEMBER, expires_at=None, max_uses=None, lab
                                      max_uses=max_uses, label=_invite_label(label))
 
 
-def _invite_label(label):
+def _invite_label(label: str | None) -> str:
     """Return ``label`` cleaned like a display name; empty (no label) when nothing is left."""
     try:
         return clean_name(label or "", limit=60)
@@ -115,15 +121,21 @@ def _invite_label(label):
         return ""
 
 
-def invite_set_label(*, invite, label):
-    """Give an invite the owner's name for it (``""`` removes it)."""
+def invite_set_label(*, invite: Invite, label: str | None) -> None:
+    """Give an invite the owner's name for it (``""`` or ``None`` removes it).
+
+    Cleaned as a display name, at most 60 characters; a label of only invisible
+    characters removes it too. Raises nothing.
+    """
     invite.label = _invite_label(label)
     invite.save(update_fields=["label"])
 
 
-def invite_redeem(*, token, name, user=None):
+def invite_redeem(*, token: str, name: str, user: "User | None" = None) -> Member:
     """Join the invite's room as a new member named ``name``; return the member.
 
+    ``token`` is the invite link's token; ``user`` the signed-in account, if any. The
+    member's arrival is announced (``room.member``) after the commit.
     Raises :class:`InviteUnusable` when the invite is unknown, revoked, expired or used
     up, :class:`NameTaken` when someone in the room has the name (the invite's use is
     not spent), and ``ValueError`` for an empty name.
@@ -146,10 +158,12 @@ def invite_redeem(*, token, name, user=None):
     return member
 
 
-def member_create(*, room, name, role=Role.MEMBER, user=None):
+def member_create(*, room: Room, name: str, role: str = Role.MEMBER,
+                  user: "User | None" = None) -> tuple[Member, str]:
     """Add a member with one device, "Phone"; return ``(member, key)``.
 
-    The key is the device's, shown once: only its hash is stored. Raises
+    ``role`` is a :class:`maps.models.Role` value; ``user`` the signed-in account, if
+    any. The key is the device's, shown once: only its hash is stored. Raises
     :class:`NameTaken` when someone in the room has the name, ``ValueError`` for an
     empty name.
     """
@@ -162,7 +176,7 @@ def member_create(*, room, name, role=Role.MEMBER, user=None):
     return member, key
 
 
-def member_remove(*, member, replace_invite=False):
+def member_remove(*, member: Member, replace_invite: bool = False) -> list[Invite]:
     """Remove a member and everything of theirs: positions, sockets, marker.
 
     ``replace_invite`` is for removals by the owner or an admin: the links the member
@@ -185,7 +199,7 @@ def member_remove(*, member, replace_invite=False):
     return replacements
 
 
-def _invites_known_to(member):
+def _invites_known_to(member: Member) -> list[Invite]:
     """Return the usable invites whose links ``member`` has seen, own invite first."""
     # Read again: in a bulk removal an earlier replacement may have moved the member
     # to a new invite since the caller loaded them.
@@ -200,7 +214,7 @@ def _invites_known_to(member):
     return [invites[pk] for pk in ids if pk in invites and invites[pk].is_usable()]
 
 
-def _invite_replace(invite):
+def _invite_replace(invite: Invite) -> Invite:
     """Revoke ``invite`` and return a new one with the same room, role, expiry and limit.
 
     The members who joined through the old link stay, and count from now on as joined
@@ -216,7 +230,7 @@ def _invite_replace(invite):
     return replacement
 
 
-def _lock_members(members):
+def _lock_members(members: QuerySet[Member]) -> None:
     """Lock member rows ``FOR UPDATE`` before deleting them (PostgreSQL; SQLite no-op).
 
     The history writer holds ``FOR KEY SHARE`` on the members of the batch it is
@@ -227,8 +241,8 @@ def _lock_members(members):
     list(members.select_for_update().values_list("pk", flat=True))
 
 
-def invite_revoke(*, invite):
-    """Revoke an invite and remove the members who joined through it.
+def invite_revoke(*, invite: Invite) -> None:
+    """Revoke an invite and remove the members who joined through it (:func:`member_remove`).
 
     They have seen the room's map, so when one of them could see its invite link
     (:func:`maps.storage.selectors.map_invite`) and that is another invite, it is replaced too
@@ -245,8 +259,11 @@ def invite_revoke(*, invite):
             member_remove(member=member)
 
 
-def room_delete(*, room):
-    """Delete a room with all its members and positions; close its sockets."""
+def room_delete(*, room: Room) -> None:
+    """Delete a room with all its members and positions; close its sockets.
+
+    The sockets hear ``room.deleted`` after the commit. Raises nothing.
+    """
     room_pk = room.pk
     with transaction.atomic():
         _lock_members(Member.objects.filter(room_id=room_pk))
@@ -254,14 +271,18 @@ def room_delete(*, room):
     publish.room_event_on_commit(room_pk, events.room_deleted())
 
 
-def room_set_retention(*, room, days):
-    """Set how many days of history the room keeps (0: live only) and apply it now."""
+def room_set_retention(*, room: Room, days: int) -> int:
+    """Set how many days of history the room keeps (0: live only) and apply it now.
+
+    Returns how many positions were deleted (:func:`maps.services.positions.positions_prune`).
+    ``days`` is checked by the caller (the form); nothing is raised here.
+    """
     room.retention_days = days
     room.save(update_fields=["retention_days"])
     return positions_prune(rooms=[room])
 
 
-def room_set_history_visibility(*, room, visibility):
+def room_set_history_visibility(*, room: Room, visibility: str) -> None:
     """Set whose history the room's people may see (a :class:`HistoryVisibility`).
 
     ``everyone``, ``members`` (not viewers) or ``own``; read on every history request

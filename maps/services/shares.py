@@ -1,6 +1,7 @@
 """Shares (a member showing their marker, until a time or until stopped) and watch-me links."""
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from maps.domain.fixes import now_ms
 from maps.domain.policy import may_publish
+from maps.domain.refs import MemberRef
 from maps.models import (
     LivePosition,
     Member,
@@ -22,25 +24,26 @@ from maps.services.errors import NotAllowed
 from maps.storage.selectors import from_ms, to_ms
 
 
-async def ashare_start(*, member, until_ms=None):
-    """Start or change the share of ``member`` (a :class:`maps.domain.refs.MemberRef`).
+async def ashare_start(*, ref: MemberRef, until_ms: int | None = None) -> None:
+    """Start or change the share of the member ``ref`` names.
 
     ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
-    turns it off. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
-    that is not in the future.
+    turns it off. The room's hubs hear ``room.share``. Raises :class:`NotAllowed` for
+    a viewer, ``ValueError`` for an end that is not in the future, and what the
+    channel layer raises.
     """
-    if not may_publish(member):
+    if not may_publish(ref):
         raise NotAllowed("viewers cannot share a position")
     if until_ms is not None and until_ms <= now_ms():
         raise ValueError("until must be in the future")
     until = None if until_ms is None else from_ms(until_ms)
     await database_sync_to_async(
-        Member.objects.filter(pk=member.id).update
+        Member.objects.filter(pk=ref.id).update
     )(share=Share.ON, sharing_until=until)
-    await publish.room_event_send(member.room_pk, events.room_share(member.id, until_ms))
+    await publish.room_event_send(ref.room_pk, events.room_share(ref.id, until_ms))
 
 
-def _share_end(member_ids, at):
+def _share_end(member_ids: Iterable[int], at: datetime) -> list[int]:
     """Write down that these members' shares ended at ``at``; forget their positions.
 
     Their live positions go, and so do the watch links that ended with the share.
@@ -57,20 +60,24 @@ def _share_end(member_ids, at):
     return ids
 
 
-async def amember_stop_sharing(*, member):
-    """End the share of ``member`` (a :class:`maps.domain.refs.MemberRef`): the marker goes.
+async def amember_stop_sharing(*, ref: MemberRef) -> None:
+    """End the share of the member ``ref`` names: the marker goes.
 
-    Records the end first, so that no later snapshot, friends answer or restart shows
-    a position received before it, then tells the room's hubs. Positions are refused
-    from then on until the member shares again (:func:`ashare_start`).
+    Records the end first (an aware UTC datetime, sent as epoch ms in ``room.stop``),
+    so that no later snapshot, friends answer or restart shows a position received
+    before it, then tells the room's hubs. Positions are refused from then on until
+    the member shares again (:func:`ashare_start`). Raises what the channel layer
+    raises (the end is stored by then).
     """
     at = timezone.now()
-    await database_sync_to_async(_share_end)([member.id], at)
-    await publish.room_event_send(member.room_pk, events.room_stop(member.id, to_ms(at)))
+    await database_sync_to_async(_share_end)([ref.id], at)
+    await publish.room_event_send(ref.room_pk, events.room_stop(ref.id, to_ms(at)))
 
 
-def shares_expire(*, now=None):
+def shares_expire(*, now: datetime | None = None) -> int:
     """Write down every share whose end time has passed; return how many ended.
+
+    ``now`` is an aware UTC datetime (default the present). Raises nothing.
 
     The hubs end them on the map at their end time by themselves (maps.realtime.hub); this
     makes it true in the database too (run by maps.ops.maintenance and by the hubs).
@@ -79,6 +86,7 @@ def shares_expire(*, now=None):
     due = list(Member.objects.filter(share=Share.ON, sharing_until__lte=now)
                .values_list("pk", "sharing_until"))
     for member_id, until in due:
+        assert until is not None  # sharing_until__lte matched it
         _share_end([member_id], until)
     return len(due)
 
@@ -92,7 +100,8 @@ WATCH_MINUTES_MAX = 7 * 24 * 60
 MAX_WATCH_LINKS = 20
 
 
-def watch_link_create(*, member, minutes=None):
+def watch_link_create(*, member: Member,
+                      minutes: int | None = None) -> tuple[WatchLink, str]:
     """Make a "watch me" link to ``member``'s marker; return ``(link, token)``.
 
     ``minutes`` (15 to 10,080, seven days) is how long it works; ``None`` means until
@@ -123,7 +132,10 @@ def watch_link_create(*, member, minutes=None):
     return link, token
 
 
-def watch_link_revoke(*, link):
-    """Revoke a watch link: whoever watches through it is closed out (4403)."""
+def watch_link_revoke(*, link: WatchLink) -> None:
+    """Revoke a watch link: whoever watches through it is closed out (4403).
+
+    Told to the room (``room.unwatch``) after the commit. Raises nothing.
+    """
     WatchLink.objects.filter(pk=link.pk).update(revoked=True)
     publish.room_event_on_commit(link.member.room_id, events.room_unwatch(link.pk))

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from maps.models import (
+    Member,
     SignInLink,
     hash_key,
     new_invite_token,
@@ -19,7 +20,8 @@ SIGNIN_MINUTES = 10
 MAX_SIGNIN_LINKS = 5
 
 
-def signin_link_create(*, member, minutes=SIGNIN_MINUTES):
+def signin_link_create(*, member: Member,
+                       minutes: int = SIGNIN_MINUTES) -> tuple[SignInLink, str]:
     """Make a one-time link that signs another browser in as ``member``.
 
     Returns ``(link, token)``; the token (192 random bits) is shown once, only its
@@ -39,8 +41,11 @@ def signin_link_create(*, member, minutes=SIGNIN_MINUTES):
     return link, token
 
 
-def signin_link_redeem(*, token):
-    """Use a sign-in link: return its member, and the link never works again.
+def signin_link_redeem(*, token: str) -> Member:
+    """Use a sign-in link: return its member (room loaded), and the link never works again.
+
+    The use is written down (``used_at``, an aware UTC datetime) in the same
+    transaction that checks the link.
 
     Raises :class:`SignInUnusable` for an unknown, used, expired or revoked token.
     """
@@ -56,6 +61,9 @@ def signin_link_redeem(*, token):
     return link.member
 
 
-def signin_link_revoke(*, link):
-    """Revoke a sign-in link that has not been used yet."""
+def signin_link_revoke(*, link: SignInLink) -> None:
+    """Revoke a sign-in link that has not been used yet (a used one stays used).
+
+    Raises nothing.
+    """
     SignInLink.objects.filter(pk=link.pk).update(revoked=True)
