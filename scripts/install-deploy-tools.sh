@@ -2,7 +2,8 @@
 # What the deployment tests run (tests/test_deploy.py, tests/test_topology.py):
 # Debian's nginx (the topology test's proxy), docker-compose (validates
 # docker/compose.yaml without a Docker daemon), caddy (validates docker/Caddyfile) and
-# openssl (the topology test's certificate). Under CI the missing ones are installed
+# openssl (the topology test's certificate); and wrk, which the benchmark's phone-ingest
+# test drives (tests/test_bench.py). Under CI the missing ones are installed
 # with apt; elsewhere the tests that need them skip with a reason.
 set -euo pipefail
 missing=()
@@ -10,6 +11,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v caddy >/dev/null || missing+=(caddy)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v wrk >/dev/null || missing+=(wrk)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
