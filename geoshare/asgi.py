@@ -129,6 +129,8 @@ def origin_allowed(scope):
     allowed by ``ALLOWED_HOSTS``, and its Origin must equal ``scheme://Host`` (http
     for ``ws``, https for ``wss``, default ports normalised) or be listed in
     ``CSRF_TRUSTED_ORIGINS``. Another port or scheme is another origin (RFC 6454).
+    Not channels' ``OriginValidator``: it compares the Origin with a fixed list, not
+    with each handshake's Host (docs/security.md).
     """
     headers = {}
     for name, value in scope.get("headers", ()):

@@ -179,6 +179,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Channel layer, cache and limiter (maps.access.limits) keys all start with it.
+REDIS_PREFIX = env_str("REDIS_PREFIX", "geoshare")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -191,7 +193,7 @@ if REDIS_URL:
                         "health_check_interval": 10,
                     }
                 ],
-                "prefix": env_str("REDIS_PREFIX", "geoshare"),
+                "prefix": REDIS_PREFIX,
             },
         }
     }
@@ -210,7 +212,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("REDIS_PREFIX", "geoshare"),
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
 else:

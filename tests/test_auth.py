@@ -73,6 +73,68 @@ def test_the_role_rule(owner, member, viewer):
     assert policy.may_publish(identity.member_ref(member))
 
 
+# -- the limiter ------------------------------------------------------------------------------
+
+WINDOW_START = 3600 * 480_000  # a moment at which every window of the buckets begins
+
+
+def test_the_limiter_counts_in_windows_of_its_clock(settings, monkeypatch):
+    with_geoshare(settings, RATE_LIMITS={**settings.GEOSHARE["RATE_LIMITS"],
+                                         "redeem": (3, 60)})
+    now = [WINDOW_START + 10.0]
+    monkeypatch.setattr(limits, "clock", lambda: now[0])
+    assert [limits.limit_hit("redeem", "203.0.113.9") for _ in range(5)] == [
+        True, True, True, False, False]
+    # Refused events count too: trying harder does not help.
+    assert limits.counts.peek("redeem", "203.0.113.9") == 5
+    assert limits.limit_blocked("redeem", "203.0.113.9")
+    assert not limits.limit_blocked("redeem", "198.51.100.1")
+    assert limits.retry_after("redeem") == 50
+    now[0] = WINDOW_START + 59.5
+    assert not limits.limit_hit("redeem", "203.0.113.9")
+    assert limits.retry_after("redeem") == 1
+    now[0] = WINDOW_START + 60.0  # the next window: a fresh budget, in every process
+    assert limits.limit_hit("redeem", "203.0.113.9")
+    assert limits.counts.peek("redeem", "203.0.113.9") == 1
+
+
+def test_a_take_counts_all_it_takes_and_a_refused_take_nothing(settings, monkeypatch):
+    with_geoshare(settings, RATE_LIMITS={**settings.GEOSHARE["RATE_LIMITS"],
+                                         "positions": (5, 60)})
+    monkeypatch.setattr(limits, "clock", lambda: WINDOW_START + 1.0)
+    assert limits.limit_take("positions", 7, 4)
+    assert not limits.limit_take("positions", 7, 2)
+    assert not limits.limit_take("positions", 8, 6)  # more than a whole window holds
+    assert limits.counts.peek("positions", 7) == 4
+    assert limits.counts.peek("positions", 8) == 0
+    assert limits.limit_take_positions(7, 1)
+    assert not limits.limit_take_positions(7, 1)
+    assert limits.counts.peek("positions", 7) == 5
+
+
+@pytest.mark.slow
+def test_processes_share_the_counts_through_redis(settings, monkeypatch):
+    from tests.servers import redis_url
+
+    with_geoshare(settings, RATE_LIMITS={**settings.GEOSHARE["RATE_LIMITS"],
+                                         "badkey": (2, 60)})
+    monkeypatch.setattr(limits, "clock", lambda: WINDOW_START + 1.0)
+    with redis_url() as (url, _server):
+        settings.REDIS_URL, settings.REDIS_PREFIX = url, "test-limits"
+        limits.counts.clear()
+        try:
+            assert limits.limit_hit("badkey", "203.0.113.9")
+            assert limits.limit_take("badkey", "203.0.113.9")
+            assert not limits.limit_take("badkey", "203.0.113.9")
+            # A second process's limiter: a new client of the same Redis.
+            limits._limiter_for.cache_clear()
+            assert limits.counts.peek("badkey", "203.0.113.9") == 2
+            assert not limits.limit_hit("badkey", "203.0.113.9")
+        finally:
+            limits.counts.clear()
+            limits._limiter_for.cache_clear()
+
+
 # -- positions per member over HTTP ------------------------------------------------------------
 
 

@@ -1,156 +1,207 @@
-"""The limiter: fixed windows on Django's cache, or this process's memory.
+"""The limiter: fixed windows aligned to the clock, in this process or on Redis.
 
 Counts are kept per bucket (``GEOSHARE["RATE_LIMITS"]``: ``redeem``, ``badkey``,
 ``positions``, ``room``, ``flood``, ...) and per identity: a hash of the address or a
-member id, never a token or a key. With ``REDIS_URL`` the cache is Redis, so processes
-share the counts. Every limit is listed with its number in docs/security.md.
+member id, never a token or a key. With ``REDIS_URL`` the ``limits`` library's
+``FixedWindowRateLimiter`` counts on its ``RedisStorage`` (the Redis geoshare already
+uses), so processes share the counts; without it, a dict in this process counts (the
+embedded default: ``limits``' ``MemoryStorage`` cost the phone doors more than 10 % of
+their CPU per request, docs/benchmarks.md). Every limit is listed with its number in
+docs/security.md.
+
+The window is geoshare's on both: its index, read from :data:`clock`, is part of each
+counter's key, so windows are aligned to the clock (every process agrees on when one
+ends, and :func:`retry_after` can say so) and a test moves to the next window by setting
+the clock.
 """
+
+from __future__ import annotations
 
 import hashlib
 import threading
 import time
+from collections.abc import Callable
+from functools import lru_cache
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from maps.access.address import geoshare_setting
 from maps.telemetry import metrics
 
+#: The limiter's clock: epoch seconds. Tests replace it (``monkeypatch.setattr(limits,
+#: "clock", ...)``) instead of waiting for a window to begin.
+clock: Callable[[], float] = time.time
 
-def _limit_key(bucket, ident, window):
-    digest = hashlib.sha256(str(ident).encode()).hexdigest()[:24]
-    return f"geoshare:rl:{bucket}:{digest}:{int(time.time() // window)}"
 
-
-def limit(bucket):
+def limit(bucket: str) -> tuple[int, int]:
     """Return ``(max events, window seconds)`` of a bucket (``GEOSHARE["RATE_LIMITS"]``)."""
     return geoshare_setting("RATE_LIMITS")[bucket]
 
 
-def retry_after(bucket):
+def retry_after(bucket: str) -> int:
     """Return the whole seconds until the current window of ``bucket`` ends (>= 1)."""
     _, window = limit(bucket)
-    return max(1, int(window - time.time() % window + 0.999))
+    return max(1, int(window - clock() % window + 0.999))
 
 
-class _Counts:
-    """The limiter's counters: Django's cache, or this process's memory when that is
-    what the cache is anyway (``LocMemCache``, one process: the embedded default).
+class _LocalCounts:
+    """This process's counters (no ``REDIS_URL``): ``(bucket, ident)`` -> ``(window
+    index, count)`` in a dict under a lock, a count of past windows read as none."""
 
-    Both count per ``(bucket, ident)`` in windows of ``window`` seconds aligned to the
-    clock. The in-process counters skip the cache's key hashing, validation and
-    pickling, which on the phone doors cost more than the rest of the limiter.
-    """
-
-    def __init__(self):
-        self._local = {}  # (bucket, ident) -> (window index, count)
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, object], tuple[int, int]] = {}
         self._lock = threading.Lock()
 
-    def clear(self):
-        """Forget every count (tests start from none)."""
+    def clear(self) -> None:
+        """Forget every count."""
         with self._lock:
-            self._local.clear()
+            self._counts.clear()
 
-    def add(self, bucket, ident, window, count):
+    def add(self, bucket: str, ident: object, window: int, count: int) -> int:
         """Add ``count`` (may be negative) to the current window; return its total."""
-        if not _cache_in_process():
-            return self._cache_add(bucket, ident, window, count)
-        index = int(time.time() // window)
+        index = int(clock() // window)
         key = (bucket, ident)
         with self._lock:
-            found = self._local.get(key)
+            found = self._counts.get(key)
             total = count + (found[1] if found is not None and found[0] == index else 0)
-            if found is None and len(self._local) >= _LOCAL_COUNTS_PRUNE_AT:
+            if found is None and len(self._counts) >= _LOCAL_COUNTS_PRUNE_AT:
                 self._prune()
-            self._local[key] = (index, total)
+            self._counts[key] = (index, total)
         return total
 
-    def peek(self, bucket, ident, window):
+    def peek(self, bucket: str, ident: object, window: int) -> int:
         """Return the current window's total without counting."""
-        if not _cache_in_process():
-            return cache.get(_limit_key(bucket, ident, window)) or 0
-        found = self._local.get((bucket, ident))
-        return found[1] if found is not None and found[0] == int(time.time() // window) else 0
+        found = self._counts.get((bucket, ident))
+        return found[1] if found is not None and found[0] == int(clock() // window) else 0
 
-    def _prune(self):
-        now = time.time()
+    def _prune(self) -> None:
+        now = clock()
         windows = {bucket: window for bucket, (_allowed, window)
                    in geoshare_setting("RATE_LIMITS").items()}
-        for key, (index, _count) in list(self._local.items()):
+        for key, (index, _count) in list(self._counts.items()):
             window = windows.get(key[0])
             if window is None or index != int(now // window):
-                del self._local[key]
-
-    @staticmethod
-    def _cache_add(bucket, ident, window, count):
-        key = _limit_key(bucket, ident, window)
-        if count > 0 and cache.add(key, count, timeout=window + 1):
-            return count
-        try:
-            return cache.incr(key, count)
-        except ValueError:  # expired between add and incr
-            if count <= 0:
-                return 0
-            cache.add(key, count, timeout=window + 1)
-            return count
+                del self._counts[key]
 
 
 # Past this many counters in memory, those of past windows are dropped.
 _LOCAL_COUNTS_PRUNE_AT = 50_000
 
+_local = _LocalCounts()
+
+
+@lru_cache(maxsize=4)
+def _limiter_for(redis_url: str, prefix: str) -> FixedWindowRateLimiter:
+    return FixedWindowRateLimiter(RedisStorage(redis_url, key_prefix=f"{prefix}:rl"))
+
+
+def _limiter() -> FixedWindowRateLimiter:
+    """Return the Redis limiter of the current settings (``REDIS_URL``, ``REDIS_PREFIX``)."""
+    return _limiter_for(settings.REDIS_URL, settings.REDIS_PREFIX)
+
+
+@lru_cache(maxsize=64)
+def _item(bucket: str, allowed: int, window: int) -> RateLimitItem:
+    return RateLimitItemPerSecond(allowed, window, namespace=f"geoshare/{bucket}")
+
+
+def _counter(bucket: str, ident: object) -> tuple[RateLimitItem, str]:
+    """Return the ``limits`` item of ``bucket`` and the identifier of ``ident``'s
+    counter in the current window: ``"<hash of ident>.<window index>"``."""
+    allowed, window = limit(bucket)
+    digest = hashlib.sha256(str(ident).encode()).hexdigest()[:24]
+    return _item(bucket, allowed, window), f"{digest}.{int(clock() // window)}"
+
+
+class _Counts:
+    """The counters, for tests and checks: forget them all, or read one."""
+
+    def clear(self) -> None:
+        """Forget every count (tests start from none)."""
+        _local.clear()
+        if not _in_process():
+            _limiter().storage.reset()
+
+    def peek(self, bucket: str, ident: object, window: int | None = None) -> int:
+        """Return the number counted for ``ident`` in ``bucket``'s current window.
+
+        ``window`` (seconds) is accepted for the callers that name it; it must be the
+        bucket's.
+        """
+        _, bucket_window = limit(bucket)
+        assert window is None or window == bucket_window
+        if _in_process():
+            return _local.peek(bucket, ident, bucket_window)
+        item, identifier = _counter(bucket, ident)
+        return _limiter().storage.get(item.key_for(identifier))
+
 
 counts = _Counts()
 
 
-def _cache_in_process():
-    """Return whether Django's default cache lives in this process (no I/O to wait for)."""
-    return settings.CACHES["default"]["BACKEND"] == (
-        "django.core.cache.backends.locmem.LocMemCache")
+def _in_process() -> bool:
+    """Return whether the counters live in this process (no I/O to wait for)."""
+    return not settings.REDIS_URL
 
 
-def limit_hit(bucket, ident, count=1):
+def limit_hit(bucket: str, ident: object, count: int = 1) -> bool:
     """Count ``count`` events of ``bucket`` for ``ident``; return whether still allowed.
 
     Windows are aligned to the clock, so every process agrees on when one ends. An
     event refused for the limit is counted too (wrong keys, redemptions): trying harder
-    does not help.
+    does not help. Redis errors (``redis.RedisError``) are raised.
     """
-    allowed, window = limit(bucket)
-    return metrics.allowed(bucket, counts.add(bucket, ident, window, count) <= allowed)
+    if _in_process():
+        allowed, window = limit(bucket)
+        ok = _local.add(bucket, ident, window, count) <= allowed
+    else:
+        item, identifier = _counter(bucket, ident)
+        ok = _limiter().hit(item, identifier, cost=count)
+    return metrics.allowed(bucket, ok)
 
 
-def limit_take(bucket, ident, count=1):
+def limit_take(bucket: str, ident: object, count: int = 1) -> bool:
     """Take ``count`` events from ``ident``'s budget if they all fit; return ``True``.
 
     Unlike :func:`limit_hit`, a refused take is not counted: a phone that is told to
-    retry later can send the same positions again.
+    retry later can send the same positions again. On Redis, ``limits``' ``test``
+    decides without counting, then ``hit`` counts; a take that a concurrent one (another
+    process) pushes over the limit between the two is refused and stays counted, so the
+    budget is never exceeded. In this process, a take that does not fit is taken back.
     """
     allowed, window = limit(bucket)
-    if count > allowed:
+    if _in_process():
+        ok = count <= allowed and _local.add(bucket, ident, window, count) <= allowed
+        if not ok and count <= allowed:
+            _local.add(bucket, ident, window, -count)
+    else:
+        item, identifier = _counter(bucket, ident)
+        limiter = _limiter()
+        ok = limiter.test(item, identifier, cost=count) and limiter.hit(
+            item, identifier, cost=count)
+    if not ok:
         metrics.refused(bucket)
-        return False
-    if counts.add(bucket, ident, window, count) > allowed:
-        counts.add(bucket, ident, window, -count)
-        metrics.refused(bucket)
-        return False
-    return True
+    return ok
 
 
-def limit_blocked(bucket, ident):
+def limit_blocked(bucket: str, ident: object) -> bool:
     """Return whether ``ident`` is over the limit of ``bucket`` (without counting)."""
-    allowed, window = limit(bucket)
-    return counts.peek(bucket, ident, window) > allowed
+    allowed, _ = limit(bucket)
+    return counts.peek(bucket, ident) > allowed
 
 
-async def in_cache_thread(function, *args):
-    """Call a limiter ``function`` from the event loop: directly when the cache is in
+async def in_cache_thread(function: Callable, *args: object) -> object:
+    """Call a limiter ``function`` from the event loop: directly when the counters are in
     this process (a dict and a lock: microseconds), else in a worker thread (Redis)."""
-    if _cache_in_process():
+    if _in_process():
         return function(*args)
     return await sync_to_async(function, thread_sensitive=False)(*args)
 
 
-def limit_take_positions(member_id, count):
+def limit_take_positions(member_id: int, count: int) -> bool:
     """Take ``count`` positions from the member's budget; return whether they fit."""
     return limit_take("positions", member_id, count)
