@@ -68,7 +68,7 @@ def test_every_room_event_builder_has_its_shape():
         events.room_sync("hub.a", [1], [position], [[1, 5]]),
         events.room_places([{"id": 3, "name": "School", "lat": 46.0, "lon": 14.5,
                              "radius": 100.0, "created_by": None}]),
-        events.room_place_event(1, 3, "enter", 5),
+        events.room_place_event(1, 3, "enter", 5), events.room_visibility("own"),
     ]
     assert {e["type"] for e in built} == set(events.ROOM_EVENTS)
     for event in built:

@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from maps.domain.fixes import Fix
+from maps.domain.fixes import Fix, now_ms
 from maps.models import Place, PlaceEvent, PlaceState
 from maps.protocol import events
 from maps.services import MAX_PLACES_PER_ROOM, place_create, positions_prune
@@ -158,22 +158,25 @@ def test_two_devices_of_one_member_share_one_state(room, member, school):
     assert [f[3] for f in found] == ["enter"]
 
 
-def test_live_only_rooms_get_events_too(room, member, school):
+def test_live_only_rooms_get_events_live_but_store_none(room, member, school):
     room.retention_days = 0
     room.save()
     found = []
     write_batch(walk(member, [500, 0]), place_events=found)
     assert [f[3] for f in found] == ["enter"]
+    assert PlaceEvent.objects.count() == 0
 
 
 def test_events_are_listed_and_pruned_with_the_history(room, member, member_key,
                                                        school):
-    write_batch(walk(member, [500, 0, 600]))
-    body = Client().get(f"/api/rooms/{room.public_id}/events?since={T0}",
+    # Within the room's retention (older events are not listed).
+    start = now_ms() - 3_600_000
+    write_batch(walk(member, [500, 0, 600], start=start))
+    body = Client().get(f"/api/rooms/{room.public_id}/events?since={start}",
                         **bearer(member_key)).json()
     assert [(e["kind"], e["place"], e["member"]) for e in body["events"]] == [
         ("enter", school.pk, member.pk), ("leave", school.pk, member.pk)]
-    later = Client().get(f"/api/rooms/{room.public_id}/events?since={T0 + 15_000}",
+    later = Client().get(f"/api/rooms/{room.public_id}/events?since={start + 15_000}",
                          **bearer(member_key)).json()
     assert [e["kind"] for e in later["events"]] == ["leave"]
     from datetime import timedelta

@@ -105,7 +105,7 @@ def check(found, place_id, member_id, enter, leave):
 async def test_a_drive_through_a_place_gives_one_enter_and_one_leave(tmp_path):
     project, cast, points, (enter, leave) = setup(tmp_path)
     with Uvicorn(project) as server:
-        url = f"{server.ws_url}/ws/rooms/{cast.room}/?key={cast.viewer['key']}"
+        url = f"{server.ws_url}/ws/rooms/{cast.room}/?key={cast.other['key']}"
         async with connect(url) as socket:
             place_id = await make_place(server, cast.room, cast.member["key"],
                                         *points[CENTRE_INDEX][:2])
@@ -118,7 +118,7 @@ async def test_a_drive_through_a_place_gives_one_enter_and_one_leave(tmp_path):
                 await send(server, batch)
             with pytest.raises(TimeoutError):
                 await place_events(socket, 1, timeout=1.5)
-        stored = await stored_events(server, cast.room, cast.viewer["key"])
+        stored = await stored_events(server, cast.room, cast.other["key"])
         assert [(e["kind"], e["ts"]) for e in stored] == [("enter", enter),
                                                           ("leave", leave)]
 
@@ -129,7 +129,7 @@ async def test_two_processes_on_redis_give_each_crossing_once(tmp_path):
         with Uvicorn(project) as first, Uvicorn(project) as second:
             path = f"/ws/rooms/{cast.room}/?key="
             async with (
-                connect(first.ws_url + path + cast.viewer["key"]) as on_first,
+                connect(first.ws_url + path + cast.other["key"]) as on_first,
                 connect(second.ws_url + path + cast.other["key"]) as on_second,
             ):
                 place_id = await make_place(first, cast.room, cast.member["key"],
@@ -141,7 +141,7 @@ async def test_two_processes_on_redis_give_each_crossing_once(tmp_path):
                     check(found, place_id, cast.member["member"], enter, leave)
                     with pytest.raises(TimeoutError):
                         await place_events(socket, 1, timeout=1)
-            stored = await stored_events(second, cast.room, cast.viewer["key"])
+            stored = await stored_events(second, cast.room, cast.other["key"])
             assert [e["kind"] for e in stored] == ["enter", "leave"]
 
 
@@ -152,7 +152,7 @@ async def test_two_processes_racing_on_postgres_give_each_crossing_once(tmp_path
     with redis_url() as (url, _redis), postgres_database() as database_url:
         project, cast, points, _expected = setup(tmp_path, database_url, REDIS_URL=url)
         with Uvicorn(project) as first, Uvicorn(project) as second:
-            path = f"/ws/rooms/{cast.room}/?key={cast.viewer['key']}"
+            path = f"/ws/rooms/{cast.room}/?key={cast.other['key']}"
             async with connect(second.ws_url + path) as socket:
                 await make_place(first, cast.room, cast.member["key"],
                                  *points[CENTRE_INDEX][:2])
@@ -164,7 +164,7 @@ async def test_two_processes_racing_on_postgres_give_each_crossing_once(tmp_path
                 assert [f["kind"] for f in found] == ["enter", "leave"]
                 with pytest.raises(TimeoutError):
                     await place_events(socket, 1, timeout=1.5)
-            stored = await stored_events(first, cast.room, cast.viewer["key"])
+            stored = await stored_events(first, cast.room, cast.other["key"])
             assert [e["kind"] for e in stored] == ["enter", "leave"]
 
 
@@ -180,7 +180,7 @@ async def test_a_restart_between_enter_and_leave(tmp_path):
     finally:
         server.stop()
     with Uvicorn(project) as server:
-        url = f"{server.ws_url}/ws/rooms/{cast.room}/?key={cast.viewer['key']}"
+        url = f"{server.ws_url}/ws/rooms/{cast.room}/?key={cast.other['key']}"
         async with connect(url) as socket:
             # The batch with the enter is sent again (a phone retrying): no second enter.
             for batch in batches(points[middle - 3:], cast.member["key"]):
@@ -190,6 +190,6 @@ async def test_a_restart_between_enter_and_leave(tmp_path):
                 ("leave", leave, place_id)]
             with pytest.raises(TimeoutError):
                 await place_events(socket, 1, timeout=1.5)
-        stored = await stored_events(server, cast.room, cast.viewer["key"])
+        stored = await stored_events(server, cast.room, cast.other["key"])
         assert [(e["kind"], e["ts"]) for e in stored] == [("enter", enter),
                                                           ("leave", leave)]

@@ -38,7 +38,8 @@ def history_scope(member: Member, *, only: int | None = None,
     """Return the :class:`HistoryScope` of ``member`` (room loaded) in their room.
 
     The one history rule, used by every history endpoint (the map's history, the track
-    API, the exports and the data download go through it):
+    API, the exports, the data download and the place events go through it; the
+    hubs apply the same rule to the live ``place_event`` frames):
 
     - the room's ``history_visibility``: ``everyone`` lets everyone in the room see
       everyone's history, viewers too; ``members`` (the default) lets owners and

@@ -10,11 +10,19 @@ Times are passed in by the caller: ``now`` is UTC epoch milliseconds, ``mono`` i
 monotonic clock in seconds (peer expiry). Shapes are :mod:`maps.protocol.events`'.
 """
 
-from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypedDict, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
+from maps.domain import policy
+from maps.domain.choices import HistoryVisibility
 from maps.protocol import events
-from maps.protocol.events import MemberInfo, WireMember, WirePlace, WirePosition
+from maps.protocol.events import (
+    MemberInfo,
+    Visibility,
+    WireMember,
+    WirePlace,
+    WirePosition,
+)
 
 #: A frame of a tick.
 Frame = events.ServerFrame
@@ -32,11 +40,16 @@ class StoredMember(TypedDict):
 
 
 class StoredRoom(TypedDict):
-    """:func:`maps.storage.selectors.room_live_state`'s answer (times in epoch ms)."""
+    """:func:`maps.storage.selectors.room_live_state`'s answer (times in epoch ms).
+
+    ``visibility`` is the room's history visibility (a
+    :class:`~maps.domain.choices.HistoryVisibility` value; ``members`` when absent).
+    """
 
     members: list[StoredMember]
     positions: list[WirePosition]
     places: list[WirePlace]
+    visibility: NotRequired[Visibility]
 
 # Changes above this many in one tick go out as one ``members`` frame.
 PRESENCE_FRAMES_MAX = 3
@@ -52,7 +65,9 @@ class RoomState:
       open-ended), for members whose share is on; ``ended``: members whose share was
       ended (by them or by its end time); anyone else has never shared;
     - ``local``: member id -> number of sockets on this process;
-    - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s).
+    - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s);
+    - ``visibility``: the room's history visibility, which decides who gets which
+      ``place_event`` frames (:meth:`event_reach`).
     """
 
     def __init__(self, room: dict[str, Any]) -> None:
@@ -82,6 +97,7 @@ class RoomState:
         # The room's places (WirePlace dicts), sent as a ``places`` frame after each
         # snapshot and whenever they change.
         self.places: list[WirePlace] = []
+        self.visibility: Visibility = cast(Visibility, HistoryVisibility.MEMBERS.value)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -102,6 +118,7 @@ class RoomState:
         for position in stored["positions"]:
             self.latest[position["member"]] = position
         self.places = stored.get("places", [])
+        self.visibility = stored.get("visibility", self.visibility)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -127,6 +144,18 @@ class RoomState:
         """Return the earliest end (epoch ms) of a running share, or ``None``."""
         ends = [until for until in self.shares.values() if until is not None]
         return min(ends) if ends else None
+
+    def event_reach(self, member_id: int) -> policy.HistoryReach:
+        """Return whose ``place_event`` frames a socket of ``member_id`` gets:
+        ``"everyone"``, ``"own"`` (only the member's own) or ``"none"``.
+
+        The history rule (:func:`maps.domain.policy.history_reach`) with the member's
+        role now and the room's visibility now; a member unknown here gets none.
+        """
+        info = self.members.get(member_id)
+        if info is None:
+            return "none"
+        return policy.history_reach(info["role"], self.visibility)
 
     def wire_member(self, member_id: int) -> WireMember:
         """Return the :class:`~maps.protocol.events.WireMember` of ``member_id``."""
@@ -245,8 +274,14 @@ class RoomState:
 
     def apply_place_event(self, member_id: int, place_id: int,
                           kind: Literal["enter", "leave"], ts: int) -> None:
-        """Queue a ``place_event`` frame for every socket."""
+        """Queue a ``place_event`` frame; the hub gives it only to the sockets whose
+        member may see it (:func:`tick_for`)."""
         self._events.append(events.place_event(member_id, place_id, kind, ts))
+
+    def apply_visibility(self, visibility: Visibility) -> None:
+        """The room's history visibility changed: later ``place_event`` frames go by
+        it (nothing else a socket sees depends on it)."""
+        self.visibility = visibility
 
     def places_frame(self) -> events.Places:
         """Return the ``places`` frame a socket gets right after its snapshot."""
@@ -408,7 +443,8 @@ def watch_frames(frames: Iterable[Frame], member_id: int,
     """Return the frames a watch link of ``member_id`` sees of a tick's ``frames``.
 
     Only what concerns that member, with the member shown as ``anonymous`` (a
-    function of a :class:`~maps.protocol.events.WireMember` returning it without name or role).
+    function of a :class:`~maps.protocol.events.WireMember` returning it without name or role),
+    and never a ``place_event`` (a watch link sees no history) or ``places``.
     """
     out: list[Frame] = []
     for frame in frames:
@@ -428,3 +464,16 @@ def watch_frames(frames: Iterable[Frame], member_id: int,
                 if member["id"] == member_id:
                     out.append(events.presence(anonymous(member), member["online"]))
     return out
+
+
+def tick_for(frames: Sequence[Frame], reach: policy.HistoryReach,
+             member_id: int) -> list[int]:
+    """Return the indexes of the tick's ``frames`` that a member's socket gets.
+
+    Every frame but ``place_event``; of those, all with ``reach`` ``"everyone"``, the
+    member's own (``member_id``'s) with ``"own"``, none with ``"none"``
+    (:meth:`RoomState.event_reach`). The frames keep their order.
+    """
+    return [index for index, frame in enumerate(frames)
+            if frame["type"] != "place_event" or reach == "everyone"
+            or (reach == "own" and frame["member"] == member_id)]

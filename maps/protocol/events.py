@@ -7,7 +7,7 @@ example in that document, matches the shapes here (:func:`check_frame`).
 
 Room events travel on the channel layer to the room's group, named by
 :func:`room_group`, never by user input. Only :mod:`maps.services` sends the events that
-change a room (``room.fix`` to ``room.place_event``); the hubs' own bookkeeping between
+change a room (``room.fix`` to ``room.visibility``); the hubs' own bookkeeping between
 processes (``room.presence`` to ``room.sync``) is sent by :mod:`maps.realtime.hub`.
 
 Units everywhere: degrees (WGS84), metres, m/s, degrees clockwise from true north,
@@ -430,6 +430,19 @@ class RoomPlaceEvent(TypedDict):
     ts: int
 
 
+#: Whose history (and place events) a room shows: a
+#: :class:`~maps.domain.choices.HistoryVisibility` value.
+Visibility = Literal["everyone", "members", "own"]
+
+
+class RoomVisibility(TypedDict):
+    """The room's history visibility changed: the hubs filter ``place_event`` frames
+    by it from now on (:func:`maps.domain.policy.history_reach`)."""
+
+    type: Literal["room.visibility"]
+    visibility: Visibility
+
+
 class RoomPresence(TypedDict):
     """The member's sockets on hub ``hub`` opened (``online``) or all closed."""
 
@@ -488,6 +501,7 @@ ROOM_EVENTS = {
     "room.retention": RoomRetention,
     "room.places": RoomPlaces,
     "room.place_event": RoomPlaceEvent,
+    "room.visibility": RoomVisibility,
     "room.presence": RoomPresence,
     "room.beat": RoomBeat,
     "room.hello": RoomHello,
@@ -541,6 +555,10 @@ def room_place_event(member_id: int, place_id: int, kind: Literal["enter", "leav
                      ts: int) -> RoomPlaceEvent:
     return {"type": "room.place_event", "member": member_id, "place": place_id,
             "kind": kind, "ts": ts}
+
+
+def room_visibility(visibility: Visibility) -> RoomVisibility:
+    return {"type": "room.visibility", "visibility": visibility}
 
 
 def room_presence(hub: str, member_id: int, online: bool) -> RoomPresence:

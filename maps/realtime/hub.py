@@ -7,7 +7,9 @@ room's :class:`~maps.domain.room_state.RoomState` (pure: members, latest positio
 and does the I/O around it: it feeds the state the room events it receives, and on the
 next boundary of a process-wide tick grid (``GEOSHARE["TICK_MS"]``) encodes the frames
 the state returns once and pushes the same text to every local socket
-(:class:`~maps.realtime.outbox.Outbox`). Channel-layer traffic is therefore O(updates x
+(:class:`~maps.realtime.outbox.Outbox`); a ``place_event`` goes only to the sockets
+whose member may see it, by the room's history visibility
+(:meth:`RoomHub._push_by_reach`). Channel-layer traffic is therefore O(updates x
 processes), not O(updates x members), and a snapshot is built from memory, not queried.
 
 Room events are dispatched by their ``type`` to the method of the same name, dots
@@ -30,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from maps.domain.room_state import RoomState, watch_frames
+from maps.domain.room_state import RoomState, tick_for, watch_frames
 from maps.protocol import events
 from maps.storage.dbthread import LOOKUP_GAP_S, Batcher, reads
 from maps.storage.selectors import member_info, rooms_live_state
@@ -321,6 +323,9 @@ class RoomHub:
         self.state.apply_place_event(message["member"], message["place"],
                                      message["kind"], message["ts"])
 
+    def room_visibility(self, message):
+        self.state.apply_visibility(message["visibility"])
+
     def room_presence(self, message):
         if message["hub"] != self.channel:
             self.state.peer_presence(message["hub"], message["member"], message["online"],
@@ -375,6 +380,9 @@ class RoomHub:
     def flush(self):
         """Encode what changed since the last tick once; push it to every local socket.
 
+        A ``place_event`` reaches only the sockets whose member may see it
+        (:meth:`_push_by_reach`); the frames are still encoded once.
+
         Watch links' sockets get the same tick filtered to their member
         (:func:`~maps.domain.room_state.watch_frames`), encoded once per watched member.
         """
@@ -384,7 +392,9 @@ class RoomHub:
         frames = self.state.flush()
         # One list for every socket: an idle one gets the tick's frames in one write.
         messages = [events.send_message(events.encode(frame)) for frame in frames]
-        if messages:
+        if any(frame["type"] == "place_event" for frame in frames):
+            self._push_by_reach(frames, messages)
+        elif messages:
             for socket in self.sockets:
                 socket.push_all(messages)
         size = sum(metrics.text_bytes(message["text"]) for message in messages)
@@ -396,6 +406,32 @@ class RoomHub:
             if mine:
                 for socket in watching:
                     socket.push_all(mine)
+
+    def _push_by_reach(self, frames: list[events.ServerFrame],
+                       messages: list[dict[str, str]]) -> None:
+        """Push a tick that holds ``place_event`` frames: each socket gets those its
+        member may see (:meth:`~maps.domain.room_state.RoomState.event_reach`, read
+        now: the room's visibility and the member's role as they are).
+
+        Every frame is encoded once (``messages``); sockets are grouped by what they
+        may see, so there is one list for "everyone", one for "none", and one per
+        member with events of their own in this tick under "own" (a member with none
+        sees what "none" sees).
+        """
+        movers = {frame["member"] for frame in frames if frame["type"] == "place_event"}
+        lists: dict[int | str, list[dict[str, str]]] = {}
+        for socket in self.sockets:
+            member_id = socket.member_id
+            reach = self.state.event_reach(member_id)
+            if reach == "own" and member_id not in movers:
+                reach = "none"
+            key = member_id if reach == "own" else reach
+            mine = lists.get(key)
+            if mine is None:
+                mine = lists[key] = [messages[index]
+                                     for index in tick_for(frames, reach, member_id)]
+            if mine:
+                socket.push_all(mine)
 
     @staticmethod
     def _anonymous(member):

@@ -193,7 +193,7 @@ def place_for_region(*, room_id: int, rid: str, desc: str | None) -> Place | Non
 def place_transition_record(*, ref: MemberRef, rid: str, desc: str, kind: str,
                             ts: int) -> list[publish.PlaceEventRow]:
     """Record a phone's own enter/leave report (OwnTracks ``transition``) for a place
-    of the room of the member ``ref`` names; return the events stored
+    of the room of the member ``ref`` names; return the new events
     (``[(room id, member id, place id, kind, device time ms)]``, empty when the
     region names no place or the crossing is known already).
 
@@ -201,13 +201,19 @@ def place_transition_record(*, ref: MemberRef, rid: str, desc: str, kind: str,
     stored state as the crossings computed from positions decides
     (:func:`maps.storage.history.place_transition`: never a second event for one
     crossing), and the events take the same route: announced after the commit by the
-    one publisher (:func:`maps.services.publish.place_events_on_commit`).
+    one publisher (:func:`maps.services.publish.place_events_on_commit`). In a
+    live-only room the event is announced but not stored.
     """
     place = place_for_region(room_id=ref.room_pk, rid=rid, desc=desc)
     if place is None:
         return []
+    # As the positions' history: the retention as it is set now; a live-only room
+    # keeps no events (announced live, not stored).
+    days = Room.objects.filter(pk=ref.room_pk).values_list("retention_days",
+                                                           flat=True).first()
     with transaction.atomic():
-        created = place_transition(ref.room_pk, ref.id, place.pk, kind, ts)
+        created = place_transition(ref.room_pk, ref.id, place.pk, kind, ts,
+                                   keep=days != 0)
         if created:
             publish.place_events_on_commit(created)
     return created

@@ -1,7 +1,7 @@
 """Rooms, invites and members: created, joined, renamed, removed, deleted."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -285,11 +285,16 @@ def room_set_retention(*, room: Room, days: int) -> int:
 def room_set_history_visibility(*, room: Room, visibility: str) -> None:
     """Set whose history the room's people may see (a :class:`HistoryVisibility`).
 
-    ``everyone``, ``members`` (not viewers) or ``own``; read on every history request
-    (:func:`maps.access.scope.history_scope`), so it applies at once. Raises ``ValueError``
-    for another value.
+    ``everyone``, ``members`` (not viewers) or ``own``; read on every history and
+    place-events request (:func:`maps.access.scope.history_scope`), and told to the
+    room's hubs after the commit (``room.visibility``), which give the live
+    ``place_event`` frames by it: it applies at once. Raises ``ValueError`` for
+    another value.
     """
     if visibility not in HistoryVisibility.values:
         raise ValueError("history visibility is everyone, members or own")
-    room.history_visibility = visibility
-    room.save(update_fields=["history_visibility"])
+    with transaction.atomic():
+        room.history_visibility = visibility
+        room.save(update_fields=["history_visibility"])
+        publish.room_event_on_commit(
+            room.pk, events.room_visibility(cast(events.Visibility, visibility)))

@@ -292,7 +292,8 @@ def write_batch(batch: Sequence[BatchItem], persisted: dict[int, int] | None = N
 
     In the same transaction every fix is held against its room's places
     (:func:`evaluate_places`), live-only rooms included; the arrivals and departures
-    stored are appended to ``place_events`` (a list, when given) as
+    found (stored, except in a live-only room) are appended to ``place_events`` (a
+    list, when given) as
     ``(room id, member id, place id, kind, device time ms)``, for the caller to
     announce once the transaction has committed.
     """
@@ -401,6 +402,13 @@ def evaluate_places(batch: Sequence[BatchItem], rooms: MemberRooms) -> list[Plac
     :class:`PlaceEvent` is the last guard (an OwnTracks ``transition`` may have
     stored the same crossing). Returns ``[(room id, member id, place id, kind, ts ms)]``
     of the events inserted.
+
+    A live-only room (retention 0 days, as it is set now) keeps no events: its
+    crossings are returned, to be announced live like its positions, but no
+    :class:`PlaceEvent` is stored. Its :class:`PlaceState` is still written: it is
+    where the member is now, not history (the live map shows as much), and without it
+    the next fix would find the member "outside, nothing decided" and report the same
+    arrival again, or never report the departure.
     """
     room_ids = sorted({found[1] for found in rooms.values()})
     if not room_ids:
@@ -441,7 +449,10 @@ def evaluate_places(batch: Sequence[BatchItem], rooms: MemberRooms) -> list[Plac
     PlaceState.objects.bulk_update(changed, ["inside", "since", "checked"])
     if not created:
         return []
-    return place_events_insert(created)
+    live_only = {room_id for days, room_id in rooms.values() if days == 0}
+    kept = [item for item in created if item[0] not in live_only]
+    return place_events_insert(kept) + [item for item in created
+                                        if item[0] in live_only]
 
 
 def _room_places(room_ids):
@@ -486,7 +497,7 @@ def place_events_insert(created: Sequence[PlaceEventRow]) -> list[PlaceEventRow]
 
 
 def place_transition(room_id: int, member_id: int, place_id: int, kind: str,
-                     ts: int) -> list[PlaceEventRow]:
+                     ts: int, *, keep: bool = True) -> list[PlaceEventRow]:
     """Record that the member's phone reported entering or leaving a place itself.
 
     An OwnTracks ``transition`` is the same crossing the server finds in the fixes, so
@@ -494,7 +505,9 @@ def place_transition(room_id: int, member_id: int, place_id: int, kind: str,
     says so (the server saw it first), or the state was decided by a newer fix, nothing
     is written; otherwise the state flips and one :class:`PlaceEvent` is stored, and
     the fixes that follow find the state already flipped. Returns the events inserted,
-    as :func:`evaluate_places` does.
+    as :func:`evaluate_places` does. ``keep`` false (a live-only room) flips the
+    state and returns the event without storing it, as :func:`evaluate_places` does
+    for such a room.
     """
     with transaction.atomic():
         row = _lock_place_states([(member_id, place_id)])[(member_id, place_id)]
@@ -507,7 +520,8 @@ def place_transition(room_id: int, member_id: int, place_id: int, kind: str,
             return []
         row.inside, row.since = inside, from_ms(ts)
         row.save(update_fields=["inside", "since", "checked"])
-        return place_events_insert([(room_id, member_id, place_id, kind, ts)])
+        event = (room_id, member_id, place_id, kind, ts)
+        return place_events_insert([event]) if keep else [event]
 
 
 def _lock_place_states(pairs):

@@ -29,7 +29,7 @@ from maps.models import (
     hash_key,
 )
 from maps.protocol import events
-from maps.protocol.events import MemberInfo, WirePosition
+from maps.protocol.events import MemberInfo, Visibility, WirePosition
 
 
 @overload
@@ -102,8 +102,8 @@ def room_live_state(room_pk: int) -> StoredRoom:
     """Return what a room hub starts from: its members, shares and live positions.
 
     Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at", "share",
-    "sharing_until"}], "positions": [wire position, ...], "places": [WirePlace]}``;
-    times in epoch ms,
+    "sharing_until"}], "positions": [wire position, ...], "places": [WirePlace],
+    "visibility": the room's history visibility}``; times in epoch ms,
     ``share`` as :meth:`Member.share_state` says now.
     """
     return rooms_live_state([room_pk])[0]
@@ -117,7 +117,7 @@ def rooms_live_state(room_pks: Sequence[int]) -> list[StoredRoom]:
     """Return :func:`room_live_state` of each room of ``room_pks``, in that order.
 
     Three queries per :data:`ROOMS_PER_QUERY` rooms (members, live positions, places)
-    plus one for the rooms' retention, instead of five per room: when hundreds of
+    plus one for the rooms' retention and history visibility, instead of five per room: when hundreds of
     hubs start at once (a restart's reconnect storm) their loads go together
     (:class:`maps.storage.dbthread.Batcher`). A room that does not exist (any more) gets the
     state of an empty room.
@@ -149,9 +149,12 @@ def _rooms_live_state(room_pks: Sequence[int], now: datetime) -> dict[int, Store
         if share == Share.ON:
             sharing[member.pk] = member.room_id
     # As live_positions: nothing older than the room's retention, when it has one.
-    floors = {room.pk: now - room.retention()
-              for room in Room.objects.filter(pk__in=room_pks).only("retention_days")
-              if room.retention_days}
+    floors = {}
+    for room in Room.objects.filter(pk__in=room_pks).only("retention_days",
+                                                          "history_visibility"):
+        states[room.pk]["visibility"] = cast(Visibility, room.history_visibility)
+        if room.retention_days:
+            floors[room.pk] = now - room.retention()
     live = (LivePosition.objects.filter(member__room_id__in=room_pks)
             .order_by("member_id"))
     for position in live:

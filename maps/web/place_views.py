@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from maps import services
 from maps.access import doors
 from maps.access.doors import Refused
-from maps.access.scope import api_member
+from maps.access.scope import api_member, history_scope
 from maps.models import AlertRule, Place, PlaceEvent
 from maps.storage.selectors import to_ms
 from maps.web.api_views import parse_time
@@ -110,10 +110,22 @@ def place(request, room_id, place_id):
 def place_events(request, room_id):
     """``GET ?since=``: arrivals and departures in the room from device time ``since``
     (epoch ms or ISO 8601; default: all kept), oldest first, at most
-    :data:`EVENTS_PAGE`; ``next`` is the ``since`` of the following page or null."""
+    :data:`EVENTS_PAGE`; ``next`` is the ``since`` of the following page or null.
+
+    The history's rule, read now (:func:`maps.access.scope.history_scope`): only the
+    events of the members whose history the caller may see (everyone's, or only
+    their own), 403 as the history API answers when they may see none (a viewer
+    where history is for members), and nothing from before the room's retention
+    floor by device time or by when it was stored (a live-only room lists none),
+    whether or not the prune has run yet.
+    """
 
     def handle(request, member):
-        found = PlaceEvent.objects.filter(room_id=member.room_id)
+        scope = history_scope(member)
+        found = PlaceEvent.objects.filter(room_id=member.room_id,
+                                          member_id__in=scope.member_ids,
+                                          device_time__gte=scope.floor,
+                                          created__gte=scope.floor)
         if "since" in request.GET:
             found = found.filter(device_time__gte=parse_time("since",
                                                              request.GET["since"]))

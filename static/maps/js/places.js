@@ -1,6 +1,7 @@
 // Places on the map page: the room's places as circles, making one by clicking the
 // map, the activity feed ("Ana arrived at School · 14:02"), and this member's own
-// alerts. Every member of the room receives every place_event frame; which of them
+// alerts. The server sends this page the place_event frames its member may see (the
+// room's history visibility: everyone's, only their own, or none); which of them
 // alert is chosen here, on the member's own page, from the rules they stored
 // (GET/PUT /api/rooms/<room>/alerts), so nobody who did not ask is shown an alert.
 
