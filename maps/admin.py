@@ -2,6 +2,9 @@
 
 Deleting a room or a member goes through :mod:`maps.services`, as on the owner's page,
 so that open sockets are closed and a removed member's invite links are replaced.
+Revoking an invite (its ``revoked`` box) stops new joins and removes nobody, as on the
+owner's page; deleting an invite here keeps its members too (``Member.invite`` is
+set to null).
 """
 
 from django.contrib import admin
@@ -55,8 +58,12 @@ class MemberAdmin(admin.ModelAdmin):
         services.member_remove(member=obj, replace_invite=True)
 
     def delete_queryset(self, request, queryset):
+        # One room at a time, so that each link they knew is replaced once.
+        by_room = {}
         for member in queryset:
-            services.member_remove(member=member, replace_invite=True)
+            by_room.setdefault(member.room_id, []).append(member)
+        for members in by_room.values():
+            services.members_remove(members=members)
 
 
 @admin.register(Device)

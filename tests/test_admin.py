@@ -60,3 +60,25 @@ def test_admin_bulk_delete_of_rooms_closes_each(admin_client, room, stranger_and
     assert not Room.objects.exists() and not Invite.objects.exists()
     assert sorted(c.args for c in event.call_args_list) == sorted([
         (room.pk, {"type": "room.deleted"}), (elsewhere.pk, {"type": "room.deleted"})])
+
+
+def test_admin_revoking_or_deleting_an_invite_removes_nobody(admin_client, room):
+    invite = invite_create(room=room)
+    ana = invite_redeem(token=invite.token, name="Ana")
+    response = admin_client.post(f"/admin/maps/invite/{invite.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Invite.objects.filter(pk=invite.pk).exists()
+    ana.refresh_from_db()
+    assert ana.invite is None
+
+
+def test_admin_bulk_delete_of_a_links_people_replaces_the_link_once(admin_client, room):
+    invite = invite_create(room=room, label="Grandparents")
+    ana = invite_redeem(token=invite.token, name="Ana")
+    bo = invite_redeem(token=invite.token, name="Bo")
+    response = admin_client.post("/admin/maps/member/", {
+        "action": "delete_selected", "_selected_action": [ana.pk, bo.pk], "post": "yes"})
+    assert response.status_code == 302
+    (replacement,) = room.invites.filter(revoked=False)
+    assert replacement.label == "Grandparents"
+    assert room.invites.count() == 2

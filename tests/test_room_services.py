@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from maps import services
-from maps.models import Invite, Member, Role
+from maps.models import Invite, Member, Position, Role
 from maps.services import invite_create, invite_redeem, member_remove
 from maps.services.names import clean_name
 
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 def test_removed_member_cannot_rejoin_with_the_invite_they_came_by(room):
     expires = timezone.now() + timedelta(days=2)
-    invite = invite_create(room=room, role=Role.MEMBER, expires_at=expires, max_uses=5)
+    invite = invite_create(room=room, role=Role.MEMBER, expires_at=expires, max_uses=5,
+                           label="Grandparents")
     ana = invite_redeem(token=invite.token, name="Ana")
     bo = invite_redeem(token=invite.token, name="Bo")
 
@@ -31,6 +32,7 @@ def test_removed_member_cannot_rejoin_with_the_invite_they_came_by(room):
         invite_redeem(token=invite.token, name="Ana again")
     assert (replacement.role, replacement.expires_at, replacement.max_uses) == (
         Role.MEMBER, expires, 5)
+    assert replacement.label == "Grandparents"  # a replaced invite keeps its label
     assert replacement.is_usable() and replacement.token != invite.token
     # Bo came by the same link and stays; the replacement now stands for that link.
     bo.refresh_from_db()
@@ -102,19 +104,90 @@ def test_removal_sends_the_kick_event(room, member):
     event.assert_any_call(room.pk, {"type": "room.kick", "member": member_pk})
 
 
-def test_revoking_an_invite_also_replaces_the_map_link_its_members_saw(room):
+def test_revoking_an_invite_stops_new_joins_and_removes_nobody(room):
+    shown = invite_create(room=room)
+    group = invite_create(room=room, label="Grandparents")
+    ana = invite_redeem(token=group.token, name="Ana")
+    bo = invite_redeem(token=group.token, name="Bo")
+
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
+        services.invite_revoke(invite=group)
+
+    group.refresh_from_db()
+    shown.refresh_from_db()
+    assert group.revoked and group.label == "Grandparents"
+    with pytest.raises(services.InviteUnusable):
+        invite_redeem(token=group.token, name="Cy")
+    # Everyone stays, on the invite they joined by; no other link changes; nobody hears.
+    assert set(Member.objects.filter(invite=group).values_list("pk", flat=True)) == {
+        ana.pk, bo.pk}
+    assert not shown.revoked
+    assert room.invites.count() == 2
+    event.assert_not_called()
+
+
+def test_revoking_the_replacement_of_a_link_removes_nobody_either(room):
+    """Removing one member moves the others to a replacement: revoking that keeps them."""
+    group = invite_create(room=room, label="Grandparents")
+    ana = invite_redeem(token=group.token, name="Ana")
+    bo = invite_redeem(token=group.token, name="Bo")
+    cy = invite_redeem(token=group.token, name="Cy")
+
+    (replacement,) = member_remove(member=ana, replace_invite=True)
+    services.invite_revoke(invite=replacement)
+
+    assert replacement.label == "Grandparents"
+    assert set(Member.objects.filter(invite=replacement).values_list("pk", flat=True)) == {
+        bo.pk, cy.pk}
+
+
+def test_removing_everyone_who_joined_with_a_link_replaces_each_link_once(room):
+    shown = invite_create(room=room)
+    group = invite_create(room=room, label="Grandparents", max_uses=5)
+    ana = invite_redeem(token=group.token, name="Ana")
+    bo = invite_redeem(token=group.token, name="Bo")
+    stays = invite_redeem(token=shown.token, name="Dana")
+    gone = {ana.pk, bo.pk}
+
+    with mock.patch("maps.services.publish.room_event_on_commit") as event:
+        own, map_link = services.members_remove(members=[ana, bo])
+
+    assert not Member.objects.filter(pk__in=gone).exists()
+    kicked = {c.args[1]["member"] for c in event.call_args_list
+              if c.args[1]["type"] == "room.kick"}
+    assert kicked == gone
+    assert (own.label, own.max_uses, map_link.max_uses) == ("Grandparents", 5, None)
+    assert sorted(i.pk for i in room.invites.all() if i.is_usable()) == [own.pk, map_link.pk]
+    stays.refresh_from_db()
+    assert stays.invite == map_link
+
+
+def test_removing_people_of_a_revoked_link_replaces_only_the_map_link(room):
     shown = invite_create(room=room)
     group = invite_create(room=room)
-    invite_redeem(token=group.token, name="Ana")
-    invite_redeem(token=group.token, name="Bo")
-
+    ana = invite_redeem(token=group.token, name="Ana")
     services.invite_revoke(invite=group)
 
+    (map_link,) = services.members_remove(members=[ana])
+
     shown.refresh_from_db()
-    assert shown.revoked
-    assert not Member.objects.filter(name__in=["Ana", "Bo"]).exists()
-    # One replacement for the map's link, none for the revoked one.
-    assert room.invites.filter(revoked=False).count() == 1
+    assert shown.revoked and map_link.is_usable()
+    assert services.members_remove(members=[]) == []
+
+
+# -- retention -----------------------------------------------------------------------
+
+
+def test_retention_deletes_counts_what_a_lower_retention_would_delete(room, member):
+    now = timezone.now()
+    for age_days in (0, 2, 5, 9):
+        Position.objects.create(member=member, lat=1, lon=2, device_time=now,
+                                received=now - timedelta(days=age_days, minutes=1))
+    assert services.room_retention_deletes(room=room, days=7, now=now) == 1
+    assert services.room_retention_deletes(room=room, days=3, now=now) == 2
+    assert services.room_retention_deletes(room=room, days=0, now=now) == 4
+    # What it counts is what setting it deletes.
+    assert services.room_set_retention(room=room, days=3) == 2
 
 
 # -- invite limit -----------------------------------------------------------------------

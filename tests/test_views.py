@@ -6,10 +6,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from maps.models import Invite, Member, Role, Room
+from maps.models import Invite, Member, Position, Role, Room
 from maps.services import invite_create
 
 pytestmark = pytest.mark.django_db
+
+ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
 
 
 def test_home_creates_room_and_owner_lands_on_map(client):
@@ -95,7 +97,8 @@ def test_owner_creates_and_revokes_invites_and_removes_members(client, room, own
     guest = Member.objects.create(room=room, name="Guest", color="#000000", invite=joined)
     client.post(f"/r/{room.public_id}/manage/", {"action": "revoke", "invite": joined.pk})
     joined.refresh_from_db()
-    assert joined.revoked and not Member.objects.filter(pk=guest.pk).exists()
+    # Revoking stops new joins and nothing else (issue 25, item 11).
+    assert joined.revoked and Member.objects.filter(pk=guest.pk).exists()
     client.post(f"/r/{room.public_id}/manage/", {"action": "remove", "member": member.pk})
     assert not Member.objects.filter(pk=member.pk).exists()
     # The owner cannot be removed this way.
@@ -158,6 +161,193 @@ def test_member_who_leaves_does_not_change_the_link(client, room):
     client.post(f"/r/{room.public_id}/leave/")
     invite.refresh_from_db()
     assert not invite.revoked and room.invites.count() == 1
+
+
+# -- revoking a link and removing its people are two steps (issue 25, item 11) ----------
+
+
+def test_revoking_an_invite_on_the_manage_page_removes_nobody(client, room, owner):
+    invite = invite_create(room=room, label="Grandparents")
+    ana = _join(Client(), invite, "Ana")
+    _as_owner(client, room, owner)
+
+    response = client.post(f"/r/{room.public_id}/manage/",
+                           {"action": "revoke", "invite": invite.pk}, follow=True)
+
+    text = response.content.decode()
+    assert "Invite revoked: it lets nobody new in. Whoever joined with it stays." in text
+    assert Member.objects.filter(pk=ana.pk).exists()
+    invite.refresh_from_db()
+    assert invite.revoked
+    # The revoked link, folded away, still names its people and offers to remove them.
+    spent = response.context["spent_invites"]
+    assert [row["joined"] for row in spent] == [[ana]]
+    assert "Joined with this link (1):" in text and "Remove this person…" in text
+
+
+def test_removing_the_people_of_a_link_asks_first_and_names_them(client, room, owner):
+    invite = invite_create(room=room, label="Grandparents")
+    people = [_join(Client(), invite, name) for name in ("Ana", "Bo", "Cy")]
+    _as_owner(client, room, owner)
+    page = client.get(f"/r/{room.public_id}/manage/").content.decode()
+    assert "Joined with this link (3):" in page and "Ana, Bo, Cy" in page
+    assert "Remove these 3 people…" in page
+
+    asked = client.post(f"/r/{room.public_id}/manage/",
+                        {"action": "remove_joined", "invite": invite.pk})
+
+    assert asked.status_code == 200
+    text = asked.content.decode()
+    assert "Remove the 3 people who joined with this link: Ana, Bo, Cy?" in text
+    assert "Remove 3 people" in text and 'name="confirm" value="yes"' in text
+    assert Member.objects.filter(pk__in=[m.pk for m in people]).count() == 3
+    invite.refresh_from_db()
+    assert not invite.revoked
+    # Someone joins between the question and the answer: not named, so not removed.
+    late = _join(Client(), invite, "Dee")
+
+    done = client.post(f"/r/{room.public_id}/manage/", {
+        "action": "remove_joined", "invite": invite.pk, "confirm": "yes",
+        "member": [m.pk for m in people]}, follow=True)
+
+    assert ("Removed 3 people: Ana, Bo, Cy; the links they knew were replaced by new ones."
+            in done.content.decode())
+    assert not Member.objects.filter(pk__in=[m.pk for m in people]).exists()
+    late.refresh_from_db()
+    invite.refresh_from_db()
+    assert invite.revoked  # they knew it: replaced once, keeping its label
+    assert late.invite.label == "Grandparents" and late.invite.is_usable()
+    assert Member.objects.filter(pk=owner.pk).exists()
+
+
+def test_removing_the_people_of_a_link_never_removes_the_owner(client, room, owner):
+    invite = invite_create(room=room)
+    owner.invite = invite
+    owner.save(update_fields=["invite"])
+    _as_owner(client, room, owner)
+    response = client.post(f"/r/{room.public_id}/manage/",
+                           {"action": "remove_joined", "invite": invite.pk}, follow=True)
+    assert "Nobody who joined with this link is in the room." in response.content.decode()
+    client.post(f"/r/{room.public_id}/manage/", {
+        "action": "remove_joined", "invite": invite.pk, "confirm": "yes",
+        "member": [owner.pk]})
+    assert Member.objects.filter(pk=owner.pk).exists()
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "9" * 30, ""])
+def test_removing_the_people_of_a_link_refuses_a_malformed_id(client, room, owner, member,
+                                                              bad):
+    invite = invite_create(room=room)
+    _as_owner(client, room, owner)
+    response = client.post(f"/r/{room.public_id}/manage/", {
+        "action": "remove_joined", "invite": invite.pk, "confirm": "yes",
+        "member": [member.pk, bad]})
+    assert response.status_code == 400 and "member" in response.content.decode()
+    assert Member.objects.filter(pk=member.pk).exists()
+
+
+def test_the_confirmation_to_remove_a_links_people_in_chinese(client, room, owner):
+    invite = invite_create(room=room)
+    for name in ("Ana", "Bo"):
+        _join(Client(), invite, name)
+    _as_owner(client, room, owner)
+    page = client.get(f"/r/{room.public_id}/manage/", **ZH).content.decode()
+    assert "通过此链接加入（2）：" in page and "Ana、Bo" in page and "移除这 2 个人…" in page
+    asked = client.post(f"/r/{room.public_id}/manage/",
+                        {"action": "remove_joined", "invite": invite.pk}, **ZH)
+    text = asked.content.decode()
+    assert "移除通过此链接加入的 2 个人：Ana、Bo？" in text and "移除 2 个人" in text
+    assert "Remove" not in text
+    revoked = client.post(f"/r/{room.public_id}/manage/",
+                          {"action": "revoke", "invite": invite.pk}, follow=True, **ZH)
+    assert "邀请已撤销：不再有人能通过它加入。已加入的人会留下。" in revoked.content.decode()
+
+
+# -- lowering the retention asks before it deletes history (issue 25, item 17) --------
+
+
+def _positions(member, *ages_days):
+    now = timezone.now()
+    for age in ages_days:
+        Position.objects.create(member=member, lat=1, lon=2, device_time=now,
+                                received=now - timedelta(days=age, minutes=1))
+
+
+def test_setting_retention_to_0_asks_first_and_deletes_nothing_until_confirmed(
+    client, room, owner, member
+):
+    _positions(member, 0, 1, 3)
+    _as_owner(client, room, owner)
+    form = {"action": "retention", "retention-retention_days": "0"}
+
+    asked = client.post(f"/r/{room.public_id}/manage/", form)
+
+    assert asked.status_code == 200
+    text = asked.content.decode()
+    assert "Keep no history from now on?" in text
+    assert "This deletes all 3 positions of the room&#x27;s history now" in text
+    assert "Delete 3 positions" in text
+    room.refresh_from_db()
+    assert room.retention_days == 7 and Position.objects.count() == 3
+
+    done = client.post(f"/r/{room.public_id}/manage/", {**form, "confirm": "yes"})
+
+    assert done.status_code == 302
+    room.refresh_from_db()
+    assert room.retention_days == 0 and Position.objects.count() == 0
+
+
+def test_lowering_retention_names_how_many_positions_go(client, room, owner, member):
+    _positions(member, 0, 1, 3, 5)
+    _as_owner(client, room, owner)
+    asked = client.post(f"/r/{room.public_id}/manage/",
+                        {"action": "retention", "retention-retention_days": "2"})
+    text = asked.content.decode()
+    assert "Keep 2 days of history?" in text
+    assert "This deletes 2 positions older than that now, for good." in text
+    assert 'name="retention-retention_days" value="2"' in text
+    assert Position.objects.count() == 4
+
+
+def test_a_retention_change_that_deletes_nothing_needs_no_confirmation(
+    client, room, owner, member
+):
+    _positions(member, 0, 1)
+    _as_owner(client, room, owner)
+    for days in ("30", "2"):
+        response = client.post(f"/r/{room.public_id}/manage/",
+                               {"action": "retention", "retention-retention_days": days})
+        assert response.status_code == 302
+        room.refresh_from_db()
+        assert room.retention_days == int(days)
+    assert Position.objects.count() == 2
+
+
+def test_the_retention_question_in_chinese(client, room, owner, member):
+    _positions(member, 0, 1)
+    _as_owner(client, room, owner)
+    asked = client.post(f"/r/{room.public_id}/manage/",
+                        {"action": "retention", "retention-retention_days": "0"}, **ZH)
+    text = asked.content.decode()
+    assert "从现在起不保留历史记录？" in text and "删除 2 个位置" in text
+    assert "Keep no history" not in text
+
+
+def test_a_live_only_room_offers_no_history_panel(client, room, owner):
+    _as_owner(client, room, owner)
+    page = client.get(f"/r/{room.public_id}/")
+    assert page.context["config"]["history"] is not None
+    assert 'id="history-open"' in page.content.decode()
+    room.retention_days = 0
+    room.save(update_fields=["retention_days"])
+
+    page = client.get(f"/r/{room.public_id}/")
+
+    text = page.content.decode()
+    assert page.context["config"]["history"] is None
+    assert 'id="history-open"' not in text and 'id="history-panel"' not in text
+    assert 'id="history-play"' not in text
+    assert 'id="my-data"' in text  # the member's own data stays downloadable
 
 
 # -- the manage page refuses crafted forms --------------------------------------------

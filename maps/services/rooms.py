@@ -1,11 +1,13 @@
 """Rooms, invites and members: created, joined, renamed, removed, deleted."""
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from maps.domain.policy import may_publish
 from maps.models import (
@@ -14,6 +16,7 @@ from maps.models import (
     HistoryVisibility,
     Invite,
     Member,
+    Position,
     Role,
     Room,
 )
@@ -180,51 +183,80 @@ def member_remove(*, member: Member, replace_invite: bool = False) -> list[Invit
     """Remove a member and everything of theirs: positions, sockets, marker.
 
     ``replace_invite`` is for removals by the owner or an admin: the links the member
-    knows stop working, so that they cannot join again at once. Those are the invite
-    they joined by and, if they could see it, the member invite the room's map shows
-    (:func:`maps.storage.selectors.map_invite`); each still usable one is revoked and replaced
-    (:func:`_invite_replace`). A member leaving by themselves keeps nothing out.
+    knows stop working, so that they cannot join again at once (:func:`members_remove`).
+    A member leaving by themselves keeps nothing out.
 
     Returns the replacement invites, the one for the member's own invite first; an
     empty list when none was replaced.
     """
+    if replace_invite:
+        return members_remove(members=[member])
     room_pk, member_pk = member.room_id, member.pk
     with transaction.atomic():
-        replacements = []
-        if replace_invite:
-            replacements = [_invite_replace(i) for i in _invites_known_to(member)]
         _lock_members(Member.objects.filter(pk=member_pk))
         member.delete()
     publish.room_event_on_commit(room_pk, events.room_kick(member_pk))
+    return []
+
+
+def members_remove(*, members: Iterable[Member]) -> list[Invite]:
+    """Remove several members of one room at once, as the owner or an admin does.
+
+    Each goes as by :func:`member_remove` (positions, sockets, marker; ``room.kick``
+    after the commit). The links they know stop working: the invites they joined by
+    and, if one of them could see it, the member invite the room's map shows
+    (:func:`maps.storage.selectors.map_invite`). Each still usable one is revoked and
+    replaced once (:func:`_invite_replace`), keeping its label; the people who joined
+    by it and stay are listed under the replacement from then on.
+
+    Returns the replacement invites (own invites first, then the map's link); an empty
+    list when none was replaced. Raises nothing of its own.
+    """
+    members = list(members)
+    if not members:
+        return []
+    with transaction.atomic():
+        replacements = [_invite_replace(i) for i in _invites_known_to(members)]
+        _lock_members(Member.objects.filter(pk__in=[m.pk for m in members]))
+        gone = []
+        for member in members:
+            gone.append((member.room_id, member.pk))
+            member.delete()
+    for room_pk, member_pk in gone:
+        publish.room_event_on_commit(room_pk, events.room_kick(member_pk))
     return replacements
 
 
-def _invites_known_to(member: Member) -> list[Invite]:
-    """Return the usable invites whose links ``member`` has seen, own invite first."""
-    # Read again: in a bulk removal an earlier replacement may have moved the member
-    # to a new invite since the caller loaded them.
-    own = Member.objects.filter(pk=member.pk).values_list("invite_id", flat=True).first()
-    ids = [own] if own is not None else []
-    if may_publish(member):
-        shown = selectors.map_invite(member.room_id)
-        if shown is not None and shown.pk not in ids:
-            ids.append(shown.pk)
+def _invites_known_to(members: list[Member]) -> list[Invite]:
+    """Return the usable invites whose links ``members`` have seen, own invites first."""
+    # Read again: the caller may have loaded them before another removal moved them
+    # to a replacement invite.
+    ids = list(dict.fromkeys(
+        Member.objects.filter(pk__in=[m.pk for m in members], invite__isnull=False)
+        .order_by("pk").values_list("invite_id", flat=True)
+    ))
+    if any(may_publish(m) for m in members):
+        for room_pk in dict.fromkeys(m.room_id for m in members):
+            shown = selectors.map_invite(room_pk)
+            if shown is not None and shown.pk not in ids:
+                ids.append(shown.pk)
     # Locked so that a redemption cannot slip in between the check and the revocation.
     invites = {i.pk: i for i in Invite.objects.select_for_update().filter(pk__in=ids)}
     return [invites[pk] for pk in ids if pk in invites and invites[pk].is_usable()]
 
 
 def _invite_replace(invite: Invite) -> Invite:
-    """Revoke ``invite`` and return a new one with the same room, role, expiry and limit.
+    """Revoke ``invite`` and return a new one with the same room, role, expiry, limit and label.
 
-    The members who joined through the old link stay, and count from now on as joined
-    through the new one: revoking the replacement removes them too, as revoking the
-    original would have. The replacement starts with no uses.
+    The members who joined through the old link stay, and are listed from now on as
+    joined through the new one, which stands for the same link (the owner's page
+    offers to remove them under it). Revoking either removes nobody
+    (:func:`invite_revoke`). The replacement starts with no uses.
     """
     Invite.objects.filter(pk=invite.pk).update(revoked=True)
     replacement = Invite.objects.create(
         room_id=invite.room_id, role=invite.role, expires_at=invite.expires_at,
-        max_uses=invite.max_uses,
+        max_uses=invite.max_uses, label=invite.label,
     )
     Member.objects.filter(invite=invite).update(invite=replacement)
     return replacement
@@ -242,21 +274,14 @@ def _lock_members(members: QuerySet[Member]) -> None:
 
 
 def invite_revoke(*, invite: Invite) -> None:
-    """Revoke an invite and remove the members who joined through it (:func:`member_remove`).
+    """Revoke an invite: its link admits nobody new from now on. Nothing else changes.
 
-    They have seen the room's map, so when one of them could see its invite link
-    (:func:`maps.storage.selectors.map_invite`) and that is another invite, it is replaced too
-    (:func:`_invite_replace`): otherwise they would come straight back by it.
+    The members who joined through it stay (removing them is its own step:
+    :func:`members_remove`, after the owner's page names them). Revoking a revoked
+    invite changes nothing. Raises nothing.
     """
-    with transaction.atomic():
-        shown = selectors.map_invite(invite.room_id)
-        Invite.objects.filter(pk=invite.pk).update(revoked=True)
-        members = list(Member.objects.filter(invite=invite))
-        if (shown is not None and shown.pk != invite.pk
-                and any(may_publish(m) for m in members)):
-            _invite_replace(shown)
-        for member in members:
-            member_remove(member=member)
+    Invite.objects.filter(pk=invite.pk).update(revoked=True)
+    invite.revoked = True
 
 
 def room_delete(*, room: Room) -> None:
@@ -271,11 +296,23 @@ def room_delete(*, room: Room) -> None:
     publish.room_event_on_commit(room_pk, events.room_deleted())
 
 
+def room_retention_deletes(*, room: Room, days: int, now: datetime | None = None) -> int:
+    """Return how many of the room's positions a retention of ``days`` would delete now.
+
+    The positions received more than ``days`` days (0: any) before ``now`` (an aware
+    UTC datetime, default the present): what :func:`room_set_retention` prunes. The
+    owner's page asks before a change that deletes any. Raises nothing.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return Position.objects.filter(member__room_id=room.pk, received__lt=cutoff).count()
+
+
 def room_set_retention(*, room: Room, days: int) -> int:
     """Set how many days of history the room keeps (0: live only) and apply it now.
 
     Returns how many positions were deleted (:func:`maps.services.positions.positions_prune`).
-    ``days`` is checked by the caller (the form); nothing is raised here.
+    ``days`` is checked by the caller (the form, which asks the owner first when
+    :func:`room_retention_deletes` is not 0); nothing is raised here.
     """
     room.retention_days = days
     room.save(update_fields=["retention_days"])

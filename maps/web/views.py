@@ -8,6 +8,7 @@ from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -159,13 +160,19 @@ def room_map(request, room_id):
         "share": {"state": member.share_state(),
                   "until": selectors.to_ms(member.sharing_until)},
         "history": _history_config(room, member),
+        "myDataUrl": "/me/data.zip",
     }
     return render(request, "maps/map.html", {"room": room, "member": member,
                                              "config": config})
 
 
 def _history_config(room, member):
-    """What the map's history mode needs: its URLs, or ``None`` when it shows none."""
+    """What the map's history mode needs: its URLs, or ``None`` when it shows none.
+
+    None in a live-only room (retention 0 days): it keeps no history to show or play.
+    """
+    if room.retention_days == 0:
+        return None
     try:
         scope = history_scope(member)
     except doors.Refused:
@@ -185,15 +192,18 @@ def _history_config(room, member):
 _MAX_ID = 2**63 - 1
 
 
+def _is_id(value):
+    """Return whether the string ``value`` is a database id (1 to 2**63 - 1, ASCII digits)."""
+    # The length check first: int() refuses strings of thousands of digits.
+    if not (len(value) <= 19 and value.isascii() and value.isdigit()):
+        return False
+    return 0 < int(value) <= _MAX_ID
+
+
 def _posted_id(request, field):
     """Return the POSTed ``field`` as a database id, or ``None`` if it is not one."""
     value = request.POST.get(field, "")
-    # The length check first: int() refuses strings of thousands of digits.
-    if not (len(value) <= 19 and value.isascii() and value.isdigit()):
-        return None
-    if not 0 < int(value) <= _MAX_ID:
-        return None
-    return int(value)
+    return int(value) if _is_id(value) else None
 
 
 def _bad_field(field):
@@ -203,7 +213,7 @@ def _bad_field(field):
 @never_cache  # the page carries every invite link of the room
 @require_http_methods(["GET", "POST"])
 def room_manage(request, room_id):
-    """The owner's page: invites (create, label, revoke), members (remove), retention."""
+    """The owner's page: invites (create, label, revoke, remove who joined), members, retention."""
     room, member = _room_and_member(request, room_id)
     if room is None:
         return error_views.not_found(request, "room")
@@ -240,8 +250,11 @@ def room_manage(request, room_id):
             invite = Invite.objects.filter(room=room, pk=invite_pk).first()
             if invite is not None:
                 services.invite_revoke(invite=invite)
-                messages.success(request, _("Invite revoked; its members were removed."))
+                messages.success(request, _(
+                    "Invite revoked: it lets nobody new in. Whoever joined with it stays."))
             return redirect("room_manage", room_id=room_id)
+        elif action == "remove_joined":
+            return _remove_joined(request, room)
         elif action == "label":
             invite_pk = _posted_id(request, "invite")
             if invite_pk is None:
@@ -272,9 +285,12 @@ def room_manage(request, room_id):
         elif action == "retention":
             retention_form = RetentionForm(request.POST, prefix="retention")
             if retention_form.is_valid():
-                services.room_set_retention(
-                    room=room, days=retention_form.cleaned_data["retention_days"]
-                )
+                days = retention_form.cleaned_data["retention_days"]
+                deletes = (services.room_retention_deletes(room=room, days=days)
+                           if days < room.retention_days else 0)
+                if deletes and request.POST.get("confirm") != "yes":
+                    return _ask_retention(request, room, days, deletes)
+                services.room_set_retention(room=room, days=days)
                 messages.success(request, _("History retention saved."))
                 return redirect("room_manage", room_id=room_id)
         elif action == "visibility":
@@ -292,14 +308,15 @@ def room_manage(request, room_id):
             messages.success(request, _("The room “%(name)s” and all its data were deleted.")
                              % {"name": room.name})
             return redirect("home")
-    invites = [
-        {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable()}
-        for i in room.invites.order_by("-created")
-    ]
     last_seen = selectors.members_last_seen(room)
     members = list(room.members.order_by("created"))
     for m in members:
         m.seen = last_seen.get(m.pk)
+    invites = [
+        {"invite": i, "url": request.build_absolute_uri(i.path()), "usable": i.is_usable(),
+         "joined": [m for m in members if m.invite_id == i.pk and m.role != Role.OWNER]}
+        for i in room.invites.order_by("-created")
+    ]
     return render(
         request,
         "maps/manage.html",
@@ -314,6 +331,83 @@ def room_manage(request, room_id):
             "visibility_form": visibility_form,
         },
     )
+
+
+def _names(members):
+    """Return the members' names as one phrase of the page's language ("Ana, Bo, Cy")."""
+    return _(", ").join(m.name for m in members)
+
+
+def _remove_joined(request, room):
+    """Remove the people who joined with an invite, after a step that names them.
+
+    Without ``confirm=yes`` the answer is a page asking the owner, naming each person,
+    whose form posts their ids back; with it, exactly the named people still in the room
+    are removed (:func:`maps.services.members_remove`), never someone who joined since.
+    """
+    invite_pk = _posted_id(request, "invite")
+    if invite_pk is None:
+        return _bad_field("invite")
+    invite = Invite.objects.filter(room=room, pk=invite_pk).first()
+    if invite is None:
+        return redirect("room_manage", room_id=room.public_id)
+    if request.POST.get("confirm") != "yes":
+        joined = list(room.members.filter(invite=invite).exclude(role=Role.OWNER)
+                      .order_by("created", "pk"))
+        if not joined:
+            messages.info(request, _("Nobody who joined with this link is in the room."))
+            return redirect("room_manage", room_id=room.public_id)
+        question = ngettext(
+            "Remove the person who joined with this link: %(names)s?",
+            "Remove the %(count)s people who joined with this link: %(names)s?",
+            len(joined)) % {"count": len(joined), "names": _names(joined)}
+        return render(request, "maps/manage_confirm.html", {
+            "room": room, "question": question, "people": joined,
+            "detail": _("Their positions are deleted and their open maps close. The "
+                        "link stops working if it still did, and the links they could "
+                        "see are replaced by new ones with the same labels."),
+            "fields": [("action", "remove_joined"), ("invite", invite.pk)]
+            + [("member", m.pk) for m in joined],
+            "button": ngettext("Remove %(count)s person", "Remove %(count)s people",
+                               len(joined)) % {"count": len(joined)},
+        })
+    ids = request.POST.getlist("member")
+    if not all(_is_id(value) for value in ids):
+        return _bad_field("member")
+    targets = list(room.members.filter(pk__in=[int(v) for v in ids])
+                   .exclude(role=Role.OWNER).order_by("created", "pk"))
+    if targets:
+        services.members_remove(members=targets)
+        messages.success(request, ngettext(
+            "Removed %(names)s; the links they knew were replaced by new ones.",
+            "Removed %(count)s people: %(names)s; the links they knew were replaced by "
+            "new ones.", len(targets)) % {"count": len(targets), "names": _names(targets)})
+    return redirect("room_manage", room_id=room.public_id)
+
+
+def _ask_retention(request, room, days, deletes):
+    """The page that asks before a retention change deletes ``deletes`` positions now."""
+    if days == 0:
+        question = _("Keep no history from now on?")
+        detail = ngettext(
+            "This deletes the room's %(count)s position now, with its arrivals and "
+            "departures, for good. The map then shows only where people are.",
+            "This deletes all %(count)s positions of the room's history now, with their "
+            "arrivals and departures, for good. The map then shows only where people "
+            "are.", deletes) % {"count": deletes}
+    else:
+        question = ngettext("Keep %(days)s day of history?",
+                            "Keep %(days)s days of history?", days) % {"days": days}
+        detail = ngettext(
+            "This deletes %(count)s position older than that now, for good.",
+            "This deletes %(count)s positions older than that now, for good.",
+            deletes) % {"count": deletes}
+    return render(request, "maps/manage_confirm.html", {
+        "room": room, "question": question, "detail": detail, "people": [],
+        "fields": [("action", "retention"), ("retention-retention_days", days)],
+        "button": ngettext("Delete %(count)s position", "Delete %(count)s positions",
+                           deletes) % {"count": deletes},
+    })
 
 
 @require_POST
