@@ -276,6 +276,20 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own loggers are named here so that their DEFAULT_LOGGING handlers
+        # (a console one under DEBUG, mail_admins, runserver's) are replaced by the
+        # redacting console: request lines name /w/<token>/ and /signin/<token>/.
+        # django.request and the other children reach it through "django".
+        "django": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
         "uvicorn.access": {
             "handlers": ["console"],
             "filters": ["redact"],
