@@ -278,6 +278,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own loggers are named here so that their DEFAULT_LOGGING handlers
+        # (a console one under DEBUG, mail_admins, runserver's) go: request lines name
+        # /w/<token>/ and /signin/<token>/, and those handlers do not redact. Their
+        # records (django.request's too) reach the root's redacting console instead.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         "uvicorn.access": {
             "handlers": ["console"],
             "filters": ["redact"],

@@ -450,3 +450,39 @@ def test_map_offers_history_to_whom_the_room_shows_it(room, owner, viewer):
     assert as_session(viewer).get(f"/r/{room.public_id}/").context["config"][
         "history"] is None
     assert Role.VIEWER == viewer.role
+
+
+# -- times at the edge of the calendar ---------------------------------------------------
+
+EDGE_ENDPOINTS = ["/api/rooms/{room}/track", "/api/rooms/{room}/history",
+                  "/r/{room}/export.gpx", "/r/{room}/export.geojson",
+                  "/api/rooms/{room}/events"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", EDGE_ENDPOINTS)
+@pytest.mark.parametrize("field", ["since", "until"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-23:59",
+                                   "0001-01-01T00:00:00+23:59"])
+def test_times_past_the_calendar_in_utc_are_400_naming_the_field(
+        walked, member_key, endpoint, field, value):
+    # Each is a valid ISO 8601 time whose UTC instant falls outside years 1 to 9999.
+    if field == "until" and endpoint.endswith("/events"):
+        pytest.skip("the events list reads since only")
+    query = f"{field}={value.replace('+', '%2B')}"
+    url = endpoint.format(room=walked.public_id) + "?" + query
+    response = Client().get(url, **bearer(member_key))
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["field"] == field
+    assert "out of range" in response.json()["error"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", EDGE_ENDPOINTS)
+def test_the_calendars_first_and_last_second_are_accepted(walked, member_key, endpoint):
+    query = "since=0001-01-01T00:00:00Z"
+    if not endpoint.endswith("/events"):
+        query += "&until=9999-12-31T23:59:59Z"
+    url = endpoint.format(room=walked.public_id) + "?" + query
+    assert Client().get(url, **bearer(member_key)).status_code == 200

@@ -5,9 +5,14 @@
   embedded layer delivers; nothing else calls ``group_send``.
 - **No function-level import** in maps/ or geoshare/, except Django's ``ready()``
   (models may be imported only once the app registry is ready).
+- **Text, never HTML, from the map's scripts**: Leaflet inserts a string given to a
+  tooltip, a popup or a ``divIcon``'s ``html`` as HTML, and names are whatever people
+  typed; the scripts pass elements built with ``textContent`` and never set
+  ``innerHTML`` (tests/test_browser_history.py shows a name holding markup as text).
 """
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,3 +60,26 @@ def test_no_function_level_imports():
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     found.append(f"{path}:{node.lineno}")
     assert found == []
+
+
+# A Leaflet call given a string (a literal, a template or a concatenation), a divIcon's
+# html given one, and any HTML assignment.
+_HTML_SINKS = re.compile(
+    r"\.(?:bindTooltip|bindPopup|setContent|setTooltipContent|setPopupContent)\("
+    r"\s*(?:[`'\"]|[^,)]*\+)"
+    r"|\bhtml\s*:\s*[`'\"]"
+    r"|\.(?:innerHTML|outerHTML)\s*\+?=|insertAdjacentHTML|document\.write"
+)
+
+
+def test_the_map_scripts_give_leaflet_elements_never_html_strings():
+    scripts = sorted((ROOT / "static/maps/js").glob("*.js"))
+    assert scripts
+    found = [f"{path.name}:{text[:match.start()].count(chr(10)) + 1}: {match.group(0)}"
+             for path in scripts for text in [path.read_text()]
+             for match in _HTML_SINKS.finditer(text)]
+    assert found == []
+    # The rule catches the call that once put names in as HTML.
+    assert _HTML_SINKS.search("circle.bindTooltip(`${p.name}: ${when}`);")
+    assert _HTML_SINKS.search('layer.bindPopup(name + " is here")')
+    assert not _HTML_SINKS.search("circle.bindTooltip(textElement(label));")

@@ -40,9 +40,9 @@ def metres(a_lat, a_lon, b_lat, b_lon):
     return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
 
 
-def post_walk(site, room):  # noqa: F811
-    """Add a keyed member "Walker" and post the walk; return (member id, points)."""
-    walker = site.project.add_member(room, "Walker")
+def post_walk(site, room, name="Walker"):  # noqa: F811
+    """Add a keyed member ``name`` and post the walk; return (member id, points)."""
+    walker = site.project.add_member(room, name)
     points = cerknica_points()
     now_s = int(time.time())
     shift = (now_s - 600) * 1000 - points[-1][3]  # whole seconds: the slider's step
@@ -184,4 +184,36 @@ def test_history_fits_a_390_px_phone(site, browse, problems):  # noqa: F811
     screenshot(phone, "13-history-phone-390")
     phone.get_by_role("button", name="Back to live").click()
     expect(phone.locator("#panel")).to_be_visible()
+    problems.assert_none()
+
+
+# A name as a member may type it: markup, and a script that would run if it were HTML.
+MARKUP_NAME = "<b>Bo</b><img src=x onerror=pwned=1>"
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE_390], ids=["1280", "390"])
+def test_names_holding_markup_show_as_text_in_stay_tooltips(site, browse, problems,
+                                                           viewport):
+    owner = browse("owner", viewport=viewport)
+    create_room(owner, site, "Markup walk", "Olga")
+    walker, points = post_walk(site, room_id(owner), name=MARKUP_NAME)
+    wait_for_function(owner, "(id) => id in window.geoshare.markers()", arg=walker)
+    open_history(owner, points)
+    expect(owner.locator("#history-stays li").first).to_be_visible()
+    # Hovering opens one stay's tooltip; open them all.
+    opened = owner.evaluate("""() => { let n = 0;
+        window.geoshare.map.eachLayer((layer) => {
+            if (layer.getTooltip && layer.getTooltip()) { layer.openTooltip(); n += 1; }
+        });
+        return n; }""")
+    assert opened > 0
+    tooltips = owner.locator(".leaflet-tooltip")
+    expect(tooltips).to_have_count(opened)
+    for text in tooltips.all_text_contents():
+        assert text.startswith(MARKUP_NAME + ": ")
+    # The name made no element anywhere on the page, and its script never ran.
+    assert owner.locator(".leaflet-tooltip b, .leaflet-tooltip img").count() == 0
+    assert owner.locator('img[src="x"]').count() == 0
+    assert owner.evaluate("typeof window.pwned") == "undefined"
+    expect(owner.locator("#history-stays li").first).to_contain_text(MARKUP_NAME)
     problems.assert_none()

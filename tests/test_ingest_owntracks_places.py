@@ -4,6 +4,7 @@ never a second one; the room's places go to phones as ``setWaypoints``; a phone'
 
 import asyncio
 import json
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -173,3 +174,32 @@ async def test_phone_waypoints_become_places_once(party):
     made = [(p.name, p.lat, p.radius, p.created_by_id)
             async for p in Place.objects.order_by("name")]
     assert made == [("Home", 45.1, 50.0, party.ana.pk), ("Tiny", 45.2, 25.0, party.ana.pk)]
+
+
+YEAR_2100 = 4_102_444_800  # 2100-01-01T00:00:00Z, epoch seconds
+
+
+@db_async
+@pytest.mark.parametrize("when", ["2100", "11 minutes ahead", "1970"])
+async def test_transition_from_the_future_or_the_past_is_refused_as_a_location_is(
+        party, harbour, when):
+    tst = {"2100": YEAR_2100, "11 minutes ahead": int(time.time()) + 11 * 60,
+           "1970": 1}[when]
+    location = await post(owntracks_location(tst=tst), party.ana_key)
+    crossing = await post(transition("enter", tst), party.ana_key)
+    assert (crossing.status_code, crossing.json()) == (location.status_code,
+                                                       location.json())
+    assert (crossing.status_code, crossing.json()["field"]) == (400, "tst")
+    assert await events() == []
+
+
+@db_async
+async def test_transition_from_2100_does_not_block_a_real_crossing(party, harbour, watch):
+    viewer = await watch(party.room, party.vera_key)
+    assert (await post(transition("enter", YEAR_2100), party.ana_key)).status_code == 400
+    assert (await post(transition("leave", YEAR_2100 + 60), party.ana_key)
+            ).status_code == 400
+    assert (await post(transition("enter", T), party.ana_key)).status_code == 200
+    (frame,) = await place_event_frames(viewer, 1)
+    assert (frame["kind"], frame["ts"]) == ("enter", T * 1000)
+    assert await events() == [("enter", T)]

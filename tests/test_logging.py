@@ -1,6 +1,10 @@
 """maps.telemetry.logging: secrets stay out of log lines, however the URL is encoded."""
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +83,32 @@ def test_sign_in_link_tokens_are_redacted():
     line = '127.0.0.1:5 - "GET /signin/AbC-123_xyz/ HTTP/1.1" 200'
     assert "AbC-123_xyz" not in redact(line)
     assert "/signin/[redacted]/" in redact(line)
+
+
+# Run in a fresh interpreter: the test process's logging is pytest's, and Django
+# configures logging (its DEFAULT_LOGGING, then settings.LOGGING) only at setup.
+_DJANGO_LINES = """
+import logging, django
+django.setup()
+from django.conf import settings
+assert settings.DEBUG
+logging.getLogger("django.request").warning("Not Found: %s", "/w/{token}/")
+logging.getLogger("django.server").info('"%s" %s %s', "GET /signin/{token}/ HTTP/1.1",
+                                        302, 0)
+logging.getLogger("django").info("GET /join/{token}/ and /ws/watch/{token}/")
+"""
+
+
+def test_djangos_own_loggers_are_redacted_under_debug():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "geoshare.settings", "DEBUG": "1",
+           "LOG_LEVEL": "INFO"}
+    result = subprocess.run([sys.executable, "-c", _DJANGO_LINES.format(token=KEY)],
+                            capture_output=True, text=True, env=env, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert KEY not in result.stdout + result.stderr
+    # Each line once (not again through Django's own handler), redacted.
+    assert lines == ["Not Found: /w/[redacted]/",
+                     '"GET /signin/[redacted]/ HTTP/1.1" 302 0',
+                     "GET /join/[redacted]/ and /ws/watch/[redacted]/"]

@@ -6,6 +6,9 @@ Each test gets a private database on the server tests.servers.postgres_database 
 """
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import orjson
@@ -13,7 +16,7 @@ import psycopg
 import pytest
 import websockets
 
-from tests.servers import Project, Uvicorn, postgres_database
+from tests.servers import ROOT, Project, Uvicorn, postgres_database
 from tests.test_server import collect_positions, next_frame
 
 pytestmark = pytest.mark.slow
@@ -62,3 +65,60 @@ async def test_live_room_history_and_restart_on_postgres(pg_project):
             snapshot = await next_frame(bo, "snapshot")
     assert [(p["member"], p["lat"], p["ts"]) for p in snapshot["positions"]] == [
         (keys["Ana"]["member"], 46.04, base + 4)]
+
+
+# Threads of one process, each on its own PostgreSQL connection, all making a link for
+# the same member at once; printed: how many were made, refused, and are stored.
+_RACE = """
+import json, sys, threading
+import django
+django.setup()
+from django.db import connection
+from maps import services
+from maps.models import Member
+
+member_id, kind, threads = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+create = {"watch": lambda m: services.watch_link_create(member=m, minutes=60),
+          "signin": lambda m: services.signin_link_create(member=m)}[kind]
+start = threading.Barrier(threads)
+made, refused, failed = [], [], []
+
+
+def run():
+    try:
+        member = Member.objects.get(pk=member_id)
+        start.wait(timeout=30)
+        try:
+            made.append(create(member)[0].pk)
+        except ValueError:
+            refused.append(1)
+    except Exception as exc:
+        failed.append(repr(exc))
+    finally:
+        connection.close()
+
+
+workers = [threading.Thread(target=run) for _ in range(threads)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+member = Member.objects.get(pk=member_id)
+links = member.watch_links if kind == "watch" else member.signin_links
+print(json.dumps({"made": len(made), "refused": len(refused), "failed": failed,
+                  "stored": links.count()}))
+"""
+
+
+@pytest.mark.parametrize("kind, cap, threads", [("watch", 20, 32), ("signin", 5, 16)])
+def test_concurrent_link_creates_never_pass_the_members_cap(pg_project, kind, cap,
+                                                            threads):
+    project, _url = pg_project
+    _room, people = project.make_room(members=("Ana",))
+    result = subprocess.run(
+        [sys.executable, "-c", _RACE, str(people["Ana"]["member"]), kind, str(threads)],
+        cwd=ROOT, env=project.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"made": cap, "refused": threads - cap, "failed": [],
+                       "stored": cap}

@@ -150,11 +150,24 @@ def fix_from_values(
             ts = int(ts)
         if type(ts) is not int:
             raise InvalidFix("ts", "ts must be an integer (epoch milliseconds)")
-        if ts < MIN_TS_MS or ts > server_now + MAX_FUTURE_MS:
-            raise InvalidFix(
-                "ts", "ts must be epoch milliseconds between 2000 and 10 minutes from now"
-            )
+        check_device_time(ts, now=server_now)
     return Fix(lat=lat, lon=lon, ts=ts, **optional)
+
+
+def check_device_time(ts: int, *, now: int | None = None) -> None:
+    """Refuse a device time (UTC epoch ms) before 2000 or more than 10 minutes after
+    ``now`` (epoch ms; ``None``: the clock): :data:`MIN_TS_MS`, :data:`MAX_FUTURE_MS`.
+
+    The one rule for every device time the server keeps, a fix's or a phone's own
+    place crossing (an OwnTracks ``transition``): one from 2100 would otherwise stand
+    as the latest and hide every real one until then. Raises :class:`InvalidFix`
+    (``ts``).
+    """
+    server_now = now_ms() if now is None else now
+    if ts < MIN_TS_MS or ts > server_now + MAX_FUTURE_MS:
+        raise InvalidFix(
+            "ts", "ts must be epoch milliseconds between 2000 and 10 minutes from now"
+        )
 
 
 def fix_from_frame(frame: Mapping[str, Any], *, now: int | None = None) -> Fix:

@@ -21,7 +21,7 @@ import nacl.exceptions
 import nacl.secret
 import orjson
 
-from maps.domain.fixes import Fix, InvalidFix
+from maps.domain.fixes import Fix, InvalidFix, check_device_time
 from maps.ingest.common import (
     KMH_MS,
     fix_named,
@@ -180,7 +180,9 @@ def parse_message(body: bytes, secret: str | None = None) -> Message:
     with ``secret`` (the device's, :func:`decrypt`) and read as what it holds.
     Raises :class:`InvalidFix` for garbage, a missing ``_type``, an ``encrypted``
     message without a secret or under another one. A transition without a usable
-    ``event`` or ``tst`` is ``(None, None)``.
+    ``event`` or ``tst`` is ``(None, None)``; one whose ``tst`` a location would be
+    refused for (before 2000, or over 10 minutes ahead of the server's clock:
+    :func:`~maps.domain.fixes.check_device_time`) raises :class:`InvalidFix` (``tst``).
     Source: https://owntracks.org/booklet/tech/json/.
     """
     if not body.strip():
@@ -285,10 +287,17 @@ def _transition(message: Mapping[str, Any]) -> Transition | None:
     tst = _number(message.get("tst"))
     if event not in ("enter", "leave") or tst is None:
         return None
+    ts = round(tst * 1000)
+    # A time a location would be refused for is refused here too, with the same answer:
+    # a crossing stamped 2100 would stand as the latest and hide every real one.
+    try:
+        check_device_time(ts)
+    except InvalidFix as exc:
+        raise InvalidFix("tst", f"tst: {exc.detail}") from None
     desc = message.get("desc")
     rid = message.get("rid")
     return Transition(kind=event, desc=desc if type(desc) is str else "",
-                      rid=rid if type(rid) is str else "", ts=round(tst * 1000))
+                      rid=rid if type(rid) is str else "", ts=ts)
 
 
 def _number(value: object) -> float | None:

@@ -27,17 +27,22 @@ def signin_link_create(*, member: Member,
     Returns ``(link, token)``; the token (192 random bits) is shown once, only its
     SHA-256 is stored. Works ``minutes`` minutes (1 to 1,440) and once. Raises
     ``ValueError`` for a duration out of range or past :data:`MAX_SIGNIN_LINKS`
-    usable links.
+    usable links (counted with the member's row locked, so requests at once cannot
+    pass it).
     """
     if not 1 <= minutes <= 1440:
         raise ValueError("a sign-in link lasts 1 to 1,440 minutes")
     now = timezone.now()
-    usable = [link for link in member.signin_links.all() if link.is_usable(now)]
-    if len(usable) >= MAX_SIGNIN_LINKS:
-        raise ValueError(f"at most {MAX_SIGNIN_LINKS} sign-in links at a time: revoke one")
-    token = new_invite_token()
-    link = SignInLink.objects.create(member=member, token_hash=hash_key(token),
-                                     expires_at=now + timedelta(minutes=minutes))
+    with transaction.atomic():
+        # The member row locked, so that two requests cannot both make the last link.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        usable = [link for link in member.signin_links.all() if link.is_usable(now)]
+        if len(usable) >= MAX_SIGNIN_LINKS:
+            raise ValueError(f"at most {MAX_SIGNIN_LINKS} sign-in links at a time: "
+                             "revoke one")
+        token = new_invite_token()
+        link = SignInLink.objects.create(member=member, token_hash=hash_key(token),
+                                         expires_at=now + timedelta(minutes=minutes))
     return link, token
 
 

@@ -62,11 +62,13 @@ def api_view(view):
 # -- parameters -----------------------------------------------------------------------
 
 
-def parse_time(field, value):
-    """Return an aware datetime of ``value``: epoch milliseconds, or ISO 8601 with a zone.
+def parse_time(field: str, value: str) -> datetime:
+    """Return ``value`` as an aware UTC datetime: epoch milliseconds, or ISO 8601 with
+    a zone.
 
     Raises :class:`Refused` (400, naming ``field``) for anything else, for a time
-    without a zone, and for times outside years 1970 to 9999.
+    without a zone, and for an instant outside UTC years 1 to 9999 (such as
+    ``9999-12-31T23:59:59-23:59``), which no datetime can hold.
     """
     text = value.strip()
     if text.lstrip("-").isdigit() and len(text) <= 16:
@@ -81,7 +83,10 @@ def parse_time(field, value):
                       "(2025-06-01T08:00:00Z)", field) from None
     if parsed.tzinfo is None:
         raise Refused(400, f"{field} needs a time zone (Z or +01:00)", field)
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise Refused(400, f"{field} is out of range", field) from None
 
 
 def _id(field, value):

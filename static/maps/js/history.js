@@ -28,6 +28,14 @@ function element(id) {
   return document.getElementById(id);
 }
 
+// A span holding `text` as text: what Leaflet's tooltips and popups are given, as they
+// insert a string as HTML.
+function textElement(text) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  return span;
+}
+
 function historyPin(color, name) {
   const root = document.createElement("div");
   root.className = "gs-pin gs-history-pin";
@@ -270,7 +278,9 @@ export class HistoryMode {
         fillColor: p.color,
         fillOpacity: 0.95,
       }).addTo(this.map);
-      circle.bindTooltip(`${p.name}: ${this.moment(p.start)}, ${formatDuration(p.duration_ms)}`);
+      // An element, never a string: Leaflet puts a string in as HTML, and names are
+      // whatever members typed.
+      circle.bindTooltip(textElement(`${p.name}: ${this.moment(p.start)}, ${formatDuration(p.duration_ms)}`));
       this.stayLayers.push(circle);
     }
     this.renderStays(stays);
