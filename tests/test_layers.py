@@ -1,6 +1,8 @@
 """The embedded channel layer keeps channels' semantics (maps.realtime.layers)."""
 
 
+from channels.layers import InMemoryChannelLayer
+
 from maps.realtime.layers import RoomsInMemoryChannelLayer
 
 
@@ -77,3 +79,17 @@ async def test_a_full_channel_refuses_as_channels_does():
     with pytest.raises(ChannelFull):
         await layer.send(channel, {"type": "b"})
     assert await layer.receive(channel) == {"type": "a"}
+
+
+async def test_channels_still_has_the_state_the_embedded_layer_reads():
+    """The embedded layer reads channels' InMemoryChannelLayer internals (its
+    ``channels`` and ``groups`` dicts, the ``_clean_expired`` hook); channels is bounded
+    (<4.4) and this fails when a release changes them (docs/benchmarks.md, "Private
+    names")."""
+    layer = RoomsInMemoryChannelLayer()
+    assert isinstance(layer.channels, dict) and isinstance(layer.groups, dict)
+    assert callable(getattr(InMemoryChannelLayer, "_clean_expired", None))
+    await layer.group_add("room.9", "hub.a!x")
+    assert layer.group_channels("room.9") == {"hub.a!x"}
+    await layer.group_discard("room.9", "hub.a!x")
+    assert layer.group_channels("room.9") == frozenset()

@@ -29,11 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from maps.domain.room_state import RoomState, tick_for, watch_frames
 from maps.protocol import events
+from maps.realtime.layers import RoomsInMemoryChannelLayer
 from maps.storage.dbthread import LOOKUP_GAP_S, Batcher, reads
 from maps.storage.selectors import member_info, rooms_live_state
 from maps.telemetry import metrics
@@ -488,10 +489,9 @@ class RoomHub:
         per socket opened or closed: make bench's reconnect storm, docs/benchmarks.md).
         On channels_redis other processes' hubs may be in the group: always sent.
         """
-        if not isinstance(self.layer, InMemoryChannelLayer):
+        if not isinstance(self.layer, RoomsInMemoryChannelLayer):
             return False
-        channels = self.layer.groups.get(self.group, ())
-        return len(channels) == 1 and self.channel in channels
+        return self.layer.group_channels(self.group) == {self.channel}
 
     async def _send_group(self, message):
         """Send ``message`` to the other hubs of the room (none: nothing is sent)."""

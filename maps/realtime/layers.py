@@ -79,6 +79,11 @@ class RoomsInMemoryChannelLayer(InMemoryChannelLayer):
             except ChannelFull:
                 pass
 
+    def group_channels(self, group: str) -> frozenset[str]:
+        """Return the channels in ``group`` now (read from channels' own ``groups``
+        state; this module is the one place geoshare reads the layer's internals)."""
+        return frozenset(self.groups.get(group, ()))
+
     async def flush(self):
         self._next_clean = 0.0
         await super().flush()
