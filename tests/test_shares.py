@@ -11,7 +11,7 @@ from django.utils import timezone
 from maps.access import identity
 from maps.domain.fixes import now_ms
 from maps.models import LivePosition, Member, Position, Share, WatchLink
-from maps.protocol.events import check_frame
+from maps.protocol.events import check_watch_frame
 from maps.services import shares_expire, watch_link_create, watch_link_revoke
 from maps.storage.history import history_writer
 from tests.conftest import Client, about, position_of
@@ -135,34 +135,68 @@ async def open_watch(token):
     return client
 
 
+WATCH_SNAPSHOT_KEYS = {"type", "now", "stale_after_ms", "trail_ms", "member", "position"}
+WATCH_MEMBER_KEYS = {"id", "sharing", "sharing_until"}
+WATCH_POSITION_KEYS = {"member", "lat", "lon", "accuracy", "seen"}
+PHONE_FIX = {**SAMPLE, "speed": 3.5, "altitude": 310.0, "heading": 90.0, "battery": 41.0,
+             "charging": True}
+
+
 async def test_a_watch_link_shows_one_member_and_nothing_else(
     room, member, member_key, other_key, connect
 ):
-    sender = await connect(room, key=member_key)
+    # Issue 25, item 4: the frames carried the device's name, the member's id, battery,
+    # charging, speed, altitude, and a stopped member's online and last-seen times.
+    sender = await connect(room, key=member_key)  # the device "Phone"
     other = await connect(room, key=other_key)
     await sender.send({"type": "share", "until": None})
-    await sender.send(SAMPLE)
+    await sender.send(PHONE_FIX)
     await other.send({**SAMPLE, "lat": 45.0})
     await other.receive_type("positions")
     _link, token = await database_sync_to_async(watch_link_create)(member=member,
                                                                    minutes=60)
     watch = await open_watch(token)
     snapshot = await watch.receive_type("snapshot")
-    check_frame(snapshot)
-    assert snapshot["you"] is None
-    assert (snapshot["room"]["id"], snapshot["room"]["name"]) == ("", "")
-    assert [m["id"] for m in snapshot["members"]] == [member.pk]
-    assert snapshot["members"][0]["name"] == ""
-    assert [p["member"] for p in snapshot["positions"]] == [member.pk]
     seen = [snapshot]
+    assert set(snapshot) == WATCH_SNAPSHOT_KEYS
+    assert snapshot["member"] == {"id": 1, "sharing": True, "sharing_until": None}
+    assert set(snapshot["position"]) == WATCH_POSITION_KEYS
+    assert snapshot["position"]["member"] == 1
+    # The member comes online on a second socket, and goes: nothing a watcher sees
+    # changes, so nothing is sent; proved by the next position being the next frame.
+    second = Client(f"/ws/rooms/{room.public_id}/?key={member_key}")
+    assert (await second.connect())[0]
+    await second.disconnect()
     await other.send({**SAMPLE, "lat": 45.5})
-    await sender.send({**SAMPLE, "lat": 46.1})
-    frame = await watch.receive_type("positions")
+    await sender.send({**PHONE_FIX, "lat": 46.1})
+    frame = await watch.receive(timeout=2)
     seen.append(frame)
-    assert [(p["member"], p["lat"]) for p in frame["positions"]] == [(member.pk, 46.1)]
+    assert frame["type"] == "positions"
+    (position,) = frame["positions"]
+    assert set(position) == WATCH_POSITION_KEYS
+    assert (position["member"], position["lat"]) == (1, 46.1)
+    # A stop: the marker goes, and the share is off; no online, no last seen.
+    await sender.send({"type": "stop"})
+    stopped = await watch.receive(timeout=2)
+    share = await watch.receive(timeout=2)
+    seen += [stopped, share]
+    assert stopped == {"type": "stopped", "member": 1}
+    assert share == {"type": "share",
+                     "member": {"id": 1, "sharing": False, "sharing_until": None}}
+    # Sharing again with an end: the watcher is told the end.
+    end = now_ms() + 3_600_000
+    await sender.send({"type": "share", "until": end})
+    share = await watch.receive(timeout=2)
+    seen.append(share)
+    assert share == {"type": "share",
+                     "member": {"id": 1, "sharing": True, "sharing_until": end}}
+    for frame in seen:
+        check_watch_frame(frame)
     text = json.dumps(seen)
-    assert "Ski trip" not in text and "Ana" not in text and "Bo" not in text
-    assert room.public_id not in text
+    for word in ("Ski trip", "Ana", "Bo", "Phone", room.public_id, "battery",
+                 "charging", "speed", "altitude", "heading", "device", "online",
+                 "last_seen", "name", "role"):
+        assert word not in text, word
     # A watcher may only watch.
     await watch.send(SAMPLE)
     assert (await watch.receive_type("error"))["code"] == "forbidden"
