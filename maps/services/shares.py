@@ -34,7 +34,9 @@ def _share_on(member_id: int, until: datetime | None, now: datetime) -> None:
     with transaction.atomic():
         # Locked: a stop or the maintenance loop ending the share at the same moment
         # must not leave a bound link of the old share usable under the new one.
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = Member.objects.select_for_update().filter(pk=member_id).first()
+        if member is None:  # removed meanwhile: nothing to share
+            return
         if member.share_state(now) != Share.ON:
             WatchLink.objects.filter(member_id=member_id, bound_to_share=True,
                                      revoked=False).update(revoked=True)
@@ -48,8 +50,7 @@ async def ashare_start(*, ref: MemberRef, until_ms: int | None = None) -> None:
     turns it off. Changing a running share keeps its "until my share ends" links; a
     new share starts without them. The room's hubs hear ``room.share``. Raises
     :class:`NotAllowed` for a viewer, ``ValueError`` for an end that is not in the
-    future, ``Member.DoesNotExist`` for a member removed meanwhile, and what the
-    channel layer raises.
+    future, and what the channel layer raises.
     """
     if not may_publish(ref):
         raise NotAllowed("viewers cannot share a position")
