@@ -10,6 +10,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from maps.domain.choices import HistoryVisibility, Role, Share
+from maps.domain.policy import watch_link_shows
 
 
 def _token(nbytes):
@@ -277,18 +278,25 @@ class WatchLink(models.Model):
                                related_name="watch_links")
     token_hash = models.CharField(max_length=64, unique=True)
     created = models.DateTimeField(default=timezone.now)
-    # Null: the link ends with the member's share that was running when it was made.
+    # When the link stops working at the latest (at most seven days after it was made);
+    # null only on rows made before issue 25 (then bound_to_share is set).
     expires_at = models.DateTimeField(null=True, blank=True)
+    # "Until my share ends": the link works only while the share that was running when
+    # it was made runs; stopping (or the share's end time) revokes it.
+    bound_to_share = models.BooleanField(default=False)
     revoked = models.BooleanField(default=False)
 
     def __str__(self):
         return f"watch link of {self.member_id}"
 
     def is_usable(self, now=None):
-        """Return whether the link shows the member now."""
-        if self.revoked:
-            return False
-        return self.expires_at is None or (now or timezone.now()) < self.expires_at
+        """Return whether the link shows the member now (``policy.watch_link_shows``)."""
+        now = now or timezone.now()
+        # Only a bound link needs its member's share (a query when not loaded).
+        share = self.member.share_state(now) if self.bound_to_share else Share.OFF
+        return watch_link_shows(revoked=self.revoked, expires_at=self.expires_at,
+                                bound_to_share=self.bound_to_share, share_state=share,
+                                now=now)
 
 
 class SignInLink(models.Model):

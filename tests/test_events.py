@@ -40,6 +40,22 @@ def test_every_example_in_the_protocol_document_has_its_shape():
     assert kinds >= set(events.SERVER_FRAMES) - {"pong"}
 
 
+def test_every_watch_frame_is_documented_with_its_shape():
+    start = PROTOCOL.index("## Watch-me links")
+    section = PROTOCOL[start:PROTOCOL.index("\n## ", start + 1)]
+    kinds = set()
+    for text in re.findall(r"```json\n(.*?)```", section, re.S):
+        frame = json.loads(text)
+        events.check_watch_frame(frame)
+        kinds.add(frame["type"])
+    assert kinds == set(events.WATCH_FRAMES) - {"error", "pong"}
+    with pytest.raises(ShapeError):
+        events.check_watch_frame({"type": "presence", "member": {}, "online": True})
+    with pytest.raises(ShapeError):
+        events.check_watch_frame({"type": "positions", "positions": [
+            {"member": 1, "lat": 1, "lon": 1, "seen": 1, "battery": 40}]})
+
+
 def test_the_checker_refuses_wrong_shapes():
     good = events.positions([{"member": 1, "lat": 1.0, "lon": 2, "ts": 5, "seen": 6}])
     check_frame(good)

@@ -105,7 +105,7 @@ def test_the_watch_page_in_chinese_and_unchanged_in_english():
 
 def test_the_watch_pages_script_strings_are_in_the_catalog():
     body = Client().get("/jsi18n/", **ZH).content.decode()
-    for text in ("分享此链接的人已将其撤销。", "最后出现于 %(ago)s", "目前未共享位置",
+    for text in ("分享此链接的人已将其撤销。", "最后出现于 %(ago)s", "目前未共享位置", "正在等待位置…",
                  "正在重新连接…", "已结束"):
         assert json.dumps(text) in body
 

@@ -1,7 +1,8 @@
 """The pure room state (maps.domain.room_state): transitions in, frames out, no event loop."""
 
 from maps.domain.room_state import PRESENCE_FRAMES_MAX, RoomState
-from maps.protocol.events import check_frame
+from maps.domain.watch import WatchView
+from maps.protocol.events import check_frame, check_watch_frame
 
 NOW = 1_763_700_000_000
 ANA = {"id": 1, "name": "Ana", "color": "#1f77b4", "role": "member"}
@@ -167,30 +168,41 @@ def test_a_share_with_an_end_ends_by_itself_and_refuses_after():
 
 
 def test_a_watch_link_sees_one_member_without_name_or_room():
-    from maps.domain.room_state import watch_frames
-
     state = make_state(ANA, BO)
+    state.apply_share(1, None)
     state.apply_fix(position(1, NOW))
     state.apply_fix(position(2, NOW))
-    snapshot = state.watch_snapshot(1, NOW)
-    check_frame(snapshot)
-    assert snapshot["room"]["id"] == "" and snapshot["room"]["name"] == ""
-    assert [m["id"] for m in snapshot["members"]] == [1]
-    assert snapshot["members"][0]["name"] == ""
-    assert [p["member"] for p in snapshot["positions"]] == [1]
-
-    def anonymous(member):
-        return {**member, "name": "", "role": "member"}
-
-    frames = watch_frames(flushed(state), 1, anonymous)
+    view = WatchView(1)
+    snapshot = view.snapshot(state, NOW)
+    check_watch_frame(snapshot)
+    assert snapshot["member"] == {"id": 1, "sharing": True, "sharing_until": None}
+    assert snapshot["position"]["lat"] == position(1, NOW)["lat"]
+    frames = view.frames(state, flushed(state))
     for frame in frames:
-        check_frame(frame)
+        check_watch_frame(frame)
     text = repr(frames)
     assert "Bo" not in text and "Ana" not in text
-    moved = [f for f in frames if f["type"] == "positions"]
-    assert [p["member"] for p in moved[0]["positions"]] == [1]
+    assert [f["type"] for f in frames] == ["positions"]
+    # Another member's stop, and the watched member's presence, tell a watcher nothing.
     state.apply_stop(2, NOW + 1)
-    assert watch_frames(flushed(state), 1, anonymous) == []
+    state.socket_opened(1, ANA, NOW + 2)
+    assert view.frames(state, flushed(state)) == []
+    state.apply_stop(1, NOW + 3)
+    assert [f["type"] for f in view.frames(state, flushed(state))] == ["stopped", "share"]
+
+
+def test_a_watch_snapshot_newer_than_the_last_flush_is_told_to_everyone_again():
+    state = make_state(ANA)
+    state.apply_share(1, None)
+    view = WatchView(1)
+    view.snapshot(state, NOW)
+    flushed(state)
+    state.apply_share(1, NOW + 60_000)
+    view.snapshot(state, NOW)  # a second watcher joins before the flush
+    state.apply_share(1, None)  # and the change is undone within the tick
+    frames = view.frames(state, flushed(state))
+    assert frames == [{"type": "share",
+                       "member": {"id": 1, "sharing": True, "sharing_until": None}}]
 
 
 def frame_positions(state):

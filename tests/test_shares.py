@@ -1,14 +1,17 @@
 """Shares with an end, watch-me links and the tutorial client (in process)."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.utils import timezone
 
+from maps.access import identity
 from maps.domain.fixes import now_ms
 from maps.models import LivePosition, Member, Position, Share, WatchLink
-from maps.protocol.events import check_frame
+from maps.protocol.events import check_watch_frame
 from maps.services import shares_expire, watch_link_create, watch_link_revoke
 from maps.storage.history import history_writer
 from tests.conftest import Client, about, position_of
@@ -132,34 +135,68 @@ async def open_watch(token):
     return client
 
 
+WATCH_SNAPSHOT_KEYS = {"type", "now", "stale_after_ms", "trail_ms", "member", "position"}
+WATCH_MEMBER_KEYS = {"id", "sharing", "sharing_until"}
+WATCH_POSITION_KEYS = {"member", "lat", "lon", "accuracy", "seen"}
+PHONE_FIX = {**SAMPLE, "speed": 3.5, "altitude": 310.0, "heading": 90.0, "battery": 41.0,
+             "charging": True}
+
+
 async def test_a_watch_link_shows_one_member_and_nothing_else(
     room, member, member_key, other_key, connect
 ):
-    sender = await connect(room, key=member_key)
+    # Issue 25, item 4: the frames carried the device's name, the member's id, battery,
+    # charging, speed, altitude, and a stopped member's online and last-seen times.
+    sender = await connect(room, key=member_key)  # the device "Phone"
     other = await connect(room, key=other_key)
     await sender.send({"type": "share", "until": None})
-    await sender.send(SAMPLE)
+    await sender.send(PHONE_FIX)
     await other.send({**SAMPLE, "lat": 45.0})
     await other.receive_type("positions")
     _link, token = await database_sync_to_async(watch_link_create)(member=member,
                                                                    minutes=60)
     watch = await open_watch(token)
     snapshot = await watch.receive_type("snapshot")
-    check_frame(snapshot)
-    assert snapshot["you"] is None
-    assert (snapshot["room"]["id"], snapshot["room"]["name"]) == ("", "")
-    assert [m["id"] for m in snapshot["members"]] == [member.pk]
-    assert snapshot["members"][0]["name"] == ""
-    assert [p["member"] for p in snapshot["positions"]] == [member.pk]
     seen = [snapshot]
+    assert set(snapshot) == WATCH_SNAPSHOT_KEYS
+    assert snapshot["member"] == {"id": 1, "sharing": True, "sharing_until": None}
+    assert set(snapshot["position"]) == WATCH_POSITION_KEYS
+    assert snapshot["position"]["member"] == 1
+    # The member comes online on a second socket, and goes: nothing a watcher sees
+    # changes, so nothing is sent; proved by the next position being the next frame.
+    second = Client(f"/ws/rooms/{room.public_id}/?key={member_key}")
+    assert (await second.connect())[0]
+    await second.disconnect()
     await other.send({**SAMPLE, "lat": 45.5})
-    await sender.send({**SAMPLE, "lat": 46.1})
-    frame = await watch.receive_type("positions")
+    await sender.send({**PHONE_FIX, "lat": 46.1})
+    frame = await watch.receive(timeout=2)
     seen.append(frame)
-    assert [(p["member"], p["lat"]) for p in frame["positions"]] == [(member.pk, 46.1)]
+    assert frame["type"] == "positions"
+    (position,) = frame["positions"]
+    assert set(position) == WATCH_POSITION_KEYS
+    assert (position["member"], position["lat"]) == (1, 46.1)
+    # A stop: the marker goes, and the share is off; no online, no last seen.
+    await sender.send({"type": "stop"})
+    stopped = await watch.receive(timeout=2)
+    share = await watch.receive(timeout=2)
+    seen += [stopped, share]
+    assert stopped == {"type": "stopped", "member": 1}
+    assert share == {"type": "share",
+                     "member": {"id": 1, "sharing": False, "sharing_until": None}}
+    # Sharing again with an end: the watcher is told the end.
+    end = now_ms() + 3_600_000
+    await sender.send({"type": "share", "until": end})
+    share = await watch.receive(timeout=2)
+    seen.append(share)
+    assert share == {"type": "share",
+                     "member": {"id": 1, "sharing": True, "sharing_until": end}}
+    for frame in seen:
+        check_watch_frame(frame)
     text = json.dumps(seen)
-    assert "Ski trip" not in text and "Ana" not in text and "Bo" not in text
-    assert room.public_id not in text
+    for word in ("Ski trip", "Ana", "Bo", "Phone", room.public_id, "battery",
+                 "charging", "speed", "altitude", "heading", "device", "online",
+                 "last_seen", "name", "role"):
+        assert word not in text, word
     # A watcher may only watch.
     await watch.send(SAMPLE)
     assert (await watch.receive_type("error"))["code"] == "forbidden"
@@ -206,11 +243,109 @@ async def test_a_link_for_the_share_ends_with_the_share(room, member, member_key
 
     fresh = await until(sharing)
     link, token = await database_sync_to_async(watch_link_create)(member=fresh)
-    assert link.expires_at is None
+    assert link.bound_to_share
     watch = await open_watch(token)
     await watch.receive_type("snapshot")
     await sender.send({"type": "stop"})
     assert await watch.close_code() == 4404
+
+
+async def _share_for(sender, member, minutes):
+    """Start a share of ``minutes`` from ``sender``'s socket; return the member's row."""
+    await sender.send({"type": "share", "until": now_ms() + minutes * 60_000})
+    await sender.handled()
+    return await database_sync_to_async(Member.objects.get)(pk=member.pk)
+
+
+async def test_a_link_until_my_share_ends_ends_when_a_timed_share_is_stopped(
+    room, member, member_key, connect
+):
+    # Issue 25, item 1: a 15-minute share's link was stored with the share's end as a
+    # fixed expiry, so stopping the share left it working.
+    sender = await connect(room, key=member_key)
+    fresh = await _share_for(sender, member, 15)
+    link, token = await database_sync_to_async(watch_link_create)(member=fresh)
+    assert link.bound_to_share
+    watch = await open_watch(token)
+    await watch.receive_type("snapshot")
+    await sender.send({"type": "stop"})
+    assert await watch.close_code() == 4404
+    stored_link = await database_sync_to_async(WatchLink.objects.get)(pk=link.pk)
+    assert stored_link.revoked
+    # A new share does not bring it back.
+    await _share_for(sender, member, 60)
+    assert await database_sync_to_async(identity.watch_link)(token) is None
+    again = await open_watch(token)
+    assert await again.close_code() == 4404
+
+
+async def test_a_link_until_my_share_ends_never_shows_the_next_share(
+    room, member, member_key, connect
+):
+    # The share ends by its end time and, before anything writes that down, the member
+    # shares again: the old link must not show the new share.
+    sender = await connect(room, key=member_key)
+    fresh = await _share_for(sender, member, 15)
+    link, token = await database_sync_to_async(watch_link_create)(member=fresh)
+    past = timezone.now() - timedelta(seconds=1)
+    await database_sync_to_async(
+        Member.objects.filter(pk=member.pk).update)(sharing_until=past)
+    assert await database_sync_to_async(identity.watch_link)(token) is None
+    await _share_for(sender, member, 60)
+    assert await database_sync_to_async(identity.watch_link)(token) is None
+    again = await open_watch(token)
+    assert await again.close_code() == 4404
+    # Changing the end of a running share keeps its links.
+    fresh = await database_sync_to_async(Member.objects.get)(pk=member.pk)
+    kept, kept_token = await database_sync_to_async(watch_link_create)(member=fresh)
+    await _share_for(sender, member, 480)
+    assert await database_sync_to_async(identity.watch_link)(kept_token) is not None
+
+
+def test_a_link_until_my_share_ends_is_kept_at_most_seven_days(member):
+    now = timezone.now()
+    Member.objects.filter(pk=member.pk).update(share=Share.ON,
+                                               sharing_until=now + timedelta(days=30))
+    member.refresh_from_db()
+    link, token = watch_link_create(member=member)
+    assert link.bound_to_share
+    assert link.expires_at <= now + timedelta(days=7, seconds=5)
+    assert identity.watch_link(token) is not None
+    assert not link.is_usable(now + timedelta(days=7, minutes=1))
+
+
+def test_a_fixed_minute_link_shows_the_member_whenever_they_share_within_its_time(member):
+    # The one rule for links of a number of minutes (README, docs/security.md): the
+    # page works for its time, and shows the marker while the member shares.
+    link, token = watch_link_create(member=member, minutes=60)
+    assert not link.bound_to_share
+    assert identity.watch_link(token) is not None  # not sharing: "not sharing right now"
+    Member.objects.filter(pk=member.pk).update(share=Share.ON, sharing_until=None)
+    assert identity.watch_link(token) is not None
+    Member.objects.filter(pk=member.pk).update(share=Share.ENDED)
+    assert identity.watch_link(token) is not None
+    WatchLink.objects.filter(pk=link.pk).update(expires_at=timezone.now())
+    assert identity.watch_link(token) is None
+
+
+def test_the_panel_calls_a_link_for_a_timed_share_one_that_ends_with_it(
+    client, room, member
+):
+    # It was listed as "Link until <time>", the share's end stored as a fixed expiry.
+    session = client.session
+    session["members"] = {room.public_id: member.pk}
+    session.save()
+    end = timezone.now() + timedelta(minutes=15)
+    Member.objects.filter(pk=member.pk).update(share=Share.ON, sharing_until=end)
+    url = f"/r/{room.public_id}/watch-links/"
+    made = client.post(url, {"minutes": None}, content_type="application/json").json()
+    assert made["ends_with_share"] is True
+    assert made["expires"] == int(end.timestamp() * 1000)
+    (listed,) = client.get(url).json()["links"]
+    assert listed["ends_with_share"] is True
+    # Stopped from anywhere (here: written down at its end): gone from the list.
+    shares_expire(now=end)
+    assert client.get(url).json()["links"] == []
 
 
 def test_watch_links_from_the_map_page_are_made_listed_and_revoked(client, room, member):

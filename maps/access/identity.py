@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from maps.access import keycache
 from maps.access.limits import limit_hit
-from maps.domain import policy
 from maps.domain.refs import MemberRef
 from maps.models import Member, Room, WatchLink, hash_key
 from maps.protocol import events
@@ -260,9 +259,7 @@ def watch_link(token: str | None) -> WatchLink | None:
             .filter(token_hash=hash_key(token)).first())
     if link is None:
         return None
-    now = timezone.now()
-    if not policy.watch_link_shows(revoked=link.revoked, expires_at=link.expires_at,
-                                   share_state=link.member.share_state(now), now=now):
+    if not link.is_usable(timezone.now()):
         return None
     return link
 

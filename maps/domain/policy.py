@@ -82,15 +82,21 @@ def may_edit_place(role: str, member_id: int, created_by_id: int | None) -> bool
 
 
 def watch_link_shows(*, revoked: bool, expires_at: datetime | None,
-                     share_state: str, now: datetime) -> bool:
+                     bound_to_share: bool, share_state: str, now: datetime) -> bool:
     """Return whether a watch-me link shows its member at ``now`` (aware, UTC).
 
-    A link with an end time shows until then unless revoked; a link without one
-    (``expires_at`` ``None``: "until my share ends") shows only while the member's
-    share is on (``share_state`` a :class:`~maps.domain.choices.Share` value).
+    One rule for every link: never once revoked, never at or after ``expires_at`` (at
+    most seven days after it was made; ``None`` only on rows from before the cap, which
+    are bound). A link "until my share ends" (``bound_to_share``) shows only while the
+    member's share is on (``share_state`` a :class:`~maps.domain.choices.Share` value);
+    stopping that share, or its end time, revokes it, so a later share never shows
+    through it. A link for a number of minutes shows the member's marker whenever they
+    share within its time: there is no marker between shares.
     """
     if revoked:
         return False
-    if expires_at is not None:
-        return now < expires_at
-    return share_state == Share.ON
+    if expires_at is not None and now >= expires_at:
+        return False
+    if bound_to_share or expires_at is None:
+        return share_state == Share.ON
+    return True

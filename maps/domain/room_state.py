@@ -10,7 +10,7 @@ Times are passed in by the caller: ``now`` is UTC epoch milliseconds, ``mono`` i
 monotonic clock in seconds (peer expiry). Shapes are :mod:`maps.protocol.events`'.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from maps.domain import policy
@@ -166,26 +166,6 @@ class RoomState:
             "sharing_until": self.shares.get(member_id),
             "last_seen": self.last_seen.get(member_id),
         }
-
-    def watch_member(self, member_id: int) -> WireMember:
-        """Return the member as a watch link shows them: no name, nothing of the room."""
-        return {**self.wire_member(member_id), "name": "", "role": "member"}
-
-    def watch_snapshot(self, member_id: int, now: int) -> events.Snapshot:
-        """Return the :class:`~maps.protocol.events.Snapshot` a watch link's socket starts with.
-
-        Only ``member_id``'s marker and state; the room's id and name are left out.
-        """
-        known = member_id in self.members
-        return events.snapshot(
-            you=None,
-            now=now,
-            room={"id": "", "name": "", "tick_ms": self.room["tick_ms"],
-                  "stale_after_ms": self.room["stale_after_ms"],
-                  "trail_ms": self.room["trail_ms"]},
-            members=[self.watch_member(member_id)] if known else [],
-            positions=[self.latest[member_id]] if member_id in self.latest else [],
-        )
 
     def snapshot(self, you: int | None, now: int) -> events.Snapshot:
         """Return the :class:`~maps.protocol.events.Snapshot` frame for member ``you``."""
@@ -436,34 +416,6 @@ class RoomState:
     def _member_changed(self, member_id: int) -> None:
         if member_id in self.members:
             self._changed[member_id] = True
-
-
-def watch_frames(frames: Iterable[Frame], member_id: int,
-                 anonymous: Callable[[WireMember], WireMember]) -> list[Frame]:
-    """Return the frames a watch link of ``member_id`` sees of a tick's ``frames``.
-
-    Only what concerns that member, with the member shown as ``anonymous`` (a
-    function of a :class:`~maps.protocol.events.WireMember` returning it without name or role),
-    and never a ``place_event`` (a watch link sees no history) or ``places``.
-    """
-    out: list[Frame] = []
-    for frame in frames:
-        # Compared on frame["type"] itself, which tells the frame's shape to mypy.
-        if frame["type"] == "positions":
-            mine = [p for p in frame["positions"] if p["member"] == member_id]
-            if mine:
-                out.append(events.positions(mine))
-        elif frame["type"] == "stopped" or frame["type"] == "removed":
-            if frame["member"] == member_id:
-                out.append(frame)
-        elif frame["type"] == "presence":
-            if frame["member"]["id"] == member_id:
-                out.append(events.presence(anonymous(frame["member"]), frame["online"]))
-        elif frame["type"] == "members":
-            for member in frame["members"]:
-                if member["id"] == member_id:
-                    out.append(events.presence(anonymous(member), member["online"]))
-    return out
 
 
 def tick_for(frames: Sequence[Frame], reach: policy.HistoryReach,

@@ -253,6 +253,91 @@ SERVER_FRAMES = {
 }
 
 
+# -- watch-me links' frames (docs/protocol.md, "Watch-me links") ----------------------
+
+#: The id a watch-me link's frames give its member: the same for every link, so that
+#: nothing in them tells one member from another.
+WATCH_ID = 1
+
+
+class WatchMember(TypedDict):
+    """The watched member as a watch-me link sees them: a constant id and the share."""
+
+    id: int
+    sharing: bool
+    sharing_until: int | None
+
+
+class WatchPosition(TypedDict):
+    """A position as a watch-me link sees it: where, how accurate (metres), when the
+    server received it (epoch ms); nothing of the device."""
+
+    member: int
+    lat: float
+    lon: float
+    accuracy: NotRequired[float]
+    seen: int
+
+
+class WatchSnapshot(TypedDict):
+    type: Literal["snapshot"]
+    now: int
+    stale_after_ms: int
+    trail_ms: int
+    member: WatchMember
+    position: WatchPosition | None
+
+
+class WatchPositions(TypedDict):
+    type: Literal["positions"]
+    positions: list[WatchPosition]
+
+
+class WatchShare(TypedDict):
+    type: Literal["share"]
+    member: WatchMember
+
+
+#: Any frame a watch-me link's socket gets.
+WatchFrame = WatchSnapshot | WatchPositions | WatchShare | Stopped | Error | Pong
+
+WATCH_FRAMES = {
+    "snapshot": WatchSnapshot,
+    "positions": WatchPositions,
+    "share": WatchShare,
+    "stopped": Stopped,
+    "error": Error,
+    "pong": Pong,
+}
+
+
+def watch_position(position: WirePosition) -> WatchPosition:
+    """Return what a watch-me link sees of a room's :class:`WirePosition`."""
+    out: dict[str, Any] = {"member": WATCH_ID, "lat": position["lat"],
+                           "lon": position["lon"]}
+    if "accuracy" in position:
+        out["accuracy"] = position["accuracy"]
+    out["seen"] = position["seen"]
+    return cast(WatchPosition, out)
+
+
+def watch_snapshot(*, now: int, stale_after_ms: int, trail_ms: int, member: WatchMember,
+                   position: WatchPosition | None) -> WatchSnapshot:
+    """Return a :class:`WatchSnapshot`: all a watch-me link's socket starts with."""
+    return {"type": "snapshot", "now": now, "stale_after_ms": stale_after_ms,
+            "trail_ms": trail_ms, "member": member, "position": position}
+
+
+def watch_positions(items: list[WatchPosition]) -> WatchPositions:
+    """Return a :class:`WatchPositions` frame."""
+    return {"type": "positions", "positions": items}
+
+
+def watch_share(member: WatchMember) -> WatchShare:
+    """Return a :class:`WatchShare` frame: the share started, changed its end, or ended."""
+    return {"type": "share", "member": member}
+
+
 def snapshot(*, you: int | None, now: int, room: RoomInfo, members: list[WireMember],
              positions: list[WirePosition]) -> Snapshot:
     """Return a :class:`Snapshot`: the whole room state for one member."""
@@ -599,6 +684,14 @@ def check_frame(frame: object) -> None:
     if type(kind) is not str or kind not in SERVER_FRAMES:
         raise ShapeError(f"unknown frame type {kind!r}")
     _check(SERVER_FRAMES[kind], frame, kind)
+
+
+def check_watch_frame(frame: object) -> None:
+    """Check a decoded frame of a watch-me link's socket; raise :class:`ShapeError`."""
+    kind = frame.get("type") if type(frame) is dict else None
+    if type(kind) is not str or kind not in WATCH_FRAMES:
+        raise ShapeError(f"unknown watch frame type {kind!r}")
+    _check(WATCH_FRAMES[kind], frame, kind)
 
 
 def check_room_event(message: object) -> None:

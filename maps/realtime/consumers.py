@@ -344,7 +344,7 @@ class WatchConsumer(LocationConsumer):
             member_id=member.pk, via_key=None, address=self.address,
             max_pending=settings.GEOSHARE["MAX_PENDING_FRAMES"],
             on_closed=lambda: hub.detach_watcher(self.outbox),
-            link_id=link.pk, bound=link.expires_at is None,
+            link_id=link.pk, bound=link.bound_to_share,
         )
         await self.accept()
         self.outbox.start()

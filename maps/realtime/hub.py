@@ -32,7 +32,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from maps.domain.room_state import RoomState, tick_for, watch_frames
+from maps.domain.room_state import RoomState, tick_for
+from maps.domain.watch import WatchView
 from maps.protocol import events
 from maps.realtime.layers import RoomsInMemoryChannelLayer
 from maps.storage.dbthread import LOOKUP_GAP_S, Batcher, reads
@@ -84,6 +85,8 @@ class RoomHub:
         self.sockets: set[Any] = set()
         # member id -> the watch links' sockets (Outbox) that see only that member.
         self.watchers: dict[int, set[Any]] = {}
+        # member id -> what those sockets have been told (maps.domain.watch).
+        self.watch_views: dict[int, WatchView] = {}
         self._share_handle = None
         self._share_at = None
         self._shares_seen = -1
@@ -148,6 +151,7 @@ class RoomHub:
             self._idle_handle.cancel()
             self._idle_handle = None
         self.watchers.setdefault(socket.member_id, set()).add(socket)
+        self.watch_views.setdefault(socket.member_id, WatchView(socket.member_id))
         socket.push(self.watch_snapshot_message(socket.member_id))
 
     def detach_watcher(self, socket):
@@ -158,11 +162,13 @@ class RoomHub:
         watching.discard(socket)
         if not watching:
             del self.watchers[socket.member_id]
+            self.watch_views.pop(socket.member_id, None)
         self._idle_if_empty()
 
     def watch_snapshot_message(self, member_id):
         """Return the ASGI send message of a watch link's ``snapshot``."""
-        frame = self.state.watch_snapshot(member_id, self._now_ms())
+        view = self.watch_views.get(member_id) or WatchView(member_id)
+        frame = view.snapshot(self.state, self._now_ms())
         return events.send_message(events.encode(frame))
 
     def _close_watchers(self, member_id, code, only=None):
@@ -384,8 +390,8 @@ class RoomHub:
         A ``place_event`` reaches only the sockets whose member may see it
         (:meth:`_push_by_reach`); the frames are still encoded once.
 
-        Watch links' sockets get the same tick filtered to their member
-        (:func:`~maps.domain.room_state.watch_frames`), encoded once per watched member.
+        Watch links' sockets get what changed of their member
+        (:class:`~maps.domain.watch.WatchView`), encoded once per watched member.
         """
         self._flush_handle = None
         self._ticks += 1
@@ -402,8 +408,9 @@ class RoomHub:
         metrics.flushed(len(messages), size, len(self.sockets),
                         time.perf_counter() - started)
         for member_id, watching in self.watchers.items():
+            view = self.watch_views[member_id]
             mine = [events.send_message(events.encode(frame))
-                    for frame in watch_frames(frames, member_id, self._anonymous)]
+                    for frame in view.frames(self.state, frames)]
             if mine:
                 for socket in watching:
                     socket.push_all(mine)
@@ -433,10 +440,6 @@ class RoomHub:
                                      for index in tick_for(frames, reach, member_id)]
             if mine:
                 socket.push_all(mine)
-
-    @staticmethod
-    def _anonymous(member):
-        return {**member, "name": "", "role": "member"}
 
     # -- shares that end by themselves -----------------------------------------------
 

@@ -24,22 +24,40 @@ from maps.services.errors import NotAllowed
 from maps.storage.selectors import from_ms, to_ms
 
 
+def _share_on(member_id: int, until: datetime | None, now: datetime) -> None:
+    """Turn the member's share on, to end at ``until`` (or when they stop).
+
+    A share that is not running at ``now`` (off, or ended by its end time with nothing
+    written down yet) is a new share: the links bound to the old one are revoked first,
+    so that they never show it.
+    """
+    with transaction.atomic():
+        # Locked: a stop or the maintenance loop ending the share at the same moment
+        # must not leave a bound link of the old share usable under the new one.
+        member = Member.objects.select_for_update().filter(pk=member_id).first()
+        if member is None:  # removed meanwhile: nothing to share
+            return
+        if member.share_state(now) != Share.ON:
+            WatchLink.objects.filter(member_id=member_id, bound_to_share=True,
+                                     revoked=False).update(revoked=True)
+        Member.objects.filter(pk=member_id).update(share=Share.ON, sharing_until=until)
+
+
 async def ashare_start(*, ref: MemberRef, until_ms: int | None = None) -> None:
     """Start or change the share of the member ``ref`` names.
 
     ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
-    turns it off. The room's hubs hear ``room.share``. Raises :class:`NotAllowed` for
-    a viewer, ``ValueError`` for an end that is not in the future, and what the
-    channel layer raises.
+    turns it off. Changing a running share keeps its "until my share ends" links; a
+    new share starts without them. The room's hubs hear ``room.share``. Raises
+    :class:`NotAllowed` for a viewer, ``ValueError`` for an end that is not in the
+    future, and what the channel layer raises.
     """
     if not may_publish(ref):
         raise NotAllowed("viewers cannot share a position")
     if until_ms is not None and until_ms <= now_ms():
         raise ValueError("until must be in the future")
     until = None if until_ms is None else from_ms(until_ms)
-    await database_sync_to_async(
-        Member.objects.filter(pk=ref.id).update
-    )(share=Share.ON, sharing_until=until)
+    await database_sync_to_async(_share_on)(ref.id, until, timezone.now())
     await publish.room_event_send(ref.room_pk, events.room_share(ref.id, until_ms))
 
 
@@ -53,7 +71,7 @@ def _share_end(member_ids: Iterable[int], at: datetime) -> list[int]:
         Member.objects.filter(pk__in=member_ids).update(
             share=Share.ENDED, sharing_until=None, stopped_at=at)
         LivePosition.objects.filter(member_id__in=member_ids).delete()
-        links = WatchLink.objects.filter(member_id__in=member_ids, expires_at=None,
+        links = WatchLink.objects.filter(member_id__in=member_ids, bound_to_share=True,
                                          revoked=False)
         ids = list(links.values_list("pk", flat=True))
         links.update(revoked=True)
@@ -104,12 +122,15 @@ def watch_link_create(*, member: Member,
                       minutes: int | None = None) -> tuple[WatchLink, str]:
     """Make a "watch me" link to ``member``'s marker; return ``(link, token)``.
 
-    ``minutes`` (15 to 10,080, seven days) is how long it works; ``None`` means until
-    the share running now ends (at its end time, or when the member turns it off).
-    The token (192 random bits) is shown once: only its hash is stored. Raises
-    ``ValueError`` for a duration out of range, for ``None`` without a running share,
-    and past :data:`MAX_WATCH_LINKS` usable links (counted with the member's row
-    locked, so requests at once cannot pass it); :class:`NotAllowed` for a viewer.
+    ``minutes`` (15 to 10,080, seven days) is how long it works: it shows the member's
+    marker whenever they share within that time. ``None`` binds it to the share running
+    now: it works while that share runs (changing its end keeps it), and stopping it, or
+    its end time, revokes the link; seven days at most either way
+    (:func:`maps.domain.policy.watch_link_shows`). The token (192 random bits) is shown
+    once: only its hash is stored. Raises ``ValueError`` for a duration out of range, for
+    ``None`` without a running share, and past :data:`MAX_WATCH_LINKS` usable links
+    (counted with the member's row locked, so requests at once cannot pass it);
+    :class:`NotAllowed` for a viewer.
     """
     if not may_publish(member):
         raise NotAllowed("viewers do not share a position")
@@ -117,7 +138,7 @@ def watch_link_create(*, member: Member,
     if minutes is None:
         if member.share_state(now) != Share.ON:
             raise ValueError("start sharing first, or say for how many minutes")
-        expires_at = member.sharing_until
+        expires_at = now + timedelta(minutes=WATCH_MINUTES_MAX)
     else:
         if not WATCH_MINUTES_MIN <= minutes <= WATCH_MINUTES_MAX:
             raise ValueError(f"a watch link lasts {WATCH_MINUTES_MIN} minutes to "
@@ -134,7 +155,8 @@ def watch_link_create(*, member: Member,
                              "revoke one")
         token = new_watch_token()
         link = WatchLink.objects.create(member=member, token_hash=hash_key(token),
-                                        expires_at=expires_at)
+                                        expires_at=expires_at,
+                                        bound_to_share=minutes is None)
     return link, token
 
 

@@ -271,7 +271,8 @@ def _member_record(member, count):
                      "owntracks_secret_set": bool(d.secret)}
                     for d in member.devices.all()],
         "watch_links": [{"created": selectors.to_ms(w.created),
-                         "expires": selectors.to_ms(w.expires_at), "revoked": w.revoked}
+                         "expires": selectors.to_ms(w.expires_at),
+                         "ends_with_share": w.bound_to_share, "revoked": w.revoked}
                         for w in member.watch_links.all()],
         "positions": count,
     }

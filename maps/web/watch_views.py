@@ -30,11 +30,17 @@ def _my_member(request, room_id):
 
 
 def _link_dict(link, url=None):
+    # A bound link stops with the share: its end is the share's end when that comes
+    # first (the panel says "until your share ends" and shows that time).
+    ends = [link.expires_at]
+    if link.bound_to_share:
+        ends.append(link.member.sharing_until)
+    known = [end for end in ends if end is not None]
     data = {
         "id": link.pk,
         "created": selectors.to_ms(link.created),
-        "expires": selectors.to_ms(link.expires_at),
-        "ends_with_share": link.expires_at is None,
+        "expires": selectors.to_ms(min(known) if known else None),
+        "ends_with_share": link.bound_to_share,
         "usable": link.is_usable(),
     }
     if url is not None:

@@ -11,7 +11,7 @@ from maps.storage.selectors import to_ms
 
 class Command(BaseCommand):
     help = ("Make a watch-me link to a member's marker; print its URL and when it expires "
-            "(epoch ms; null: when the member's share ends).")
+            "at the latest (epoch ms; a link without --minutes ends with the share).")
 
     def add_arguments(self, parser):
         parser.add_argument("room", help="the room's public id")
@@ -32,7 +32,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         url = public_url(f"/w/{token}/")
         expires = to_ms(link.expires_at)
+        bound = link.bound_to_share
         if options["json"]:
-            self.stdout.write(orjson.dumps({"url": url, "expires": expires}).decode())
+            self.stdout.write(orjson.dumps({"url": url, "expires": expires,
+                                            "ends_with_share": bound}).decode())
         else:
-            self.stdout.write(f"{url}\nexpires: {expires or 'when the share ends'}")
+            ends = "when the share ends, at the latest " if bound else ""
+            self.stdout.write(f"{url}\nexpires: {ends}{expires}")

@@ -114,6 +114,8 @@ function handleFrame(frame) {
       break;
     case "stopped":
       applyStopped(frame.member);
+      // My share ended: so did its "until my share ends" links; the list says so.
+      if (frame.member === state.me && watchLinks) watchLinks.refresh();
       break;
     case "removed":
       applyRemoved(frame.member);

@@ -1,8 +1,9 @@
-// The page a "watch me" link opens: one member's live marker, accuracy, trail, last
-// seen and time left; nothing else of the room (docs/protocol.md, "Watch links").
+// The page a "watch me" link opens: one member's live marker, accuracy, trail, when
+// the position came and the share's time left; nothing else of the room
+// (docs/protocol.md, "Watch-me links").
 
 import { serverNow, syncClock } from "./clock.js";
-import { formatAgo, t, tf } from "./format.js";
+import { formatAgo, formatLeft, t, tf } from "./format.js";
 import { createMap } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { RoomSocket } from "./socket.js";
@@ -22,35 +23,39 @@ const elements = {
 
 const map = createMap(elements.map, config);
 const markers = new MarkerLayer(map);
-const state = { member: null, position: null, staleAfter: 120000, centred: false };
+// What the server said (docs/protocol.md, "Watch-me links"): the share and the latest
+// position of the one member this link shows, under a constant id.
+const state = { member: null, position: null, staleAfter: 120000, centred: false, ended: false };
 
 function shown(member) {
-  return { ...member, name: "", color: member.color || config.color };
+  return { id: member.id, name: "", color: config.color };
+}
+
+function clearMarker() {
+  state.position = null;
+  for (const id of markers.ids()) markers.remove(id);
 }
 
 function handleFrame(frame) {
+  if (state.ended) return;
   switch (frame.type) {
     case "snapshot":
       syncClock(frame.now);
-      state.staleAfter = frame.room.stale_after_ms;
-      markers.setTrailMs(frame.room.trail_ms);
-      state.member = frame.members[0] || null;
-      state.position = frame.positions[0] || null;
-      if (state.position === null) {
-        for (const id of markers.ids()) markers.remove(id);
-      }
-      if (state.position) show(state.position);
+      state.staleAfter = frame.stale_after_ms;
+      markers.setTrailMs(frame.trail_ms);
+      state.member = frame.member;
+      clearMarker();
+      if (frame.position) show(frame.position);
       break;
     case "positions":
       for (const position of frame.positions) show(position);
       break;
-    case "presence":
+    case "share":
       state.member = frame.member;
+      if (!frame.member.sharing) clearMarker();
       break;
     case "stopped":
-    case "removed":
-      state.position = null;
-      for (const id of markers.ids()) markers.remove(id);
+      clearMarker();
       break;
     case "pong":
       syncClock(frame.now);
@@ -63,38 +68,38 @@ function handleFrame(frame) {
 
 function show(position) {
   state.position = position;
-  if (state.member === null) state.member = { id: position.member, color: config.color };
-  markers.update(shown(state.member), position, position.seen ?? position.ts);
+  const member = state.member || { id: position.member, sharing: true, sharing_until: null };
+  markers.update(shown(member), position, position.seen);
   if (!state.centred) {
     map.setView([position.lat, position.lon], 16);
     state.centred = true;
   }
 }
 
-function timeLeft(until) {
-  const minutes = Math.max(0, Math.round((until - serverNow()) / 60000));
-  if (minutes < 60) return t("%s min left").replace("%s", String(minutes));
-  return tf("%(hours)s h %(minutes)s min left", { hours: Math.floor(minutes / 60), minutes: minutes % 60 });
-}
-
 function render() {
   const parts = [];
   const now = serverNow();
-  if (state.position) {
-    const seen = state.position.seen ?? state.position.ts;
-    parts.push(tf("Last seen %(ago)s", { ago: formatAgo(now - seen) }));
+  if (state.ended) {
+    parts.push(t("This link has ended."));
+  } else if (state.position) {
+    parts.push(tf("Last seen %(ago)s", { ago: formatAgo(now - state.position.seen) }));
     if (state.position.accuracy !== undefined) {
       parts.push(`±${Math.round(state.position.accuracy)} m`);
     }
-  } else {
+  } else if (state.member && !state.member.sharing) {
     parts.push(t("Not sharing a position right now"));
+  } else {
+    parts.push(t("Waiting for a position…"));
   }
-  if (state.member && state.member.sharing_until) parts.push(timeLeft(state.member.sharing_until));
+  // The same words and rounding as the member list's (format.js formatLeft).
+  if (!state.ended && state.member && state.member.sharing && state.member.sharing_until) {
+    parts.push(formatLeft(state.member.sharing_until, now));
+  }
   elements.status.textContent = parts.join(" · ");
   const labels = new Map();
   const stale = new Set();
   if (state.position) {
-    const seen = state.position.seen ?? state.position.ts;
+    const seen = state.position.seen;
     labels.set(state.position.member, formatAgo(now - seen));
     if (now - seen > state.staleAfter) stale.add(state.position.member);
   }
@@ -110,10 +115,12 @@ function handleConnectionState(connection, detail) {
     closed: t("Ended"),
   }[connection];
   if (connection === "closed") {
+    // Revoked or ended: nothing of the share is left on the page, no time left.
     elements.notice.textContent = detail;
     elements.notice.hidden = false;
-    state.position = null;
-    for (const id of markers.ids()) markers.remove(id);
+    state.ended = true;
+    state.member = null;
+    clearMarker();
     render();
   }
 }

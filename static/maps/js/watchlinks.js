@@ -63,6 +63,11 @@ export class WatchLinks {
     return data;
   }
 
+  // Reload the list if it is open (after my share ended, say).
+  refresh() {
+    if (this.root && this.root.open) this.load();
+  }
+
   async load() {
     try {
       const data = await this.request(this.url);
