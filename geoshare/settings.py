@@ -343,6 +343,11 @@ GEOSHARE = {
         # Rooms created on the home page.
         "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
     },
+    # Exports (GPX, GeoJSON, "download my data"): positions in one export at most (413
+    # past it), and exports streaming at once per member and per process (429).
+    "EXPORT_MAX_POINTS": env_int("GEOSHARE_EXPORT_MAX_POINTS", default=1_000_000),
+    "EXPORTS_PER_MEMBER": env_int("GEOSHARE_EXPORTS_PER_MEMBER", default=1),
+    "EXPORTS_PER_PROCESS": env_int("GEOSHARE_EXPORTS_PER_PROCESS", default=4),
     # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed
     # (maps.access.address.client_address); none by default.
     "TRUSTED_PROXIES": env_list("GEOSHARE_TRUSTED_PROXIES", default=[]),

@@ -8,6 +8,7 @@ would). Elsewhere positions are written with the history writer's ``write_batch`
 
 import io
 import json
+import warnings
 import zipfile
 from datetime import UTC, datetime
 
@@ -44,6 +45,19 @@ def as_session(*members):
     session["members"] = {m.room.public_id: m.pk for m in members}
     session.save()
     return client
+
+
+def read_body(response):
+    """A response's bytes, streamed (the exports, from an async iterator) or not."""
+    if not response.streaming:
+        return response.content
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "StreamingHttpResponse must consume")
+        return b"".join(response)
+
+
+def read_json(response):
+    return json.loads(read_body(response))
 
 
 def bearer(key):
@@ -91,14 +105,14 @@ async def test_real_walk_through_the_osmand_door_comes_back_whole(replayed_point
     assert gpx_response.status_code == 200
     assert gpx_response["Content-Type"] == "application/gpx+xml"
     assert gpx_response["Content-Disposition"].startswith('attachment; filename="geoshare-')
-    gpx = gpxpy.parse(gpx_response.content.decode())
+    gpx = gpxpy.parse(b"".join([part async for part in gpx_response]).decode())
     assert [t.name for t in gpx.tracks] == ["Ana"]
     read = [(p.latitude, p.longitude, p.elevation, round(p.time.timestamp() * 1000))
             for s in gpx.tracks[0].segments for p in s.points]
     assert read == replayed_points
 
     geojson = await client.get(f"/r/{room.public_id}/export.geojson", **bearer(key))
-    collection = json.loads(geojson.content)
+    collection = json.loads(b"".join([part async for part in geojson]))
     check_rfc7946(collection)
     (feature,) = collection["features"]
     coordinates = [p for part in feature["geometry"]["coordinates"] for p in part]
@@ -174,8 +188,8 @@ def test_visibility_setting_decides_whose_history_each_role_sees(
             assert response.status_code == expected
             assert response.json()["error"]
             continue
-        assert response.status_code == 200, response.content
-        names = {f["properties"]["name"] for f in response.json()["features"]}
+        assert response.status_code == 200
+        names = {f["properties"]["name"] for f in read_json(response)["features"]}
         assert names == expected
     response = client.get(track_url(walked, limit=5000), **headers)
     if isinstance(expected, int):
@@ -273,7 +287,7 @@ def test_retention_cuts_the_history_before_any_prune(room, member, member_key):
                 f"/api/rooms/{room.public_id}/history?since=0"):
         response = client.get(url, **bearer(member_key))
         assert response.status_code == 200
-        body = response.json()
+        body = read_json(response)
         if "positions" in body:
             lats = {round(p["lat"]) for p in body["positions"]}
         else:
@@ -373,8 +387,8 @@ def test_history_simplifies_to_the_zoom_and_exports_stay_complete(walked, member
             40_075_016.686 * 0.6946 / 2 ** (zoom + 8), rel=1e-2)
         assert feature["properties"]["points"] == 600
     assert counts[8] == 2  # a straight line at a steady pace: its two ends
-    export = Client().get(f"/r/{walked.public_id}/export.geojson?member={ana}",
-                          **bearer(member_key)).json()
+    export = read_json(Client().get(f"/r/{walked.public_id}/export.geojson?member={ana}",
+                                    **bearer(member_key)))
     assert len(export["features"][0]["geometry"]["coordinates"]) == 600
 
 
@@ -394,7 +408,7 @@ def test_my_data_holds_exactly_my_positions_and_records_in_every_room(
     response = as_session(member, me_elsewhere).get("/me/data.zip")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
-    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    archive = zipfile.ZipFile(io.BytesIO(read_body(response)))
     assert sorted(archive.namelist()) == ["README.txt", "members.json",
                                           "positions.geojson", "positions.gpx"]
     records = json.loads(archive.read("members.json"))["members"]

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from channels.db import database_sync_to_async
 
-from maps.domain import tracks
+from maps.domain import exports, tracks
 from maps.domain.fixes import Fix
 from maps.models import LivePosition, Member, Position
 from maps.services import room_set_retention
@@ -147,7 +147,7 @@ def test_charging_and_device_are_stored_and_read_back_everywhere(member):
     assert track.charging == [True, False, None]
     feature = tracks.track_feature(track)
     assert feature["properties"]["charging"] == [True, False, None]
-    document = tracks.gpx_document([track])
+    document = exports.gpx_document([track])
     assert "<geoshare:charging>true</geoshare:charging>" in document
     assert "<geoshare:charging>false</geoshare:charging>" in document
     assert document.count("<geoshare:charging>") == 2

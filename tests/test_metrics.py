@@ -129,7 +129,7 @@ async def test_no_label_names_a_room_or_a_person(settings, room, owner, member,
         assert secret not in text
     ids = {str(m.pk) for m in (owner, member, other)} | {str(room.pk)}
     allowed_labels = {"door": set(metrics.DOORS),
-                      "bucket": set(settings.GEOSHARE["RATE_LIMITS"]) | {"flood"},
+                      "bucket": set(settings.GEOSHARE["RATE_LIMITS"]) | {"flood", "export"},
                       "path": set(metrics.WRITE_PATHS),
                       "le": None}
     # prometheus_client's own process and Python collectors: fixed, impersonal labels.

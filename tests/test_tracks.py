@@ -9,7 +9,7 @@ import gpxpy
 import numpy as np
 import pytest
 
-from maps.domain import tracks
+from maps.domain import exports, tracks
 from maps.domain.tracks import GAP_MS, STAY_MIN_MS, Track
 from tests.servers import gpx_file
 
@@ -183,7 +183,7 @@ def test_gpx_has_a_track_per_member_and_a_segment_per_gap_with_every_point():
     track.speed[3] = 1.25
     track.heading[3] = 270.0
     track.accuracy[3] = 8.5
-    document = tracks.gpx_document([track, Track(dict(ANA, id=8, name="Bo"))])
+    document = exports.gpx_document([track, Track(dict(ANA, id=8, name="Bo"))])
     gpx = gpxpy.parse(document)
     assert gpx.version == "1.1"
     assert [t.name for t in gpx.tracks] == ["Ana"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from asgiref.sync import sync_to_async
@@ -205,3 +205,73 @@ async def in_cache_thread(function: Callable, *args: object) -> object:
 def limit_take_positions(member_id: int, count: int) -> bool:
     """Take ``count`` positions from the member's budget; return whether they fit."""
     return limit_take("positions", member_id, count)
+
+
+class ExportSlots:
+    """Exports (GPX, GeoJSON, "download my data") running in this process.
+
+    At most ``GEOSHARE["EXPORTS_PER_MEMBER"]`` at once per member and
+    ``GEOSHARE["EXPORTS_PER_PROCESS"]`` in all (docs/security.md): each holds a
+    database chunk and a piece of text in memory for as long as its client reads.
+    Counted in this process's memory, not the cache: a slot is released when its
+    stream ends or its client goes away, which a crashed process could never do for a
+    shared count.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[int, int] = {}
+        self._total = 0
+
+    def clear(self) -> None:
+        """Forget every running export (tests start from none)."""
+        with self._lock:
+            self._members.clear()
+            self._total = 0
+
+    def running(self, member_id: int | None = None) -> int:
+        """Return how many exports run: for ``member_id``, or in all."""
+        with self._lock:
+            return self._total if member_id is None else self._members.get(member_id, 0)
+
+    def take(self, member_ids: Sequence[int]) -> Callable[[], None] | None:
+        """Take a slot for an export on behalf of ``member_ids`` (one slot each).
+
+        Returns the function that releases them (safe to call more than once), or
+        ``None``, taking nothing, when one of the members or the process is at its
+        limit.
+        """
+        per_member = geoshare_setting("EXPORTS_PER_MEMBER")
+        per_process = geoshare_setting("EXPORTS_PER_PROCESS")
+        ids = sorted(set(member_ids))
+        with self._lock:
+            if (self._total >= per_process
+                    or any(self._members.get(i, 0) >= per_member for i in ids)):
+                metrics.refused("export")
+                return None
+            self._total += 1
+            for i in ids:
+                self._members[i] = self._members.get(i, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._total -= 1
+                for i in ids:
+                    left = self._members[i] - 1
+                    if left:
+                        self._members[i] = left
+                    else:
+                        del self._members[i]
+
+        return release
+
+
+# Seconds a client refused an export slot is told to wait before it asks again.
+EXPORT_RETRY_AFTER_S = 5
+
+export_slots = ExportSlots()

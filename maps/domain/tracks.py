@@ -2,7 +2,7 @@
 
 A *track* is one member's positions in device-time order (:class:`Track`). This module
 cuts tracks into segments at gaps, finds stays, simplifies tracks for drawing, and
-writes them as GeoJSON (RFC 7946) and GPX 1.1 (with gpxpy). The queries that fill
+writes them as GeoJSON (RFC 7946); :mod:`maps.domain.exports` streams them as files. The queries that fill
 tracks are in :mod:`maps.storage.selectors`; who may see which track is
 :func:`maps.access.scope.history_scope`.
 
@@ -35,12 +35,8 @@ The rules, stated once (docs/api.md repeats them):
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree
 
-import gpxpy
-import gpxpy.gpx
 import numpy as np
 import numpy.typing as npt
 import shapely
@@ -56,11 +52,6 @@ EARTH_RADIUS_M = 6_371_008.8
 EQUATOR_M = 40_075_016.686
 TILE_PX = 256
 
-# GPX 1.1 has no element for speed, heading, accuracy, battery or charging. Speed and
-# course go where Garmin's TrackPointExtension v2 puts them (read by most GPX tools);
-# accuracy, battery and charging in geoshare's own namespace.
-GPXTPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
-GEOSHARE_NS = "urn:geoshare:gpx:1"
 
 
 @dataclass(slots=True)
@@ -416,69 +407,3 @@ def drawing_tolerance(tracks: Sequence[Track], *, zoom: float | None = None,
     lats = [abs(v) for track in tracks if len(track) for v in (min(track.lat),
                                                                  max(track.lat))]
     return metres_per_pixel(zoom, max(lats, default=0.0))
-
-
-# -- GPX 1.1 (gpxpy) --------------------------------------------------------------------
-
-
-def _ms_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _extension(track, i):
-    """The ``<extensions>`` children of position ``i``: speed, course, accuracy,
-    battery, charging."""
-    elements = []
-    speed, heading = track.speed[i], track.heading[i]
-    if speed is not None or heading is not None:
-        tpx = ElementTree.Element(f"{{{GPXTPX_NS}}}TrackPointExtension")
-        if speed is not None:
-            ElementTree.SubElement(tpx, f"{{{GPXTPX_NS}}}speed").text = repr(float(speed))
-        if heading is not None:
-            ElementTree.SubElement(tpx, f"{{{GPXTPX_NS}}}course").text = repr(
-                float(heading))
-        elements.append(tpx)
-    for name in ("accuracy", "battery"):
-        value = getattr(track, name)[i]
-        if value is not None:
-            element = ElementTree.Element(f"{{{GEOSHARE_NS}}}{name}")
-            element.text = repr(float(value))
-            elements.append(element)
-    charging = track.charging[i]
-    if charging is not None:
-        element = ElementTree.Element(f"{{{GEOSHARE_NS}}}charging")
-        element.text = "true" if charging else "false"
-        elements.append(element)
-    return elements
-
-
-def gpx_document(tracks: Iterable[Track], *, name: str | None = None) -> str:
-    """Return a GPX 1.1 document (text) with one ``trk`` per non-empty track.
-
-    Written by gpxpy: a ``trkseg`` per segment (:func:`segment_bounds`), each point with
-    ``lat``, ``lon``, ``ele`` (altitude, when known) and ``time`` (UTC); speed (m/s) and
-    course (degrees) in Garmin's ``gpxtpx:TrackPointExtension``, accuracy (m), battery
-    (%) and charging (``true``/``false``) as ``geoshare:accuracy``, ``geoshare:battery``
-    and ``geoshare:charging`` (namespace ``urn:geoshare:gpx:1``).
-    """
-    gpx = gpxpy.gpx.GPX()
-    gpx.creator = "geoshare"
-    gpx.name = name
-    gpx.nsmap["gpxtpx"] = GPXTPX_NS
-    gpx.nsmap["geoshare"] = GEOSHARE_NS
-    for track in tracks:
-        if not len(track):
-            continue
-        trk = gpxpy.gpx.GPXTrack(name=track.member["name"])
-        gpx.tracks.append(trk)
-        for start, stop in segment_bounds(track.ts):
-            segment = gpxpy.gpx.GPXTrackSegment()
-            trk.segments.append(segment)
-            for i in range(start, stop):
-                point = gpxpy.gpx.GPXTrackPoint(
-                    track.lat[i], track.lon[i], elevation=track.altitude[i],
-                    time=_ms_datetime(track.ts[i]),
-                )
-                point.extensions = _extension(track, i)
-                segment.points.append(point)
-    return gpx.to_xml(version="1.1")

@@ -5,7 +5,7 @@ import base64
 import binascii
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
@@ -408,42 +408,78 @@ def history_tracks(members: Iterable[Member], *, since: datetime, until: datetim
     than ``floor`` (:attr:`maps.access.scope.HistoryScope.floor`) by device and receive time,
     oldest first (device time, then id). ``full``: with altitude, speed, heading,
     accuracy, battery and charging; else positions and times only (for drawing). Read
-    per member in keyset chunks of :data:`HISTORY_CHUNK` on the (member, device_time,
-    id) index, times as integers (:class:`EpochUs`), so memory holds rows, never model
-    instances.
+    as :func:`history_chunks` reads them, joined: the whole range is in memory (the
+    history view; the exports stream the chunks instead).
     """
-    fields = _TRACK_FIELDS if full else _TRACK_FIELDS[:2]
     tracks = []
     for member in members:
         track = Track(events.member_info(member))
-        rows = _history([member.pk], since=since, until=until, floor=floor).annotate(
-            us=EpochUs("device_time"))
-        after = None
-        while True:
-            chunk = rows
-            if after is not None:
-                chunk = chunk.filter(device_time__gte=after[0]).filter(
-                    Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
-            # The annotation last: raw rows come in the SQL's order, which puts
-            # annotations after the model's columns.
-            batch = _fetch(chunk.order_by("device_time", "id")
-                           .values_list("id", *fields, "us")[:HISTORY_CHUNK])
-            if batch:
-                columns = list(zip(*batch))
-                track.ts.extend(us // 1000 for us in columns[-1])
-                for name, values in zip(fields, columns[1:-1]):
-                    if name == "charging":
-                        # Raw rows: SQLite gives its booleans as 0 and 1.
-                        values = tuple(None if v is None else bool(v) for v in values)
-                    getattr(track, name).extend(values)
-                if not full:
-                    for name in _TRACK_FIELDS[2:]:
-                        getattr(track, name).extend([None] * len(batch))
-            if len(batch) < HISTORY_CHUNK:
-                break
-            after = (_EPOCH + batch[-1][-1] * _ONE_US, batch[-1][0])
+        for chunk in history_chunks(member, since=since, until=until, floor=floor,
+                                    full=full):
+            for name in _TRACK_FIELDS + ("ts",):
+                getattr(track, name).extend(getattr(chunk, name))
         tracks.append(track)
     return tracks
+
+
+def history_chunks(member: Member, *, since: datetime, until: datetime, floor: datetime,
+                   full: bool = True, chunk: int | None = None) -> Iterator[Track]:
+    """Yield one member's positions as :class:`~maps.domain.tracks.Track` chunks.
+
+    The positions of :func:`history_tracks` (same range, floor, order and ``full``),
+    at most ``chunk`` (default :data:`HISTORY_CHUNK`) per chunk, each read when the
+    previous one has been taken: a keyset query per chunk on the (member,
+    device_time, id) index, times as integers (:class:`EpochUs`), so memory holds one
+    chunk's rows, never model instances nor the whole range. Empty ranges yield
+    nothing.
+    """
+    size = chunk or HISTORY_CHUNK
+    fields = _TRACK_FIELDS if full else _TRACK_FIELDS[:2]
+    info = events.member_info(member)
+    rows = _history([member.pk], since=since, until=until, floor=floor).annotate(
+        us=EpochUs("device_time"))
+    after = None
+    while True:
+        query = rows
+        if after is not None:
+            query = query.filter(device_time__gte=after[0]).filter(
+                Q(device_time__gt=after[0]) | Q(id__gt=after[1]))
+        # The annotation last: raw rows come in the SQL's order, which puts
+        # annotations after the model's columns.
+        batch = _fetch(query.order_by("device_time", "id")
+                       .values_list("id", *fields, "us")[:size])
+        if not batch:
+            return
+        track = Track(info)
+        columns = list(zip(*batch))
+        track.ts.extend(us // 1000 for us in columns[-1])
+        for name, values in zip(fields, columns[1:-1]):
+            if name == "charging":
+                # Raw rows: SQLite gives its booleans as 0 and 1.
+                values = tuple(None if v is None else bool(v) for v in values)
+            getattr(track, name).extend(values)
+        if not full:
+            for name in _TRACK_FIELDS[2:]:
+                getattr(track, name).extend([None] * len(batch))
+        after = (_EPOCH + batch[-1][-1] * _ONE_US, batch[-1][0])
+        last = len(batch) < size
+        # Let the rows go before the chunk is handed on, and the chunk before the
+        # next rows are read: one chunk in memory at a time.
+        del batch, columns
+        yield track
+        del track
+        if last:
+            return
+
+
+def history_count(member_ids: Iterable[int], *, since: datetime, until: datetime,
+                  floor: datetime) -> int:
+    """Return how many positions :func:`history_tracks` would give for ``member_ids``.
+
+    One ``COUNT`` on the (member, device_time, id) index: what an export checks
+    against its cap before it starts.
+    """
+    return _history(list(member_ids), since=since, until=until, floor=floor).count()
 
 
 def _fetch(queryset):

@@ -110,8 +110,9 @@ LAYER_RECONNECTS = Counter(
     "Times a room hub found the channel layer back after failures and resynced its "
     "clients")
 
-#: The limiter's buckets (``GEOSHARE["RATE_LIMITS"]``) and the socket flood limit.
-BUCKETS = ("redeem", "badkey", "positions", "room", "flood")
+#: The limiter's buckets (``GEOSHARE["RATE_LIMITS"]``), the socket flood limit and the
+#: export slots (maps.access.limits.ExportSlots).
+BUCKETS = ("redeem", "badkey", "positions", "room", "flood", "export")
 RATE_LIMITED = Counter(
     "geoshare_rate_limited",
     "Requests, frames and sockets refused by a limit, by bucket", ["bucket"])

@@ -12,17 +12,20 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from django.http import HttpResponse
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from maps.access import doors
+from maps.access import doors, limits
 from maps.access.doors import Refused
 from maps.access.scope import api_member, history_scope
-from maps.domain import tracks
+from maps.domain import exports, tracks
+from maps.protocol import events
 from maps.storage import selectors
 from maps.storage.selectors import exact_ms, from_ms
 
@@ -115,17 +118,16 @@ def _range(request, now, *, default_since=None):
     return since, until
 
 
-def _scope(request, room_id, now):
+def _caller_scope(request, room_id, now):
+    """``(the calling member, their history scope)`` of a request."""
     member = api_member(request, room_id)
     only = request.GET.get("member")
-    return history_scope(member, only=None if not only else _id("member", only),
-                              now=now)
+    return member, history_scope(member, only=None if not only else _id("member", only),
+                                 now=now)
 
 
-def _download(content, filename, content_type):
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(True, filename)
-    return response
+def _scope(request, room_id, now):
+    return _caller_scope(request, room_id, now)[1]
 
 
 def _export_name(scope, since, until, extension):
@@ -207,32 +209,101 @@ def history(request, room_id):
 # -- exports ---------------------------------------------------------------------------
 
 
+def _export_size(count):
+    """Refuse (413, naming ``since``) an export of more positions than the cap."""
+    cap = settings.GEOSHARE["EXPORT_MAX_POINTS"]
+    if count > cap:
+        raise Refused(413, f"this export would hold {count:,} positions; at most {cap:,} "
+                      "fit in one: ask for a shorter time (a later since, an earlier "
+                      "until) or one member", "since")
+
+
+def _export_slot(member_ids):
+    """Take an export slot for ``member_ids`` (their ``release``), or refuse with 429."""
+    release = limits.export_slots.take(member_ids)
+    if release is None:
+        raise Refused(429, "an export is already running for this member, or too many "
+                      "in all; wait for it to finish",
+                      headers={"Retry-After": str(limits.EXPORT_RETRY_AFTER_S)})
+    return release
+
+
+def _streamed(pieces, release, filename, content_type):
+    """A download streamed from the sync iterator ``pieces`` (text or bytes).
+
+    Under ASGI Django would read a sync iterator whole before sending it, so each
+    piece is taken in the request's thread (database reads included) and handed on
+    from an async iterator. ``release`` (the export slot) runs when the stream ends,
+    fails, or its client goes away (Django then cancels the response), and at the
+    latest when Django closes the response.
+    """
+
+    async def stream():
+        taking = False
+        try:
+            while True:
+                taking = True
+                piece = await sync_to_async(next)(pieces, None)
+                taking = False
+                if piece is None:
+                    break
+                if piece:
+                    yield piece.encode() if isinstance(piece, str) else piece
+        finally:
+            release()
+            if not taking:
+                # A piece still being taken in a thread when the client went away
+                # cannot be closed from here; that thread lets it go when done.
+                pieces.close()
+
+    response = StreamingHttpResponse(stream(), content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response._resource_closers.append(release)
+    return response
+
+
 def _export(request, room_id):
+    """Check an export (scope, range, cap) and take its slot: ``(scope, since, until,
+    release)``."""
     now = timezone.now()
-    scope = _scope(request, room_id, now)
+    caller, scope = _caller_scope(request, room_id, now)
     since, until = _range(request, now, default_since=scope.floor)
-    found = selectors.history_tracks(scope.members, since=since, until=until,
-                                     floor=scope.floor)
-    return scope, max(since, scope.floor), until, found
+    since = max(since, scope.floor)
+    _export_size(selectors.history_count(scope.member_ids, since=since, until=until,
+                                         floor=scope.floor))
+    return scope, since, until, _export_slot([caller.pk])
+
+
+def _chunks(member, since, until, floor):
+    """One member's positions in keyset chunks, read as they are asked for."""
+    return selectors.history_chunks(member, since=since, until=until, floor=floor)
 
 
 @api_view
 def export_gpx(request, room_id):
-    """``GET /r/<room_id>/export.gpx``: GPX 1.1, a track per member, complete."""
-    scope, since, until, found = _export(request, room_id)
-    document = tracks.gpx_document(found, name=scope.room.name)
-    return _download(document, _export_name(scope, since, until, "gpx"),
+    """``GET /r/<room_id>/export.gpx``: GPX 1.1, a track per member, complete, streamed.
+
+    413 past ``GEOSHARE["EXPORT_MAX_POINTS"]`` positions; 429 with ``Retry-After`` while
+    the caller's export slot (or the process's) is taken (docs/security.md).
+    """
+    scope, since, until, release = _export(request, room_id)
+    pieces = exports.gpx_pieces(
+        ((m.name, _chunks(m, since, until, scope.floor)) for m in scope.members),
+        name=scope.room.name)
+    return _streamed(pieces, release, _export_name(scope, since, until, "gpx"),
                      "application/gpx+xml")
 
 
 @api_view
 def export_geojson(request, room_id):
-    """``GET /r/<room_id>/export.geojson``: a FeatureCollection, a track per member."""
-    scope, since, until, found = _export(request, room_id)
-    collection = tracks.feature_collection(
-        found, foreign={"since": exact_ms(since), "until": exact_ms(until)})
-    return _download(orjson.dumps(collection),
-                     _export_name(scope, since, until, "geojson"),
+    """``GET /r/<room_id>/export.geojson``: a FeatureCollection, a track per member,
+    streamed; the same cap and slots as :func:`export_gpx`."""
+    scope, since, until, release = _export(request, room_id)
+    pieces = exports.geojson_pieces(
+        ((events.member_info(m), {}, _chunks(m, since, until, scope.floor))
+         for m in scope.members),
+        foreign={"since": exact_ms(since), "until": exact_ms(until)})
+    return _streamed(pieces, release, _export_name(scope, since, until, "geojson"),
                      "application/geo+json")
 
 
@@ -278,16 +349,14 @@ def _member_record(member, count):
     }
 
 
-def _own_track(member, now):
-    """The member's own retained positions (empty when the room shows them none)."""
+def _own_range(member, now):
+    """``(since, until, floor)`` of the member's own retained positions, or ``None``
+    when the room shows them none."""
     try:
         scope = history_scope(member, only=member.pk, now=now)
     except Refused:
-        return tracks.Track(_own_info(member))
-    (found,) = selectors.history_tracks(scope.members, since=scope.floor,
-                                        until=now + _AHEAD, floor=scope.floor)
-    found.member = _own_info(member)
-    return found
+        return None
+    return scope.floor, now + _AHEAD, scope.floor
 
 
 def _own_info(member):
@@ -296,36 +365,75 @@ def _own_info(member):
     return info
 
 
+class _Sink(io.RawIOBase):
+    """Where a streamed zip is written: what was written since the last :meth:`take`."""
+
+    def __init__(self):
+        super().__init__()
+        self._parts = []
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self):
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def _my_data_pieces(own, records, now):
+    """The zip of :func:`my_data`, piece by piece; ``own`` is ``[(member, range)]``."""
+    sink = _Sink()
+    generated = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.txt", README.format(generated=generated))
+        archive.writestr("members.json", orjson.dumps(
+            {"generated": exact_ms(now), "members": records},
+            option=orjson.OPT_INDENT_2))
+        yield sink.take()
+        present = [(m, r) for m, r in own if r is not None]
+        with archive.open("positions.geojson", "w", force_zip64=True) as entry:
+            for piece in exports.geojson_pieces(
+                    (_own_info(m), {"room": m.room.public_id},
+                     _chunks(m, *r)) for m, r in present):
+                entry.write(piece)
+                yield sink.take()
+        with archive.open("positions.gpx", "w", force_zip64=True) as entry:
+            for text in exports.gpx_pieces(
+                    ((_own_info(m)["name"], _chunks(m, *r)) for m, r in present),
+                    name="geoshare: my data"):
+                entry.write(text.encode())
+                yield sink.take()
+    yield sink.take()
+
+
 @require_GET
 @never_cache
 def my_data(request):
     """``GET /me/data.zip``: everything geoshare holds about this browser's members.
 
-    One zip: ``members.json`` (a record per room), ``positions.geojson`` and
+    One zip, streamed: ``members.json`` (a record per room), ``positions.geojson`` and
     ``positions.gpx`` (a track per room). Only the members bound to this browser
-    session; 401 (JSON) when it holds none.
+    session; 401 (JSON) when it holds none; the exports' cap (413) and slots (429,
+    one per member of the session) apply.
     """
     pairs = selectors.rooms_for_session(request.session)
     if not pairs:
         return _refusal(Refused(401, "this browser is in no room", "session"))
     now = timezone.now()
-    own = [(member, _own_track(member, now)) for _room, member in pairs]
-    records = [_member_record(member, len(track)) for member, track in own]
-    collection = tracks.feature_collection([track for _, track in own])
-    for feature, (member, _track) in zip(
-            collection["features"], [pair for pair in own if len(pair[1])]):
-        feature["properties"]["room"] = member.room.public_id
-        feature["properties"]["member"] = member.pk
-    buffer = io.BytesIO()
-    generated = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.txt", README.format(generated=generated))
-        archive.writestr("members.json", orjson.dumps(
-            {"generated": exact_ms(now), "members": records},
-            option=orjson.OPT_INDENT_2))
-        archive.writestr("positions.geojson", orjson.dumps(collection))
-        archive.writestr("positions.gpx", tracks.gpx_document(
-            [track for _, track in own], name="geoshare: my data"))
+    own = [(member, _own_range(member, now)) for _room, member in pairs]
+    counts = [0 if r is None else selectors.history_count(
+        [member.pk], since=r[0], until=r[1], floor=r[2]) for member, r in own]
+    try:
+        _export_size(sum(counts))
+        release = _export_slot([member.pk for member, _ in own])
+    except Refused as exc:
+        return _refusal(exc)
+    records = [_member_record(member, count) for (member, _), count in zip(own, counts)]
     stamp = now.astimezone(UTC).strftime("%Y%m%d-%H%M")
-    return _download(buffer.getvalue(), f"geoshare-my-data-{stamp}.zip",
-                     "application/zip")
+    return _streamed(_my_data_pieces(own, records, now), release,
+                     f"geoshare-my-data-{stamp}.zip", "application/zip")
