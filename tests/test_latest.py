@@ -80,12 +80,22 @@ async def test_a_map_opened_right_after_a_post_and_another_later_both_show_it(tm
     room, ana, bo = room_of(project, 7)
     with Uvicorn(project, extra_env=METRICS_ENV) as server:
         post(server, ana["key"], 46.03)
-        (first,) = await snapshot_positions(server, room, bo["key"])
-        assert first["lat"] == 46.03
+        url = f"{server.ws_url}/ws/rooms/{room}/?key={bo['key']}"
+        async with websockets.connect(url) as socket:
+            (first,) = (await next_frame(socket, "snapshot"))["positions"]
+            assert first["lat"] == 46.03
+            # Its own arrival shown: the tick the snapshot was encoded in is over.
+            while not (await next_frame(socket, "presence"))["online"]:
+                pass
+            ticks = server.metric("geoshare_tick_flush_seconds_count")
 
-        def hub_idle():  # the map closed; the room's hub lingers idle in memory
+        def hub_idle():
+            # The map closed, and a tick flushed its going: the room's hub lingers idle
+            # in memory, and a map opened now gets a snapshot encoded afresh
+            # (RoomHub.snapshot_message keeps one per tick).
             return (server.metric("geoshare_open_sockets") == 0
-                    and server.metric("geoshare_live_hubs") == 1)
+                    and server.metric("geoshare_live_hubs") == 1
+                    and server.metric("geoshare_tick_flush_seconds_count") > ticks)
 
         wait_for(hub_idle)
         post(server, ana["key"], 46.04)
