@@ -33,6 +33,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from geoshare.serving import APP, uvicorn_command
 
@@ -271,6 +274,10 @@ def _json(output):
 # -- uvicorn ---------------------------------------------------------------------------
 
 
+#: For ``Uvicorn(extra_env=...)``: serve ``/metrics`` to :meth:`Uvicorn.metric`.
+METRICS_ENV = {"GEOSHARE_METRICS_TOKEN": "scrape-" + "t" * 40}
+
+
 class Uvicorn:
     """geoshare's uvicorn as a subprocess on 127.0.0.1, with ``make run``'s flags.
 
@@ -370,6 +377,21 @@ class Uvicorn:
 
     def log_tail(self, lines=15):
         return "".join(self.output().splitlines(True)[-lines:])
+
+    def metric(self, name, **labels):
+        """Return the value of the sample ``name`` with ``labels`` (0.0 when absent) that
+        the server's ``/metrics`` shows now. The server needs
+        ``GEOSHARE_METRICS_TOKEN`` in its environment (:data:`METRICS_ENV`)."""
+        token = self.env["GEOSHARE_METRICS_TOKEN"]
+        request = Request(f"{self.http}/metrics",
+                          headers={"Authorization": f"Bearer {token}"})
+        with urlopen(request, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
 
     def __enter__(self):
         return self.start()

@@ -25,6 +25,7 @@ from tests.browser_helpers import (
     screenshot,
     wait_for_function,
 )
+from tests.servers import wait_for
 from tests.test_tracks import cerknica_points
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -57,15 +58,14 @@ def post_walk(site, room, name="Walker"):  # noqa: F811
     # The history is written in batches (HISTORY_FLUSH_MS): wait until the last point
     # can be read back through the track API.
     last = (f"{site.url}/api/rooms/{room}/track?since={points[-1][3]}")
-    deadline = time.monotonic() + 10
-    while True:
+
+    def in_history():
         read = urllib.request.Request(last, headers={
             "Authorization": f"Bearer {walker['key']}"})
         with urllib.request.urlopen(read, timeout=10) as response:
-            if json.loads(response.read())["positions"]:
-                break
-        assert time.monotonic() < deadline, "the walk never reached the history"
-        time.sleep(0.1)
+            return json.loads(response.read())["positions"]
+
+    wait_for(in_history, timeout=10)
     return walker["member"], points
 
 

@@ -17,6 +17,7 @@ from maps.services import (
     device_set_secret,
 )
 from maps.storage.history import history_writer
+from tests.conftest import about, position_of
 from tests.phone_payloads import T
 
 db_async = pytest.mark.django_db(transaction=True)
@@ -78,7 +79,7 @@ def test_owntracks_secret_is_at_most_32_bytes(member):
 
 @db_async
 async def test_two_devices_of_one_member_newest_device_time_is_the_position(
-        room, member, member_key, viewer_key, connect):
+        room, member, member_key, other, other_key, viewer_key, connect):
     tablet, tablet_key = await database_sync_to_async(device_create)(member=member,
                                                                      name="Tablet")
     viewer = await connect(room, key=viewer_key)
@@ -91,7 +92,10 @@ async def test_two_devices_of_one_member_newest_device_time_is_the_position(
     # The tablet's fix is older by device time: history only, the marker stays.
     tablet_fix = {"id": tablet_key, "lat": "45.2", "lon": "13.2", "timestamp": str(T)}
     assert (await client.get("/ingest/osmand/", tablet_fix)).status_code == 200
-    assert await viewer.nothing()
+    # Proved by a later position of another member, which the hub hears after it.
+    other_fix = {"id": other_key, "lat": "44.0", "lon": "13.0", "timestamp": str(T + 60)}
+    assert (await client.get("/ingest/osmand/", other_fix)).status_code == 200
+    assert about(await viewer.frames_until(position_of(other.pk)), member.pk) == []
     # A newer one from the tablet moves the same marker.
     tablet_fix["timestamp"] = str(T + 120)
     assert (await client.get("/ingest/osmand/", tablet_fix)).status_code == 200

@@ -16,7 +16,14 @@ from channels.layers import get_channel_layer
 
 from maps.realtime.hub import RoomHub
 from maps.realtime.outbox import Outbox
-from tests.servers import Project, RedisServer, Uvicorn, skip_or_fail
+from tests.servers import (
+    METRICS_ENV,
+    Project,
+    RedisServer,
+    Uvicorn,
+    skip_or_fail,
+    until,
+)
 from tests.test_server import collect_positions, next_frame
 
 slow = pytest.mark.slow
@@ -54,7 +61,7 @@ async def test_redis_restart_heals_without_reload(project):
     redis = RedisServer().start()
     names = ("P1", "P2", "V1", "V2", "V3", "V4", "V5")
     room, keys = project.make_room(members=names)
-    env = {"REDIS_URL": redis.url, "REDIS_PREFIX": f"fault{os.getpid()}"}
+    env = {"REDIS_URL": redis.url, "REDIS_PREFIX": f"fault{os.getpid()}", **METRICS_ENV}
     one = Uvicorn(project, extra_env=env).start()
     two = Uvicorn(project, extra_env=env).start()
     stop = asyncio.Event()
@@ -74,7 +81,12 @@ async def test_redis_restart_heals_without_reload(project):
             await collect_positions(viewer, keys["P2"]["member"], 1, timeout=5)
 
         redis.kill()  # no goodbye
-        await asyncio.sleep(3)
+
+        def both_felt_it():  # the publishers' positions fail to reach Redis on both
+            return all(server.metric("geoshare_channel_layer_errors_total") > 0
+                       for server in servers)
+
+        await until(both_felt_it, timeout=10, interval=0.1)
         assert one.process.poll() is None and two.process.poll() is None
         redis = RedisServer(port=redis.port).start()  # back, empty
         back_ms = int(time.time() * 1000)
@@ -120,7 +132,14 @@ async def test_restarted_server_resyncs_clients_with_current_state(project):
             await collect_positions(ana, keys["Bo"]["member"], 1, timeout=5)
             await bo.send(orjson.dumps({"type": "stop"}).decode())
             await next_frame(ana, "stopped")
-            await asyncio.sleep(1.5)  # history written
+
+            def history_written():
+                with sqlite3.connect(project.db) as db:
+                    members = db.execute("select distinct member_id from maps_position")
+                    return {row[0] for row in members} == {
+                        keys["Ana"]["member"], keys["Bo"]["member"]}
+
+            await until(history_written, interval=0.05)
             server.kill()
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(5):

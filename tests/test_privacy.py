@@ -30,6 +30,7 @@ from maps.services import (
 )
 from maps.storage.history import history_writer
 from maps.telemetry.logging import redact
+from tests.conftest import about, position_of
 from tests.servers import ROOT, Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,7 +58,13 @@ async def test_nothing_crosses_rooms(room, member_key, stranger_and_key, connect
     outsider = await connect(elsewhere, key=stranger_key)
     await sender.send(SAMPLE)
     await sender.receive_type("positions")
-    assert await outsider.nothing(0.4)
+    # Proved by a later position in the outsider's own room: a frame of the other room
+    # would have been queued to the outsider's socket before it.
+    await outsider.send(SAMPLE)
+    frames = await outsider.frames_until(position_of(stranger.pk))
+    shown = [f for f in frames if f["type"] in ("positions", "stopped", "removed")]
+    assert shown == [frames[-1]]
+    assert [p["member"] for p in frames[-1]["positions"]] == [stranger.pk]
 
 
 async def test_erase_leaves_no_position_behind(room, member, member_key, other_key, connect):
@@ -270,9 +277,14 @@ async def test_hostile_frames_change_nothing_and_replies_are_strict_json(
         if frame["type"] not in ("presence", "places"):
             break
     assert frame["type"] == "error"
-    assert await watcher.nothing(0.25)
+    # Proved by a later position of the watcher, which the hub hears after the frame.
+    await watcher.send(SAMPLE)
+    frames = await watcher.frames_until(position_of(watcher.snapshot["you"]))
+    assert about(frames, sender.snapshot["you"]) == []
     await history_writer().flush()
-    assert await database_sync_to_async(Position.objects.count)() == 0
+    stored = await database_sync_to_async(
+        lambda: list(Position.objects.values_list("member_id", flat=True)))()
+    assert stored == [watcher.snapshot["you"]]  # the later one only
 
 
 json_values = st.recursive(
