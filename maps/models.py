@@ -304,7 +304,8 @@ class SignInLink(models.Model):
 
     Only the token's hash is stored; the link is shown once, works for a few minutes
     (:data:`maps.services.SIGNIN_MINUTES`), and once: opening it binds the member to
-    that browser's session, as joining does.
+    that browser's session, as joining does. ``by_command``: made on the server by a
+    command (``manage.py demo``), not by a browser signed in as the member.
     """
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE,
@@ -314,6 +315,7 @@ class SignInLink(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
+    by_command = models.BooleanField(default=False)
 
     def __str__(self):
         return f"sign-in link of {self.member_id}"

@@ -1,9 +1,11 @@
 """Open on another device: one-time sign-in links (maps.web.signin_views, services)."""
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -76,3 +78,30 @@ def test_a_stranger_cannot_make_links(client, room):
     response = client.post(f"/r/{room.public_id}/other-device/", {"action": "create"})
     assert response.status_code == 403
     assert not SignInLink.objects.exists()
+
+
+def _paragraph(page):
+    """The sign-in page's sentence about what the link does."""
+    return re.search(r"<p>([^<]*)</p>\s*<form", page.content.decode()).group(1)
+
+
+@pytest.mark.parametrize("language, by_device, by_command", [
+    ("en", "as on the device that made the link", "made on the server, by a command"),
+    ("zh-CN", "和生成链接的设备一样", "由服务器上的命令生成"),
+])
+def test_the_sign_in_page_names_who_made_the_link(room, owner, language, by_device,
+                                                   by_command):
+    # manage.py demo's owner link (`make run`): no device made it.
+    out = io.StringIO()
+    call_command("demo", "--port", "8000", stdout=out)
+    path = re.search(r"/signin/[A-Za-z0-9_-]+/", out.getvalue()).group(0)
+    assert SignInLink.objects.get().by_command
+    page = Client(HTTP_ACCEPT_LANGUAGE=language).get(path)
+    assert page.status_code == 200
+    assert by_command in _paragraph(page) and by_device not in _paragraph(page)
+    # "Open on another device" on the map: a browser of the member made it.
+    browser = Client()
+    _as(browser, owner)
+    url = _make_link(browser, room)
+    page = Client(HTTP_ACCEPT_LANGUAGE=language).get(url.split("testserver", 1)[1])
+    assert by_device in _paragraph(page) and by_command not in _paragraph(page)

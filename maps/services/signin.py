@@ -20,12 +20,14 @@ SIGNIN_MINUTES = 10
 MAX_SIGNIN_LINKS = 5
 
 
-def signin_link_create(*, member: Member,
-                       minutes: int = SIGNIN_MINUTES) -> tuple[SignInLink, str]:
+def signin_link_create(*, member: Member, minutes: int = SIGNIN_MINUTES,
+                       by_command: bool = False) -> tuple[SignInLink, str]:
     """Make a one-time link that signs another browser in as ``member``.
 
     Returns ``(link, token)``; the token (192 random bits) is shown once, only its
-    SHA-256 is stored. Works ``minutes`` minutes (1 to 1,440) and once. Raises
+    SHA-256 is stored. Works ``minutes`` minutes (1 to 1,440) and once.
+    ``by_command``: a command on the server made it (``manage.py demo``), not a
+    browser of the member, and the sign-in page says so. Raises
     ``ValueError`` for a duration out of range or past :data:`MAX_SIGNIN_LINKS`
     usable links (counted with the member's row locked, so requests at once cannot
     pass it).
@@ -42,7 +44,8 @@ def signin_link_create(*, member: Member,
                              "revoke one")
         token = new_invite_token()
         link = SignInLink.objects.create(member=member, token_hash=hash_key(token),
-                                         expires_at=now + timedelta(minutes=minutes))
+                                         expires_at=now + timedelta(minutes=minutes),
+                                         by_command=by_command)
     return link, token
 
 

@@ -20,7 +20,8 @@ class Command(BaseCommand):
         invite = room.invites.filter(revoked=False, role=Role.MEMBER).first()
         if invite is None or not invite.is_usable():
             invite = invite_create(room=room)
-        _link, token = signin_link_create(member=owner, minutes=OWNER_LINK_MINUTES)
+        _link, token = signin_link_create(member=owner, minutes=OWNER_LINK_MINUTES,
+                                          by_command=True)
         walker = ("walks in it a few seconds after the server starts"
                   if settings.GEOSHARE["DEMO_WALKER"] else "is off (GEOSHARE_DEMO_WALKER=0)")
         track = TRACK.relative_to(settings.BASE_DIR)
