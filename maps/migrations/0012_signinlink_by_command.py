@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("maps", "0010_reading_charging_device"),
+        ("maps", "0011_watchlink_bound_to_share"),
     ]
 
     operations = [
