@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from maps.access import limits
-from maps.services import watch_link_create
+from maps.services import invite_create, watch_link_create
 from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,3 +45,25 @@ async def test_unknown_watch_tokens_on_the_socket_get_4429_past_the_limit(hubs, 
     assert connected
     assert (await watch.receive_type("snapshot"))["type"] == "snapshot"
     await watch.disconnect()
+
+
+# -- pages that carry a token or this browser's rooms are not kept --------------------
+
+
+def test_the_home_and_join_pages_are_sent_with_no_store(client, room):
+    invite = invite_create(room=room)
+    pages = {
+        "home": client.get("/"),
+        "join": client.get(invite.path()),
+        "join, no such invite": client.get("/join/no-such-invite/"),
+        "join, a name refused": client.post(invite.path(), {"name": ""}),
+    }
+    assert {name: response.status_code for name, response in pages.items()} == {
+        "home": 200, "join": 200, "join, no such invite": 404, "join, a name refused": 200}
+    for name, response in pages.items():
+        assert "no-store" in response.headers.get("Cache-Control", ""), name
+    # Once joined, the home page lists the room: that list is not kept either.
+    client.post(invite.path(), {"name": "Ana"})
+    response = client.get("/")
+    assert room.name in response.content.decode()
+    assert "no-store" in response.headers["Cache-Control"]
