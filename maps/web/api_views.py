@@ -23,6 +23,7 @@ from maps.access import doors
 from maps.access.doors import Refused
 from maps.access.scope import api_member, history_scope
 from maps.domain import tracks
+from maps.models import AlertRule, Place, PlaceEvent
 from maps.storage import selectors
 from maps.storage.selectors import exact_ms, from_ms
 
@@ -243,7 +244,9 @@ README = """geoshare: your data, as of {generated}
 members.json        your membership of each room this browser is in: the room, your
                     display name, colour, role, when you joined, when you were last
                     seen and stopped sharing (UTC epoch milliseconds), whether a
-                    device key is set, how many positions are kept
+                    device key is set, how many positions are kept; the places
+                    you made, your arrivals at and departures from places (within
+                    the room's retention) and your alert rules
 positions.geojson   your positions, one track per room (RFC 7946, [longitude, latitude];
                     times, altitude, speed, heading, accuracy, battery, charging
                     per point)
@@ -253,7 +256,7 @@ Only positions within each room's retention are kept; older ones are deleted.
 """
 
 
-def _member_record(member, count):
+def _member_record(member, count, now):
     room = member.room
     return {
         "room": {"id": room.public_id, "name": room.name,
@@ -274,6 +277,35 @@ def _member_record(member, count):
                          "expires": selectors.to_ms(w.expires_at), "revoked": w.revoked}
                         for w in member.watch_links.all()],
         "positions": count,
+        **_own_places(member, now),
+    }
+
+
+def _own_places(member, now):
+    """The member's places (those they made), place events and alert rules.
+
+    Events are the member's own arrivals and departures, within the room's retention
+    as the events API reads them (none where the member may see no history, none in a
+    live-only room), oldest first.
+    """
+    try:
+        floor = history_scope(member, only=member.pk, now=now).floor
+    except Refused:
+        floor = None
+    events = [] if floor is None else list(
+        PlaceEvent.objects.filter(member_id=member.pk, device_time__gte=floor,
+                                  created__gte=floor)
+        .select_related("place").order_by("device_time", "pk"))
+    return {
+        "places": [{**place.to_dict(), "created": selectors.to_ms(place.created),
+                    "updated": selectors.to_ms(place.updated)}
+                   for place in Place.objects.filter(created_by_id=member.pk)],
+        "place_events": [{"place": event.place_id, "place_name": event.place.name,
+                          "kind": event.kind, "ts": selectors.to_ms(event.device_time),
+                          "recorded": selectors.to_ms(event.created)}
+                         for event in events],
+        "alert_rules": [rule.to_dict() for rule in
+                        AlertRule.objects.filter(member_id=member.pk)],
     }
 
 
@@ -300,7 +332,8 @@ def _own_info(member):
 def my_data(request):
     """``GET /me/data.zip``: everything geoshare holds about this browser's members.
 
-    One zip: ``members.json`` (a record per room), ``positions.geojson`` and
+    One zip: ``members.json`` (a record per room: the membership, devices, watch links,
+    the places the member made, their place events and alert rules), ``positions.geojson`` and
     ``positions.gpx`` (a track per room). Only the members bound to this browser
     session; 401 (JSON) when it holds none.
     """
@@ -309,7 +342,7 @@ def my_data(request):
         return _refusal(Refused(401, "this browser is in no room", "session"))
     now = timezone.now()
     own = [(member, _own_track(member, now)) for _room, member in pairs]
-    records = [_member_record(member, len(track)) for member, track in own]
+    records = [_member_record(member, len(track), now) for member, track in own]
     collection = tracks.feature_collection([track for _, track in own])
     for feature, (member, _track) in zip(
             collection["features"], [pair for pair in own if len(pair[1])]):
