@@ -4,6 +4,7 @@
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.test import Client as HttpClient
 
 from maps.access import limits
 from maps.services import invite_create, watch_link_create
@@ -67,3 +68,36 @@ def test_the_home_and_join_pages_are_sent_with_no_store(client, room):
     response = client.get("/")
     assert room.name in response.content.decode()
     assert "no-store" in response.headers["Cache-Control"]
+
+
+# -- the admin's sign-in -----------------------------------------------------------------
+
+
+def test_admin_sign_in_attempts_are_limited_per_address(django_user_model):
+    django_user_model.objects.create_superuser("admin", "a@example.org", "right horse")
+    allowed, window = settings.GEOSHARE["RATE_LIMITS"]["admin_login"]
+    here = HttpClient()
+    wrong = {"username": "admin", "password": "wrong", "next": "/admin/"}
+    statuses = [here.post("/admin/login/", wrong).status_code for _ in range(allowed)]
+    assert statuses == [200] * allowed  # the form again, with Django's error
+    response = here.post("/admin/login/", wrong)
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= window
+    assert f"at most {allowed} in {window // 60} minutes" in response.content.decode()
+    # Past the limit the right password is refused too: a right guess tells nothing.
+    right = {**wrong, "password": "right horse"}
+    assert here.post("/admin/login/", right).status_code == 429
+    assert here.get("/admin/").status_code == 302  # still not signed in
+    # Another address is not held back by this one's attempts.
+    there = HttpClient(REMOTE_ADDR="198.51.100.7")
+    response = there.post("/admin/login/", right)
+    assert (response.status_code, response["Location"]) == (302, "/admin/")
+    assert there.get("/admin/").status_code == 200
+
+
+def test_admin_sign_in_without_the_csrf_token_is_refused_uncounted(django_user_model):
+    forged = HttpClient(enforce_csrf_checks=True)
+    for _ in range(3):
+        response = forged.post("/admin/login/", {"username": "admin", "password": "x"})
+        assert response.status_code == 403
+    assert limits.counts.peek("admin_login", "127.0.0.1") == 0
