@@ -342,6 +342,8 @@ GEOSHARE = {
         "positions": (env_int("GEOSHARE_POSITIONS_PER_MIN", default=1200), 60),
         # Rooms created on the home page.
         "room": (env_int("GEOSHARE_ROOMS_PER_HOUR", default=10), 3600),
+        # Sign-in attempts on /admin/login/ (maps.web.admin_views).
+        "admin_login": (env_int("GEOSHARE_ADMIN_LOGINS_PER_HOUR", default=20), 3600),
     },
     # Exports (GPX, GeoJSON, "download my data"): positions in one export at most (413
     # past it), and exports streaming at once per member and per process (429).

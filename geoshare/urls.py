@@ -4,7 +4,11 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
+from maps.web.admin_views import admin_login
+
 urlpatterns = [
+    # The admin's sign-in, limited per address (maps.web.admin_views), before the admin.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     # The JavaScript strings of the translated pages (locale/*/LC_MESSAGES/djangojs.po).
     # The language switcher's form posts to Django's set_language view.

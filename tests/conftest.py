@@ -28,16 +28,19 @@ pytest_plugins = ["tests.browser_fixtures"]
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    """Rate-limit counters live in the cache; each test starts from none."""
+    """Rate-limit counters live in the cache, export slots in memory; each test starts
+    from none."""
     from django.core.cache import cache
 
-    from maps.access.limits import counts
+    from maps.access.limits import counts, export_slots
 
     cache.clear()
     counts.clear()
+    export_slots.clear()
     yield
     cache.clear()
     counts.clear()
+    export_slots.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import io
 import json
 import warnings
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import gpxpy
 import pytest
@@ -18,8 +18,15 @@ from django.test import AsyncClient, Client
 from django.utils import timezone
 
 from maps.domain.fixes import Fix
-from maps.models import HistoryVisibility, Position, Role
-from maps.services import member_create, room_create, room_set_history_visibility
+from maps.models import HistoryVisibility, PlaceEvent, Position, Role
+from maps.services import (
+    alert_rules_set,
+    member_create,
+    place_create,
+    place_values,
+    room_create,
+    room_set_history_visibility,
+)
 from maps.storage.history import history_writer, write_batch
 from maps.storage.selectors import to_ms
 from tests.test_tracks import cerknica_points, check_rfc7946
@@ -430,6 +437,50 @@ def test_my_data_holds_exactly_my_positions_and_records_in_every_room(
 
 
 @pytest.mark.django_db
+def test_my_data_holds_my_places_place_events_and_alert_rules(room, member, other):
+    mine = place_create(member=member, values=place_values(
+        {"name": "School", "lat": 46.0, "lon": 14.5, "radius": 100}))
+    theirs = place_create(member=other, values=place_values(
+        {"name": "Gym", "lat": 46.1, "lon": 14.6, "radius": 50}))
+    day = timezone.now().replace(microsecond=0)
+    PlaceEvent.objects.bulk_create([
+        PlaceEvent(room=room, member=member, place=theirs, kind="enter", device_time=day),
+        PlaceEvent(room=room, member=member, place=theirs, kind="leave",
+                   device_time=day + timedelta(minutes=5)),
+        PlaceEvent(room=room, member=other, place=mine, kind="enter", device_time=day),
+        # Past the room's retention (7 days): the events endpoint no longer shows it.
+        PlaceEvent(room=room, member=member, place=mine, kind="enter",
+                   device_time=day - timedelta(days=30),
+                   created=day - timedelta(days=30)),
+    ])
+    alert_rules_set(member=member, rules=[{"member": other.pk, "place": theirs.pk},
+                                          {"member": None, "place": None}])
+    alert_rules_set(member=other, rules=[{"member": member.pk, "place": mine.pk}])
+
+    response = as_session(member).get("/me/data.zip")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(read_body(response)))
+    (record,) = json.loads(archive.read("members.json"))["members"]
+    assert record["places"] == [{
+        "id": mine.pk, "name": "School", "lat": 46.0, "lon": 14.5, "radius": 100.0,
+        "created_by": member.pk, "created": to_ms(mine.created),
+        "updated": to_ms(mine.updated)}]
+    assert [(e["place"], e["place_name"], e["kind"], e["ts"])
+            for e in record["place_events"]] == [
+        (theirs.pk, "Gym", "enter", to_ms(day)),
+        (theirs.pk, "Gym", "leave", to_ms(day + timedelta(minutes=5)))]
+    assert record["alert_rules"] == [{"member": other.pk, "place": theirs.pk},
+                                     {"member": None, "place": None}]
+    # The events endpoint shows the same of this member.
+    listed = as_session(member).get(f"/api/rooms/{room.public_id}/events").json()["events"]
+    assert [(e["place"], e["kind"], e["ts"]) for e in listed
+            if e["member"] == member.pk] == [
+        (e["place"], e["kind"], e["ts"]) for e in record["place_events"]]
+    assert "README.txt" in archive.namelist()
+    assert "alert rules" in archive.read("README.txt").decode()
+
+
+@pytest.mark.django_db
 def test_my_data_without_a_room_is_401():
     response = Client().get("/me/data.zip")
     assert response.status_code == 401
@@ -499,4 +550,6 @@ def test_the_calendars_first_and_last_second_are_accepted(walked, member_key, en
     if not endpoint.endswith("/events"):
         query += "&until=9999-12-31T23:59:59Z"
     url = endpoint.format(room=walked.public_id) + "?" + query
-    assert Client().get(url, **bearer(member_key)).status_code == 200
+    response = Client().get(url, **bearer(member_key))
+    assert response.status_code == 200
+    read_body(response)  # an export holds its slot until its stream is read

@@ -3,6 +3,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,7 +12,14 @@ from django.test import Client
 from maps.domain.fixes import Fix, now_ms
 from maps.models import Place, PlaceEvent, PlaceState
 from maps.protocol import events
-from maps.services import MAX_PLACES_PER_ROOM, place_create, positions_prune
+from maps.services import (
+    MAX_PLACE_NAME,
+    MAX_PLACES_PER_ROOM,
+    place_create,
+    place_for_region,
+    places_import,
+    positions_prune,
+)
 from maps.storage.history import history_writer, write_batch
 from tests.test_api_views import as_session, bearer
 
@@ -92,6 +100,34 @@ def test_missing_field_and_bad_json_are_400(room, member_key):
 def test_duplicate_name_is_refused(room, member_key, school):
     response = post(Client(), room, {**SCHOOL, "name": "school"}, **bearer(member_key))
     assert response.status_code == 400 and response.json()["field"] == "name"
+
+
+def test_a_name_over_60_characters_is_400_not_cut(room, member, member_key, school):
+    sixty = "Grandmother's house by the old mill at the end of the lane.."
+    assert len(sixty) == MAX_PLACE_NAME == 60
+    for name in (sixty + "!", sixty + " x", "ü" * 61, "学校" * 31):
+        response = post(Client(), room, {**SCHOOL, "name": name}, **bearer(member_key))
+        assert response.status_code == 400, name
+        assert response.json() == {"error": "name must be at most 60 characters",
+                                   "field": "name"}
+        response = Client().patch(url(room, f"/{school.pk}"), json.dumps({"name": name}),
+                                  content_type="application/json", **bearer(member_key))
+        assert response.status_code == 400 and response.json()["field"] == "name"
+    assert [p.name for p in Place.objects.filter(room=room)] == ["School"]
+    # Sixty is taken whole; the spaces around a name are not part of it.
+    response = post(Client(), room, {**SCHOOL, "name": f"  {sixty}  "}, **bearer(member_key))
+    assert response.status_code == 201 and response.json()["name"] == sixty
+
+
+def test_a_phones_long_region_name_is_cut_to_fit_and_still_found(room, member):
+    desc = "Region named on the phone, longer than any place name may be here"
+    assert len(desc) > MAX_PLACE_NAME
+    region = SimpleNamespace(desc=desc, lat=LAT, lon=LON, rad=100.0)
+    (made,) = places_import(member=member, waypoints=[region])
+    assert made.name == desc[:MAX_PLACE_NAME].rstrip()
+    # The phone's transitions name the region in full: they find the place it made.
+    assert place_for_region(room_id=room.pk, rid="", desc=desc) == made
+    assert places_import(member=member, waypoints=[region]) == []
 
 
 def test_at_most_100_places_per_room(room, member, member_key):

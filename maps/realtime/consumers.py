@@ -322,7 +322,9 @@ class WatchConsumer(LocationConsumer):
     Gets a ``snapshot`` with only that member (no name, no room name or id), then the
     room's frames filtered to that member (docs/protocol.md, "Watch links"). Closed
     with 4404 when the link is unknown or expires (or its share ends), 4403 when the
-    member revokes it. The client may only ``ping``.
+    member revokes it. A token of no usable link counts against the address
+    (``RATE_LIMITS["redeem"]``, as on ``/w/<token>/``): past the limit, 4429. The
+    client may only ``ping``.
     """
 
     async def connect(self):
@@ -332,7 +334,9 @@ class WatchConsumer(LocationConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         link = await database_sync_to_async(identity.watch_link)(token)
         if link is None:
-            await self._refuse(events.CLOSE_NO_ROOM)
+            # Guessing tokens counts against the address as on /w/<token>/ and /join/.
+            allowed = await limits.in_cache_thread(limits.limit_hit, "redeem", self.address)
+            await self._refuse(events.CLOSE_NO_ROOM if allowed else events.CLOSE_FLOOD)
             return
         member, room = link.member, link.member.room
         hub = await hubs.hub_for({"pk": room.pk, "public_id": room.public_id,

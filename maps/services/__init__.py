@@ -38,6 +38,7 @@ from maps.services.errors import (
 )
 from maps.services.places import (
     MAX_ALERT_RULES,
+    MAX_PLACE_NAME,
     MAX_PLACES_PER_ROOM,
     alert_rules_set,
     may_edit_place,
@@ -97,6 +98,7 @@ __all__ = [
     "InviteUnusable",
     "MAX_ALERT_RULES",
     "MAX_DEVICES_PER_MEMBER",
+    "MAX_PLACE_NAME",
     "MAX_PLACES_PER_ROOM",
     "MAX_SIGNIN_LINKS",
     "MAX_WATCH_LINKS",

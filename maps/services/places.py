@@ -24,6 +24,8 @@ from maps.services.names import clean_name
 from maps.storage.history import place_transition
 
 MAX_PLACES_PER_ROOM = 100
+#: The longest place name, in characters once cleaned (:func:`maps.services.names.clean_name`).
+MAX_PLACE_NAME = 60
 
 
 class PlaceValues(TypedDict, total=False):
@@ -66,13 +68,15 @@ def _place_number(data: dict[str, Any], field: _NumberField, low: float,
     return float(value)
 
 
-def place_values(data: object, *, partial: bool = False) -> PlaceValues:
+def place_values(data: object, *, partial: bool = False,
+                 cut_name: bool = False) -> PlaceValues:
     """Return the checked fields of a place from ``data`` (a decoded JSON object).
 
-    ``name`` (1 to 60 characters once cleaned), ``lat`` (-90..90 degrees), ``lon``
-    (-180..180), ``radius`` (25 m to 5 km). With ``partial`` only the fields present.
-    Raises :class:`PlaceInvalid` naming the first bad field (``body`` when ``data`` is
-    not an object).
+    ``name`` (1 to :data:`MAX_PLACE_NAME` characters once cleaned; a longer one is
+    refused, or with ``cut_name`` cut to fit, as a phone's region names are),
+    ``lat`` (-90..90 degrees), ``lon`` (-180..180), ``radius`` (25 m to 5 km). With
+    ``partial`` only the fields present. Raises :class:`PlaceInvalid` naming the first
+    bad field (``body`` when ``data`` is not an object).
     """
     if type(data) is not dict:
         raise PlaceInvalid("body", "send a JSON object")
@@ -80,10 +84,15 @@ def place_values(data: object, *, partial: bool = False) -> PlaceValues:
     if "name" in data:
         if type(data["name"]) is not str:
             raise PlaceInvalid("name", "name must be text")
+        # Cleaned whole (NFC grows a text by at most three times), then measured.
+        whole = len(data["name"]) * 3
         try:
-            values["name"] = clean_name(data["name"], limit=60)
+            name = clean_name(data["name"], limit=MAX_PLACE_NAME if cut_name else whole)
         except ValueError:
             raise PlaceInvalid("name", "name is required") from None
+        if len(name) > MAX_PLACE_NAME:
+            raise PlaceInvalid("name", f"name must be at most {MAX_PLACE_NAME} characters")
+        values["name"] = name
     elif not partial:
         raise PlaceInvalid("name", "name is required")
     limits: tuple[tuple[_NumberField, float, float], ...] = (
@@ -179,7 +188,8 @@ def place_for_region(*, room_id: int, rid: str, desc: str | None) -> Place | Non
     """Return the place of room ``room_id`` a phone's region names, or ``None``.
 
     By the region id geoshare gave it (``geoshare-<id>``, maps.ingest.owntracks), else
-    by name (``desc``), ignoring case. Raises nothing.
+    by name (``desc``, cleaned and cut as :func:`places_import` cuts it), ignoring
+    case. Raises nothing.
     """
     if rid.startswith("geoshare-") and rid[9:].isdigit():
         found = Place.objects.filter(room_id=room_id, pk=int(rid[9:])).first()
@@ -187,7 +197,11 @@ def place_for_region(*, room_id: int, rid: str, desc: str | None) -> Place | Non
             return found
     if not desc:
         return None
-    return Place.objects.filter(room_id=room_id, name__iexact=desc.strip()).first()
+    try:
+        name = clean_name(desc, limit=MAX_PLACE_NAME)
+    except ValueError:
+        return None
+    return Place.objects.filter(room_id=room_id, name__iexact=name).first()
 
 
 def place_transition_record(*, ref: MemberRef, rid: str, desc: str, kind: str,
@@ -223,7 +237,8 @@ def places_import(*, member: Member, waypoints: Iterable[Region]) -> list[Place]
     """Make places of a phone's regions (:class:`Region`) the room does not have yet.
 
     By name, ignoring case; the radius is brought into 25 m..5 km; names cleaned as
-    any place's; regions that are still invalid are skipped; stops at
+    any place's and cut to :data:`MAX_PLACE_NAME` characters (the app named them, not
+    the member, and nobody could be told); regions that are still invalid are skipped; stops at
     :data:`MAX_PLACES_PER_ROOM`. Returns the places made. Raises :class:`NotAllowed`
     for a viewer.
     """
@@ -233,7 +248,7 @@ def places_import(*, member: Member, waypoints: Iterable[Region]) -> list[Place]
             values = place_values({
                 "name": waypoint.desc, "lat": waypoint.lat, "lon": waypoint.lon,
                 "radius": min(max(waypoint.rad, places.MIN_RADIUS_M),
-                              places.MAX_RADIUS_M)})
+                              places.MAX_RADIUS_M)}, cut_name=True)
         except PlaceInvalid:
             continue
         if _place_name_taken(member.room_id, values["name"]):

@@ -25,6 +25,7 @@ from maps.access import doors, limits
 from maps.access.doors import Refused
 from maps.access.scope import api_member, history_scope
 from maps.domain import exports, tracks
+from maps.models import AlertRule, Place, PlaceEvent
 from maps.protocol import events
 from maps.storage import selectors
 from maps.storage.selectors import exact_ms, from_ms
@@ -314,7 +315,9 @@ README = """geoshare: your data, as of {generated}
 members.json        your membership of each room this browser is in: the room, your
                     display name, colour, role, when you joined, when you were last
                     seen and stopped sharing (UTC epoch milliseconds), whether a
-                    device key is set, how many positions are kept
+                    device key is set, how many positions are kept; the places
+                    you made, your arrivals at and departures from places (within
+                    the room's retention) and your alert rules
 positions.geojson   your positions, one track per room (RFC 7946, [longitude, latitude];
                     times, altitude, speed, heading, accuracy, battery, charging
                     per point)
@@ -324,7 +327,7 @@ Only positions within each room's retention are kept; older ones are deleted.
 """
 
 
-def _member_record(member, count):
+def _member_record(member, count, now):
     room = member.room
     return {
         "room": {"id": room.public_id, "name": room.name,
@@ -346,6 +349,35 @@ def _member_record(member, count):
                          "ends_with_share": w.bound_to_share, "revoked": w.revoked}
                         for w in member.watch_links.all()],
         "positions": count,
+        **_own_places(member, now),
+    }
+
+
+def _own_places(member, now):
+    """The member's places (those they made), place events and alert rules.
+
+    Events are the member's own arrivals and departures, within the room's retention
+    as the events API reads them (none where the member may see no history, none in a
+    live-only room), oldest first.
+    """
+    try:
+        floor = history_scope(member, only=member.pk, now=now).floor
+    except Refused:
+        floor = None
+    events = [] if floor is None else list(
+        PlaceEvent.objects.filter(member_id=member.pk, device_time__gte=floor,
+                                  created__gte=floor)
+        .select_related("place").order_by("device_time", "pk"))
+    return {
+        "places": [{**place.to_dict(), "created": selectors.to_ms(place.created),
+                    "updated": selectors.to_ms(place.updated)}
+                   for place in Place.objects.filter(created_by_id=member.pk)],
+        "place_events": [{"place": event.place_id, "place_name": event.place.name,
+                          "kind": event.kind, "ts": selectors.to_ms(event.device_time),
+                          "recorded": selectors.to_ms(event.created)}
+                         for event in events],
+        "alert_rules": [rule.to_dict() for rule in
+                        AlertRule.objects.filter(member_id=member.pk)],
     }
 
 
@@ -416,7 +448,9 @@ def _my_data_pieces(own, records, now):
 def my_data(request):
     """``GET /me/data.zip``: everything geoshare holds about this browser's members.
 
-    One zip, streamed: ``members.json`` (a record per room), ``positions.geojson`` and
+    One zip, streamed: ``members.json`` (a record per room: the membership, devices,
+    watch links, the places the member made, their place events and alert rules),
+    ``positions.geojson`` and
     ``positions.gpx`` (a track per room). Only the members bound to this browser
     session; 401 (JSON) when it holds none; the exports' cap (413) and slots (429,
     one per member of the session) apply.
@@ -433,7 +467,7 @@ def my_data(request):
         release = _export_slot([member.pk for member, _ in own])
     except Refused as exc:
         return _refusal(exc)
-    records = [_member_record(member, count) for (member, _), count in zip(own, counts)]
+    records = [_member_record(member, count, now) for (member, _), count in zip(own, counts)]
     stamp = now.astimezone(UTC).strftime("%Y%m%d-%H%M")
     return _streamed(_my_data_pieces(own, records, now), release,
                      f"geoshare-my-data-{stamp}.zip", "application/zip")

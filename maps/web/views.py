@@ -66,6 +66,7 @@ def _room_and_member(request, room_id):
     return room, member
 
 
+@never_cache  # the page lists this browser's rooms
 @require_http_methods(["GET", "POST"])
 def home(request):
     """Create a room (and become its owner); list this browser's rooms."""
@@ -95,6 +96,7 @@ def home(request):
     )
 
 
+@never_cache  # the page's URL is the invite
 @require_http_methods(["GET", "POST"])
 def join(request, token):
     """Open an invite link: pick a display name, become a member, land on the map."""

@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from maps import services
-from maps.access import identity
+from maps.access import address, identity, limits
 from maps.domain import policy
 from maps.models import WatchLink
 from maps.storage import selectors
@@ -97,9 +97,15 @@ def watch_link_revoke(request, room_id, link_id):
 
 @never_cache
 def watch_page(request, token):
-    """The page a watch link opens: one member's live marker, no account needed."""
+    """The page a watch link opens: one member's live marker, no account needed.
+
+    A token of no usable link answers 404, and counts against the address like a wrong
+    invite or sign-in token does (``RATE_LIMITS["redeem"]``): past the limit, 429.
+    """
     link = identity.watch_link(token)
     if link is None:
+        if not limits.limit_hit("redeem", address.client_address(request)):
+            return render(request, "maps/too_many.html", status=429)
         return render(request, "maps/watch_gone.html", status=404)
     config = {
         "socketPath": f"/ws/watch/{token}/",
