@@ -211,7 +211,7 @@ async def test_transition_from_the_future_or_the_past_is_refused_as_a_location_i
 
 @db_async
 async def test_transition_from_2100_does_not_block_a_real_crossing(party, harbour, watch):
-    viewer = await watch(party.room, party.vera_key)
+    viewer = await watch(party.room, party.bo_key)
     assert (await post(transition("enter", YEAR_2100), party.ana_key)).status_code == 400
     assert (await post(transition("leave", YEAR_2100 + 60), party.ana_key)
             ).status_code == 400
