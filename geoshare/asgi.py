@@ -20,6 +20,7 @@ from channels.sessions import CookieMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from geoshare import uvicorn_upgrade  # noqa: E402
 from maps.access.keycache import listen as keys_listen  # noqa: E402
 from maps.ingest.front import front  # noqa: E402
 from maps.ops.demo import demo_walker  # noqa: E402
@@ -165,6 +166,10 @@ def origin_checked(inner):
 
     return app
 
+
+# A closed WebSocket is freed by reference counting: uvicorn's HTTP protocol would keep
+# every upgraded connection in a cycle (geoshare/uvicorn_upgrade.py, issue 31).
+uvicorn_upgrade.install()
 
 # Each open socket keeps a few hundred long-lived objects (its consumer, tasks, queues,
 # protocol state); with thousands of sockets the collector's full passes over them

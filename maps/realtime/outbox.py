@@ -165,10 +165,11 @@ class Outbox:
     callable taking a close code (the consumer's ``close``).
     """
 
+    # ``__weakref__``: tests hold weak references to prove a closed socket's outbox freed.
     __slots__ = ("member_id", "via_key", "address", "link_id", "bound", "_send", "_close",
                  "_snapshot", "_after_snapshot",
-                 "_max_pending", "_box", "_wake", "_writer", "_closer", "closing",
-                 "_on_closed", "_busy", "_finisher", "_direct")
+                 "_max_pending", "_box", "_wake", "_writer", "closing",
+                 "_on_closed", "_busy", "_finisher", "_direct", "__weakref__")
 
     def __init__(self, *, send, close, snapshot, member_id, via_key, address,
                  max_pending, on_closed=None, link_id=None, bound=False,
@@ -189,7 +190,6 @@ class Outbox:
         self._box = collections.deque()
         self._wake = None
         self._writer = None
-        self._closer = None
         self.closing = False
         # A send is under way (the writer's, or one push started that had to wait).
         self._busy = False
@@ -304,12 +304,22 @@ class Outbox:
         """Close the socket with ``code`` from synchronous code (the hub)."""
         if self.closing:
             return
+        close, on_closed = self._close, self._on_closed
         self.stop()
-        # Held until done: the loop keeps only weak references to tasks.
-        self._closer = asyncio.get_running_loop().create_task(self._close_later(code))
+        # Held until done (the loop keeps only weak references to tasks), in a set of
+        # the module's, not on the outbox: its coroutine holds the consumer's ``close``.
+        task = asyncio.get_running_loop().create_task(_close_later(close, code, on_closed))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
 
     def stop(self):
-        """Drop what is queued and stop writing (the socket is closing or closed)."""
+        """Drop what is queued and stop writing (the socket is closing or closed).
+
+        Also lets go of the callables the outbox was given: ``close`` and
+        ``on_closed`` are the consumer's (a bound method, a closure over it), and the
+        consumer holds the outbox, so keeping them would leave the two in a reference
+        cycle that only the collector frees (issue 31; docs/architecture.md).
+        """
         self.closing = True
         self._box.clear()
         if self._writer is not None and not self._writer.done():
@@ -317,14 +327,9 @@ class Outbox:
         self._writer = None
         if self._finisher is not None and not self._finisher.done():
             self._finisher.cancel()
-
-    async def _close_later(self, code):
-        try:
-            await self._close(code)
-        except Exception:
-            pass
-        if self._on_closed is not None:
-            self._on_closed()
+        self._wake = None
+        self._close = self._on_closed = None
+        self._snapshot = self._after_snapshot = None
 
     async def _write_loop(self):
         box = self._box
@@ -346,6 +351,21 @@ class Outbox:
             raise
         except Exception:
             self._gone()
+
+
+#: The tasks of :meth:`Outbox.close_now` under way.
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _close_later(close, code, on_closed):
+    """Close with ``code`` (the consumer's ``close``), then call ``on_closed``; a
+    function of the module, so the task holds no outbox."""
+    try:
+        await close(code)
+    except Exception:
+        pass
+    if on_closed is not None:
+        on_closed()
 
 
 @types.coroutine
