@@ -34,6 +34,8 @@ const state = {
   room: { tick_ms: 100, stale_after_ms: 120000, trail_ms: 600000 },
   members: new Map(),
   positions: new Map(),
+  // True once the server said this member is gone: nothing more is shown.
+  cleared: false,
   following: null,
   fitted: false,
   // The view follows everyone until the user pans or zooms the map themselves.
@@ -99,6 +101,7 @@ function sendFrame(frame) {
 // -- frames from the server ------------------------------------------------------
 
 function handleFrame(frame) {
+  if (state.cleared) return;
   switch (frame.type) {
     case "snapshot":
       applySnapshot(frame);
@@ -197,8 +200,31 @@ function applyStopped(id) {
 }
 
 function applyRemoved(id) {
+  if (id === state.me) {
+    // This member was removed: the server closes the socket with 4403 next.
+    clearRoom();
+    return;
+  }
   applyStopped(id);
   state.members.delete(id);
+}
+
+// The server says this member is gone (removed, the room deleted, signed out): what
+// the page knew of the room is no longer theirs to see, so nothing of it stays on
+// screen, not even greyed out (issue 25 item 19).
+function clearRoom() {
+  if (state.cleared) return;
+  state.cleared = true;
+  if (sharer) sharer.stop({ tellServer: false });
+  for (const id of markers.ids()) markers.remove(id);
+  state.positions = new Map();
+  state.members = new Map();
+  state.following = null;
+  card.hide();
+  places.clear();
+  if (historyMode) historyMode.clear();
+  document.body.classList.add("is-gone");
+  scheduleRender();
 }
 
 function applyError(frame) {
@@ -237,7 +263,8 @@ function handleConnectionState(connection, detail) {
     if (wasConnected) showToast(t("Reconnected"));
     wasConnected = true;
   } else if (connection === "closed") {
-    if (sharer) sharer.stop({ tellServer: false });
+    // A final close (4401, 4403, 4404): the member may not see this room any more.
+    clearRoom();
     showNotice(detail);
   }
 }

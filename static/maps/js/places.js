@@ -151,6 +151,15 @@ export class Places {
     this.renderChoices();
   }
 
+  // Forget everything of the room (the member was removed): circles, lists, feed.
+  clear() {
+    if (this.el.add) this.stopPicking();
+    this.setPlaces([]);
+    this.rules = [];
+    this.renderRules();
+    if (this.el.feed) this.el.feed.replaceChildren();
+  }
+
   renderList() {
     const list = this.el.list;
     if (!list) return;
