@@ -135,3 +135,170 @@ def test_a_removed_members_page_shows_nothing_of_the_room(site, open_page, probl
     assert bo.locator(".place-circle").count() == 0
     screenshot(bo, f"25-details-removed-{viewport['width']}")
     problems.assert_none()
+
+
+# -- item 16 -----------------------------------------------------------------------------
+
+# Pairs of selectors whose visible boxes intersect (each pair is checked both ways once).
+OVERLAPS_JS = """(pairs) => {
+    const box = (selector) => {
+        const el = document.querySelector(selector);
+        if (!el || el.offsetParent === null && getComputedStyle(el).position !== "fixed") return null;
+        const b = el.getBoundingClientRect();
+        return b.width && b.height ? b : null;
+    };
+    const hit = [];
+    for (const [a, b] of pairs) {
+        const x = box(a), y = box(b);
+        if (x && y && x.left < y.right - 1 && y.left < x.right - 1
+            && x.top < y.bottom - 1 && y.top < x.bottom - 1) hit.push(`${a} over ${b}`);
+    }
+    return hit;
+}"""
+
+# Latin words of the elements' text broken over two lines (a line break inside a word).
+BROKEN_WORDS_JS = """(selector) => {
+    const broken = [];
+    for (const el of document.querySelectorAll(selector)) {
+        const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (const match of node.textContent.matchAll(/[A-Za-z0-9]{2,}/g)) {
+                const range = document.createRange();
+                range.setStart(node, match.index);
+                range.setEnd(node, match.index + match[0].length);
+                const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+                if (tops.size > 1) broken.push(match[0]);
+            }
+        }
+    }
+    return broken;
+}"""
+
+LINES_JS = """(selector) => {
+    const el = document.querySelector(selector);
+    const style = getComputedStyle(el);
+    const line = parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.25;
+    return Math.round(el.getBoundingClientRect().height / line);
+}"""
+
+MAP_CONTROLS = ["#share-toggle", "#panel", ".leaflet-control-zoom", ".map-buttons",
+                "#marker-card", "#toast", ".marker-card-name", ".marker-card-close"]
+
+
+def overlaps(page, pairs):
+    return page.evaluate(OVERLAPS_JS, pairs)
+
+
+class SocketGate:
+    """Lets the page's WebSockets through to the server until ``drop()``: then every
+    socket is closed (1012, not a final code) and new ones are refused, so the page
+    stays "reconnecting"."""
+
+    def __init__(self, page):
+        self.routes = []
+        self.refusing = False
+        page.route_web_socket(re.compile(r"/ws/"), self.handle)
+
+    def handle(self, route):
+        if self.refusing:
+            route.close(code=1012, reason="test")
+            return
+        route.connect_to_server()
+        self.routes.append(route)
+
+    def drop(self):
+        self.refusing = True
+        for route in self.routes:
+            route.close(code=1012, reason="test")
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_map_controls_neither_cover_one_another_nor_break_words(site, open_page, problems,
+                                                                viewport, lang):
+    phone = viewport["width"] < 700
+    page = open_page("Ana", viewport=viewport, lang=lang, geolocation=SCHOOL)
+    gate = SocketGate(page)
+    create_room(page, site, "Family", "Ana")
+    # "Share my location" is one line at 1280 px, and never broken inside a word.
+    assert page.evaluate(BROKEN_WORDS_JS, "#share-toggle, #panel-toggle") == []
+    if not phone:
+        assert page.evaluate(LINES_JS, ".share-label") == 1
+    # With the panel at its tallest, it covers none of the zoom buttons.
+    if phone:
+        page.locator("#panel-toggle").click()
+    page.evaluate("document.querySelectorAll('#panel details').forEach(d => d.open = true)")
+    assert overlaps(page, [["#panel", ".leaflet-control-zoom"],
+                           ["#panel", ".map-buttons"]]) == []
+
+    # Sharing, with a marker card open and a toast up: nothing covers anything.
+    if phone:
+        page.locator("#panel-toggle").click()  # back to one line
+    share(page)
+    # A reload: "Still sharing your location." comes up while the card is opened.
+    page.reload()
+    expect(page.locator("#toast")).to_be_visible()
+    page.locator(".gs-pin").first.click()
+    expect(page.locator("#marker-card")).to_be_visible()
+    pairs = [[a, b] for i, a in enumerate(MAP_CONTROLS) for b in MAP_CONTROLS[i + 1:]
+             if not (a == "#marker-card" and b.startswith(".marker-card"))
+             and {a, b} != {"#panel", "#share-toggle"}]
+    assert overlaps(page, pairs) == []
+    expect(page.locator("#toast")).to_be_visible()  # it was up while measured
+    assert page.evaluate(BROKEN_WORDS_JS, "#share-toggle, .marker-card") == []
+
+    screenshot(page, f"25-details-controls-{viewport['width']}-{lang}")
+
+    # Reconnecting: "Family" stays whole on one line beside the state and Retry now.
+    problems.allow.append("WebSocket")
+    gate.drop()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#retry-now")).to_be_visible()
+    name = page.locator(".room-name")
+    assert name.evaluate("(el) => el.scrollWidth <= el.clientWidth")
+    assert page.evaluate(LINES_JS, ".room-name") == 1
+    assert overlaps(page, [[".room-name", "#connection"], ["#connection", "#retry-now"],
+                           [".brand", ".room-name"]]) == []
+    screenshot(page, f"25-details-reconnecting-{viewport['width']}-{lang}")
+    problems.assert_none()
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_a_long_room_name_keeps_the_top_bar_one_line(site, open_page, problems, viewport,
+                                                    lang):
+    long_name = ("Weekend at the lake house with the whole family, grandma, "
+                 "the two dogs and the neighbours")
+    page = open_page("Ana", viewport=viewport, lang=lang)
+    create_room(page, site, long_name, "Ana")
+    name = page.locator(".room-name")
+    assert page.evaluate(LINES_JS, ".room-name") == 1
+    assert page.locator(".topbar").bounding_box()["height"] <= 56
+    # Cut with an ellipsis, and the whole name in its title.
+    assert name.evaluate("(el) => getComputedStyle(el).textOverflow") == "ellipsis"
+    expect(name).to_have_attribute("title", long_name)
+    assert overlaps(page, [[".topbar", ".map-buttons"], [".topbar", "#panel"]]) == []
+    problems.assert_none()
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_the_watch_pages_status_covers_no_zoom_button(site, open_page, problems, viewport,
+                                                      lang):
+    ana = open_page("Ana", geolocation=SCHOOL)
+    create_room(ana, site, "Watch walk", "Ana")
+    share(ana)
+    url = ana.evaluate("""async () => {
+        const token = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+        const response = await fetch(window.geoshare.config.watchLinksUrl, {
+            method: "POST", credentials: "same-origin",
+            headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+            body: JSON.stringify({minutes: 60}),
+        });
+        return (await response.json()).url;
+    }""")
+    watcher = open_page("watcher", viewport=viewport, lang=lang)
+    watcher.goto(url)
+    expect(watcher.locator(".gs-pin")).to_have_count(1)
+    assert overlaps(watcher, [[".watch-panel", ".leaflet-control-zoom"],
+                              [".watch-panel", ".leaflet-control-zoom-out"],
+                              [".watch-panel", ".topbar"]]) == []
+    screenshot(watcher, f"25-details-watch-{viewport['width']}-{lang}")
+    problems.assert_none()

@@ -81,6 +81,7 @@ describe("t and tf", () => {
     assert.equal(formatLeft(10 * MINUTE, 0), "还剩 10 分钟");
     assert.equal(formatBattery(62), "电量 62%");
     assert.equal(formatPower(62, true), "电量 62% · ⚡ 充电中");
+    assert.equal(formatPower(18, true, { labelled: false }), "18% · ⚡ 充电中");
   });
 });
 
@@ -238,6 +239,12 @@ describe("formatBattery and formatPower", () => {
     assert.equal(formatPower(62, false), "battery 62% · not charging");
     assert.equal(formatPower(62, undefined), "battery 62%");
     assert.equal(formatPower(undefined, true), "⚡ charging");
+  });
+
+  test("unlabelled, the word battery is left out (the card's row says it)", () => {
+    assert.equal(formatPower(18.4, false, { labelled: false }), "18% · not charging");
+    assert.equal(formatPower(18, undefined, { labelled: false }), "18%");
+    assert.equal(formatPower(undefined, true, { labelled: false }), "⚡ charging");
     assert.equal(formatPower(undefined, false), "not charging");
     assert.equal(formatPower(undefined, undefined), "");
     assert.equal(formatPower(null, null), "");

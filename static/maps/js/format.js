@@ -83,10 +83,14 @@ export function formatBattery(percent) {
 }
 
 // The battery and whether the phone is on a charger (full counts): "battery 62% · ⚡
-// charging". Either part may be unknown; "" when both are.
-export function formatPower(percent, charging) {
+// charging". Either part may be unknown; "" when both are. `labelled: false` leaves
+// out the word "battery" ("62% · ⚡ charging"), for a place that already says it
+// (the marker card's "Battery" row).
+export function formatPower(percent, charging, { labelled = true } = {}) {
   const parts = [];
-  if (Number.isFinite(percent)) parts.push(formatBattery(percent));
+  if (Number.isFinite(percent)) {
+    parts.push(labelled ? formatBattery(percent) : `${Math.round(percent)}%`);
+  }
   if (charging === true) parts.push(`⚡ ${t("charging")}`);
   else if (charging === false) parts.push(t("not charging"));
   return parts.join(" · ");
