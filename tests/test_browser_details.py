@@ -302,3 +302,29 @@ def test_the_watch_pages_status_covers_no_zoom_button(site, open_page, problems,
                               [".watch-panel", ".topbar"]]) == []
     screenshot(watcher, f"25-details-watch-{viewport['width']}-{lang}")
     problems.assert_none()
+
+
+# -- item 22 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_leaflets_texts_and_the_owners_times_follow_the_pages_language(site, open_page,
+                                                                       problems, viewport):
+    # A browser set to English, the page switched to Chinese with the switcher's cookie.
+    page = open_page("Olga", viewport=viewport, lang="en")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans",
+                               "url": site.url}])
+    room = create_room(page, site, "周末", "Olga")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    expect(page.locator(".leaflet-control-zoom-in")).to_have_attribute("title", "放大")
+    expect(page.locator(".leaflet-control-zoom-out")).to_have_attribute("title", "缩小")
+    attribution = page.locator(".leaflet-control-attribution")
+    expect(attribution.locator('a[href="https://leafletjs.com"]')).to_have_attribute(
+        "title", "一个用于交互式地图的 JavaScript 库")
+    expect(attribution).to_contain_text("OpenStreetMap 贡献者")
+    assert "contributors" not in attribution.inner_text()
+    # The owner's page: the times' tooltips in Chinese, as the page is.
+    page.goto(f"{site.url}/r/{room}/manage/")
+    time = page.locator("time[data-format]").first
+    expect(time).to_have_attribute("title", re.compile("年"))
+    problems.assert_none()

@@ -13,6 +13,7 @@ import {
   formatLeft,
   formatPower,
   formatSpeed,
+  pageLocale,
   t,
   tf,
 } from "../../static/maps/js/format.js";
@@ -269,5 +270,41 @@ describe("formatClock", () => {
     const text = formatClock(Date.UTC(2025, 10, 21, 23, 59, 58));
     assert.match(text, /21/);
     assert.doesNotMatch(text, /22/);
+  });
+});
+
+describe("pageLocale and formatClock", () => {
+  afterEach(() => {
+    delete globalThis.document;
+  });
+
+  test("dates follow the page's language, not the browser's (issue 25 item 22)", () => {
+    globalThis.document = { documentElement: { lang: "zh-hans" } };
+    assert.equal(pageLocale(), "zh-hans");
+    assert.match(formatClock(Date.UTC(2025, 0, 5, 14, 2, 3)), /2025年1月5日/);
+    globalThis.document = { documentElement: { lang: "en-us" } };
+    assert.match(formatClock(Date.UTC(2025, 0, 5, 14, 2, 3)), /Jan 5, 2025/);
+  });
+
+  test("a browser that speaks the page's language keeps its own format", () => {
+    Object.defineProperty(globalThis, "navigator", {
+      value: { language: "en-GB" }, configurable: true,
+    });
+    try {
+      globalThis.document = { documentElement: { lang: "en" } };
+      assert.equal(pageLocale(), undefined);
+      globalThis.document = { documentElement: { lang: "zh-hans" } };
+      assert.equal(pageLocale(), "zh-hans");
+    } finally {
+      delete globalThis.navigator;
+    }
+  });
+
+  test("without a page, or a language Intl does not know, the browser's own", () => {
+    assert.equal(pageLocale(), undefined);
+    globalThis.document = { documentElement: { lang: "" } };
+    assert.equal(pageLocale(), undefined);
+    globalThis.document = {};
+    assert.equal(pageLocale(), undefined);
   });
 });

@@ -96,7 +96,25 @@ export function formatPower(percent, charging, { labelled = true } = {}) {
   return parts.join(" · ");
 }
 
+// The locale for Intl's dates: the browser's own (undefined) when it speaks the page's
+// language (an en-GB browser on an "en" page keeps its 24-hour clock), else the page's
+// <html lang> ("zh-hans"): a Chinese page in a browser set to English shows Chinese
+// dates. undefined too where there is no page.
+export function pageLocale() {
+  const lang = typeof document === "undefined" ? "" : document.documentElement?.lang;
+  if (!lang) return undefined;
+  const browser = typeof navigator === "undefined" ? "" : navigator.language || "";
+  if (browser.split("-")[0].toLowerCase() === lang.split("-")[0].toLowerCase()) {
+    return undefined;
+  }
+  try {
+    return Intl.DateTimeFormat.supportedLocalesOf([lang]).length ? lang : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 // The local date and time of an epoch-ms moment, in this browser's zone.
 export function formatClock(ms) {
-  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  return new Date(ms).toLocaleString(pageLocale(), { dateStyle: "medium", timeStyle: "medium" });
 }

@@ -6,13 +6,14 @@
 // The page's server time (data-server-now on <body>, epoch ms) corrects this
 // device's clock, as clock.js does on the map.
 
-import { formatAgo } from "./format.js";
+import { formatAgo, formatClock } from "./format.js";
 
 const REFRESH_MS = 5000;
 let offsetMs = 0;
 
+// In the page's language (a Chinese page in an English browser: Chinese dates).
 function localText(moment) {
-  return moment.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  return formatClock(moment.getTime());
 }
 
 export function renderTimes(root = document) {
