@@ -328,3 +328,52 @@ def test_leaflets_texts_and_the_owners_times_follow_the_pages_language(site, ope
     time = page.locator("time[data-format]").first
     expect(time).to_have_attribute("title", re.compile("年"))
     problems.assert_none()
+
+
+# -- item 21 -----------------------------------------------------------------------------
+
+ROOM_WORDS = {
+    "en": {"joined": "Bo joined", "sharing": "Bo started sharing", "at": "at School",
+           "left": "Bo left the room"},
+    "zh": {"joined": "Bo 加入了房间", "sharing": "Bo 开始共享位置", "at": "在School",
+           "left": "Bo 离开了房间"},
+}
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_the_room_opens_on_its_places_and_tells_who_came_and_where(site, open_page,
+                                                                   problems, viewport, lang):
+    words = ROOM_WORDS[lang]
+    ana = open_page("Ana", viewport=viewport, lang=lang)
+    room = create_room(ana, site, "Family", "Ana")
+    invite = ana.locator("#invite-url").input_value()
+    add_place(ana, "School", SCHOOL["latitude"], SCHOOL["longitude"], radius=150)
+    # Nobody shares yet: the room opens on its places, not on the world.
+    ana.goto(f"{site.url}/r/{room}/")
+    wait_connected(ana)
+    wait_for_function(ana, """([lat, lon]) => {
+        const map = window.geoshare.map;
+        return map.getZoom() >= 13 && map.getBounds().contains([lat, lon]);
+    }""", arg=[SCHOOL["latitude"], SCHOOL["longitude"]])
+    # The circle carries its name.
+    expect(ana.locator(".place-label")).to_have_text("School")
+
+    bo = open_page("Bo", viewport=viewport, lang=lang, geolocation=SCHOOL)
+    bo_id = join(bo, invite, "Bo")
+    feed = ana.locator("#feed-list")
+    expect(feed).to_contain_text(words["joined"])
+    share(bo)
+    expect(feed).to_contain_text(words["sharing"])
+    status = ana.locator(f'#member-list li[data-member-id="{bo_id}"] .member-status')
+    expect(status).to_contain_text(words["at"])
+    screenshot(ana, f"25-details-room-{viewport['width']}-{lang}")
+    # Today's times are times: the feed's line ends in one, not a date.
+    assert not re.search(r"20\d\d", feed.inner_text())
+
+    bo.on("dialog", lambda dialog: dialog.accept())
+    if viewport["width"] < 700:
+        bo.locator("#panel-toggle").click()
+    bo.locator("#leave-room").click()
+    bo.wait_for_url(re.compile(r"/$"))
+    expect(feed).to_contain_text(words["left"])
+    problems.assert_none()

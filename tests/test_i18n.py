@@ -2,9 +2,12 @@
 Accept-Language, with Django's JavaScript catalog for their scripts' strings."""
 
 import json
+import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from maps import services
 from maps.services import invite_create, room_create
@@ -304,3 +307,19 @@ def test_every_page_names_the_icon_and_favicon_ico_leads_to_it(path):
     response = client.get("/favicon.ico")
     assert response.status_code == 302
     assert response["Location"] == "/static/maps/img/icon.svg"
+
+
+def test_an_invites_expiry_is_in_words_on_the_owners_page():
+    """Issue 25 item 21: "expires in 3 days", as the README promises (times.js then keeps
+    it current in the browser: data-format="in")."""
+    room, owner = room_create(name="Family", owner_name="Olga")
+    invite_create(room=room, expires_at=timezone.now() + timedelta(days=3, minutes=1),
+                  label="Grandma")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    english = client.get(url).content.decode()
+    assert re.search(r'expires <time data-format="in" datetime="[^"]+">in 3\xa0days</time>',
+                     english), english
+    chinese = client.get(url, **ZH).content.decode()
+    assert re.search(r'到期 <time data-format="in" datetime="[^"]+">3\xa0日后</time>', chinese)

@@ -10,6 +10,7 @@ import {
   formatClock,
   formatDistance,
   formatHeading,
+  formatIn,
   formatLeft,
   formatPower,
   formatSpeed,
@@ -306,5 +307,24 @@ describe("pageLocale and formatClock", () => {
     assert.equal(pageLocale(), undefined);
     globalThis.document = {};
     assert.equal(pageLocale(), undefined);
+  });
+});
+
+describe("formatIn and today's formatClock (issue 25 item 21)", () => {
+  const NOW = Date.UTC(2025, 0, 5, 10, 0, 0);
+
+  test("a future moment in words", () => {
+    assert.equal(formatIn(NOW + 4 * 60000 + 1, NOW), "in 5 min");
+    assert.equal(formatIn(NOW + 3 * 3600000, NOW), "in 3 h");
+    assert.equal(formatIn(NOW + 47 * 3600000, NOW), "in 47 h");
+    assert.equal(formatIn(NOW + 3 * 86400000, NOW), "in 3 days");
+    assert.equal(formatIn(NOW - 1, NOW), "now");
+  });
+
+  test("today: the time alone; another day: the date too", () => {
+    const today = formatClock(Date.UTC(2025, 0, 5, 8, 2, 3), NOW);
+    assert.doesNotMatch(today, /2025/);
+    assert.match(today, /8:02:03|08:02:03/);
+    assert.match(formatClock(Date.UTC(2025, 0, 4, 8, 2, 3), NOW), /2025/);
   });
 });

@@ -114,7 +114,24 @@ export function pageLocale() {
   }
 }
 
-// The local date and time of an epoch-ms moment, in this browser's zone.
-export function formatClock(ms) {
-  return new Date(ms).toLocaleString(pageLocale(), { dateStyle: "medium", timeStyle: "medium" });
+// The local time of an epoch-ms moment in this browser's zone, with its date only when
+// it is not today (`nowMs`): "14:02:03", "5 Jan 2025, 14:02:03".
+// `nowMs` null: always with the date (a tooltip).
+export function formatClock(ms, nowMs = Date.now()) {
+  const moment = new Date(ms);
+  if (nowMs !== null && moment.toDateString() === new Date(nowMs).toDateString()) {
+    return moment.toLocaleTimeString(pageLocale(), { timeStyle: "medium" });
+  }
+  return moment.toLocaleString(pageLocale(), { dateStyle: "medium", timeStyle: "medium" });
+}
+
+// When a future moment comes, in words: "in 5 min", "in 3 h", "in 2 days"; "now" when
+// it has come.
+export function formatIn(ms, nowMs) {
+  const minutes = Math.ceil((ms - nowMs) / 60000);
+  if (minutes <= 0) return t("now");
+  if (minutes < 60) return tn("in %s min", minutes);
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return tn("in %s h", hours);
+  return tn("in %s days", Math.round(hours / 24));
 }

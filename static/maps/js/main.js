@@ -8,7 +8,7 @@ import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
-import { Places } from "./places.js";
+import { Places, placeAt, placesBounds } from "./places.js";
 import {
   compareRows,
   errorAction,
@@ -36,6 +36,8 @@ const state = {
   positions: new Map(),
   // True once the server said this member is gone: nothing more is shown.
   cleared: false,
+  // After the first snapshot, frames about members are news for the feed.
+  snapshotSeen: false,
   following: null,
   fitted: false,
   // The view follows everyone until the user pans or zooms the map themselves.
@@ -110,10 +112,10 @@ function handleFrame(frame) {
       for (const position of frame.positions) applyPosition(position);
       break;
     case "presence":
-      applyMember(presenceMember(frame));
+      applyMember(presenceMember(frame), { live: true });
       break;
     case "members":
-      for (const member of frame.members) applyMember(member);
+      for (const member of frame.members) applyMember(member, { live: true });
       break;
     case "stopped":
       applyStopped(frame.member);
@@ -129,6 +131,7 @@ function handleFrame(frame) {
       break;
     case "places":
       places.setPlaces(frame.places);
+      frameRoom();
       break;
     case "place_event":
       places.addEvent(frame);
@@ -146,6 +149,7 @@ function applySnapshot(frame) {
   markers.setTrailMs(state.room.trail_ms);
   if (sharer) sharer.setKeepAlive(keepAliveFor(state.room.stale_after_ms));
   state.members = snapshotMembers(frame);
+  state.snapshotSeen = true;
   for (const id of goneMembers(markers.ids(), frame.positions)) markers.remove(id);
   state.positions = new Map();
   for (const position of frame.positions) applyPosition(position);
@@ -164,6 +168,9 @@ function applyPosition(position) {
     member = placeholderMember(id);
     state.members.set(id, member);
   }
+  if (!member.sharing && state.snapshotSeen && id !== state.me) {
+    places.addNote(tf("%(name)s started sharing", member));
+  }
   member.sharing = true;
   const previous = state.positions.get(id);
   const joined = previous === undefined;
@@ -178,8 +185,17 @@ function applyPosition(position) {
   if (id === state.me) renderShare();
 }
 
-function applyMember(member) {
-  const merged = mergeMember(state.members.get(member.id), member);
+// `live`: a frame about a change now (not a snapshot): a join or a share starting goes
+// to the feed.
+function applyMember(member, { live = false } = {}) {
+  const known = state.members.get(member.id);
+  if (live && state.snapshotSeen && member.id !== state.me) {
+    if (known === undefined) places.addNote(tf("%(name)s joined", member));
+    else if (member.sharing && !known.sharing) {
+      places.addNote(tf("%(name)s started sharing", member));
+    }
+  }
+  const merged = mergeMember(known, member);
   state.members.set(member.id, merged.member);
   if (merged.rename) markers.rename(member);
 }
@@ -205,6 +221,8 @@ function applyRemoved(id) {
     clearRoom();
     return;
   }
+  const member = state.members.get(id);
+  if (member) places.addNote(tf("%(name)s left the room", member));
   applyStopped(id);
   state.members.delete(id);
 }
@@ -355,9 +373,13 @@ function render() {
   const labels = new Map();
   const rows = [];
   for (const member of state.members.values()) {
-    const row = memberRow(member, state.positions.get(member.id), {
+    const position = state.positions.get(member.id);
+    const row = memberRow(member, position, {
       now, staleAfter, me, you: state.me, following: state.following,
     });
+    // "at School": where a fresh position is, by the enter rule (places.js placeAt).
+    const place = row.sharing && !row.stale ? placeAt(position, places.places.values()) : null;
+    row.place = place ? place.name : "";
     if (row.stale) {
       staleIds.add(row.id);
       labels.set(row.id, row.ago);
@@ -513,6 +535,14 @@ function handleShareClick() {
     }
     sharer.start();
   }
+}
+
+// Nobody shares yet: frame the room's places rather than the whole world, until a
+// position comes (which fits everyone) or the user moves the map.
+function frameRoom() {
+  if (state.userMoved || state.fitted || state.positions.size > 0) return;
+  const bounds = placesBounds(places.circles.values());
+  if (bounds !== null) map.fitBounds(bounds, { ...fitOptions(), maxZoom: 16 });
 }
 
 // Fit the view to every marker (and my own position); false when there is none.

@@ -5,7 +5,7 @@
 // alert is chosen here, on the member's own page, from the rules they stored
 // (GET/PUT /api/rooms/<room>/alerts), so nobody who did not ask is shown an alert.
 
-import { t, tf } from "./format.js";
+import { distanceMeters, pageLocale, t, tf } from "./format.js";
 
 const FEED_MAX = 50;
 const DEFAULT_RADIUS_M = 100;
@@ -16,7 +16,29 @@ function csrfToken() {
 }
 
 function timeOf(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(ms).toLocaleTimeString(pageLocale(), { hour: "2-digit", minute: "2-digit" });
+}
+
+// Enter rule of maps/domain/places.py, without its memory: a position is at a place
+// when its centre is inside the circle and its accuracy (metres; unknown counts as 0)
+// is at most max(radius, 50 m). The nearest such place, or null. `position` is
+// {lat, lon, accuracy}; `places` an iterable of {lat, lon, radius, name}. The list's
+// "at School" comes from this: no hysteresis, so it can differ from the feed's
+// arrived/left events for a fix at the edge.
+export function placeAt(position, places) {
+  if (!position) return null;
+  const accuracy = Number.isFinite(position.accuracy) ? position.accuracy : 0;
+  let best = null;
+  let bestDistance = Infinity;
+  for (const place of places) {
+    const distance = distanceMeters(position, place);
+    if (distance <= place.radius && accuracy <= Math.max(place.radius, 50)
+        && distance < bestDistance) {
+      best = place;
+      bestDistance = distance;
+    }
+  }
+  return best;
 }
 
 // True when the rule (`member`/`place` ids, null meaning any) covers the event.
@@ -35,6 +57,24 @@ export function describeEvent(event, memberName, placeName) {
   const values = { member: memberName, place: placeName, time: timeOf(event.ts) };
   return event.kind === "enter" ? tf("%(member)s arrived at %(place)s · %(time)s", values)
     : tf("%(member)s left %(place)s · %(time)s", values);
+}
+
+function placeLabel(name) {
+  const label = document.createElement("span");
+  label.textContent = name;
+  return label;
+}
+
+// Bounds ([[south, west], [north, east]] in degrees) around every place's circle; null
+// when there is none. Leaflet computes a circle's bounds only on a map.
+export function placesBounds(circles) {
+  let bounds = null;
+  for (const circle of circles) {
+    const own = circle.getBounds();
+    bounds = bounds === null ? L.latLngBounds(own.getSouthWest(), own.getNorthEast())
+      : bounds.extend(own);
+  }
+  return bounds;
 }
 
 export class Places {
@@ -134,10 +174,15 @@ export class Places {
           radius: place.radius, color: "#0f766e", weight: 2, fillOpacity: 0.08,
           interactive: false, className: "place-circle",
         }).addTo(this.layer);
+        // The place's name on the map, as a text node (never HTML).
+        circle.bindTooltip(placeLabel(place.name), {
+          permanent: true, direction: "center", className: "place-label",
+        });
         this.circles.set(place.id, circle);
       } else {
         circle.setLatLng([place.lat, place.lon]);
         circle.setRadius(place.radius);
+        circle.setTooltipContent(placeLabel(place.name));
       }
     }
     for (const id of [...this.places.keys()]) {
@@ -238,6 +283,16 @@ export class Places {
   }
 
   // -- the feed and alerts ------------------------------------------------------------
+
+  // A line about the room in the feed: "Bo joined · 14:02" (joins, leaves, shares).
+  addNote(text, ts = Date.now()) {
+    if (!this.el.feed) return;
+    const item = document.createElement("li");
+    item.className = "note";
+    item.textContent = `${text} · ${timeOf(ts)}`;
+    this.el.feed.prepend(item);
+    while (this.el.feed.children.length > FEED_MAX) this.el.feed.lastChild.remove();
+  }
 
   addEvent(event) {
     const place = this.places.get(event.place);
