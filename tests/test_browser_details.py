@@ -377,3 +377,51 @@ def test_the_room_opens_on_its_places_and_tells_who_came_and_where(site, open_pa
     bo.wait_for_url(re.compile(r"/$"))
     expect(feed).to_contain_text(words["left"])
     problems.assert_none()
+
+
+# -- item 15 -----------------------------------------------------------------------------
+
+PLACE_WORDS = {"en": {"tap": "Tap the map where the place is.",
+                      "click": "Click the map where the place is."},
+               "zh": {"tap": "在地图上轻点该地点的位置。", "click": "在地图上点击该地点的位置。"}}
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_placing_a_place_frees_the_map_and_brings_the_form_back(site, open_page, problems,
+                                                                viewport, lang):
+    phone = viewport["width"] < 700
+    page = open_page("Ana", viewport=viewport, lang=lang, has_touch=phone)
+    create_room(page, site, "Family", "Ana")
+    page.evaluate("([lat, lon]) => window.geoshare.map.setView([lat, lon], 16)",
+                  [SCHOOL["latitude"], SCHOOL["longitude"]])
+    if phone:
+        page.locator("#panel-toggle").click()
+    page.locator("#places summary").click()
+    page.locator("#place-add").click()
+    hint = page.locator("#place-hint")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text(PLACE_WORDS[lang]["tap" if phone else "click"])
+    if phone:
+        # The sheet stepped aside: one line, the map free to tap.
+        expect(page.locator("#panel")).to_have_attribute("data-open", "false")
+    assert overlaps(page, [["#place-hint", "#share-toggle"], ["#place-hint", "#panel"],
+                           ["#place-hint", ".leaflet-control-zoom"],
+                           ["#place-hint", ".map-buttons"]]) == []
+    box = page.locator("#map").bounding_box()
+    spot = {"x": box["width"] / 2, "y": box["height"] * 0.4}
+    if phone:
+        page.touchscreen.tap(spot["x"], spot["y"])
+    else:
+        page.mouse.click(spot["x"], spot["y"])
+    # The form is back, in view, and the share was left alone.
+    form = page.locator("#place-form")
+    expect(form).to_be_visible()
+    expect(hint).to_be_hidden()
+    expect(page.locator("#panel")).to_have_attribute("data-open", "true")
+    assert page.locator("#place-name").evaluate("(el) => document.activeElement === el")
+    assert page.evaluate("window.geoshare.sharing()") != "on"
+    page.locator("#place-name").fill("School")
+    page.locator("#place-save").click()
+    wait_for_function(page, "window.geoshare.places().some(p => p.name === 'School')")
+    screenshot(page, f"25-details-place-{viewport['width']}-{lang}")
+    problems.assert_none()

@@ -81,6 +81,7 @@ const places = new Places(map, {
   memberName: (id) => state.members.get(id)?.name ?? t("Someone"),
   members: () => state.members,
   onMessage: showToast,
+  onPicking: handlePicking,
 });
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
 const socket = new RoomSocket(config.socketPath, {
@@ -607,6 +608,13 @@ function setPanelOpen(open) {
   elements.panel.dataset.open = String(open);
   elements.panelToggle.setAttribute("aria-expanded", String(open));
   elements.panelBody.hidden = !open;
+}
+
+// Placing a place on a phone: the sheet steps aside so the map can be tapped, and opens
+// again (on the form) once the spot is picked or placing is cancelled.
+function handlePicking(active) {
+  if (!window.matchMedia("(max-width: 700px)").matches) return;
+  setPanelOpen(!active);
 }
 
 function handlePanelToggle() {

@@ -78,7 +78,10 @@ export function placesBounds(circles) {
 }
 
 export class Places {
-  constructor(map, { config, memberName, members, onMessage }) {
+  // `onPicking(active)`: a place is being placed (true: the map must be free to tap),
+  // or its spot was picked or the placing cancelled (false: show the form or the list).
+  constructor(map, { config, memberName, members, onMessage, onPicking = () => {} }) {
+    this.onPicking = onPicking;
     this.map = map;
     this.api = `/api/rooms/${config.roomId}`;
     this.me = config.memberId;
@@ -99,6 +102,8 @@ export class Places {
       radius: document.getElementById("place-radius"),
       cancel: document.getElementById("place-cancel"),
       hint: document.getElementById("place-hint"),
+      hintText: document.getElementById("place-hint-text"),
+      hintCancel: document.getElementById("place-hint-cancel"),
       list: document.getElementById("place-list"),
       alertMember: document.getElementById("alert-member"),
       alertPlace: document.getElementById("alert-place"),
@@ -139,6 +144,7 @@ export class Places {
     if (this.el.add) this.el.add.addEventListener("click", handleAdd);
     if (this.el.form) this.el.form.addEventListener("submit", handleSubmit);
     if (this.el.cancel) this.el.cancel.addEventListener("click", handleCancel);
+    if (this.el.hintCancel) this.el.hintCancel.addEventListener("click", handleCancel);
     if (this.el.alertAdd) this.el.alertAdd.addEventListener("click", handleAlertAdd);
     if (this.el.alertList) this.el.alertList.addEventListener("click", handleAlertListClick);
     if (this.el.list) this.el.list.addEventListener("click", handlePlaceListClick);
@@ -228,7 +234,12 @@ export class Places {
   }
 
   startPicking() {
+    // A touch screen is tapped, not clicked.
+    const touch = window.matchMedia("(pointer: coarse)").matches;
+    this.el.hintText.textContent = touch ? t("Tap the map where the place is.")
+      : t("Click the map where the place is.");
     this.el.hint.hidden = false;
+    this.onPicking(true);
     this.el.add.hidden = true;
     this.map.getContainer().classList.add("picking-place");
     this.map.on("click", this.handleMapClick);
@@ -243,10 +254,15 @@ export class Places {
     this.preview?.remove();
     this.preview = L.circle(latlng, { radius: Number(this.el.radius.value) || DEFAULT_RADIUS_M,
       color: "#0f766e", dashArray: "4 4", interactive: false }).addTo(this.layer);
+    // The form comes back into view (the sheet opens again on a phone).
+    this.onPicking(false);
+    if (this.el.root) this.el.root.open = true;
+    this.el.form.scrollIntoView({ block: "nearest" });
     this.el.name.focus();
   }
 
   stopPicking() {
+    const wasPicking = !this.el.hint.hidden;
     this.pending = null;
     this.preview?.remove();
     this.preview = null;
@@ -255,6 +271,7 @@ export class Places {
     this.el.add.hidden = false;
     this.map.off("click", this.handleMapClick);
     this.map.getContainer().classList.remove("picking-place");
+    if (wasPicking) this.onPicking(false);
   }
 
   async save() {
