@@ -15,6 +15,7 @@ Screenshots in tests/artifacts/25-details-*.png.
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from tests.browser_helpers import (
@@ -189,6 +190,15 @@ def overlaps(page, pairs):
     return page.evaluate(OVERLAPS_JS, pairs)
 
 
+def settle(page, pairs, timeout=5_000):
+    """Wait until none of ``pairs`` overlap; on time-out, fail naming those that do."""
+    try:
+        wait_for_function(page, f"(pairs) => ({OVERLAPS_JS})(pairs).length === 0",
+                          arg=pairs, timeout=timeout)
+    except PlaywrightTimeoutError:
+        assert overlaps(page, pairs) == []
+
+
 class SocketGate:
     """Lets the page's WebSockets through to the server until ``drop()``: then every
     socket is closed (1012, not a final code) and new ones are refused, so the page
@@ -227,8 +237,8 @@ def test_map_controls_neither_cover_one_another_nor_break_words(site, open_page,
     if phone:
         page.locator("#panel-toggle").click()
     page.evaluate("document.querySelectorAll('#panel details').forEach(d => d.open = true)")
-    assert overlaps(page, [["#panel", ".leaflet-control-zoom"],
-                           ["#panel", ".map-buttons"]]) == []
+    # The controls follow the sheet once it has grown (a ResizeObserver): await it.
+    settle(page, [["#panel", ".leaflet-control-zoom"], ["#panel", ".map-buttons"]])
 
     # Sharing, with a marker card open and a toast up: nothing covers anything.
     if phone:
@@ -404,9 +414,8 @@ def test_placing_a_place_frees_the_map_and_brings_the_form_back(site, open_page,
     if phone:
         # The sheet stepped aside: one line, the map free to tap.
         expect(page.locator("#panel")).to_have_attribute("data-open", "false")
-    assert overlaps(page, [["#place-hint", "#share-toggle"], ["#place-hint", "#panel"],
-                           ["#place-hint", ".leaflet-control-zoom"],
-                           ["#place-hint", ".map-buttons"]]) == []
+    settle(page, [["#place-hint", "#share-toggle"], ["#place-hint", "#panel"],
+                  ["#place-hint", ".leaflet-control-zoom"], ["#place-hint", ".map-buttons"]])
     box = page.locator("#map").bounding_box()
     spot = {"x": box["width"] / 2, "y": box["height"] * 0.4}
     if phone:
