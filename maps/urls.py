@@ -15,6 +15,7 @@ from maps.web import (
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("join/<str:token>/", views.join, name="join"),
     path("r/<str:room_id>/", views.room_map, name="room_map"),
     path("r/<str:room_id>/manage/", views.room_manage, name="room_manage"),

@@ -2,9 +2,12 @@
 Accept-Language, with Django's JavaScript catalog for their scripts' strings."""
 
 import json
+import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from maps import services
 from maps.services import invite_create, room_create
@@ -252,3 +255,71 @@ def test_the_connect_pages_app_setup_in_chinese_and_unchanged_in_english():
     device = owner.devices.get(name="Phone")
     removed = client.post(url, {"action": "remove", "device": device.pk}, **ZH)
     assert "“Phone”已移除：它的密钥不再有效。" in removed.content.decode()
+
+
+def _config(page):
+    start = page.index('<script id="geoshare-config" type="application/json">')
+    start = page.index(">", start) + 1
+    return json.loads(page[start:page.index("</script>", start)])
+
+
+def test_leaflets_own_texts_and_the_tile_credit_are_translated():
+    """Issue 25 item 22: Leaflet's zoom titles and attribution prefix, and "contributors"."""
+    body = Client().get("/jsi18n/", **ZH).content.decode()
+    for text in ("放大", "缩小", "一个用于交互式地图的 JavaScript 库"):
+        assert json.dumps(text) in body
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    english = _config(client.get(f"/r/{room.public_id}/").content.decode())
+    assert english["tileAttribution"].endswith("OpenStreetMap</a> contributors")
+    chinese = _config(client.get(f"/r/{room.public_id}/", **ZH).content.decode())
+    assert chinese["tileAttribution"].endswith("OpenStreetMap</a> 贡献者")
+
+
+def test_chinese_texts_have_no_stray_spaces():
+    """Issue 25 item 22: "3 人的 16 个位置", "最后位置：刚刚" (no space after "："),
+    while English keeps "Last position: 2 min ago"."""
+    body = Client().get("/jsi18n/", **ZH).content.decode()
+    assert json.dumps("%(who)s的 %(positions)s 个位置；")[1:-1] in body
+    assert json.dumps("%(who)s 的")[1:-1] not in body
+    room, owner = room_create(name="周末", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    page = client.get(url, **ZH).content.decode()
+    assert "最后位置：<" in page and "最后位置： " not in page
+    english = client.get(url).content.decode()
+    assert "Last position: <" in english
+
+
+@pytest.mark.parametrize("path", ["/", "/join/nope/", "/no/such/page/", "manage", "map",
+                                  "watch-gone"])
+def test_every_page_names_the_icon_and_favicon_ico_leads_to_it(path):
+    """Issue 25 item 22: /favicon.ico was 404 on every page but the map."""
+    room, owner = room_create(name="Family", owner_name="Olga")
+    client = Client()
+    _as(client, owner)
+    path = {"manage": f"/r/{room.public_id}/manage/", "map": f"/r/{room.public_id}/",
+            "watch-gone": "/w/nope/"}.get(path, path)
+    page = client.get(path).content.decode()
+    assert '<link rel="icon" href="/static/maps/img/icon.svg" type="image/svg+xml">' in page
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"] == "/static/maps/img/icon.svg"
+
+
+def test_an_invites_expiry_is_in_words_on_the_owners_page():
+    """Issue 25 item 21: "expires in 3 days", as the README promises (times.js then keeps
+    it current in the browser: data-format="in")."""
+    room, owner = room_create(name="Family", owner_name="Olga")
+    invite_create(room=room, expires_at=timezone.now() + timedelta(days=3, minutes=1),
+                  label="Grandma")
+    client = Client()
+    _as(client, owner)
+    url = f"/r/{room.public_id}/manage/"
+    english = client.get(url).content.decode()
+    assert re.search(r'expires <time data-format="in" datetime="[^"]+">in 3\xa0days</time>',
+                     english), english
+    chinese = client.get(url, **ZH).content.decode()
+    assert re.search(r'到期 <time data-format="in" datetime="[^"]+">3\xa0日后</time>', chinese)

@@ -4,9 +4,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -26,6 +28,7 @@ from maps.web.forms import (
     RetentionForm,
     RoomForm,
 )
+from maps.web.tiles import tile_attribution
 
 
 def _remember(request, member):
@@ -64,6 +67,14 @@ def _room_and_member(request, room_id):
         return None, None
     member = selectors.session_member(request.session, room)
     return room, member
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Redirect ``/favicon.ico`` (asked for by browsers and tools that ignore the pages'
+    ``<link rel=icon>``) to the static SVG icon: 302, cached for a day."""
+    response = redirect(static("maps/img/icon.svg"))
+    patch_cache_control(response, max_age=86400, public=True)
+    return response
 
 
 @never_cache  # the page lists this browser's rooms
@@ -148,7 +159,7 @@ def room_map(request, room_id):
         "isOwner": member.role == Role.OWNER,
         "socketPath": f"/ws/rooms/{room.public_id}/",
         "tileUrl": settings.GEOSHARE["TILE_URL"],
-        "tileAttribution": settings.GEOSHARE["TILE_ATTRIBUTION"],
+        "tileAttribution": tile_attribution(),
         # Viewers get no invite link: it would let them join again as members.
         "inviteUrl": (
             request.build_absolute_uri(invite.path())

@@ -17,6 +17,7 @@ from maps.access import address, identity, limits
 from maps.domain import policy
 from maps.models import WatchLink
 from maps.storage import selectors
+from maps.web.tiles import tile_attribution
 
 
 def _my_member(request, room_id):
@@ -110,7 +111,7 @@ def watch_page(request, token):
     config = {
         "socketPath": f"/ws/watch/{token}/",
         "tileUrl": settings.GEOSHARE["TILE_URL"],
-        "tileAttribution": settings.GEOSHARE["TILE_ATTRIBUTION"],
+        "tileAttribution": tile_attribution(),
         "color": link.member.color,
     }
     return render(request, "maps/watch.html", {"config": config})

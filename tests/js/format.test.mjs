@@ -10,9 +10,11 @@ import {
   formatClock,
   formatDistance,
   formatHeading,
+  formatIn,
   formatLeft,
   formatPower,
   formatSpeed,
+  pageLocale,
   t,
   tf,
 } from "../../static/maps/js/format.js";
@@ -81,6 +83,7 @@ describe("t and tf", () => {
     assert.equal(formatLeft(10 * MINUTE, 0), "还剩 10 分钟");
     assert.equal(formatBattery(62), "电量 62%");
     assert.equal(formatPower(62, true), "电量 62% · ⚡ 充电中");
+    assert.equal(formatPower(18, true, { labelled: false }), "18% · ⚡ 充电中");
   });
 });
 
@@ -238,6 +241,12 @@ describe("formatBattery and formatPower", () => {
     assert.equal(formatPower(62, false), "battery 62% · not charging");
     assert.equal(formatPower(62, undefined), "battery 62%");
     assert.equal(formatPower(undefined, true), "⚡ charging");
+  });
+
+  test("unlabelled, the word battery is left out (the card's row says it)", () => {
+    assert.equal(formatPower(18.4, false, { labelled: false }), "18% · not charging");
+    assert.equal(formatPower(18, undefined, { labelled: false }), "18%");
+    assert.equal(formatPower(undefined, true, { labelled: false }), "⚡ charging");
     assert.equal(formatPower(undefined, false), "not charging");
     assert.equal(formatPower(undefined, undefined), "");
     assert.equal(formatPower(null, null), "");
@@ -262,5 +271,60 @@ describe("formatClock", () => {
     const text = formatClock(Date.UTC(2025, 10, 21, 23, 59, 58));
     assert.match(text, /21/);
     assert.doesNotMatch(text, /22/);
+  });
+});
+
+describe("pageLocale and formatClock", () => {
+  afterEach(() => {
+    delete globalThis.document;
+  });
+
+  test("dates follow the page's language, not the browser's (issue 25 item 22)", () => {
+    globalThis.document = { documentElement: { lang: "zh-hans" } };
+    assert.equal(pageLocale(), "zh-hans");
+    assert.match(formatClock(Date.UTC(2025, 0, 5, 14, 2, 3)), /2025年1月5日/);
+    globalThis.document = { documentElement: { lang: "en-us" } };
+    assert.match(formatClock(Date.UTC(2025, 0, 5, 14, 2, 3)), /Jan 5, 2025/);
+  });
+
+  test("a browser that speaks the page's language keeps its own format", () => {
+    Object.defineProperty(globalThis, "navigator", {
+      value: { language: "en-GB" }, configurable: true,
+    });
+    try {
+      globalThis.document = { documentElement: { lang: "en" } };
+      assert.equal(pageLocale(), undefined);
+      globalThis.document = { documentElement: { lang: "zh-hans" } };
+      assert.equal(pageLocale(), "zh-hans");
+    } finally {
+      delete globalThis.navigator;
+    }
+  });
+
+  test("without a page, or a language Intl does not know, the browser's own", () => {
+    assert.equal(pageLocale(), undefined);
+    globalThis.document = { documentElement: { lang: "" } };
+    assert.equal(pageLocale(), undefined);
+    globalThis.document = {};
+    assert.equal(pageLocale(), undefined);
+  });
+});
+
+describe("formatIn and today's formatClock (issue 25 item 21)", () => {
+  const NOW = Date.UTC(2025, 0, 5, 10, 0, 0);
+
+  test("a future moment in words", () => {
+    assert.equal(formatIn(NOW + 4 * 60000 + 1, NOW), "in 5 min");
+    assert.equal(formatIn(NOW + 3 * 3600000, NOW), "in 3 h");
+    assert.equal(formatIn(NOW + 47 * 3600000, NOW), "in 47 h");
+    assert.equal(formatIn(NOW + 3 * 86400000, NOW), "in 3 days");
+    assert.equal(formatIn(NOW - 1, NOW), "now");
+  });
+
+  test("today: the time alone; another day: the date too", () => {
+    const today = formatClock(Date.UTC(2025, 0, 5, 8, 2, 3), NOW);
+    assert.doesNotMatch(today, /2025/);
+    assert.match(today, /8:02:03|08:02:03/);
+    assert.match(formatClock(Date.UTC(2025, 0, 4, 8, 2, 3), NOW), /2025/);
   });
 });

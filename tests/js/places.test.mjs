@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 
-import { Places, describeEvent, ruleMatches, shouldAlert } from "../../static/maps/js/places.js";
+import { Places, describeEvent, placeAt, ruleMatches, shouldAlert } from "../../static/maps/js/places.js";
 
 const AT_0907 = Date.UTC(2025, 10, 21, 9, 7, 30);
 const ENTER = { type: "place_event", member: 12, place: 3, kind: "enter", ts: AT_0907 };
@@ -92,6 +92,13 @@ function fakeCircle(latlng, options) {
     setRadius(value) {
       this.radius = value;
     },
+    bindTooltip(content, options) {
+      this.tooltip = content;
+      this.tooltipOptions = options;
+    },
+    setTooltipContent(content) {
+      this.tooltip = content;
+    },
     remove() {
       this.removed = true;
     },
@@ -129,6 +136,7 @@ function feedList() {
 describe("the places frame", () => {
   test("draws a circle per place, then replaces the list whole", () => {
     globalThis.L = { circle: fakeCircle };
+    globalThis.document = { createElement: (tag) => ({ tag, textContent: "" }) };
     const places = placesOf();
     places.setPlaces([
       { id: 3, name: "School", lat: 46.0512, lon: 14.5068, radius: 150, created_by: 12 },
@@ -139,6 +147,9 @@ describe("the places frame", () => {
     assert.deepEqual(school.latlng, [46.0512, 14.5068]);
     assert.equal(school.radius, 150);
     const home = places.circles.get(4);
+    // Each circle carries its name, as a text element, shown all the time.
+    assert.deepEqual(school.tooltip, { tag: "span", textContent: "School" });
+    assert.equal(school.tooltipOptions.permanent, true);
 
     places.setPlaces([{ id: 3, name: "Old school", lat: 46.05, lon: 14.5, radius: 200,
                         created_by: 12 }]);
@@ -147,6 +158,7 @@ describe("the places frame", () => {
     assert.equal(places.circles.get(3), school, "a changed place moves its circle");
     assert.deepEqual(school.latlng, [46.05, 14.5]);
     assert.equal(school.radius, 200);
+    assert.equal(school.tooltip.textContent, "Old school");
     assert.equal(home.removed, true);
     assert.equal(places.circles.has(4), false);
 
@@ -213,5 +225,35 @@ describe("the place_event frame", () => {
     };
     placesOf({ rules: [{ member: null, place: null }] }).addEvent(ENTER);
     assert.equal(shown.length, 0);
+  });
+});
+
+describe("placeAt (the member list's 'at School')", () => {
+  const school = { id: 1, name: "School", lat: 45.77218, lon: 14.35766, radius: 100 };
+  const park = { id: 2, name: "Park", lat: 45.7725, lon: 14.3580, radius: 250 };
+
+  test("inside the circle with a good fix: the place", () => {
+    assert.equal(placeAt({ lat: 45.77218, lon: 14.35766, accuracy: 10 }, [school])?.name,
+      "School");
+  });
+
+  test("the enter rule: accuracy at most max(radius, 50 m); unknown counts as 0", () => {
+    const centre = { lat: 45.77218, lon: 14.35766 };
+    assert.equal(placeAt({ ...centre, accuracy: 100 }, [school])?.name, "School");
+    assert.equal(placeAt({ ...centre, accuracy: 101 }, [school]), null);
+    assert.equal(placeAt({ ...centre }, [school])?.name, "School");
+    const small = { ...school, radius: 20 };
+    assert.equal(placeAt({ ...centre, accuracy: 50 }, [small])?.name, "School");
+    assert.equal(placeAt({ ...centre, accuracy: 51 }, [small]), null);
+  });
+
+  test("outside every circle, or no position: null", () => {
+    assert.equal(placeAt({ lat: 45.78, lon: 14.37, accuracy: 5 }, [school, park]), null);
+    assert.equal(placeAt(undefined, [school]), null);
+  });
+
+  test("inside two: the nearer centre", () => {
+    assert.equal(placeAt({ lat: 45.7725, lon: 14.3580, accuracy: 5 }, [school, park])?.name,
+      "Park");
   });
 });

@@ -61,11 +61,26 @@ describe("times.js renderTimes", () => {
   });
 
   test("local: the local date and time as text and title", () => {
-    const element = timeElement("2025-11-21T09:07:05Z", "local");
+    const element = timeElement("2025-11-20T09:07:05Z", "local");
     renderTimes(rootOf([element]));
     assert.match(element.textContent, /2025/);
     assert.match(element.textContent, /\b0?9:07:05\b/);
     assert.equal(element.title, element.textContent);
+  });
+
+  test("local, today: the time alone as text, the date in the title", () => {
+    const element = timeElement("2025-11-21T09:07:05Z", "local");
+    renderTimes(rootOf([element]));
+    assert.doesNotMatch(element.textContent, /2025/);
+    assert.match(element.textContent, /\b0?9:07:05\b/);
+    assert.match(element.title, /Nov 21, 2025/);
+  });
+
+  test("in: a coming moment in words, its date in the title", () => {
+    const element = timeElement("2025-11-24T14:30:00Z", "in");
+    renderTimes(rootOf([element]));
+    assert.equal(element.textContent, "in 3 days");
+    assert.match(element.title, /Nov 24, 2025/);
   });
 
   test("an offset in the ISO time is honoured", () => {

@@ -86,7 +86,7 @@ export class MarkerCard {
       if (Number.isFinite(position.heading)) {
         rows.push(row(t("Heading"), formatHeading(position.heading), "card-heading"));
       }
-      const power = formatPower(position.battery, position.charging);
+      const power = formatPower(position.battery, position.charging, { labelled: false });
       if (power) {
         const low = position.battery <= LOW_BATTERY ? " low-battery" : "";
         const charging = position.charging === true ? " charging" : "";

@@ -83,16 +83,55 @@ export function formatBattery(percent) {
 }
 
 // The battery and whether the phone is on a charger (full counts): "battery 62% · ⚡
-// charging". Either part may be unknown; "" when both are.
-export function formatPower(percent, charging) {
+// charging". Either part may be unknown; "" when both are. `labelled: false` leaves
+// out the word "battery" ("62% · ⚡ charging"), for a place that already says it
+// (the marker card's "Battery" row).
+export function formatPower(percent, charging, { labelled = true } = {}) {
   const parts = [];
-  if (Number.isFinite(percent)) parts.push(formatBattery(percent));
+  if (Number.isFinite(percent)) {
+    parts.push(labelled ? formatBattery(percent) : `${Math.round(percent)}%`);
+  }
   if (charging === true) parts.push(`⚡ ${t("charging")}`);
   else if (charging === false) parts.push(t("not charging"));
   return parts.join(" · ");
 }
 
-// The local date and time of an epoch-ms moment, in this browser's zone.
-export function formatClock(ms) {
-  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+// The locale for Intl's dates: the browser's own (undefined) when it speaks the page's
+// language (an en-GB browser on an "en" page keeps its 24-hour clock), else the page's
+// <html lang> ("zh-hans"): a Chinese page in a browser set to English shows Chinese
+// dates. undefined too where there is no page.
+export function pageLocale() {
+  const lang = typeof document === "undefined" ? "" : document.documentElement?.lang;
+  if (!lang) return undefined;
+  const browser = typeof navigator === "undefined" ? "" : navigator.language || "";
+  if (browser.split("-")[0].toLowerCase() === lang.split("-")[0].toLowerCase()) {
+    return undefined;
+  }
+  try {
+    return Intl.DateTimeFormat.supportedLocalesOf([lang]).length ? lang : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// The local time of an epoch-ms moment in this browser's zone, with its date only when
+// it is not today (`nowMs`): "14:02:03", "5 Jan 2025, 14:02:03".
+// `nowMs` null: always with the date (a tooltip).
+export function formatClock(ms, nowMs = Date.now()) {
+  const moment = new Date(ms);
+  if (nowMs !== null && moment.toDateString() === new Date(nowMs).toDateString()) {
+    return moment.toLocaleTimeString(pageLocale(), { timeStyle: "medium" });
+  }
+  return moment.toLocaleString(pageLocale(), { dateStyle: "medium", timeStyle: "medium" });
+}
+
+// When a future moment comes, in words: "in 5 min", "in 3 h", "in 2 days"; "now" when
+// it has come.
+export function formatIn(ms, nowMs) {
+  const minutes = Math.ceil((ms - nowMs) / 60000);
+  if (minutes <= 0) return t("now");
+  if (minutes < 60) return tn("in %s min", minutes);
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return tn("in %s h", hours);
+  return tn("in %s days", Math.round(hours / 24));
 }

@@ -8,7 +8,7 @@ import { HistoryMode } from "./history.js";
 import { createMap, fitPoints } from "./map.js";
 import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
-import { Places } from "./places.js";
+import { Places, placeAt, placesBounds } from "./places.js";
 import {
   compareRows,
   errorAction,
@@ -34,6 +34,10 @@ const state = {
   room: { tick_ms: 100, stale_after_ms: 120000, trail_ms: 600000 },
   members: new Map(),
   positions: new Map(),
+  // True once the server said this member is gone: nothing more is shown.
+  cleared: false,
+  // After the first snapshot, frames about members are news for the feed.
+  snapshotSeen: false,
   following: null,
   fitted: false,
   // The view follows everyone until the user pans or zooms the map themselves.
@@ -77,6 +81,7 @@ const places = new Places(map, {
   memberName: (id) => state.members.get(id)?.name ?? t("Someone"),
   members: () => state.members,
   onMessage: showToast,
+  onPicking: handlePicking,
 });
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
 const socket = new RoomSocket(config.socketPath, {
@@ -99,6 +104,7 @@ function sendFrame(frame) {
 // -- frames from the server ------------------------------------------------------
 
 function handleFrame(frame) {
+  if (state.cleared) return;
   switch (frame.type) {
     case "snapshot":
       applySnapshot(frame);
@@ -107,10 +113,10 @@ function handleFrame(frame) {
       for (const position of frame.positions) applyPosition(position);
       break;
     case "presence":
-      applyMember(presenceMember(frame));
+      applyMember(presenceMember(frame), { live: true });
       break;
     case "members":
-      for (const member of frame.members) applyMember(member);
+      for (const member of frame.members) applyMember(member, { live: true });
       break;
     case "stopped":
       applyStopped(frame.member);
@@ -128,6 +134,7 @@ function handleFrame(frame) {
       break;
     case "places":
       places.setPlaces(frame.places);
+      frameRoom();
       break;
     case "place_event":
       places.addEvent(frame);
@@ -145,6 +152,7 @@ function applySnapshot(frame) {
   markers.setTrailMs(state.room.trail_ms);
   if (sharer) sharer.setKeepAlive(keepAliveFor(state.room.stale_after_ms));
   state.members = snapshotMembers(frame);
+  state.snapshotSeen = true;
   for (const id of goneMembers(markers.ids(), frame.positions)) markers.remove(id);
   state.positions = new Map();
   for (const position of frame.positions) applyPosition(position);
@@ -163,6 +171,9 @@ function applyPosition(position) {
     member = placeholderMember(id);
     state.members.set(id, member);
   }
+  if (!member.sharing && state.snapshotSeen && id !== state.me) {
+    places.addNote(tf("%(name)s started sharing", member));
+  }
   member.sharing = true;
   const previous = state.positions.get(id);
   const joined = previous === undefined;
@@ -177,8 +188,17 @@ function applyPosition(position) {
   if (id === state.me) renderShare();
 }
 
-function applyMember(member) {
-  const merged = mergeMember(state.members.get(member.id), member);
+// `live`: a frame about a change now (not a snapshot): a join or a share starting goes
+// to the feed.
+function applyMember(member, { live = false } = {}) {
+  const known = state.members.get(member.id);
+  if (live && state.snapshotSeen && member.id !== state.me) {
+    if (known === undefined) places.addNote(tf("%(name)s joined", member));
+    else if (member.sharing && !known.sharing) {
+      places.addNote(tf("%(name)s started sharing", member));
+    }
+  }
+  const merged = mergeMember(known, member);
   state.members.set(member.id, merged.member);
   if (merged.rename) markers.rename(member);
 }
@@ -199,8 +219,33 @@ function applyStopped(id) {
 }
 
 function applyRemoved(id) {
+  if (id === state.me) {
+    // This member was removed: the server closes the socket with 4403 next.
+    clearRoom();
+    return;
+  }
+  const member = state.members.get(id);
+  if (member) places.addNote(tf("%(name)s left the room", member));
   applyStopped(id);
   state.members.delete(id);
+}
+
+// The server says this member is gone (removed, the room deleted, signed out): what
+// the page knew of the room is no longer theirs to see, so nothing of it stays on
+// screen, not even greyed out (issue 25 item 19).
+function clearRoom() {
+  if (state.cleared) return;
+  state.cleared = true;
+  if (sharer) sharer.stop({ tellServer: false });
+  for (const id of markers.ids()) markers.remove(id);
+  state.positions = new Map();
+  state.members = new Map();
+  state.following = null;
+  card.hide();
+  places.clear();
+  if (historyMode) historyMode.clear();
+  document.body.classList.add("is-gone");
+  scheduleRender();
 }
 
 function applyError(frame) {
@@ -239,7 +284,8 @@ function handleConnectionState(connection, detail) {
     if (wasConnected) showToast(t("Reconnected"));
     wasConnected = true;
   } else if (connection === "closed") {
-    if (sharer) sharer.stop({ tellServer: false });
+    // A final close (4401, 4403, 4404): the member may not see this room any more.
+    clearRoom();
     showNotice(detail);
   }
 }
@@ -330,9 +376,13 @@ function render() {
   const labels = new Map();
   const rows = [];
   for (const member of state.members.values()) {
-    const row = memberRow(member, state.positions.get(member.id), {
+    const position = state.positions.get(member.id);
+    const row = memberRow(member, position, {
       now, staleAfter, me, you: state.me, following: state.following,
     });
+    // "at School": where a fresh position is, by the enter rule (places.js placeAt).
+    const place = row.sharing && !row.stale ? placeAt(position, places.places.values()) : null;
+    row.place = place ? place.name : "";
     if (row.stale) {
       staleIds.add(row.id);
       labels.set(row.id, row.ago);
@@ -490,6 +540,14 @@ function handleShareClick() {
   }
 }
 
+// Nobody shares yet: frame the room's places rather than the whole world, until a
+// position comes (which fits everyone) or the user moves the map.
+function frameRoom() {
+  if (state.userMoved || state.fitted || state.positions.size > 0) return;
+  const bounds = placesBounds(places.circles.values());
+  if (bounds !== null) map.fitBounds(bounds, { ...fitOptions(), maxZoom: 16 });
+}
+
 // Fit the view to every marker (and my own position); false when there is none.
 function fitEveryone() {
   const points = markers.targets();
@@ -552,6 +610,13 @@ function setPanelOpen(open) {
   elements.panel.dataset.open = String(open);
   elements.panelToggle.setAttribute("aria-expanded", String(open));
   elements.panelBody.hidden = !open;
+}
+
+// Placing a place on a phone: the sheet steps aside so the map can be tapped, and opens
+// again (on the form) once the spot is picked or placing is cancelled.
+function handlePicking(active) {
+  if (!window.matchMedia("(max-width: 700px)").matches) return;
+  setPanelOpen(!active);
 }
 
 function handlePanelToggle() {

@@ -28,7 +28,16 @@ export function createMap(element, config) {
     worldCopyJump: true,
     zoomControl: false,
   });
-  L.control.zoom({ position: "bottomright" }).addTo(map);
+  // Leaflet's own texts are English: the zoom titles and the attribution's prefix are
+  // given in the page's language (the prefix built as elements, its text as text).
+  L.control.zoom({
+    position: "bottomright", zoomInTitle: t("Zoom in"), zoomOutTitle: t("Zoom out"),
+  }).addTo(map);
+  const leaflet = document.createElement("a");
+  leaflet.href = "https://leafletjs.com";
+  leaflet.title = t("A JavaScript library for interactive maps");
+  leaflet.textContent = "Leaflet";
+  map.attributionControl.setPrefix(leaflet.outerHTML);
   L.control.scale({ position: "bottomright", imperial: false }).addTo(map);
 
   const tiles = L.tileLayer(config.tileUrl, {

@@ -25,6 +25,7 @@ export function statusText(row) {
     parts.push(t("Offline"));
     if (row.ago) parts.push(tf("last seen %(ago)s", row));
   }
+  if (row.place) parts.push(tf("at %(place)s", row));
   if (row.left) parts.push(row.left);
   if (row.battery) parts.push(row.battery);
   if (row.distance) parts.push(row.distance);

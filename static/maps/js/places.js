@@ -5,7 +5,7 @@
 // alert is chosen here, on the member's own page, from the rules they stored
 // (GET/PUT /api/rooms/<room>/alerts), so nobody who did not ask is shown an alert.
 
-import { t, tf } from "./format.js";
+import { distanceMeters, pageLocale, t, tf } from "./format.js";
 
 const FEED_MAX = 50;
 const DEFAULT_RADIUS_M = 100;
@@ -16,7 +16,29 @@ function csrfToken() {
 }
 
 function timeOf(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(ms).toLocaleTimeString(pageLocale(), { hour: "2-digit", minute: "2-digit" });
+}
+
+// Enter rule of maps/domain/places.py, without its memory: a position is at a place
+// when its centre is inside the circle and its accuracy (metres; unknown counts as 0)
+// is at most max(radius, 50 m). The nearest such place, or null. `position` is
+// {lat, lon, accuracy}; `places` an iterable of {lat, lon, radius, name}. The list's
+// "at School" comes from this: no hysteresis, so it can differ from the feed's
+// arrived/left events for a fix at the edge.
+export function placeAt(position, places) {
+  if (!position) return null;
+  const accuracy = Number.isFinite(position.accuracy) ? position.accuracy : 0;
+  let best = null;
+  let bestDistance = Infinity;
+  for (const place of places) {
+    const distance = distanceMeters(position, place);
+    if (distance <= place.radius && accuracy <= Math.max(place.radius, 50)
+        && distance < bestDistance) {
+      best = place;
+      bestDistance = distance;
+    }
+  }
+  return best;
 }
 
 // True when the rule (`member`/`place` ids, null meaning any) covers the event.
@@ -37,8 +59,29 @@ export function describeEvent(event, memberName, placeName) {
     : tf("%(member)s left %(place)s · %(time)s", values);
 }
 
+function placeLabel(name) {
+  const label = document.createElement("span");
+  label.textContent = name;
+  return label;
+}
+
+// Bounds ([[south, west], [north, east]] in degrees) around every place's circle; null
+// when there is none. Leaflet computes a circle's bounds only on a map.
+export function placesBounds(circles) {
+  let bounds = null;
+  for (const circle of circles) {
+    const own = circle.getBounds();
+    bounds = bounds === null ? L.latLngBounds(own.getSouthWest(), own.getNorthEast())
+      : bounds.extend(own);
+  }
+  return bounds;
+}
+
 export class Places {
-  constructor(map, { config, memberName, members, onMessage }) {
+  // `onPicking(active)`: a place is being placed (true: the map must be free to tap),
+  // or its spot was picked or the placing cancelled (false: show the form or the list).
+  constructor(map, { config, memberName, members, onMessage, onPicking = () => {} }) {
+    this.onPicking = onPicking;
     this.map = map;
     this.api = `/api/rooms/${config.roomId}`;
     this.me = config.memberId;
@@ -59,6 +102,8 @@ export class Places {
       radius: document.getElementById("place-radius"),
       cancel: document.getElementById("place-cancel"),
       hint: document.getElementById("place-hint"),
+      hintText: document.getElementById("place-hint-text"),
+      hintCancel: document.getElementById("place-hint-cancel"),
       list: document.getElementById("place-list"),
       alertMember: document.getElementById("alert-member"),
       alertPlace: document.getElementById("alert-place"),
@@ -99,6 +144,7 @@ export class Places {
     if (this.el.add) this.el.add.addEventListener("click", handleAdd);
     if (this.el.form) this.el.form.addEventListener("submit", handleSubmit);
     if (this.el.cancel) this.el.cancel.addEventListener("click", handleCancel);
+    if (this.el.hintCancel) this.el.hintCancel.addEventListener("click", handleCancel);
     if (this.el.alertAdd) this.el.alertAdd.addEventListener("click", handleAlertAdd);
     if (this.el.alertList) this.el.alertList.addEventListener("click", handleAlertListClick);
     if (this.el.list) this.el.list.addEventListener("click", handlePlaceListClick);
@@ -134,10 +180,15 @@ export class Places {
           radius: place.radius, color: "#0f766e", weight: 2, fillOpacity: 0.08,
           interactive: false, className: "place-circle",
         }).addTo(this.layer);
+        // The place's name on the map, as a text node (never HTML).
+        circle.bindTooltip(placeLabel(place.name), {
+          permanent: true, direction: "center", className: "place-label",
+        });
         this.circles.set(place.id, circle);
       } else {
         circle.setLatLng([place.lat, place.lon]);
         circle.setRadius(place.radius);
+        circle.setTooltipContent(placeLabel(place.name));
       }
     }
     for (const id of [...this.places.keys()]) {
@@ -149,6 +200,15 @@ export class Places {
     }
     this.renderList();
     this.renderChoices();
+  }
+
+  // Forget everything of the room (the member was removed): circles, lists, feed.
+  clear() {
+    if (this.el.add) this.stopPicking();
+    this.setPlaces([]);
+    this.rules = [];
+    this.renderRules();
+    if (this.el.feed) this.el.feed.replaceChildren();
   }
 
   renderList() {
@@ -174,7 +234,12 @@ export class Places {
   }
 
   startPicking() {
+    // A touch screen is tapped, not clicked.
+    const touch = window.matchMedia("(pointer: coarse)").matches;
+    this.el.hintText.textContent = touch ? t("Tap the map where the place is.")
+      : t("Click the map where the place is.");
     this.el.hint.hidden = false;
+    this.onPicking(true);
     this.el.add.hidden = true;
     this.map.getContainer().classList.add("picking-place");
     this.map.on("click", this.handleMapClick);
@@ -189,10 +254,15 @@ export class Places {
     this.preview?.remove();
     this.preview = L.circle(latlng, { radius: Number(this.el.radius.value) || DEFAULT_RADIUS_M,
       color: "#0f766e", dashArray: "4 4", interactive: false }).addTo(this.layer);
+    // The form comes back into view (the sheet opens again on a phone).
+    this.onPicking(false);
+    if (this.el.root) this.el.root.open = true;
+    this.el.form.scrollIntoView({ block: "nearest" });
     this.el.name.focus();
   }
 
   stopPicking() {
+    const wasPicking = !this.el.hint.hidden;
     this.pending = null;
     this.preview?.remove();
     this.preview = null;
@@ -201,6 +271,7 @@ export class Places {
     this.el.add.hidden = false;
     this.map.off("click", this.handleMapClick);
     this.map.getContainer().classList.remove("picking-place");
+    if (wasPicking) this.onPicking(false);
   }
 
   async save() {
@@ -229,6 +300,16 @@ export class Places {
   }
 
   // -- the feed and alerts ------------------------------------------------------------
+
+  // A line about the room in the feed: "Bo joined · 14:02" (joins, leaves, shares).
+  addNote(text, ts = Date.now()) {
+    if (!this.el.feed) return;
+    const item = document.createElement("li");
+    item.className = "note";
+    item.textContent = `${text} · ${timeOf(ts)}`;
+    this.el.feed.prepend(item);
+    while (this.el.feed.children.length > FEED_MAX) this.el.feed.lastChild.remove();
+  }
 
   addEvent(event) {
     const place = this.places.get(event.place);
