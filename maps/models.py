@@ -165,6 +165,12 @@ class Member(models.Model):
     share = models.CharField(max_length=5, choices=Share.choices, default=Share.OFF)
     # When the running share ends by itself; null: when the member turns it off.
     sharing_until = models.DateTimeField(null=True, blank=True)
+    # Where the running share's positions come from (maps.domain.sources): a phone
+    # app's device ("device:<pk>") or one browser ("browser:<id>"); empty: not
+    # recorded yet, the next position claims it (maps.domain.policy.share_gate).
+    share_source = models.CharField(max_length=80, blank=True, default="")
+    # That source's name as the map shows it: the device's, or the browser's label.
+    share_source_name = models.CharField(max_length=40, blank=True, default="")
 
     # Not a field: the Device whose key found the member, set on the members the
     # device-key lookups return (maps.storage.selectors.members_for_keys).
