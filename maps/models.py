@@ -322,6 +322,32 @@ class SignInLink(models.Model):
                 and (now or timezone.now()) < self.expires_at)
 
 
+class SetupLink(models.Model):
+    """A one-time link that opens one device's phone-app setup on the phone.
+
+    Only the token's hash is stored; the device key the setup shows is kept sealed
+    with a key derived from the token (``sealed``, XSalsa20-Poly1305), so the database
+    alone does not give the key away. Works for a few minutes
+    (:data:`maps.services.SETUP_MINUTES`), and once; a new key for the device, or its
+    removal, ends it.
+    """
+
+    device = models.ForeignKey("Device", on_delete=models.CASCADE,
+                               related_name="setup_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    sealed = models.BinaryField()
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"setup link of device {self.device_id}"
+
+    def is_usable(self, now=None):
+        """Return whether the link still opens the setup."""
+        return self.used_at is None and (now or timezone.now()) < self.expires_at
+
+
 class Position(Reading):
     """One position of a member, as received: the history."""
 

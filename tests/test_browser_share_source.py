@@ -10,6 +10,7 @@ share. A browser that shared and closed its tab is named by the list and the car
 
 import re
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -177,6 +178,113 @@ def test_a_browser_that_shared_and_closed_its_tab_is_named_by_the_list_and_the_c
         expect(card.locator(".card-device")).to_contain_text("Chrome · Linux")
         assert no_sideways_scroll(bo)
         screenshot(bo, f"25-closed-tab-source-{viewport['width']}-{locale}")
+        problems.assert_none()
+    finally:
+        for made in contexts:
+            made.close()
+
+
+@pytest.mark.parametrize("viewport,locale", CASES,
+                         ids=[f"{v['width']}-{loc}" for v, loc in CASES])
+def test_a_new_devices_setup_opens_on_the_phone_with_a_one_time_link(
+        site, chromium, problems, viewport, locale):
+    # Item 20: the key shows once, in the browser that added the device; a one-time
+    # link (and its QR code) opens that device's setup on the phone.
+    words = {"en-GB": ("Open this setup on the phone", "Show the setup"),
+             "zh-CN": ("在手机上打开此设置", "显示设置")}[locale]
+    contexts = []
+    try:
+        laptop_ctx = context(chromium, viewport=viewport, locale=locale)
+        phone_ctx = context(chromium, viewport=PHONE_390, locale=locale, user_agent=PHONE_UA)
+        contexts += [laptop_ctx, phone_ctx]
+        laptop = problems.watch(laptop_ctx.new_page(), "laptop")
+        english = context(chromium, viewport=DESKTOP)
+        contexts.append(english)
+        owner = problems.watch(english.new_page(), "owner")
+        create_room(owner, site, "Setup link", "Olga")
+        invite = owner.locator("#invite-url").input_value()
+        laptop.goto(invite)
+        laptop.locator("#join-room input[name=name]").fill("Ana")
+        laptop.locator("#join-room button[type=submit]").click()
+        wait_connected(laptop)
+        laptop.goto(laptop.url + "connect/")
+        laptop.locator("#add-device input[name=name]").fill("Pixel")
+        laptop.locator("#add-device button[type=submit]").click()
+        box = laptop.locator("#setup-link")
+        expect(box.locator("h3")).to_have_text(words[0])
+        expect(box.locator("svg")).to_have_count(1)
+        key = laptop.locator("#device-key").input_value()
+        url = laptop.locator("#setup-url").input_value()
+        assert no_sideways_scroll(laptop)
+        screenshot(laptop, f"25-setup-link-{viewport['width']}-{locale}")
+
+        phone = problems.watch(phone_ctx.new_page(), "phone")
+        phone.goto(url)
+        phone.locator("#setup-form button").click()
+        expect(phone.locator("#device-key")).to_have_value(key)
+        expect(phone.locator("#app-owntracks svg")).to_have_count(1)
+        assert no_sideways_scroll(phone)
+        screenshot(phone, f"25-setup-on-the-phone-{locale}")
+        problems.allow.append("404")
+        assert phone.goto(url).status == 404
+        problems.problems = [p for p in problems.problems if "HTTP 404" not in p]
+        problems.assert_none()
+    finally:
+        for made in contexts:
+            made.close()
+
+
+@pytest.mark.parametrize("viewport,locale", [(PHONE_390, "zh-CN"), (DESKTOP, "en-GB")],
+                         ids=["390-zh-CN", "1280-en-GB"])
+def test_share_from_my_phone_apps_restarts_a_phone_without_the_browsers_location(
+        site, chromium, problems, viewport, locale):
+    # Item 20: after a Stop, a phone app's positions are dropped until the member shares
+    # again; "Share from: my phone apps" does it without starting the browser's location.
+    waiting = {"en-GB": "Waiting for your phone apps…", "zh-CN": "正在等待你的手机应用…"}
+    contexts = []
+    try:
+        laptop_ctx = context(chromium, viewport=viewport, locale=locale,
+                             geolocation=LAPTOP_AT)
+        bo_ctx = context(chromium, viewport=DESKTOP)
+        contexts += [laptop_ctx, bo_ctx]
+        laptop = problems.watch(laptop_ctx.new_page(), "laptop")
+        bo = problems.watch(bo_ctx.new_page(), "bo")
+        create_room(bo, site, "Phone restart", "Bo")
+        invite = bo.locator("#invite-url").input_value()
+        laptop.goto(invite)
+        laptop.locator("#join-room input[name=name]").fill("Ana")
+        laptop.locator("#join-room button[type=submit]").click()
+        wait_connected(laptop)
+        ana = member_id(laptop)
+        map_url = laptop.url
+        laptop.goto(map_url + "connect/")
+        laptop.locator("#add-device input[name=name]").fill("Pixel")
+        laptop.locator("#add-device button[type=submit]").click()
+        key = laptop.locator("#device-key").input_value()
+
+        def phone_sends(lat):
+            response = httpx.get(f"{site.url}/ingest/osmand/",
+                                 params={"id": key, "lat": str(lat), "lon": "13.38"})
+            assert response.status_code == 200
+
+        phone_sends(52.53)
+        wait_marker_at(bo, ana, 52.53, 13.38)
+        laptop.goto(map_url)
+        wait_connected(laptop)
+        assert laptop.evaluate("window.geoshare.sharing()") == "off"
+        laptop.locator("#share-stop").click()
+        wait_no_marker(bo, ana)
+        phone_sends(52.54)  # dropped: the share is stopped
+        expect(laptop.locator("#share-from-row")).to_be_visible()
+        laptop.select_option("#share-from", value="phones")
+        laptop.locator("#share-toggle").click()
+        expect(laptop.locator("#share-source")).to_have_text(re.compile(waiting[locale]))
+        assert laptop.evaluate("window.geoshare.sharing()") == "off"
+        assert no_sideways_scroll(laptop)
+        screenshot(laptop, f"25-share-from-phones-{viewport['width']}-{locale}")
+        phone_sends(52.55)
+        wait_marker_at(bo, ana, 52.55, 13.38, timeout=10_000)
+        assert laptop.evaluate("window.geoshare.sharing()") == "off"
         problems.assert_none()
     finally:
         for made in contexts:
