@@ -166,6 +166,12 @@ class Member(models.Model):
     share = models.CharField(max_length=5, choices=Share.choices, default=Share.OFF)
     # When the running share ends by itself; null: when the member turns it off.
     sharing_until = models.DateTimeField(null=True, blank=True)
+    # Where the running share's positions come from (maps.domain.sources): a phone
+    # app's device ("device:<pk>") or one browser ("browser:<id>"); empty: not
+    # recorded yet, the next position claims it (maps.domain.policy.share_gate).
+    share_source = models.CharField(max_length=80, blank=True, default="")
+    # That source's name as the map shows it: the device's, or the browser's label.
+    share_source_name = models.CharField(max_length=40, blank=True, default="")
 
     # Not a field: the Device whose key found the member, set on the members the
     # device-key lookups return (maps.storage.selectors.members_for_keys).
@@ -324,6 +330,32 @@ class SignInLink(models.Model):
         """Return whether the link still signs a browser in."""
         return (not self.revoked and self.used_at is None
                 and (now or timezone.now()) < self.expires_at)
+
+
+class SetupLink(models.Model):
+    """A one-time link that opens one device's phone-app setup on the phone.
+
+    Only the token's hash is stored; the device key the setup shows is kept sealed
+    with a key derived from the token (``sealed``, XSalsa20-Poly1305), so the database
+    alone does not give the key away. Works for a few minutes
+    (:data:`maps.services.SETUP_MINUTES`), and once; a new key for the device, or its
+    removal, ends it.
+    """
+
+    device = models.ForeignKey("Device", on_delete=models.CASCADE,
+                               related_name="setup_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    sealed = models.BinaryField()
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"setup link of device {self.device_id}"
+
+    def is_usable(self, now=None):
+        """Return whether the link still opens the setup."""
+        return self.used_at is None and (now or timezone.now()) < self.expires_at
 
 
 class Position(Reading):

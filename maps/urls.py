@@ -23,6 +23,7 @@ urlpatterns = [
     path("r/<str:room_id>/connect/", phone_views.connect_phone, name="connect_phone"),
     path("r/<str:room_id>/other-device/", signin_views.other_device, name="other_device"),
     path("signin/<str:token>/", signin_views.signin, name="signin"),
+    path("setup/<str:token>/", phone_views.phone_setup, name="phone_setup"),
     path("r/<str:room_id>/watch-links/", watch_views.watch_links, name="watch_links"),
     path("r/<str:room_id>/watch-links/<int:link_id>/revoke/",
          watch_views.watch_link_revoke, name="watch_link_revoke"),

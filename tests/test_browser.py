@@ -136,6 +136,8 @@ SEND_FRAME_JS = """
 async (frame) => {
     const url = new URL(window.geoshare.config.socketPath, location.href);
     url.protocol = "ws:";
+    // As this page's browser: a share takes positions from its source only.
+    url.search = `?browser=${window.geoshare.browserSource.slice("browser:".length)}`;
     const ws = new WebSocket(url);
     await new Promise((resolve) => { ws.onmessage = resolve; });
     ws.send(JSON.stringify({...frame, ts: Date.now()}));
@@ -202,7 +204,8 @@ def test_shared_position_moves_live_on_the_other_map(site, browse, problems):
     # Once B shares too, B's list says how far away A is (about 1.3 km).
     start_sharing(b)
     expect(member_row(b, ana).locator(".member-status")).to_contain_text(
-        re.compile(r"sharing, .* · 1\.[0-9] km")
+        # The list names the share's source (a browser, by its kind: issue 25, item 14).
+        re.compile(r"sharing from Chrome · Linux, .* · 1\.[0-9] km")
     )
     # Click to follow (on a phone, the sheet opens first: it starts as one line).
     open_sheet(b)

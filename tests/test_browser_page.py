@@ -214,7 +214,8 @@ def test_a_member_sharing_from_a_phone_is_not_offline(site, browse, problems):
     bo.context.close()  # Bo's browser is gone; the phone app reports
     phone_report(site, key)
     status = member_row(owner, bo_id).locator(".member-status")
-    expect(status).to_contain_text("Sharing from a phone")
+    # Named by the share's source, the phone app's device (issue 25, item 14).
+    expect(status).to_contain_text("Sharing from Pixel 8")
     expect(status).not_to_contain_text("Offline")
     screenshot(owner, "12-phone-sharer-phone")
     problems.assert_none()

@@ -31,7 +31,7 @@ async def test_snapshot_lists_members_and_room(room, owner, member, member_key, 
     assert by_id[member.pk] == {
         "id": member.pk, "name": "Ana", "color": member.color, "role": "member",
         "online": True, "sharing": False, "sharing_until": None,
-        "last_seen": by_id[member.pk]["last_seen"],
+        "last_seen": by_id[member.pk]["last_seen"], "source": "", "source_name": "",
     }
     assert snapshot["positions"] == []
 

@@ -240,13 +240,14 @@ def test_the_connect_pages_app_setup_in_chinese_and_unchanged_in_english():
     english = client.post(url, {"action": "add", "name": "Car"}).content.decode()
     for text in ("Turn on Tracking on the main screen.", "Server URL", "Device identifier",
                  "OwnTracks opens and sets itself up.",
-                 "Open this page on the phone and copy the web address.",
+                 "On the phone, open this setup (scan the one-time QR code at the top",
                  "Receiver endpoint", "shows the time of its last report."):
         assert text in english
     page = client.post(url, {"action": "add", "name": "Phone"}, **ZH).content.decode()
     for text in ("在主屏幕上打开 Tracking。", "服务器 URL", "设备标识符",
                  "用手机相机扫描：OwnTracks 会打开并自动完成设置。",
-                 "在手机上打开此页面并复制网址。", "接收端点", "最后一次上报的时间",
+                 "在手机上打开此设置（用手机相机扫描顶部的一次性二维码），然后复制网址。",
+                 "接收端点", "最后一次上报的时间",
                  "Traccar Client (Android, iPhone)"):
         assert text in page
     for text in ("Turn on Tracking", "Server URL", "Receiver endpoint",

@@ -407,13 +407,19 @@ async def test_a_phones_charging_and_device_name_are_stored_and_broadcast(party,
         62, True, "Ana's Pixel")
     (row,) = await stored(party.ana)
     assert (row.charging, row.device) == (True, "Ana's Pixel")
-    # The member's first device ("Phone") reports too: each fix names its own.
+    # The member's first device ("Phone") reports too while the Pixel's share runs:
+    # answered as usual, neither stored nor shown (one source per share, issue 25).
     response = await AsyncClient().get("/ingest/osmand/", {
         "id": party.ana_key, "lat": "45.2736", "lon": "13.7142",
         "timestamp": str(T + 1), "charge": "false"})
     assert response.status_code == 200
+    response = await AsyncClient().get("/ingest/osmand/", {
+        "id": key, "lat": "45.2737", "lon": "13.7142", "timestamp": str(T + 2)})
+    assert response.status_code == 200
     (position,) = await viewer.positions()
-    assert (position["charging"], position["device"]) == (False, "Phone")
+    # Same device as before: its name is not repeated.
+    assert (position["lat"], "device" in position) == (45.2737, False)
+    assert [row.lat for row in await stored(party.ana)] == [45.2735, 45.2737]
 
 
 @db_async

@@ -238,3 +238,22 @@ def test_a_frame_names_a_device_only_when_it_changed():
     state.apply_share(2, None)
     state.apply_fix({**position(2, NOW + 4000, seen=NOW + 4000), "device": "Moto"})
     assert frame_positions(state)[2]["device"] == "Moto"
+
+
+def test_a_share_moved_to_another_source_takes_its_next_position_whatever_its_clock():
+    # One source per share (issue 25, item 12): two devices' clocks do not compare; the
+    # new source's first fix replaces the old source's live one, then the usual rule.
+    state = make_state(ANA)
+    state.apply_share(1, None, "browser:laptop-0001", "Chrome · Linux")
+    state.apply_fix(position(1, NOW, lat=52.5))
+    state.apply_fix(position(1, NOW - 60_000, lat=52.49))
+    assert state.latest[1]["lat"] == 52.5
+    state.apply_share(1, None, "browser:phone-0002", "Chrome · Android")
+    state.apply_fix(position(1, NOW - 30_000, lat=52.53))
+    assert state.latest[1]["lat"] == 52.53
+    state.apply_fix(position(1, NOW - 40_000, lat=52.52))
+    assert state.latest[1]["lat"] == 52.53
+    (presence, positions) = flushed(state)[-2:]
+    assert (presence["member"]["source"], presence["member"]["source_name"]) == (
+        "browser:phone-0002", "Chrome · Android")
+    assert [p["lat"] for p in positions["positions"]] == [52.53]

@@ -11,6 +11,7 @@ WebSocket error frame, :class:`maps.services.NotAllowed`).
 from datetime import datetime
 from typing import Literal, Protocol
 
+from maps.domain import sources
 from maps.domain.choices import HistoryVisibility, Role, Share
 
 #: The roles that may share a position.
@@ -20,7 +21,7 @@ PUBLISHING_ROLES = frozenset({Role.OWNER, Role.MEMBER})
 #: come to stand for a caller (a watch-me link's) sees none.
 HISTORY_ROLES = frozenset({Role.OWNER, Role.MEMBER, Role.VIEWER})
 
-ShareGate = Literal["publish", "start", "refuse"]
+ShareGate = Literal["publish", "start", "claim", "refuse", "other_source"]
 HistoryReach = Literal["everyone", "own", "none"]
 
 
@@ -37,23 +38,51 @@ def may_publish(member: HasRole) -> bool:
     return member.role in PUBLISHING_ROLES
 
 
-def share_gate(state: str) -> ShareGate:
-    """Return what a position does for a member whose share is ``state``.
+def share_gate(state: str, source: str = "", current: str = "") -> ShareGate:
+    """Return what a position from ``source`` does for a member whose share is ``state``.
 
     ``state`` is a :class:`~maps.domain.choices.Share` value (``"off"``, ``"on"``,
-    ``"ended"``). Returns ``"publish"`` while the share is on; ``"start"`` when the
-    member never shared (the position starts an open-ended share, then is published);
-    ``"refuse"`` when the member's last share was ended by them or by its end time: the
-    position is neither shown nor stored until they turn sharing on again. Over the
-    WebSocket a refusal is an ``error`` frame (``not_sharing``); phone apps still get
-    their success answer, so that their upload queues do not jam (docs/protocol.md,
-    "Sharing").
+    ``"ended"``); ``source`` is where the position comes from and ``current`` the
+    running share's source (:mod:`maps.domain.sources` strings, ``""`` when not
+    recorded). A share has one source at a time (docs/protocol.md, "One source per
+    share"). Returns:
+
+    - ``"publish"`` while the share is on and the position comes from its source;
+    - ``"claim"`` while it is on with no source recorded (or ``"device:*"``, "my
+      phone apps", and the position comes from one): the position's source becomes
+      the share's (recorded), then the position is published;
+    - ``"other_source"`` while it is on from another source: neither shown nor
+      stored (a phone would make the marker jump between two places);
+    - ``"start"`` when the member never shared: the position starts an open-ended
+      share from its source, then is published;
+    - ``"refuse"`` when the member's last share was ended by them or by its end time:
+      neither shown nor stored until they turn sharing on again.
+
+    Over the WebSocket a refusal is an ``error`` frame (``not_sharing`` or
+    ``not_the_source``); phone apps still get their success answer, so that their
+    upload queues do not jam (docs/protocol.md, "Sharing").
     """
     if state == Share.ON:
-        return "publish"
+        if source == current:
+            return "publish"
+        return "claim" if current in sources.claimable(source) else "other_source"
     if state == Share.OFF:
         return "start"
     return "refuse"
+
+
+def may_take_share(state: str, source: str, current: str, *, take_over: bool) -> bool:
+    """Return whether a ``share`` request from ``source`` may start or change the
+    member's share (``state`` a :class:`~maps.domain.choices.Share` value, ``current``
+    its source).
+
+    Anyone of the member may start a share that is not running; a running one is
+    changed by its source, or taken over by another when asked for explicitly
+    (``take_over``: "Share from here instead").
+    """
+    if state != Share.ON or not current or source == current:
+        return True
+    return take_over
 
 
 def history_reach(role: str, visibility: str) -> HistoryReach:

@@ -37,6 +37,8 @@ class StoredMember(TypedDict):
     stopped_at: int | None
     share: str
     sharing_until: int | None
+    share_source: NotRequired[str]
+    share_source_name: NotRequired[str]
 
 
 class StoredRoom(TypedDict):
@@ -64,6 +66,8 @@ class RoomState:
     - ``shares``: member id -> end of the running share (epoch ms, or ``None`` for
       open-ended), for members whose share is on; ``ended``: members whose share was
       ended (by them or by its end time); anyone else has never shared;
+    - ``sources``: member id -> (source, name) of the running share
+      (:mod:`maps.domain.sources`; ``("", "")`` when not recorded);
     - ``local``: member id -> number of sockets on this process;
     - ``remote``: peer hub id -> (set of member ids online there, expiry in ``mono`` s);
     - ``visibility``: the room's history visibility, which decides who gets which
@@ -83,6 +87,10 @@ class RoomState:
         self.stopped_at: dict[int, int] = {}
         self.shares: dict[int, int | None] = {}
         self.ended: set[int] = set()
+        self.sources: dict[int, tuple[str, str]] = {}
+        # Members whose share moved to another source: their next position is live
+        # whatever its device time (two devices' clocks do not compare).
+        self._new_source: set[int] = set()
         # Bumped whenever a share starts, changes or ends: the hub re-arms its timer
         # only then, not on every fix.
         self.shares_version = 0
@@ -112,6 +120,8 @@ class RoomState:
                 self.stopped_at[member_id] = member["stopped_at"]
             if member["share"] == "on":
                 self.shares[member_id] = member["sharing_until"]
+                self.sources[member_id] = (member.get("share_source", ""),
+                                           member.get("share_source_name", ""))
             elif member["share"] == "ended":
                 self.ended.add(member_id)
         self.shares_version += 1
@@ -140,6 +150,14 @@ class RoomState:
             return "on" if until is None or until > now else "ended"
         return "ended" if member_id in self.ended else "off"
 
+    def share_source(self, member_id: int) -> str:
+        """Return the running share's source (``""``: none recorded, or no share)."""
+        return self.sources.get(member_id, ("", ""))[0]
+
+    def share_source_name(self, member_id: int) -> str:
+        """Return the name of the running share's source (``""`` when unknown)."""
+        return self.sources.get(member_id, ("", ""))[1]
+
     def next_share_end(self) -> int | None:
         """Return the earliest end (epoch ms) of a running share, or ``None``."""
         ends = [until for until in self.shares.values() if until is not None]
@@ -159,12 +177,15 @@ class RoomState:
 
     def wire_member(self, member_id: int) -> WireMember:
         """Return the :class:`~maps.protocol.events.WireMember` of ``member_id``."""
+        source, source_name = self.sources.get(member_id, ("", ""))
         return {
             **self.members[member_id],
             "online": self.is_online(member_id),
             "sharing": member_id in self.shares,
             "sharing_until": self.shares.get(member_id),
             "last_seen": self.last_seen.get(member_id),
+            "source": source,
+            "source_name": source_name,
         }
 
     def snapshot(self, you: int | None, now: int) -> events.Snapshot:
@@ -203,7 +224,8 @@ class RoomState:
         An unknown member may have joined through another process, or been removed: the
         caller looks it up and calls :meth:`apply_member` first, or drops the fix.
         A position received before the member's last stop, or older (device time) than
-        the live one, changes nothing live: it only went to the history.
+        the live one (unless it is the first since the share moved to another source),
+        changes nothing live: it only went to the history.
         """
         member_id = position["member"]
         if member_id not in self.members:
@@ -212,8 +234,10 @@ class RoomState:
         if stopped is not None and position["seen"] < stopped:
             return True
         current = self.latest.get(member_id)
-        if current is not None and position["ts"] < current["ts"]:
+        if (current is not None and position["ts"] < current["ts"]
+                and member_id not in self._new_source):
             return True
+        self._new_source.discard(member_id)
         self.latest[member_id] = position
         self._positions[member_id] = position
         if position["seen"] > self.last_seen.get(member_id, 0):
@@ -224,9 +248,16 @@ class RoomState:
             self.last_seen[member_id] = position["seen"]
         return True
 
-    def apply_share(self, member_id: int, until: int | None) -> None:
-        """The member's share started or changed; it ends at ``until`` (ms) or never."""
+    def apply_share(self, member_id: int, until: int | None, source: str = "",
+                    source_name: str = "") -> None:
+        """The member's share started or changed; it ends at ``until`` (ms) or never;
+        its positions come from ``source`` (named ``source_name``). When a running
+        share moves to another source, that source's next position replaces the live
+        one whatever its device time."""
+        if member_id in self.shares and self.share_source(member_id) != source:
+            self._new_source.add(member_id)
         self.shares[member_id] = until
+        self.sources[member_id] = (source, source_name)
         self.shares_version += 1
         self.ended.discard(member_id)
         self._member_changed(member_id)
@@ -237,6 +268,7 @@ class RoomState:
         if at > self.stopped_at.get(member_id, 0):
             self.stopped_at[member_id] = at
         self.ended.add(member_id)
+        self.sources.pop(member_id, None)
         if self.shares.pop(member_id, False) is not False:
             self.shares_version += 1
             self._member_changed(member_id)

@@ -21,13 +21,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from maps.access import doors, limits
 from maps.access.doors import Caller, KeyClaim
-from maps.domain import policy
+from maps.domain import policy, sources
 from maps.domain.fixes import Fix, InvalidFix, now_ms
 from maps.ingest import friends, gpslogger, hauk, osmand, overland, owntracks
 from maps.ingest.common import form_params, load_json
 from maps.services import (
     NotAllowed,
     amember_stop_sharing,
+    ashare_claim,
     ashare_start,
     place_transition_record,
     places_for_device,
@@ -55,8 +56,10 @@ async def _publish(caller: Caller, fixes: list[Fix]) -> None:
 
     Returns once they are committed (a success answer means stored); each fix carries
     the name of the caller's device. A member whose
-    share has ended is answered as usual, but nothing is stored or shown
-    (:func:`maps.domain.policy.share_gate`): the app's upload queue must not jam. The member's
+    share has ended, or runs from another source (another phone app, a browser),
+    is answered as usual, but nothing is stored or shown
+    (:func:`maps.domain.policy.share_gate`): the app's upload queue must not jam.
+    The first position of a member who never shared starts a share from this device. The member's
     position budget applies; the device's ``last_seen`` (its "last report" on the
     "Connect a phone" page) is written in the same commit. Raises
     :class:`maps.access.doors.Refused`: 429 past the position budget, 403 for a viewer, 503
@@ -68,13 +71,18 @@ async def _publish(caller: Caller, fixes: list[Fix]) -> None:
         # The key says which device sent them, not the payload: phones cannot claim
         # another device's name.
         fixes = [fix.from_device(caller.device.name) for fix in fixes]
-    gate = policy.share_gate(caller.member.share_state())
-    if gate == "refuse":
+    member = caller.member
+    source = sources.device_source(caller.device.pk) if caller.device else ""
+    gate = policy.share_gate(member.share_state(), source, member.share_source)
+    if gate in ("refuse", "other_source"):
         return
     await limits.in_cache_thread(doors.positions_allowed, caller.ref.id, len(fixes))
     try:
-        if gate == "start":
-            await ashare_start(ref=caller.ref)
+        if gate in ("start", "claim") and not await ashare_claim(
+                ref=caller.ref, source=source,
+                source_name=caller.device.name if caller.device else "",
+                start=gate == "start", until_ms=to_ms(member.sharing_until)):
+            return
         await positions_publish(ref=caller.ref, fixes=fixes, durable=True,
                                 device_id=caller.device.pk if caller.device else None)
     except NotAllowed as exc:
@@ -396,7 +404,10 @@ async def hauk_create(request: HttpRequest, caller: Caller) -> HttpResponse:
         raise _invalid(exc) from None
     issued = now_ms()
     until = issued + duration_s * 1000
-    await ashare_start(ref=caller.ref, until_ms=until)
+    # Started on the phone: the phone is the share's source.
+    await ashare_start(ref=caller.ref, until_ms=until,
+                       source=sources.device_source(caller.device.pk),
+                       source_name=caller.device.name)
     sid = hauk_sid(key_hash=caller.device.key_hash, until_ms=until, issued_ms=issued)
     return hauk_lines("OK", sid, _hauk_view_link(request, caller),
                       caller.ref.room_public_id)

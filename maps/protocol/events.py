@@ -77,6 +77,11 @@ class WireMember(MemberInfo):
     sharing: bool
     sharing_until: int | None
     last_seen: int | None
+    # The running share's source (docs/protocol.md, "One source per share"):
+    # "device:<pk>", "browser:<id>", "device:*" (the member's next phone app) or ""
+    # (none recorded, or not sharing); and its name (a device's, a browser's label).
+    source: str
+    source_name: str
 
 
 class RoomInfo(TypedDict):
@@ -206,7 +211,8 @@ class Removed(TypedDict):
 
 
 ErrorCode = Literal["bad_json", "unknown_type", "invalid", "forbidden", "too_large",
-                    "rate_limited", "unavailable", "not_sharing"]
+                    "rate_limited", "unavailable", "not_sharing",
+                    "not_the_source"]
 
 
 class Error(TypedDict):
@@ -448,11 +454,15 @@ class RoomStop(TypedDict):
 
 
 class RoomShare(TypedDict):
-    """A member's share started or changed; ``until`` is its end (epoch ms) or null."""
+    """A member's share started or changed; ``until`` is its end (epoch ms) or null;
+    ``source`` and ``source_name`` where its positions come from
+    (:mod:`maps.domain.sources`)."""
 
     type: Literal["room.share"]
     member: int
     until: int | None
+    source: str
+    source_name: str
 
 
 class RoomUnwatch(TypedDict):
@@ -604,8 +614,10 @@ def room_stop(member_id: int, at: int) -> RoomStop:
     return {"type": "room.stop", "member": member_id, "at": at}
 
 
-def room_share(member_id: int, until: int | None) -> RoomShare:
-    return {"type": "room.share", "member": member_id, "until": until}
+def room_share(member_id: int, until: int | None, source: str = "",
+               source_name: str = "") -> RoomShare:
+    return {"type": "room.share", "member": member_id, "until": until,
+            "source": source, "source_name": source_name}
 
 
 def room_unwatch(link_id: int) -> RoomUnwatch:

@@ -8,6 +8,7 @@ of its own, and frames reach the client through its :class:`~maps.realtime.outbo
 
 import asyncio
 import logging
+import secrets
 import time
 from urllib.parse import parse_qs
 
@@ -18,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from maps.access import address, identity, limits
-from maps.domain import policy
+from maps.domain import policy, sources
 from maps.domain.fixes import InvalidFix, fix_from_frame, now_ms
 from maps.protocol import events
 from maps.realtime.hub import registry
@@ -26,6 +27,7 @@ from maps.realtime.outbox import Outbox
 from maps.services import (
     NotAllowed,
     amember_stop_sharing,
+    ashare_claim,
     ashare_start,
     position_publish,
 )
@@ -45,7 +47,9 @@ class LocationConsumer(AsyncWebsocketConsumer):
     """One member's connection to one room.
 
     After ``accept`` the client receives a ``snapshot``, then the room's frames. Client
-    frames: ``position``, ``stop``, ``ping`` (docs/protocol.md). Close codes 4401, 4403,
+    frames: ``position``, ``share``, ``stop``, ``ping`` (docs/protocol.md). The socket
+    is a share's source of its own: its device key's device, or its browser
+    (``?browser=<id>``, :mod:`maps.domain.sources`). Close codes 4401, 4403,
     4404 refuse a connection; 4429 refuses one past the socket limits or closes a
     flood. A socket that stops reading is not closed: its backlog is replaced by a
     fresh snapshot (:class:`~maps.realtime.outbox.Outbox`).
@@ -56,6 +60,9 @@ class LocationConsumer(AsyncWebsocketConsumer):
         self.member = None
         self.hub = None
         self.device_name = None
+        # Where this socket's positions come from (maps.domain.sources), and its name.
+        self.source = ""
+        self.source_name = ""
         self.outbox = None
         self.address = None
         self._counted = False
@@ -115,8 +122,9 @@ class LocationConsumer(AsyncWebsocketConsumer):
         if not await self._count_address(hubs):
             return
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
-        key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
-        key = key[0] if key else None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        key = query["key"][0] if query.get("key") else None
+        browser = query["browser"][0] if query.get("browser") else ""
         session_key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
         code, member, room = await identity.asocket_member(room_id, session_key, key,
                                                        self.address)
@@ -135,6 +143,17 @@ class LocationConsumer(AsyncWebsocketConsumer):
         # A socket opened with a device key speaks for that device; a browser tab
         # (session cookie) has no device name.
         self.device_name = member.device.name if key else None
+        if key:
+            self.source = sources.device_source(member.device.pk)
+            self.source_name = member.device.name
+        else:
+            # A browser without a (valid) id of its own is a source of its own for
+            # as long as this socket lives.
+            if not sources.BROWSER_ID_RE.fullmatch(browser):
+                browser = secrets.token_urlsafe(12)
+            self.source = sources.browser_source(browser)
+            agent = dict(self.scope.get("headers", [])).get(b"user-agent", b"")
+            self.source_name = sources.browser_label(agent.decode("latin-1"))
         self.hub = hub
         self.outbox = Outbox(
             send=self.base_send, close=self.close,
@@ -214,20 +233,31 @@ class LocationConsumer(AsyncWebsocketConsumer):
         except InvalidFix as exc:
             self._reply(events.error("invalid", exc.detail, field=exc.field))
             return
-        gate = policy.share_gate(self.hub.state.share_state(self.member.id, now_ms()))
+        state = self.hub.state
+        gate = policy.share_gate(state.share_state(self.member.id, now_ms()), self.source,
+                                 state.share_source(self.member.id))
         if gate == "refuse":
             self._reply(events.error(
                 "not_sharing", "your share has ended: turn sharing on (a share frame) "
                 "to show your position again"))
             return
+        if gate == "other_source":
+            self._not_the_source()
+            return
         if not await self._within_budget():
             return
         try:
-            if gate == "start":
-                await ashare_start(ref=self.member)
+            if gate in ("start", "claim"):
+                until = state.shares.get(self.member.id)
+                if not await ashare_claim(ref=self.member, source=self.source,
+                                          source_name=self.source_name,
+                                          start=gate == "start", until_ms=until):
+                    self._not_the_source()
+                    return
                 # The room hears of it through the layer; this socket's next position
-                # must not start it again meanwhile.
-                self.hub.state.apply_share(self.member.id, None)
+                # must not start or claim it again meanwhile.
+                state.apply_share(self.member.id, None if gate == "start" else until,
+                                  self.source, self.source_name)
             await position_publish(ref=self.member, fix=fix)
             metrics.POSITIONS_BY_DOOR["websocket"].inc()
         except NotAllowed as exc:
@@ -253,14 +283,36 @@ class LocationConsumer(AsyncWebsocketConsumer):
                     "invalid", "until must be epoch milliseconds in the next 30 days, "
                     "or null", field="until"))
                 return
+        source, source_name = self.source, self.source_name
+        if frame.get("from") == "phones":
+            # "Share from: my phone apps": the first of them to send claims it.
+            source, source_name = sources.ANY_DEVICE, ""
+        elif frame.get("from", "here") != "here":
+            self._reply(events.error("invalid", "from must be here or phones",
+                                     field="from"))
+            return
+        state = self.hub.state
+        if not policy.may_take_share(state.share_state(self.member.id, now_ms()), source,
+                                     state.share_source(self.member.id),
+                                     take_over=frame.get("take_over") is True):
+            self._not_the_source()
+            return
         try:
-            await ashare_start(ref=self.member, until_ms=until)
+            await ashare_start(ref=self.member, until_ms=until, source=source,
+                               source_name=source_name)
             # The room hears of it through the layer; this socket's next position, in
             # the same breath, must already find the share on.
-            self.hub.state.apply_share(self.member.id, until)
+            state.apply_share(self.member.id, until, source, source_name)
         except Exception:
             log.warning("room %s: could not start a share", self.member.room_pk)
             self._reply(events.error("unavailable", "could not start sharing right now"))
+
+    def _not_the_source(self):
+        """Refuse a position or a share frame: the share runs from another source."""
+        name = self.hub.state.share_source_name(self.member.id) or "another device"
+        self._reply(events.error(
+            "not_the_source", f"your share runs from {name}: send a share frame with "
+            "take_over true to share from here instead"))
 
     async def _stop(self):
         if not policy.may_publish(self.member):

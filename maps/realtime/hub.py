@@ -290,7 +290,8 @@ class RoomHub:
                              only=lambda socket: socket.bound)
 
     def room_share(self, message):
-        self.state.apply_share(message["member"], message["until"])
+        self.state.apply_share(message["member"], message["until"],
+                               message.get("source", ""), message.get("source_name", ""))
 
     def room_unwatch(self, message):
         for watching in self.watchers.values():

@@ -1,18 +1,32 @@
-"""Devices: a member's phones and trackers, each with its own key (and OwnTracks secret)."""
+"""Devices: a member's phones and trackers, each with its own key (and OwnTracks secret),
+and the one-time links that open a device's setup on the phone."""
 
+import hashlib
+from datetime import timedelta
 
+import nacl.exceptions
+import nacl.secret
 from django.db import transaction
+from django.utils import timezone
 
 from maps.models import (
     SECRET_MAX_BYTES,
     Device,
     Member,
+    SetupLink,
+    hash_key,
     new_device_key,
+    new_invite_token,
 )
 from maps.protocol import events
 from maps.services import publish
-from maps.services.errors import TooManyDevices
+from maps.services.errors import SetupUnusable, TooManyDevices
 from maps.services.names import clean_name
+
+# "Open this setup on the phone": how long a setup link works, and how many of a
+# member's may work at a time.
+SETUP_MINUTES = 10
+MAX_SETUP_LINKS = 5
 
 MAX_DEVICES_PER_MEMBER = 10
 
@@ -61,6 +75,8 @@ def device_rotate_key(*, device: Device) -> str:
     key = new_device_key()
     device.set_key(key)
     device.save(update_fields=["key_hash"])
+    # A setup link made for the old key would hand out a key that no longer works.
+    SetupLink.objects.filter(device=device).delete()
     publish.room_event_on_commit(device.member.room_id, events.room_rekey(device.member_id, device.pk))
     return key
 
@@ -93,3 +109,58 @@ def device_set_secret(*, device: Device, secret: str) -> Device:
     device.save(update_fields=["secret"])
     publish.keys_changed_on_commit(device.member.room_id, device.member_id)
     return device
+
+
+def _setup_box(token: str) -> nacl.secret.SecretBox:
+    """The box that seals a setup link's device key: its key is derived from the token
+    (SHA-256 of a label and the token), which only the link holds."""
+    return nacl.secret.SecretBox(hashlib.sha256(b"geoshare setup link\0"
+                                                + token.encode()).digest())
+
+
+def setup_link_create(*, device: Device, key: str) -> tuple[SetupLink, str]:
+    """Make a one-time link that opens ``device``'s phone-app setup (with ``key``, the
+    device's key in clear, just made) on the phone; return ``(link, token)``.
+
+    The token (192 random bits) is shown once; only its SHA-256 is stored, and the key
+    sealed with a key derived from the token. Works :data:`SETUP_MINUTES` minutes and
+    once. Raises ``ValueError`` past :data:`MAX_SETUP_LINKS` usable links of the member
+    (counted with the member's row locked, as sign-in links are).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # The member row locked: two requests at once cannot both pass the cap.
+        Member.objects.select_for_update().filter(pk=device.member_id).first()
+        usable = SetupLink.objects.filter(device__member_id=device.member_id,
+                                          used_at=None, expires_at__gt=now).count()
+        if usable >= MAX_SETUP_LINKS:
+            raise ValueError(f"at most {MAX_SETUP_LINKS} setup links at a time: wait "
+                             f"{SETUP_MINUTES} minutes")
+        token = new_invite_token()
+        link = SetupLink.objects.create(
+            device=device, token_hash=hash_key(token),
+            sealed=bytes(_setup_box(token).encrypt(key.encode())), created=now,
+            expires_at=now + timedelta(minutes=SETUP_MINUTES))
+    return link, token
+
+
+def setup_link_redeem(*, token: str) -> tuple[Device, str]:
+    """Use a setup link: return ``(device, key)`` (device with member and room loaded),
+    and the link never works again (``used_at`` written in the same transaction that
+    checks it). Raises :class:`SetupUnusable` for an unknown, used or expired token.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked: two phones opening the same link at once must not both get the key.
+        link = (SetupLink.objects.select_for_update()
+                .select_related("device__member__room")
+                .filter(token_hash=hash_key(token)).first())
+        if link is None or not link.is_usable(now):
+            raise SetupUnusable("this setup link is used or expired")
+        try:
+            key = _setup_box(token).decrypt(bytes(link.sealed)).decode()
+        except nacl.exceptions.CryptoError:
+            raise SetupUnusable("this setup link is damaged") from None
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+    return link.device, key

@@ -35,3 +35,7 @@ class PlaceInvalid(ValueError):
 
 class SignInUnusable(Exception):
     """The sign-in link is unknown, used, expired or revoked."""
+
+
+class SetupUnusable(Exception):
+    """The phone setup link is unknown, used or expired (or its device got a new key)."""

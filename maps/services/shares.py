@@ -7,9 +7,11 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from maps.domain import sources
 from maps.domain.fixes import now_ms
 from maps.domain.policy import may_publish
 from maps.domain.refs import MemberRef
+from maps.domain.sources import SOURCE_NAME_MAX
 from maps.models import (
     LivePosition,
     Member,
@@ -24,12 +26,17 @@ from maps.services.errors import NotAllowed
 from maps.storage.selectors import from_ms, to_ms
 
 
-def _share_on(member_id: int, until: datetime | None, now: datetime) -> None:
-    """Turn the member's share on, to end at ``until`` (or when they stop).
+def _share_on(member_id: int, until: datetime | None, now: datetime, source: str,
+              source_name: str) -> None:
+    """Turn the member's share on, to end at ``until`` (or when they stop), its
+    positions coming from ``source``.
 
     A share that is not running at ``now`` (off, or ended by its end time with nothing
     written down yet) is a new share: the links bound to the old one are revoked first,
-    so that they never show it.
+    so that they never show it. A running share that moves to another source forgets
+    its live position: the new source's first fix replaces it whatever the two devices'
+    clocks say (a live position is replaced only by a newer device time,
+    maps.storage.history).
     """
     with transaction.atomic():
         # Locked: a stop or the maintenance loop ending the share at the same moment
@@ -40,25 +47,68 @@ def _share_on(member_id: int, until: datetime | None, now: datetime) -> None:
         if member.share_state(now) != Share.ON:
             WatchLink.objects.filter(member_id=member_id, bound_to_share=True,
                                      revoked=False).update(revoked=True)
-        Member.objects.filter(pk=member_id).update(share=Share.ON, sharing_until=until)
+        elif member.share_source != source:
+            LivePosition.objects.filter(member_id=member_id).delete()
+        Member.objects.filter(pk=member_id).update(
+            share=Share.ON, sharing_until=until, share_source=source,
+            share_source_name=source_name)
 
 
-async def ashare_start(*, ref: MemberRef, until_ms: int | None = None) -> None:
+async def ashare_start(*, ref: MemberRef, until_ms: int | None = None,
+                       source: str = "", source_name: str = "") -> None:
     """Start or change the share of the member ``ref`` names.
 
     ``until_ms`` is when it ends by itself (epoch ms) or ``None`` for when the member
-    turns it off. Changing a running share keeps its "until my share ends" links; a
-    new share starts without them. The room's hubs hear ``room.share``. Raises
-    :class:`NotAllowed` for a viewer, ``ValueError`` for an end that is not in the
-    future, and what the channel layer raises.
+    turns it off; ``source`` is where its positions will come from (a
+    :mod:`maps.domain.sources` string; ``""``: the next position claims it) and
+    ``source_name`` that source's name (cut to 40 characters). A running share's
+    source is replaced: the door decides first whether it may be
+    (:func:`maps.domain.policy.may_take_share`). Changing a running share keeps its
+    "until my share ends" links; a new share starts without them. The room's hubs hear
+    ``room.share``. Raises :class:`NotAllowed` for a viewer, ``ValueError`` for an end
+    that is not in the future, and what the channel layer raises.
     """
     if not may_publish(ref):
         raise NotAllowed("viewers cannot share a position")
     if until_ms is not None and until_ms <= now_ms():
         raise ValueError("until must be in the future")
     until = None if until_ms is None else from_ms(until_ms)
-    await database_sync_to_async(_share_on)(ref.id, until, timezone.now())
-    await publish.room_event_send(ref.room_pk, events.room_share(ref.id, until_ms))
+    source_name = source_name[:SOURCE_NAME_MAX]
+    await database_sync_to_async(_share_on)(ref.id, until, timezone.now(), source,
+                                            source_name)
+    await publish.room_event_send(
+        ref.room_pk, events.room_share(ref.id, until_ms, source, source_name))
+
+
+async def ashare_claim(*, ref: MemberRef, source: str, source_name: str,
+                       start: bool, until_ms: int | None = None) -> bool:
+    """Make ``source`` the source of the member's share, if nobody else did first.
+
+    With ``start``, a first position starts an open-ended share (the member never
+    shared: :func:`maps.domain.policy.share_gate` said ``"start"``); without, it
+    claims a running share (ending at ``until_ms``, epoch ms or ``None``) whose
+    source is not recorded yet (``"claim"``). The row is changed only while it is
+    still so (one conditional ``UPDATE``), so of two sources at once one wins.
+    Returns whether this one did (then the room's hubs hear ``room.share``). Raises
+    :class:`NotAllowed` for a viewer and what the channel layer raises.
+    """
+    if not may_publish(ref):
+        raise NotAllowed("viewers cannot share a position")
+    source_name = source_name[:SOURCE_NAME_MAX]
+    rows = Member.objects.filter(pk=ref.id)
+    if start:
+        rows = rows.filter(share=Share.OFF)
+        changes: dict = {"share": Share.ON, "sharing_until": None}
+        until_ms = None
+    else:
+        rows = rows.filter(share=Share.ON, share_source__in=sources.claimable(source))
+        changes = {}
+    won = await database_sync_to_async(rows.update)(
+        share_source=source, share_source_name=source_name, **changes)
+    if won:
+        await publish.room_event_send(
+            ref.room_pk, events.room_share(ref.id, until_ms, source, source_name))
+    return bool(won)
 
 
 def _share_end(member_ids: Iterable[int], at: datetime) -> list[int]:
@@ -69,7 +119,8 @@ def _share_end(member_ids: Iterable[int], at: datetime) -> list[int]:
     """
     with transaction.atomic():
         Member.objects.filter(pk__in=member_ids).update(
-            share=Share.ENDED, sharing_until=None, stopped_at=at)
+            share=Share.ENDED, sharing_until=None, stopped_at=at, share_source="",
+            share_source_name="")
         LivePosition.objects.filter(member_id__in=member_ids).delete()
         links = WatchLink.objects.filter(member_id__in=member_ids, bound_to_share=True,
                                          revoked=False)

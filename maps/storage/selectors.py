@@ -102,7 +102,7 @@ def room_live_state(room_pk: int) -> StoredRoom:
     """Return what a room hub starts from: its members, shares and live positions.
 
     Shape: ``{"members": [{"id", "info", "last_seen", "stopped_at", "share",
-    "sharing_until"}], "positions": [wire position, ...], "places": [WirePlace],
+    "sharing_until", "share_source", "share_source_name"}], "positions": [wire position, ...], "places": [WirePlace],
     "visibility": the room's history visibility}``; times in epoch ms,
     ``share`` as :meth:`Member.share_state` says now.
     """
@@ -144,6 +144,8 @@ def _rooms_live_state(room_pks: Sequence[int], now: datetime) -> dict[int, Store
                 "stopped_at": to_ms(member.stopped_at),
                 "share": share,
                 "sharing_until": to_ms(member.sharing_until),
+                "share_source": member.share_source,
+                "share_source_name": member.share_source_name,
             }
         )
         if share == Share.ON:

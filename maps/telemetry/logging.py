@@ -6,12 +6,13 @@ from urllib.parse import unquote
 
 # Device keys travel as ?key=... (WebSocket URL, OwnTracks, Overland), GPSLogger puts the
 # key in the path (/ingest/gpslogger/<key>/), OsmAnd as id=/deviceid=, invites as
-# /join/<token>/, sign-in links as /signin/<token>/, watch links as /w/<token>/. Hauk sends its password and session id in POST bodies, never in a URL;
+# /join/<token>/, sign-in links as /signin/<token>/, phone setup links as
+# /setup/<token>/, watch links as /w/<token>/. Hauk sends its password and session id in POST bodies, never in a URL;
 # Overland's token is a header.
 _TEMPLATES = [
     (r"(?i)([?&](?:key|id|deviceid|device_id|token)=){gap}[^&\s\"']+", r"\1[redacted]"),
     (r"(?i)(/ingest/gpslogger/){gap}[^/\s\"'?]+", r"\1[redacted]"),
-    (r"(?i)(/join/|/signin/){gap}[^/\s\"'?]+", r"\1[redacted]"),
+    (r"(?i)(/join/|/signin/|/setup/){gap}[^/\s\"'?]+", r"\1[redacted]"),
     # Watch-me links: the page /w/<token>/ and its socket /ws/watch/<token>/.
     (r"(?i)(/w/|/ws/watch/){gap}[^/\s\"'?]+", r"\1[redacted]"),
     (r"(?i)([?&](?:lat|lon|location|latitude|longitude)=){gap}[^&\s\"']+", r"\1[redacted]"),

@@ -23,8 +23,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from maps import services
+from maps.access import address, limits
 from maps.domain import policy
-from maps.models import SECRET_MAX_BYTES, Device, key_groups
+from maps.models import SECRET_MAX_BYTES, Device, SetupLink, hash_key, key_groups
 from maps.storage import selectors
 from maps.web import error_views
 
@@ -129,7 +130,8 @@ def phone_apps(base_url, key, device_name="Phone", secret=""):
             "fields": [(_("Web address"), osmand_url)],
             "qr": None,
             "steps": [
-                _("Open this page on the phone and copy the web address."),
+                _("On the phone, open this setup (scan the one-time QR code at the top "
+                  "with the phone's camera) and copy the web address."),
                 _("Menu, Plugins: switch on Trip recording. In its settings, open Online "
                   "tracking and paste the address into Web address. OsmAnd fills in the "
                   "parts in curly brackets itself: leave them as they are."),
@@ -143,7 +145,8 @@ def phone_apps(base_url, key, device_name="Phone", secret=""):
             "fields": [("URL", gpslogger_url)],
             "qr": None,
             "steps": [
-                _("Open this page on the phone and copy the URL."),
+                _("On the phone, open this setup (scan the one-time QR code at the top "
+                  "with the phone's camera) and copy the URL."),
                 _("Menu, Logging details, Log to custom URL: switch it on and paste the "
                   "URL. GPSLogger fills in the words that start with % itself."),
                 _("HTTP method: GET. Leave the HTTP body and headers empty. Then start "
@@ -261,12 +264,67 @@ def connect_phone(request, room_id):
                                          "name": device.name}
         else:
             return _bad("action", "must be add, rotate, remove or secret")
+    setup = None
     if key is not None:
         base_url = request.build_absolute_uri("/").rstrip("/")
         apps = _with_qr(phone_apps(base_url, key, shown.name, shown.secret))
+        setup = _setup_link(request, shown, key)
     return render(request, "maps/connect.html", {
+        "setup": setup,
         "room": room, "member": member, "devices": selectors.member_devices(member),
         "shown": shown, "key": key, "key_groups": key_groups(key) if key else None,
         "apps": apps, "notice": notice, "error": error,
         "max_devices": services.MAX_DEVICES_PER_MEMBER, "secret_max": SECRET_MAX_BYTES,
     })
+
+
+def _setup_link(request, device, key):
+    """Return ``{"url", "qr", "minutes"}`` of a new one-time link that opens ``device``'s
+    setup on the phone, or ``{"error"}`` past the cap of links."""
+    try:
+        _link, token = services.setup_link_create(device=device, key=key)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    url = request.build_absolute_uri(f"/setup/{token}/")
+    return {"url": url, "minutes": services.SETUP_MINUTES,
+            "qr": qr_svg(url, _("QR code of the setup link"))}
+
+
+SETUP_GONE = (_("This setup link no longer works"),
+              _("A setup link works once, for a few minutes. On the device where you "
+                "are signed in, open “Connect a phone” and choose “New key and setup”."))
+
+
+@never_cache  # the page shows a device key once
+@require_http_methods(["GET", "POST"])
+def phone_setup(request, token):
+    """``/setup/<token>/``: a one-time link that opens one device's setup on the phone.
+
+    GET asks first (a chat app's link preview must not use it up); POST uses the link
+    (:func:`maps.services.setup_link_redeem`) and shows the device's key and the apps'
+    settings, as "Connect a phone" does. An unknown, used or expired token is the styled
+    404, counted against the address like invites and sign-in links (429 past it).
+    """
+    link = (SetupLink.objects.select_related("device__member__room")
+            .filter(token_hash=hash_key(token)).first())
+    if link is None or not link.is_usable():
+        if not limits.limit_hit("redeem", address.client_address(request)):
+            return render(request, "maps/too_many.html", status=429)
+        return error_views.error_page(request, 404, *SETUP_GONE)
+    device = link.device
+    if request.method == "POST":
+        if not limits.limit_hit("redeem", address.client_address(request)):
+            return render(request, "maps/too_many.html", status=429)
+        try:
+            device, key = services.setup_link_redeem(token=token)
+        except services.SetupUnusable:
+            return error_views.error_page(request, 404, *SETUP_GONE)
+        base_url = request.build_absolute_uri("/").rstrip("/")
+        return render(request, "maps/phone_setup.html", {
+            "room": device.member.room, "member": device.member, "shown": device,
+            "key": key, "key_groups": key_groups(key),
+            "apps": _with_qr(phone_apps(base_url, key, device.name, device.secret)),
+        })
+    return render(request, "maps/phone_setup.html", {
+        "room": device.member.room, "member": device.member, "shown": device,
+        "ask": True})

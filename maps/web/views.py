@@ -171,7 +171,12 @@ def room_map(request, room_id):
         "watchLinksUrl": f"/r/{room.public_id}/watch-links/",
         # The member's share as stored: a reload resumes a running share by itself.
         "share": {"state": member.share_state(),
-                  "until": selectors.to_ms(member.sharing_until)},
+                  "until": selectors.to_ms(member.sharing_until),
+                  "source": member.share_source,
+                  "sourceName": member.share_source_name},
+        # "Share from: my phone apps" is offered to members with a phone app that
+        # has reported at least once.
+        "hasDevices": member.devices.filter(last_seen__isnull=False).exists(),
         "history": _history_config(room, member),
         "myDataUrl": "/me/data.zip",
     }

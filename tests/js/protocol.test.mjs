@@ -7,16 +7,20 @@ import { describe, test } from "node:test";
 import { MarkerLayer } from "../../static/maps/js/markers.js";
 import { statusText } from "../../static/maps/js/members.js";
 import {
+  browserId,
   compareRows,
   errorAction,
   goneMembers,
   inheritDevice,
   keepAliveFor,
+  mayResume,
   memberRow,
   mergeMember,
   placeholderMember,
   presenceMember,
+  shareMode,
   shareOf,
+  sourceLabel,
   snapshotMembers,
   stopMember,
 } from "../../static/maps/js/protocol.js";
@@ -150,6 +154,11 @@ describe("error", () => {
     assert.equal(errorAction({ type: "error", code: "not_sharing" }, false), null);
   });
 
+  test("not_the_source stops this page's watch (the share runs elsewhere)", () => {
+    assert.equal(errorAction({ type: "error", code: "not_the_source" }, true), "not-the-source");
+    assert.equal(errorAction({ type: "error", code: "not_the_source" }, false), null);
+  });
+
   test("the other codes ask nothing of the page", () => {
     for (const code of ["bad_json", "unknown_type", "too_large", "rate_limited", "unavailable"]) {
       assert.equal(errorAction({ type: "error", code }, true), null, code);
@@ -159,17 +168,100 @@ describe("error", () => {
 
 describe("my share", () => {
   test("as the server last told it", () => {
-    assert.deepEqual(shareOf(ANA, { state: "off", until: null }),
-                     { on: true, until: 1763703600000 });
+    assert.deepEqual(shareOf({ ...ANA, source: "device:7", source_name: "Ana's phone" },
+                             { state: "off", until: null }),
+                     { on: true, until: 1763703600000, source: "device:7",
+                       sourceName: "Ana's phone" });
     assert.deepEqual(shareOf({ id: 12, sharing: true }, { state: "off", until: null }),
-                     { on: true, until: null });
-    assert.deepEqual(shareOf(BO, { state: "on", until: 5 }), { on: false, until: null });
+                     { on: true, until: null, source: "", sourceName: "" });
+    assert.deepEqual(shareOf(BO, { state: "on", until: 5 }),
+                     { on: false, until: null, source: "", sourceName: "" });
   });
 
   test("before a snapshot names me: as the page was rendered", () => {
-    assert.deepEqual(shareOf(undefined, { state: "on", until: 1763703600000 }),
-                     { on: true, until: 1763703600000 });
-    assert.deepEqual(shareOf(undefined, { state: "off", until: null }), { on: false, until: null });
+    assert.deepEqual(shareOf(undefined, { state: "on", until: 1763703600000,
+                                          source: "browser:abcdefgh", sourceName: "Firefox" }),
+                     { on: true, until: 1763703600000, source: "browser:abcdefgh",
+                       sourceName: "Firefox" });
+    assert.deepEqual(shareOf(undefined, { state: "off", until: null }),
+                     { on: false, until: null, source: "", sourceName: "" });
+  });
+});
+
+// One source per share (issue 25, items 12 and 13): a second browser of the member does
+// not start sharing by itself, says where the share runs, and can always stop it.
+describe("one source per share", () => {
+  const MINE = "browser:laptop-0001";
+  const running = (source) => ({ on: true, until: null, source, sourceName: "" });
+
+  test("a page watching its position is on (or locating), whatever the share says", () => {
+    assert.equal(shareMode("on", running("device:7"), MINE), "on");
+    assert.equal(shareMode("locating", running(MINE), MINE), "locating");
+  });
+
+  test("not watching: off, resume (this browser's share), elsewhere (another source)", () => {
+    assert.equal(shareMode("off", { on: false, until: null, source: "" }, MINE), "off");
+    assert.equal(shareMode("off", running(MINE), MINE), "resume");
+    assert.equal(shareMode("off", running("device:7"), MINE), "elsewhere");
+    assert.equal(shareMode("off", running("browser:phone-0002"), MINE), "elsewhere");
+    assert.equal(shareMode("off", running("device:*"), MINE), "elsewhere");
+    assert.equal(shareMode("off", running(""), MINE), "elsewhere");
+  });
+
+  test("only the share's own browser resumes it by itself", () => {
+    assert.equal(mayResume(running(MINE), MINE), true);
+    assert.equal(mayResume(running("device:7"), MINE), false);
+    assert.equal(mayResume(running("browser:phone-0002"), MINE), false);
+    assert.equal(mayResume(running(""), MINE), false);
+    assert.equal(mayResume({ on: false, until: null, source: MINE }, MINE), false);
+  });
+
+  test("a browser id is kept, or made once and kept", () => {
+    const kept = new Map();
+    const storage = { getItem: (k) => kept.get(k) ?? null, setItem: (k, v) => kept.set(k, v) };
+    const random = (bytes) => bytes.fill(171);
+    const id = browserId(storage, random);
+    assert.equal(id, "ab".repeat(12));
+    assert.equal(kept.get("geoshare.browser"), id);
+    assert.equal(browserId(storage, () => { throw new Error("not asked again"); }), id);
+    const refusing = { getItem: () => { throw new Error("no"); }, setItem: () => {
+      throw new Error("no"); } };
+    assert.equal(browserId(refusing, random), "ab".repeat(12));
+    kept.set("geoshare.browser", "bad id!");
+    assert.equal(browserId(storage, (bytes) => bytes.fill(1)), "01".repeat(12));
+  });
+});
+
+// Item 14: the member list and the marker card name the same source.
+describe("sourceLabel", () => {
+  const MINE = "browser:laptop-0001";
+  const position = { member: 12, lat: 1, lon: 2, seen: NOW };
+
+  test("a browser that shared and closed its tab is named, not called a phone", () => {
+    const ana = { ...ANA, online: false, source: "browser:laptop-0001",
+                  source_name: "Chrome · Linux" };
+    assert.equal(sourceLabel(ana, position, { you: false, mine: "" }), "Chrome · Linux");
+    assert.equal(sourceLabel(ana, position, { you: true, mine: MINE }), "this browser");
+    assert.equal(sourceLabel(ana, position, { you: true, mine: "browser:other-0003" }),
+                 "Chrome · Linux");
+    const row = memberRow(ana, position, { now: NOW + 60000, staleAfter: 120000, me: null,
+                                           you: 13, following: null });
+    assert.equal(statusText(row), "Sharing from Chrome · Linux, 1 min ago · 59 min left");
+  });
+
+  test("a phone app by its device's name, even in frames that leave the name out", () => {
+    const ana = { ...ANA, source: "device:7", source_name: "Ana's phone" };
+    assert.equal(sourceLabel(ana, position, { you: false, mine: MINE }), "Ana's phone");
+    assert.equal(sourceLabel({ ...ANA, source: "device:*", source_name: "" }, undefined,
+                             { you: true, mine: MINE }), "your phone apps");
+  });
+
+  test("without a recorded source: the position's device, else a browser", () => {
+    assert.equal(sourceLabel(ANA, { ...position, device: "Pixel" }, { you: false, mine: MINE }),
+                 "Pixel");
+    assert.equal(sourceLabel(ANA, position, { you: false, mine: MINE }), "a browser");
+    assert.equal(sourceLabel(ANA, position, { you: true, mine: MINE }), "another browser");
+    assert.equal(sourceLabel(ANA, undefined, { you: false, mine: MINE }), "");
   });
 });
 
@@ -265,10 +357,10 @@ describe("members.js statusText", () => {
                  "Online · stale, last seen 5 min ago");
   });
 
-  test("positions with no page open: sharing from a phone", () => {
-    assert.equal(statusText({ ...row, online: false }), "Sharing from a phone, 12 s ago");
+  test("positions with no page open: sharing from the share's source, by name", () => {
+    assert.equal(statusText({ ...row, online: false }), "Sharing, 12 s ago");
     assert.equal(statusText({ ...row, online: false, device: "Pixel" }),
-                 "Sharing from a phone (Pixel), 12 s ago");
+                 "Sharing from Pixel, 12 s ago");
   });
 
   test("offline and stale; offline and not sharing", () => {

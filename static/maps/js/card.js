@@ -12,6 +12,7 @@ import {
   t,
   tf,
 } from "./format.js";
+import { sourceLabel } from "./protocol.js";
 
 function row(label, value, className = "") {
   const item = document.createElement("div");
@@ -56,8 +57,8 @@ export class MarkerCard {
 
   // `member` (snapshot member), `position` (wire position or undefined), `now` (server
   // ms), `you` (this page's member), `following` (this card's member is followed),
-  // `sendingHere` (this page sends my position).
-  render({ member, position, now, you, following, sendingHere = false }) {
+  // `mine` (this browser's source: "browser:<id>").
+  render({ member, position, now, you, following, mine = "" }) {
     if (this.memberId === null) return;
     if (member === undefined) {
       this.hide();
@@ -66,11 +67,8 @@ export class MarkerCard {
     const name = you ? tf("%(name)s (you)", { name: member.name }) : member.name;
     if (this.title.textContent !== name) this.title.textContent = name;
     const rows = [];
-    // A fix sent with a device key names its device; one without came from a browser
-    // tab (or was stored before device names were kept).
-    let device = t("a browser");
-    if (you) device = sendingHere ? t("this browser") : t("another browser");
-    if (position !== undefined && position.device) device = position.device;
+    // The share's source, named as the member list names it (protocol.js).
+    const device = sourceLabel(member, position, { you, mine });
     if (position === undefined) {
       rows.push(row(t("Position"), t("not sharing")));
     } else {

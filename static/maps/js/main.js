@@ -10,16 +10,20 @@ import { MarkerLayer } from "./markers.js";
 import { MemberList } from "./members.js";
 import { Places, placeAt, placesBounds } from "./places.js";
 import {
+  browserId,
   compareRows,
   errorAction,
   goneMembers,
   inheritDevice,
   keepAliveFor,
+  mayResume,
   memberRow,
   mergeMember,
   placeholderMember,
   presenceMember,
+  shareMode,
   shareOf,
+  sourceLabel,
   snapshotMembers,
   stopMember,
 } from "./protocol.js";
@@ -28,6 +32,21 @@ import { RoomSocket } from "./socket.js";
 import { WatchLinks } from "./watchlinks.js";
 
 const config = JSON.parse(document.getElementById("geoshare-config").textContent);
+
+function randomBytes(bytes) {
+  return window.crypto.getRandomValues(bytes);
+}
+
+// This browser, as the server tells a share's sources apart (docs/protocol.md, "One
+// source per share"): an id kept in localStorage and sent with the socket.
+let storage = null;
+try {
+  storage = window.localStorage;
+} catch {
+  storage = null;
+}
+const BROWSER_ID = browserId(storage, randomBytes);
+const MY_SOURCE = `browser:${BROWSER_ID}`;
 
 const state = {
   me: config.memberId,
@@ -57,6 +76,11 @@ const elements = {
   shareToggle: document.getElementById("share-toggle"),
   shareDuration: document.getElementById("share-duration"),
   shareDurationLabel: document.querySelector(".share-duration-label"),
+  shareStatus: document.getElementById("share-status"),
+  shareSource: document.getElementById("share-source"),
+  shareStop: document.getElementById("share-stop"),
+  shareFromRow: document.getElementById("share-from-row"),
+  shareFrom: document.getElementById("share-from"),
   fitEveryone: document.getElementById("map-fit"),
   centreOnMe: document.getElementById("map-me"),
   retryNow: document.getElementById("retry-now"),
@@ -84,7 +108,7 @@ const places = new Places(map, {
   onPicking: handlePicking,
 });
 const memberList = new MemberList(elements.memberList, { onSelect: toggleFollow });
-const socket = new RoomSocket(config.socketPath, {
+const socket = new RoomSocket(`${config.socketPath}?browser=${BROWSER_ID}`, {
   onFrame: handleFrame,
   onState: handleConnectionState,
 });
@@ -201,6 +225,13 @@ function applyMember(member, { live = false } = {}) {
   const merged = mergeMember(known, member);
   state.members.set(member.id, merged.member);
   if (merged.rename) markers.rename(member);
+  // My share moved to another source ("Share from here instead" elsewhere): the next
+  // position from here is refused (not_the_source) and this page stops watching. Send
+  // it now rather than at the next keep-alive.
+  if (member.id === state.me && sharer && sharer.active && member.sharing
+      && member.source && member.source !== MY_SOURCE) {
+    sharer.sendFix({ refresh: true });
+  }
 }
 
 function applyStopped(id) {
@@ -259,6 +290,14 @@ function applyError(frame) {
       break;
     case "stop-sharing":
       sharer.stop({ tellServer: false });
+      renderShare();
+      break;
+    case "not-the-source":
+      // The share runs from another device or browser: stop watching here, say where.
+      if (sharer.active) {
+        sharer.stop({ tellServer: false });
+        showToast(tf("Your share now runs from %(source)s.", { source: mySourceName() }));
+      }
       renderShare();
       break;
     default:
@@ -378,7 +417,7 @@ function render() {
   for (const member of state.members.values()) {
     const position = state.positions.get(member.id);
     const row = memberRow(member, position, {
-      now, staleAfter, me, you: state.me, following: state.following,
+      now, staleAfter, me, you: state.me, following: state.following, mine: MY_SOURCE,
     });
     // "at School": where a fresh position is, by the enter rule (places.js placeAt).
     const place = row.sharing && !row.stale ? placeAt(position, places.places.values()) : null;
@@ -398,7 +437,7 @@ function render() {
     now,
     you: card.memberId === state.me,
     following: state.following !== null && state.following === card.memberId,
-    sendingHere: Boolean(sharer && sharer.active),
+    mine: MY_SOURCE,
   });
   elements.memberCount.textContent = String(rows.length);
   renderConnection();
@@ -410,39 +449,60 @@ function myShare() {
   return shareOf(state.members.get(state.me), config.share);
 }
 
+// Where my share runs from, in words (the member list's and the card's name for it).
+function mySourceName() {
+  const me = state.members.get(state.me);
+  return sourceLabel(me, state.positions.get(state.me), { you: true, mine: MY_SOURCE })
+    || t("another device");
+}
+
 function renderShare() {
   const button = elements.shareToggle;
   if (!button || !sharer) return;
   const share = myShare();
   const left = share.on ? formatLeft(share.until, serverNow()) : "";
-  const elsewhere = !sharer.active && share.on;
+  const mode = shareMode(sharer.state, share, MY_SOURCE);
   let label = t("Share my location");
-  let mode = "off";
-  if (sharer.state === "locating") {
+  if (mode === "locating") {
     label = t("Finding you… Stop");
-    mode = "locating";
-  } else if (sharer.state === "on") {
+  } else if (mode === "on") {
     label = left ? tf("Sharing · %(left)s · Stop", { left }) : t("Sharing · Stop");
-    mode = "on";
-  } else if (elsewhere) {
+  } else if (mode === "resume") {
     label = left ? tf("Share on · %(left)s · Resume", { left }) : t("Share on · Resume");
-    mode = "elsewhere";
+  } else if (mode === "elsewhere") {
+    label = t("Share from here instead");
   }
   button.dataset.mode = mode;
-  button.setAttribute("aria-pressed", String(mode !== "off"));
+  button.setAttribute("aria-pressed", String(mode === "on" || mode === "locating"));
   const text = button.querySelector(".share-label");
   if (text.textContent !== label) text.textContent = label;
   if (elements.shareDurationLabel) elements.shareDurationLabel.hidden = mode !== "off";
+  // Stop is there whenever a share runs and the big button does not stop it: from any
+  // browser of the member, with or without the location permission.
+  const status = mode === "resume" || mode === "elsewhere";
+  elements.shareStatus.hidden = !status;
+  if (status) {
+    let where = t("Your share is on.");
+    if (mode === "elsewhere") {
+      where = share.source === "device:*" ? t("Waiting for your phone apps…")
+        : tf("Sharing from %(source)s", { source: mySourceName() });
+    }
+    if (left) where = `${where} · ${left}`;
+    if (elements.shareSource.textContent !== where) elements.shareSource.textContent = where;
+  }
+  if (elements.shareFromRow) elements.shareFromRow.hidden = mode !== "off";
   document.body.classList.toggle("is-sharing", mode !== "off");
 }
 
 // A reload, or a visit to another page of the room, must not end a running share:
-// when the server says it is on and the browser already has the permission, watch
-// the position again by itself; without the permission, the button says "Resume".
+// when the server says it runs from this browser and the browser already has the
+// permission, watch the position again by itself; without the permission, the button
+// says "Resume". A share from another device or browser is never started here by
+// itself (the button offers "Share from here instead").
 let resumeTried = false;
 
 async function resumeShare() {
-  if (!sharer || sharer.active || resumeTried || !myShare().on) return;
+  if (!sharer || sharer.active || resumeTried || !mayResume(myShare(), MY_SOURCE)) return;
   resumeTried = true;
   let granted = false;
   try {
@@ -451,7 +511,7 @@ async function resumeShare() {
   } catch {
     granted = false;
   }
-  if (granted && myShare().on && !sharer.active) {
+  if (granted && mayResume(myShare(), MY_SOURCE) && !sharer.active) {
     sharer.start();
     showToast(t("Still sharing your location."));
   } else {
@@ -518,24 +578,43 @@ function centerOn(latlng, zoom = map.getZoom()) {
 
 // -- controls ------------------------------------------------------------------------
 
+function setMyShare(until, source) {
+  const me = state.members.get(state.me);
+  if (me) {
+    me.sharing = true;
+    me.sharing_until = until;
+    me.source = source;
+    me.source_name = "";
+  }
+}
+
 function handleShareClick() {
   const share = myShare();
+  const mode = shareMode(sharer.state, share, MY_SOURCE);
   if (sharer.active) {
     sharer.stop();
     renderShare();
-  } else if (share.on) {
-    // Running, but not watched here (another tab, or the permission was not given
-    // after a reload): watch here, the share as it is.
+  } else if (mode === "resume") {
+    // Running from this browser, not watched (the permission was not given after a
+    // reload): watch here, the share as it is.
+    sharer.start();
+  } else if (mode === "elsewhere") {
+    // "Share from here instead": the share, as it is, moves to this browser.
+    sendFrame({ type: "share", until: share.until, take_over: true });
+    setMyShare(share.until, MY_SOURCE);
     sharer.start();
   } else {
     const minutes = elements.shareDuration ? Number(elements.shareDuration.value) : 0;
     const until = minutes > 0 ? Math.round(serverNow() + minutes * 60000) : null;
-    sendFrame({ type: "share", until });
-    const me = state.members.get(state.me);
-    if (me) {
-      me.sharing = true;
-      me.sharing_until = until;
+    if (elements.shareFrom && elements.shareFrom.value === "phones") {
+      // From my phone apps: the first to send becomes the source; nothing from here.
+      sendFrame({ type: "share", until, from: "phones" });
+      setMyShare(until, "device:*");
+      renderShare();
+      return;
     }
+    sendFrame({ type: "share", until });
+    setMyShare(until, MY_SOURCE);
     sharer.start();
   }
 }
@@ -546,6 +625,13 @@ function frameRoom() {
   if (state.userMoved || state.fitted || state.positions.size > 0) return;
   const bounds = placesBounds(places.circles.values());
   if (bounds !== null) map.fitBounds(bounds, { ...fitOptions(), maxZoom: 16 });
+}
+
+// Stop, from any browser of the member: the share ends for everyone.
+function handleShareStop() {
+  if (sharer.active) sharer.stop();
+  else sendFrame({ type: "stop" });
+  renderShare();
 }
 
 // Fit the view to every marker (and my own position); false when there is none.
@@ -684,6 +770,7 @@ function handlePanelResize() {
 }
 
 if (elements.shareToggle) elements.shareToggle.addEventListener("click", handleShareClick);
+if (elements.shareStop) elements.shareStop.addEventListener("click", handleShareStop);
 const watchLinks = config.canShare
   ? new WatchLinks(document.getElementById("watch-links"), {
       url: config.watchLinksUrl,
@@ -725,6 +812,7 @@ window.geoshare = {
   markers: () => markers.describe(),
   sharing: () => (sharer ? sharer.state : "unavailable"),
   share: myShare,
+  browserSource: MY_SOURCE,
   watchLinks: () => watchLinks,
   following: () => state.following,
   userMoved: () => state.userMoved,

@@ -4,8 +4,9 @@
 import { t, tf } from "./format.js";
 
 // A member whose positions keep coming with no page of the room open is sharing from
-// a phone app (or another device): sharing and fresh, and presence says no socket.
-// `device` is the name of the device that sent the latest fix ("" for a browser tab).
+// a phone app (or a browser tab that is still open elsewhere, or just closed): sharing
+// and fresh, and presence says no socket. `device` names the share's source as the
+// marker card does (protocol.js sourceLabel): a device, a browser, "this browser".
 export function statusText(row) {
   const parts = [];
   if (row.online) {
@@ -17,8 +18,8 @@ export function statusText(row) {
         : tf("sharing, %(ago)s", row));
     }
   } else if (row.sharing && !row.stale) {
-    parts.push(row.device ? tf("Sharing from a phone (%(device)s), %(ago)s", row)
-      : tf("Sharing from a phone, %(ago)s", row));
+    parts.push(row.device ? tf("Sharing from %(device)s, %(ago)s", row)
+      : tf("Sharing, %(ago)s", row));
   } else if (row.sharing) {
     parts.push(t("Offline"), tf("stale, last seen %(ago)s", row));
   } else {
