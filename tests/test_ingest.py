@@ -852,7 +852,9 @@ def test_adding_a_device_shows_its_key_and_every_app_once(party):
            "&accuracy={3}&altitude={4}&speed_mps={5}&bearing={6}&batt={11}" in values
     assert f"{base}/ingest/gpslogger/{key}/?lat=%LAT&lon=%LON" in " ".join(values)
     assert page.count('class="copy"') == len(values)
-    assert page.count("<svg") == 3  # OwnTracks, Traccar Client, Overland
+    # OwnTracks, Traccar Client, Overland, and the one-time setup link for the phone.
+    assert page.count("<svg") == 4
+    assert 'id="setup-url"' in page or "/setup/" in page
 
 
 @db_async
