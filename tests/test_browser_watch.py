@@ -37,7 +37,10 @@ TEXT = {
 # and rounding up differ by a minute.
 SHARE_ENDING_SOON = """(room) => new Promise((resolve, reject) => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/ws/rooms/${room}/`);
+    // As this page's own browser (one source per share): its id, as the page sends it.
+    const browser = window.geoshare.browserSource.slice("browser:".length);
+    const ws = new WebSocket(
+        `${scheme}://${location.host}/ws/rooms/${room}/?browser=${browser}`);
     ws.onmessage = (event) => {
         if (JSON.parse(event.data).type !== "snapshot") return;
         const until = Math.round(Date.now() + 14.25 * 60000);
