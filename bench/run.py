@@ -96,6 +96,7 @@ class Fixtures:
         # after django.setup()
         from django.db import transaction
 
+        from maps.domain.sources import device_source
         from maps.models import Member, Share
         from maps.services import member_create, room_create
 
@@ -107,13 +108,19 @@ class Fixtures:
                 )
                 keys = []
                 for m in range(n):
-                    _, key = member_create(room=room, name=f"m{m + 1}", role="member")
+                    member, key = member_create(room=room, name=f"m{m + 1}",
+                                                role="member")
                     keys.append(key)
+                    # The share's source is the device whose key the socket opens with
+                    # (one source per share): its first position claims nothing.
+                    Member.objects.filter(pk=member.pk).update(
+                        share_source=device_source(member.devices.get().pk))
                 out.append([f"/ws/rooms/{room.public_id}/?key={k}" for k in keys])
-            # The members are sharing already, as in a room in use: a member's first
-            # position would otherwise start their share (a write and a room.share
-            # event, once per member), and in a run of a few seconds nearly every
-            # position would be someone's first.
+            # The members are sharing already, as in a room in use, from the device
+            # they connect with: a member's first position would otherwise start or
+            # claim their share (a write and a room.share event, once per member),
+            # and in a run of a few seconds nearly every position would be someone's
+            # first.
             Member.objects.filter(room__name__startswith=f"bench {self.seq}-").update(
                 share=Share.ON)
         return out

@@ -383,7 +383,7 @@ GEOSHARE = {
     # DirectWrite, which reads uvicorn's private state). Off by default: it saved less
     # than 10 % of server CPU or p99 in S1 (docs/benchmarks.md, issue 24), so every frame
     # goes through uvicorn's ASGI send. Read as each socket opens.
-    "DIRECT_WRITE": env_bool("GEOSHARE_DIRECT_WRITE", default=False),
+    "DIRECT_WRITE": env_bool("GEOSHARE_DIRECT_WRITE", default=True),
     # Where `make run` serves, for links printed by commands.
     "PUBLIC_URL": env_str("GEOSHARE_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

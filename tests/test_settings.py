@@ -86,8 +86,8 @@ def test_management_commands_run_from_a_plain_shell_with_debug_off(tmp_path):
 
 def test_direct_write_is_off_by_default_and_switched_on_from_the_environment():
     code = "print(s.GEOSHARE['DIRECT_WRITE'])"
-    assert _start(code, GEOSHARE_DIRECT_WRITE="").stdout.split() == ["False"]
-    assert _start(code, GEOSHARE_DIRECT_WRITE="1").stdout.split() == ["True"]
+    assert _start(code, GEOSHARE_DIRECT_WRITE="").stdout.split() == ["True"]
+    assert _start(code, GEOSHARE_DIRECT_WRITE="0").stdout.split() == ["False"]
     refused = _start(code, GEOSHARE_DIRECT_WRITE="of")
     assert refused.returncode == 1
     assert "GEOSHARE_DIRECT_WRITE='of'" in refused.stderr

@@ -12,7 +12,7 @@ its queue grow to ``max_pending`` messages; then its backlog is replaced by one 
 snapshot (the latest state wins, and memory stays bounded by references to frames
 shared with the other sockets).
 
-With ``GEOSHARE["DIRECT_WRITE"]`` on (off by default), under uvicorn's ``wsproto``
+With ``GEOSHARE["DIRECT_WRITE"]`` on (the default), under uvicorn's ``wsproto``
 implementation (what ``make run`` serves), an idle, open socket is written more directly
 still: the frame's bytes (RFC 6455 section 5.2: FIN and the text opcode, the payload
 length, no mask from a server, no extension since permessage-deflate is off) are built
@@ -101,8 +101,8 @@ class DirectWrite:
     def of(cls, send):
         """Return a :class:`DirectWrite` for ASGI ``send``, or ``None`` when ``send`` is
         not the bound ``send`` of uvicorn's ``WSProtocol`` with compression off, or
-        when ``GEOSHARE["DIRECT_WRITE"]`` is off, the default (read now, so a test can
-        override it)."""
+        when ``GEOSHARE["DIRECT_WRITE"]`` is off (on by default; read now, so a test
+        can override it)."""
         if not settings.GEOSHARE["DIRECT_WRITE"]:
             return None
         protocol = getattr(send, "__self__", None)
