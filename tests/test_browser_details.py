@@ -389,6 +389,26 @@ def test_the_room_opens_on_its_places_and_tells_who_came_and_where(site, open_pa
     problems.assert_none()
 
 
+HOME_AREA = {"latitude": 46.0569, "longitude": 14.5058}
+
+
+@pytest.mark.parametrize(("viewport", "lang"), CASES)
+def test_a_room_without_places_opens_on_the_browsers_own_area(site, open_page, problems,
+                                                               viewport, lang):
+    """No places and nobody sharing: where the browser may already read its location
+    (the permission granted), the map opens there, not on the world; it never asks."""
+    ana = open_page("Ana", viewport=viewport, lang=lang, geolocation=HOME_AREA)
+    room = create_room(ana, site, "Family", "Ana")
+    ana.goto(f"{site.url}/r/{room}/")
+    wait_connected(ana)
+    wait_for_function(ana, """([lat, lon]) => {
+        const map = window.geoshare.map;
+        return map.getZoom() >= 13 && map.getBounds().contains([lat, lon]);
+    }""", arg=[HOME_AREA["latitude"], HOME_AREA["longitude"]])
+    assert ana.evaluate("window.geoshare.sharing()") != "on"  # framed, not shared
+    problems.assert_none()
+
+
 # -- item 15 -----------------------------------------------------------------------------
 
 PLACE_WORDS = {"en": {"tap": "Tap the map where the place is.",

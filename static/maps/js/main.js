@@ -620,11 +620,40 @@ function handleShareClick() {
 }
 
 // Nobody shares yet: frame the room's places rather than the whole world, until a
-// position comes (which fits everyone) or the user moves the map.
+// position comes (which fits everyone) or the user moves the map. A room with no
+// places opens on this browser's own area, where it may already read its location
+// (never asked for here: only when the permission is granted), else on the world.
+let areaTried = false;
+
 function frameRoom() {
   if (state.userMoved || state.fitted || state.positions.size > 0) return;
   const bounds = placesBounds(places.circles.values());
-  if (bounds !== null) map.fitBounds(bounds, { ...fitOptions(), maxZoom: 16 });
+  if (bounds !== null) {
+    map.fitBounds(bounds, { ...fitOptions(), maxZoom: 16 });
+    return;
+  }
+  if (!areaTried) {
+    areaTried = true;
+    frameOwnArea();
+  }
+}
+
+const OWN_AREA_ZOOM = 13;
+
+async function frameOwnArea() {
+  if (!("geolocation" in navigator) || !navigator.permissions) return;
+  try {
+    const status = await navigator.permissions.query({ name: "geolocation" });
+    if (status.state !== "granted") return;
+  } catch {
+    return;
+  }
+  navigator.geolocation.getCurrentPosition((found) => {
+    // Only if nothing framed the map meanwhile (a position, places, the user).
+    if (state.userMoved || state.fitted || state.positions.size > 0
+        || placesBounds(places.circles.values()) !== null) return;
+    map.setView([found.coords.latitude, found.coords.longitude], OWN_AREA_ZOOM);
+  }, () => {}, { maximumAge: 600000, timeout: 10000 });
 }
 
 // Stop, from any browser of the member: the share ends for everyone.
