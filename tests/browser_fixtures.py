@@ -41,9 +41,13 @@ def template_db(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, template_db):
-    # Every test creates rooms from 127.0.0.1: the per-address room limit is raised.
+    # Every test creates rooms and redeems invite, sign-in and setup links from
+    # 127.0.0.1 against this one server: the per-address limits on rooms and on
+    # redemptions (20 a minute, counted for every join) are raised, or a module of a
+    # dozen browser tests that joins in one minute gets 429 (tests/test_privacy.py and
+    # tests/test_trust_limits.py test the limits themselves).
     shared = Site(tmp_path_factory.mktemp("site"), template_db,
-                  GEOSHARE_ROOMS_PER_HOUR=100).start()
+                  GEOSHARE_ROOMS_PER_HOUR=100, GEOSHARE_REDEEM_PER_MIN=1000).start()
     yield shared
     shared.stop()
 
