@@ -177,12 +177,13 @@ def wait_connected(page, timeout=10_000):
 
 
 def create_room(page, site, room_name, owner_name):
-    """Create a room on the home page; return the map page's URL (connected)."""
+    """Create a room on the home page, in whatever language it is; return the map
+    page's URL (connected; :func:`room_id` gives the room's id)."""
     page.goto(site.url + "/")
     form = page.locator("#create-room")
-    form.get_by_label("Room name").fill(room_name)
-    form.get_by_label("Your display name").fill(owner_name)
-    form.get_by_role("button", name="Create room").click()
+    form.locator('input[name="name"]').fill(room_name)
+    form.locator('input[name="your_name"]').fill(owner_name)
+    form.locator('button[type="submit"]').click()
     page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]+/$"))
     wait_connected(page)
     return page.url

@@ -21,6 +21,8 @@ from playwright.sync_api import expect
 from tests.browser_helpers import (
     DESKTOP,
     TILE_PATTERN,
+    create_room,
+    room_id,
     screenshot,
     wait_connected,
     wait_for_function,
@@ -59,18 +61,6 @@ def open_page(chromium, problems):
     yield make
     for context in contexts:
         context.close()
-
-
-def create_room(page, site, room_name, owner_name):
-    """Create a room on the home page, in whatever language it is; return its id."""
-    page.goto(site.url + "/")
-    form = page.locator("#create-room")
-    form.locator('input[name="name"]').fill(room_name)
-    form.locator('input[name="your_name"]').fill(owner_name)
-    form.locator('button[type="submit"]').click()
-    page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]+/$"))
-    wait_connected(page)
-    return page.evaluate("window.geoshare.config.roomId")
 
 
 def join(page, invite_url, name):
@@ -324,7 +314,8 @@ def test_leaflets_texts_and_the_owners_times_follow_the_pages_language(site, ope
     page = open_page("Olga", viewport=viewport, lang="en")
     page.context.add_cookies([{"name": "django_language", "value": "zh-hans",
                                "url": site.url}])
-    room = create_room(page, site, "周末", "Olga")
+    create_room(page, site, "周末", "Olga")
+    room = room_id(page)
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     expect(page.locator(".leaflet-control-zoom-in")).to_have_attribute("title", "放大")
     expect(page.locator(".leaflet-control-zoom-out")).to_have_attribute("title", "缩小")
@@ -355,7 +346,8 @@ def test_the_room_opens_on_its_places_and_tells_who_came_and_where(site, open_pa
                                                                    problems, viewport, lang):
     words = ROOM_WORDS[lang]
     ana = open_page("Ana", viewport=viewport, lang=lang)
-    room = create_room(ana, site, "Family", "Ana")
+    create_room(ana, site, "Family", "Ana")
+    room = room_id(ana)
     invite = ana.locator("#invite-url").input_value()
     add_place(ana, "School", SCHOOL["latitude"], SCHOOL["longitude"], radius=150)
     # Nobody shares yet: the room opens on its places, not on the world.
@@ -398,7 +390,8 @@ def test_a_room_without_places_opens_on_the_browsers_own_area(site, open_page, p
     """No places and nobody sharing: where the browser may already read its location
     (the permission granted), the map opens there, not on the world; it never asks."""
     ana = open_page("Ana", viewport=viewport, lang=lang, geolocation=HOME_AREA)
-    room = create_room(ana, site, "Family", "Ana")
+    create_room(ana, site, "Family", "Ana")
+    room = room_id(ana)
     ana.goto(f"{site.url}/r/{room}/")
     wait_connected(ana)
     wait_for_function(ana, """([lat, lon]) => {

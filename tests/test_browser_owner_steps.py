@@ -16,7 +16,14 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser_helpers import DESKTOP, TILE_PATTERN, screenshot, wait_connected
+from tests.browser_helpers import (
+    DESKTOP,
+    TILE_PATTERN,
+    create_room,
+    room_id,
+    screenshot,
+    wait_connected,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -86,18 +93,6 @@ def owner_page(chromium, problems):
         context.close()
 
 
-def create_room(page, site, room_name, owner_name):
-    """Create a room on the home page, in whatever language it is; return its id."""
-    page.goto(site.url + "/")
-    form = page.locator("#create-room")
-    form.locator('input[name="name"]').fill(room_name)
-    form.locator('input[name="your_name"]').fill(owner_name)
-    form.locator('button[type="submit"]').click()
-    page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]+/$"))
-    wait_connected(page)
-    return page.evaluate("window.geoshare.config.roomId")
-
-
 def join(url, name):
     """Someone opens the invite link ``url`` in a browser of their own and joins as ``name``."""
     with httpx.Client(follow_redirects=False) as browser:
@@ -123,7 +118,8 @@ def test_revoking_keeps_people_and_removing_them_asks_naming_them(
 ):
     words = WORDS[lang]
     page = owner_page(viewport, lang)
-    room = create_room(page, site, f"Family {lang} {viewport['width']}", "Olga")
+    create_room(page, site, f"Family {lang} {viewport['width']}", "Olga")
+    room = room_id(page)
     page.goto(f"{site.url}/r/{room}/manage/")
     form = page.locator("#new-invite")
     form.locator('input[name="invite-label"]').fill("Grandparents")
@@ -173,7 +169,8 @@ def test_retention_0_asks_first_and_the_live_only_map_has_no_history(
 ):
     words = WORDS[lang]
     page = owner_page(viewport, lang)
-    room = create_room(page, site, f"Live {lang} {viewport['width']}", "Olga")
+    create_room(page, site, f"Live {lang} {viewport['width']}", "Olga")
+    room = room_id(page)
     # A phone reports twice; phone positions are stored before the phone is answered.
     page.goto(f"{site.url}/r/{room}/connect/")
     page.locator('#add-device input[name="name"]').fill("Pixel")

@@ -29,30 +29,18 @@ from maps.ingest.common import (
     load_json,
     unknown_if_negative,
 )
+from maps.protocol.events import PositionSource
 
 # EncryptionProvider.kt: KEYBYTES = 32, NONCEBYTES = 24.
 KEY_BYTES = nacl.secret.SecretBox.KEY_SIZE
 
 
-class FriendPosition(Protocol):
-    """What :func:`friend_messages` reads of a stored :class:`~maps.models.Reading`."""
+class FriendPosition(PositionSource, Protocol):
+    """What :func:`friend_messages` reads of a stored :class:`~maps.models.Reading`:
+    a wire position's source, and its device time."""
 
     @property
-    def lat(self) -> float: ...
-    @property
-    def lon(self) -> float: ...
-    @property
     def device_time(self) -> datetime: ...
-    @property
-    def accuracy(self) -> float | None: ...
-    @property
-    def altitude(self) -> float | None: ...
-    @property
-    def speed(self) -> float | None: ...
-    @property
-    def heading(self) -> float | None: ...
-    @property
-    def battery(self) -> float | None: ...
 
 
 #: One parsed message: ``("location", Fix)``, ``("transition", Transition)``,
